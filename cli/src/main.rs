@@ -1,0 +1,2 @@
+//! the conclave command
+fn main() {}

@@ -1,0 +1,1 @@
+//! secure-group core and public API

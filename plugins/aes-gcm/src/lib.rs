@@ -1,0 +1,1 @@
+//! AES-GCM cipher plugin

@@ -1,0 +1,1 @@
+//! stable plugin ABI

@@ -1,0 +1,1 @@
+//! links the built-in plugins
