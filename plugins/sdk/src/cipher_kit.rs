@@ -1,0 +1,500 @@
+//! A complete group cipher over any per-message primitive: the rules every Conclave
+//! cipher keeps, written once.
+//!
+//! # Construction
+//!
+//! For every epoch `e` the host installs a group key `K_e`. Each sender `s` of the group
+//! gets its own key, derived on first use:
+//!
+//! ```text
+//! K_{e,s} = HKDF(kdf, salt = "conclave/group-cipher/v1",
+//!                ikm  = K_e,
+//!                info = algorithm || 0x00 || group || 0x00 || e (u64 BE) || s)
+//! ```
+//!
+//! A sender numbers its messages `0, 1, 2, ...` within an epoch; the nonce of an AEAD is
+//! the sequence number, big-endian, right-aligned in a zero nonce. Since no two senders or
+//! epochs share a key and no sender repeats a number, no (key, nonce) pair is ever used
+//! twice, across senders and epochs, without any coordination.
+//!
+//! # Sealed format (version 1)
+//!
+//! ```text
+//! +---------+-----------------+--------------------+----------------------------+
+//! | 0x01    | epoch (u64, BE) | sequence (u64, BE) | body (per-message cipher)  |
+//! +---------+-----------------+--------------------+----------------------------+
+//! ```
+//!
+//! The 17-byte header and the host's `aad` are both authenticated.
+//!
+//! # Receiving
+//!
+//! A message is refused, without changing any state, when it is shorter than a header and
+//! the cipher's overhead (`MALFORMED`), names an epoch without a key (`UNKNOWN_EPOCH`),
+//! repeats a sequence number already opened (`REPLAYED`), falls below the replay window
+//! of [`REPLAY_WINDOW`] numbers (`TOO_OLD`), or fails authentication
+//! (`AUTHENTICATION_FAILED`). Keys are wiped on [`GroupCipherImpl::retire_key`] and drop.
+
+use std::collections::{BTreeMap, HashMap};
+
+use conclave_plugin_api::{
+    ErrorCode, PluginError, SecretBytes, cipher::CipherConfig, cipher::OpenedMessage,
+};
+
+use crate::{
+    host::{Aead, Provider},
+    implement::GroupCipherImpl,
+};
+
+type Result<T> = std::result::Result<T, PluginError>;
+
+/// Version byte of the sealed format.
+pub const FORMAT_VERSION: u8 = 1;
+/// Length of the sealed header: version, epoch, sequence.
+pub const HEADER_LEN: usize = 17;
+/// How many sequence numbers below the highest seen are still accepted (once each).
+pub const REPLAY_WINDOW: u64 = 128;
+const KDF_SALT: &[u8] = b"conclave/group-cipher/v1";
+
+/// Protects the messages of one sender in one epoch, given the sequence number.
+pub trait SenderCipher: Send {
+    /// Encrypts and authenticates `plaintext` and `aad` as message number `sequence`.
+    fn seal(&mut self, sequence: u64, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>>;
+    /// Verifies and decrypts message number `sequence`.
+    fn open(&mut self, sequence: u64, aad: &[u8], body: &[u8]) -> Result<SecretBytes>;
+}
+
+/// Makes [`SenderCipher`]s from per-sender keys.
+pub trait SenderCipherFactory: Send {
+    /// Length of the per-sender key to derive.
+    fn sender_key_len(&self) -> usize;
+    /// Bytes that sealing adds to a plaintext (excluding the 17-byte header).
+    fn overhead(&self) -> usize;
+    /// The smallest valid body (a body shorter than this is `MALFORMED`).
+    fn min_body_len(&self) -> usize {
+        self.overhead()
+    }
+    /// A cipher for one sender's key.
+    fn new_sender(&self, provider: &Provider, key: &[u8]) -> Result<Box<dyn SenderCipher>>;
+}
+
+/// A provider AEAD with sequence-number nonces.
+#[derive(Debug, Clone)]
+pub struct ProviderAead {
+    name: String,
+    key_len: usize,
+    nonce_len: usize,
+    tag_len: usize,
+}
+
+impl ProviderAead {
+    /// Checks that `provider` offers AEAD `name` with keys of `key_len` bytes, and learns
+    /// its nonce and tag lengths.
+    pub fn new(provider: &Provider, name: &str, key_len: usize) -> Result<Self> {
+        let probe = provider.aead(name, &vec![0u8; key_len])?;
+        let (nonce_len, tag_len) = (probe.nonce_len(), probe.tag_len());
+        if nonce_len < 8 {
+            return Err(PluginError::new(
+                ErrorCode::UNSUPPORTED,
+                format!("AEAD {name}: a {nonce_len}-byte nonce cannot hold a sequence number"),
+            ));
+        }
+        Ok(Self {
+            name: name.to_string(),
+            key_len,
+            nonce_len,
+            tag_len,
+        })
+    }
+}
+
+struct CounterNonceAead {
+    aead: Aead,
+    nonce: Vec<u8>,
+}
+
+impl CounterNonceAead {
+    fn nonce(&mut self, sequence: u64) -> &[u8] {
+        let n = self.nonce.len();
+        self.nonce[n - 8..].copy_from_slice(&sequence.to_be_bytes());
+        &self.nonce
+    }
+}
+
+impl SenderCipher for CounterNonceAead {
+    fn seal(&mut self, sequence: u64, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.nonce(sequence);
+        self.aead.seal(&self.nonce, aad, plaintext)
+    }
+    fn open(&mut self, sequence: u64, aad: &[u8], body: &[u8]) -> Result<SecretBytes> {
+        self.nonce(sequence);
+        self.aead.open(&self.nonce, aad, body)
+    }
+}
+
+impl SenderCipherFactory for ProviderAead {
+    fn sender_key_len(&self) -> usize {
+        self.key_len
+    }
+    fn overhead(&self) -> usize {
+        self.tag_len
+    }
+    fn new_sender(&self, provider: &Provider, key: &[u8]) -> Result<Box<dyn SenderCipher>> {
+        Ok(Box::new(CounterNonceAead {
+            aead: provider.aead(&self.name, key)?,
+            nonce: vec![0; self.nonce_len],
+        }))
+    }
+}
+
+/// Usage limits per sender key; past them, sealing fails with `KEY_EXHAUSTED` and the
+/// group must rekey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum messages a sender seals under one key.
+    pub max_messages: u64,
+    /// Maximum plaintext bytes a sender seals under one key.
+    pub max_bytes: u64,
+}
+
+impl Limits {
+    /// No practical limit beyond the 64-bit sequence number.
+    pub const UNLIMITED: Limits = Limits {
+        max_messages: u64::MAX,
+        max_bytes: u64::MAX,
+    };
+}
+
+/// A sliding replay window over sequence numbers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayWindow {
+    /// Highest sequence number accepted, if any.
+    highest: Option<u64>,
+    /// Bit `i` set: `highest - i` was accepted.
+    seen: u128,
+}
+
+impl ReplayWindow {
+    /// Checks `sequence` without recording it.
+    pub fn check(&self, sequence: u64) -> Result<()> {
+        let Some(highest) = self.highest else {
+            return Ok(());
+        };
+        if sequence > highest {
+            return Ok(());
+        }
+        let age = highest - sequence;
+        if age >= REPLAY_WINDOW {
+            return Err(PluginError::new(
+                ErrorCode::TOO_OLD,
+                format!("sequence {sequence} is older than the replay window (highest {highest})"),
+            ));
+        }
+        if self.seen & (1u128 << age) != 0 {
+            return Err(PluginError::new(
+                ErrorCode::REPLAYED,
+                format!("sequence {sequence} was already received"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records `sequence` (which [`ReplayWindow::check`] accepted).
+    pub fn record(&mut self, sequence: u64) {
+        match self.highest {
+            None => {
+                self.highest = Some(sequence);
+                self.seen = 1;
+            }
+            Some(highest) if sequence > highest => {
+                let shift = sequence - highest;
+                self.seen = if shift >= 128 { 0 } else { self.seen << shift };
+                self.seen |= 1;
+                self.highest = Some(sequence);
+            }
+            Some(highest) => self.seen |= 1u128 << (highest - sequence),
+        }
+    }
+}
+
+struct SendState {
+    cipher: Box<dyn SenderCipher>,
+    next: u64,
+    bytes: u64,
+}
+
+struct PeerState {
+    cipher: Box<dyn SenderCipher>,
+    window: ReplayWindow,
+}
+
+struct EpochState {
+    key: SecretBytes,
+    send: Option<SendState>,
+    peers: HashMap<String, PeerState>,
+}
+
+/// The generic group cipher. A plugin supplies its name, key length, KDF and
+/// [`SenderCipherFactory`]; see the module documentation for the construction.
+pub struct KitCipher {
+    algorithm: String,
+    key_len: usize,
+    kdf: String,
+    group: String,
+    local: String,
+    provider: Provider,
+    factory: Box<dyn SenderCipherFactory>,
+    limits: Limits,
+    epochs: BTreeMap<u64, EpochState>,
+}
+
+impl KitCipher {
+    /// A cipher for the member and group of `config`.
+    ///
+    /// `key_len` is the length of the group key the host installs; `kdf` a KDF name the
+    /// provider offers (`hkdf-sha256`).
+    pub fn new(
+        config: &CipherConfig,
+        key_len: usize,
+        kdf: &str,
+        factory: Box<dyn SenderCipherFactory>,
+        limits: Limits,
+    ) -> Result<Self> {
+        let provider = Provider::from_abi(conclave_plugin_api::provider::share_provider(
+            &config.provider,
+        ));
+        // Fail now, not at the first message, if the provider lacks the KDF.
+        provider.hkdf(kdf, b"", &[0; 32], b"", factory.sender_key_len())?;
+        Ok(Self {
+            algorithm: config.algorithm.to_string(),
+            key_len,
+            kdf: kdf.to_string(),
+            group: config.group.to_string(),
+            local: config.local_member.to_string(),
+            provider,
+            factory,
+            limits,
+            epochs: BTreeMap::new(),
+        })
+    }
+
+    fn sender_key(&self, epoch_key: &SecretBytes, epoch: u64, sender: &str) -> Result<SecretBytes> {
+        let mut info = Vec::with_capacity(self.algorithm.len() + self.group.len() + sender.len() + 10);
+        info.extend_from_slice(self.algorithm.as_bytes());
+        info.push(0);
+        info.extend_from_slice(self.group.as_bytes());
+        info.push(0);
+        info.extend_from_slice(&epoch.to_be_bytes());
+        info.extend_from_slice(sender.as_bytes());
+        self.provider.hkdf(
+            &self.kdf,
+            KDF_SALT,
+            epoch_key.expose(),
+            &info,
+            self.factory.sender_key_len(),
+        )
+    }
+
+    fn header(epoch: u64, sequence: u64) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0] = FORMAT_VERSION;
+        h[1..9].copy_from_slice(&epoch.to_be_bytes());
+        h[9..17].copy_from_slice(&sequence.to_be_bytes());
+        h
+    }
+
+    fn full_aad(header: &[u8], aad: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(header.len() + aad.len());
+        v.extend_from_slice(header);
+        v.extend_from_slice(aad);
+        v
+    }
+}
+
+impl GroupCipherImpl for KitCipher {
+    fn algorithm(&self) -> String {
+        self.algorithm.clone()
+    }
+
+    fn key_len(&self) -> usize {
+        self.key_len
+    }
+
+    fn overhead(&self) -> usize {
+        HEADER_LEN + self.factory.overhead()
+    }
+
+    fn install_key(&mut self, epoch: u64, key: &[u8]) -> Result<()> {
+        if key.len() != self.key_len {
+            return Err(PluginError::invalid_argument(format!(
+                "{}: group key must be {} bytes, got {}",
+                self.algorithm,
+                self.key_len,
+                key.len()
+            )));
+        }
+        if self.epochs.contains_key(&epoch) {
+            return Err(PluginError::invalid_argument(format!(
+                "a key for epoch {epoch} is already installed"
+            )));
+        }
+        self.epochs.insert(
+            epoch,
+            EpochState {
+                key: SecretBytes::copy_from(key),
+                send: None,
+                peers: HashMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn retire_key(&mut self, epoch: u64) -> bool {
+        self.epochs.remove(&epoch).is_some()
+    }
+
+    fn seal(&mut self, epoch: u64, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        let limits = self.limits;
+        let state = self.epochs.get(&epoch).ok_or_else(|| {
+            PluginError::new(ErrorCode::NO_KEY, format!("no key installed for epoch {epoch}"))
+        })?;
+        if state.send.is_none() {
+            let key = self.sender_key(&state.key, epoch, &self.local)?;
+            let cipher = self.factory.new_sender(&self.provider, key.expose())?;
+            // The state exists: it was found above and nothing removed it since.
+            if let Some(state) = self.epochs.get_mut(&epoch) {
+                state.send = Some(SendState {
+                    cipher,
+                    next: 0,
+                    bytes: 0,
+                });
+            }
+        }
+        let send = self
+            .epochs
+            .get_mut(&epoch)
+            .and_then(|s| s.send.as_mut())
+            .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "send state vanished"))?;
+        let len = plaintext.len() as u64;
+        if send.next >= limits.max_messages
+            || send.next == u64::MAX
+            || send.bytes.saturating_add(len) > limits.max_bytes
+        {
+            return Err(PluginError::new(
+                ErrorCode::KEY_EXHAUSTED,
+                format!(
+                    "epoch {epoch}: this sender's key has sealed {} messages and {} bytes; rekey",
+                    send.next, send.bytes
+                ),
+            ));
+        }
+        let sequence = send.next;
+        let header = Self::header(epoch, sequence);
+        let body = send
+            .cipher
+            .seal(sequence, &Self::full_aad(&header, aad), plaintext)?;
+        send.next += 1;
+        send.bytes += len;
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    fn open(&mut self, sender: &str, aad: &[u8], sealed: &[u8]) -> Result<OpenedMessage> {
+        if sealed.len() < HEADER_LEN + self.factory.min_body_len() {
+            return Err(PluginError::new(
+                ErrorCode::MALFORMED,
+                format!("sealed message of {} bytes is truncated", sealed.len()),
+            ));
+        }
+        if sealed[0] != FORMAT_VERSION {
+            return Err(PluginError::new(
+                ErrorCode::MALFORMED,
+                format!("unknown sealed-format version {}", sealed[0]),
+            ));
+        }
+        let (header, body) = sealed.split_at(HEADER_LEN);
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&header[1..9]);
+        let epoch = u64::from_be_bytes(word);
+        word.copy_from_slice(&header[9..17]);
+        let sequence = u64::from_be_bytes(word);
+
+        let state = self.epochs.get(&epoch).ok_or_else(|| {
+            PluginError::new(
+                ErrorCode::UNKNOWN_EPOCH,
+                format!("no key for epoch {epoch} (sender {sender})"),
+            )
+        })?;
+        // A new sender's state is built aside and kept only if the message authenticates.
+        let mut fresh = None;
+        if !state.peers.contains_key(sender) {
+            let key = self.sender_key(&state.key, epoch, sender)?;
+            fresh = Some(PeerState {
+                cipher: self.factory.new_sender(&self.provider, key.expose())?,
+                window: ReplayWindow::default(),
+            });
+        }
+        let state = self
+            .epochs
+            .get_mut(&epoch)
+            .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "epoch state vanished"))?;
+        let aad = Self::full_aad(header, aad);
+        let plaintext = match state.peers.get_mut(sender) {
+            Some(peer) => {
+                peer.window.check(sequence)?;
+                let pt = peer.cipher.open(sequence, &aad, body)?;
+                peer.window.record(sequence);
+                pt
+            }
+            None => {
+                let mut peer = fresh
+                    .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "peer state vanished"))?;
+                let pt = peer.cipher.open(sequence, &aad, body)?;
+                peer.window.record(sequence);
+                state.peers.insert(sender.to_string(), peer);
+                pt
+            }
+        };
+        Ok(OpenedMessage {
+            epoch,
+            sequence,
+            plaintext: plaintext.into_exposed(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_accepts_each_number_once() {
+        let mut w = ReplayWindow::default();
+        for s in [5u64, 3, 4, 10, 6] {
+            w.check(s).unwrap();
+            w.record(s);
+        }
+        for s in [5u64, 3, 4, 10, 6] {
+            assert_eq!(w.check(s).unwrap_err().code, ErrorCode::REPLAYED);
+        }
+        w.check(7).unwrap();
+        w.check(11).unwrap();
+    }
+
+    #[test]
+    fn window_refuses_too_old() {
+        let mut w = ReplayWindow::default();
+        w.record(1000);
+        assert_eq!(
+            w.check(1000 - REPLAY_WINDOW).unwrap_err().code,
+            ErrorCode::TOO_OLD
+        );
+        w.check(1000 - REPLAY_WINDOW + 1).unwrap();
+        // A jump wider than the window forgets everything below it.
+        w.record(5000);
+        assert_eq!(w.check(1000).unwrap_err().code, ErrorCode::TOO_OLD);
+        w.check(4999).unwrap();
+    }
+}
