@@ -19,6 +19,7 @@ pub mod cipher_kit;
 pub mod counters;
 #[doc(hidden)]
 pub mod export;
+pub mod groups;
 pub mod guard;
 pub mod host;
 pub mod implement;

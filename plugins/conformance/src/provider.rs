@@ -1,0 +1,326 @@
+//! Provider checks: known answers for every primitive offered, and DH algebra and
+//! element validation for every group offered.
+
+use conclave_plugin_sdk::{
+    AlgorithmClass, ErrorCode, PluginError,
+    groups::safe_prime_hex,
+    host::{DhGroup, Provider},
+};
+
+use crate::{
+    Report, ensure,
+    vectors::{standards, unhex},
+};
+
+/// Every provider check.
+pub fn all(p: &Provider) -> Report {
+    let mut r = known_answers(p);
+    r.merge(dh_algebra(p));
+    r.merge(misuse(p));
+    r
+}
+
+fn offers(p: &Provider, class: AlgorithmClass, name: &str) -> bool {
+    p.algorithms()
+        .iter()
+        .any(|a| a.class == class && a.name.as_str() == name)
+}
+
+fn err(e: PluginError) -> String {
+    e.to_string()
+}
+
+fn expect_code<T>(r: Result<T, PluginError>, code: ErrorCode) -> Result<(), String> {
+    match r {
+        Ok(_) => Err(format!("accepted; expected error {code}")),
+        Err(e) if e.code == code => Ok(()),
+        Err(e) => Err(format!("expected {code}, got {e}")),
+    }
+}
+
+/// Known-answer tests from the standards, for every algorithm the provider offers.
+pub fn known_answers(p: &Provider) -> Report {
+    let mut r = Report::default();
+    let v = standards();
+    for t in &v.aead {
+        let name = format!("KAT {} {}", t.algorithm, t.source);
+        if !offers(p, AlgorithmClass::Aead, &t.algorithm) {
+            r.skip(name);
+            continue;
+        }
+        r.check(name, (|| {
+            let mut a = p.aead(&t.algorithm, &unhex(&t.key)).map_err(err)?;
+            let mut expected = unhex(&t.ciphertext);
+            expected.extend(unhex(&t.tag));
+            let sealed = a
+                .seal(&unhex(&t.nonce), &unhex(&t.aad), &unhex(&t.plaintext))
+                .map_err(err)?;
+            ensure(sealed == expected, || format!("sealed {}", hex::encode(&sealed)))?;
+            let opened = a.open(&unhex(&t.nonce), &unhex(&t.aad), &expected).map_err(err)?;
+            ensure(opened.expose() == unhex(&t.plaintext), || "open mismatch".into())?;
+            let mut forged = expected.clone();
+            let last = forged.len() - 1;
+            forged[last] ^= 1;
+            expect_code(
+                a.open(&unhex(&t.nonce), &unhex(&t.aad), &forged),
+                ErrorCode::AUTHENTICATION_FAILED,
+            )
+        })());
+    }
+    for t in &v.block {
+        let name = format!("KAT {} {} {}", t.algorithm, t.mode, t.source);
+        if !offers(p, AlgorithmClass::BlockCipher, &t.algorithm) {
+            r.skip(name);
+            continue;
+        }
+        r.check(name, (|| {
+            let mut b = p.block_cipher(&t.algorithm, &unhex(&t.key)).map_err(err)?;
+            let (pt, ct, iv) = (unhex(&t.plaintext), unhex(&t.ciphertext), unhex(&t.iv));
+            let (enc, dec) = if t.mode == "ecb" {
+                (b.encrypt_ecb(&pt).map_err(err)?, b.decrypt_ecb(&ct).map_err(err)?)
+            } else {
+                (
+                    b.encrypt_cbc(&iv, &pt).map_err(err)?,
+                    b.decrypt_cbc(&iv, &ct).map_err(err)?,
+                )
+            };
+            ensure(enc == ct, || format!("encrypted {}", hex::encode(&enc)))?;
+            ensure(dec.expose() == pt, || "decrypt mismatch".into())
+        })());
+    }
+    for t in &v.hash {
+        let name = format!("KAT {} {}", t.algorithm, t.source);
+        if !offers(p, AlgorithmClass::Hash, &t.algorithm) {
+            r.skip(name);
+            continue;
+        }
+        r.check(name, (|| {
+            let m = unhex(&t.message);
+            let whole = p.hash(&t.algorithm, &[&m]).map_err(err)?;
+            ensure(whole == unhex(&t.digest), || format!("digest {}", hex::encode(&whole)))?;
+            let (a, b) = m.split_at(m.len() / 2);
+            let parts = p.hash(&t.algorithm, &[a, b]).map_err(err)?;
+            ensure(parts == whole, || "digest of parts differs".into())
+        })());
+    }
+    for t in &v.mac {
+        let name = format!("KAT {} {}", t.algorithm, t.source);
+        if !offers(p, AlgorithmClass::Mac, &t.algorithm) {
+            r.skip(name);
+            continue;
+        }
+        r.check(name, (|| {
+            let mut m = p.mac(&t.algorithm, &unhex(&t.key)).map_err(err)?;
+            let msg = unhex(&t.message);
+            let tag = m.compute(&[&msg]).map_err(err)?;
+            ensure(tag == unhex(&t.tag), || format!("tag {}", hex::encode(&tag)))?;
+            m.verify(&[&msg[..3], &msg[3..]], &tag).map_err(err)?;
+            let mut bad = tag.clone();
+            bad[0] ^= 0x80;
+            expect_code(m.verify(&[&msg], &bad), ErrorCode::AUTHENTICATION_FAILED)
+        })());
+    }
+    for t in &v.kdf {
+        let name = format!("KAT {} {}", t.algorithm, t.source);
+        if !offers(p, AlgorithmClass::Kdf, &t.algorithm) {
+            r.skip(name);
+            continue;
+        }
+        r.check(name, (|| {
+            let okm = p
+                .hkdf(&t.algorithm, &unhex(&t.salt), &unhex(&t.ikm), &unhex(&t.info), t.length)
+                .map_err(err)?;
+            ensure(okm.expose() == unhex(&t.okm), || {
+                format!("okm {}", hex::encode(okm.expose()))
+            })
+        })());
+    }
+    for t in &v.signature {
+        let name = format!("KAT {} {}", t.algorithm, t.source);
+        if !offers(p, AlgorithmClass::Signature, &t.algorithm) {
+            r.skip(name);
+            continue;
+        }
+        r.check(name, (|| {
+            let s = p.signer(&t.algorithm, &unhex(&t.secret_key)).map_err(err)?;
+            ensure(s.public_key() == unhex(&t.public_key), || "public key mismatch".into())?;
+            let msg = unhex(&t.message);
+            let sig = s.sign(&msg).map_err(err)?;
+            ensure(sig == unhex(&t.signature), || format!("signature {}", hex::encode(&sig)))?;
+            p.verify(&t.algorithm, &unhex(&t.public_key), &msg, &sig)
+                .map_err(err)?;
+            let mut bad = sig.clone();
+            bad[5] ^= 1;
+            expect_code(
+                p.verify(&t.algorithm, &unhex(&t.public_key), &msg, &bad),
+                ErrorCode::BAD_SIGNATURE,
+            )?;
+            let mut other = msg.clone();
+            other.push(0);
+            expect_code(
+                p.verify(&t.algorithm, &unhex(&t.public_key), &other, &sig),
+                ErrorCode::BAD_SIGNATURE,
+            )
+        })());
+    }
+    r
+}
+
+/// Byte strings that are not valid elements of the group named `name`, each with a label.
+pub fn invalid_elements(group: &DhGroup, name: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let len = group.element_len();
+    let mut v = vec![
+        ("too short", vec![1u8; len.saturating_sub(1)]),
+        ("too long", vec![1u8; len + 1]),
+        ("empty", Vec::new()),
+    ];
+    if let Some(p_hex) = safe_prime_hex(name) {
+        let p = hex::decode(p_hex).unwrap_or_default();
+        let minus = |k: u8| {
+            let mut x = p.clone();
+            // p ends in 0xff..., so subtracting a small k never borrows.
+            let last = x.len() - 1;
+            x[last] -= k;
+            x
+        };
+        let mut one = vec![0u8; len];
+        one[len - 1] = 1;
+        v.extend([
+            ("zero", vec![0u8; len]),
+            ("identity 1", one),
+            ("p-1 (order 2)", minus(1)),
+            ("p-2 (outside the order-q subgroup)", minus(2)),
+            ("p", p.clone()),
+            ("all ones (above p)", vec![0xff; len]),
+        ]);
+    } else if name == "ristretto255" {
+        v.extend([
+            ("identity", vec![0u8; 32]),
+            ("non-canonical", vec![0xff; 32]),
+            ("negative field element", {
+                let mut x = vec![0u8; 32];
+                x[0] = 1;
+                x
+            }),
+        ]);
+    }
+    v
+}
+
+/// DH algebra and validation for every DH group the provider offers.
+pub fn dh_algebra(p: &Provider) -> Report {
+    let mut r = Report::default();
+    let groups: Vec<String> = p
+        .algorithms()
+        .into_iter()
+        .filter(|a| a.class == AlgorithmClass::DhGroup)
+        .map(|a| a.name.to_string())
+        .collect();
+    if groups.is_empty() {
+        r.skip("DH algebra: no DH group offered");
+    }
+    for name in groups {
+        let g = match p.dh_group(&name) {
+            Ok(g) => g,
+            Err(e) => {
+                r.check(format!("DH {name}: construct"), Err(err(e)));
+                continue;
+            }
+        };
+        r.check(format!("DH {name}: name"), ensure(g.name() == name, || g.name()));
+        r.check(format!("DH {name}: g^(ab) = (g^a)^b = (g^b)^a"), (|| {
+            let (a, b) = (g.random_scalar().map_err(err)?, g.random_scalar().map_err(err)?);
+            let ga = g.exp_generator(a.expose()).map_err(err)?;
+            let gb = g.exp_generator(b.expose()).map_err(err)?;
+            g.validate_element(&ga).map_err(err)?;
+            g.validate_element(&gb).map_err(err)?;
+            let gab = g.exp(&ga, b.expose()).map_err(err)?;
+            let gba = g.exp(&gb, a.expose()).map_err(err)?;
+            ensure(gab == gba, || "g^ab != g^ba".into())?;
+            let ab = g.mul_scalars(a.expose(), b.expose()).map_err(err)?;
+            let direct = g.exp_generator(ab.expose()).map_err(err)?;
+            ensure(direct == gab.expose(), || "g^(a*b) != (g^a)^b".into())?;
+            let via_exp = g.exp(&g.generator(), a.expose()).map_err(err)?;
+            ensure(via_exp.expose() == ga, || "exp(g, a) != exp_generator(a)".into())
+        })());
+        r.check(format!("DH {name}: (x^a)^(a^-1) = x"), (|| {
+            let (a, c) = (g.random_scalar().map_err(err)?, g.random_scalar().map_err(err)?);
+            let x = g.exp_generator(c.expose()).map_err(err)?;
+            let xa = g.exp(&x, a.expose()).map_err(err)?;
+            let inv = g.invert_scalar(a.expose()).map_err(err)?;
+            let back = g.exp(xa.expose(), inv.expose()).map_err(err)?;
+            ensure(back.expose() == x, || "inverse exponent does not undo".into())?;
+            let one = g.mul_scalars(a.expose(), inv.expose()).map_err(err)?;
+            let g1 = g.exp_generator(one.expose()).map_err(err)?;
+            ensure(g1 == g.generator(), || "a * a^-1 != 1".into())
+        })());
+        r.check(format!("DH {name}: counts exponentiations"), (|| {
+            let before = p.counters().exponentiations;
+            let a = g.random_scalar().map_err(err)?;
+            let ga = g.exp_generator(a.expose()).map_err(err)?;
+            g.exp(&ga, a.expose()).map_err(err)?;
+            let after = p.counters().exponentiations;
+            ensure(after >= before + 2, || format!("{before} -> {after}"))
+        })());
+        for (label, bad) in invalid_elements(&g, &name) {
+            r.check(
+                format!("DH {name}: refuses element {label}"),
+                expect_code(g.validate_element(&bad), ErrorCode::INVALID_ELEMENT),
+            );
+        }
+        r.check(format!("DH {name}: refuses the zero scalar"), {
+            let zero = vec![0u8; g.scalar_len()];
+            expect_code(g.exp_generator(&zero), ErrorCode::INVALID_SCALAR)
+        });
+        r.check(format!("DH {name}: random scalars differ"), (|| {
+            let (a, b) = (g.random_scalar().map_err(err)?, g.random_scalar().map_err(err)?);
+            ensure(a != b, || "two random scalars are equal".into())
+        })());
+    }
+    r
+}
+
+/// Wrong names, key lengths and nonce lengths get typed errors, not panics.
+pub fn misuse(p: &Provider) -> Report {
+    let mut r = Report::default();
+    r.check(
+        "unknown DH group is unsupported",
+        expect_code(p.dh_group("no-such-group"), ErrorCode::UNSUPPORTED),
+    );
+    r.check(
+        "unknown AEAD is unsupported",
+        expect_code(p.aead("no-such-aead", &[0; 32]), ErrorCode::UNSUPPORTED),
+    );
+    r.check(
+        "unknown hash is unsupported",
+        expect_code(p.hash("no-such-hash", &[b"x"]), ErrorCode::UNSUPPORTED),
+    );
+    for a in p.algorithms() {
+        if a.class == AlgorithmClass::Aead {
+            let name = a.name.to_string();
+            r.check(
+                format!("{name}: wrong key length refused"),
+                expect_code(p.aead(&name, &[0; 7]), ErrorCode::INVALID_ARGUMENT),
+            );
+            if let Ok(mut aead) = p.aead(&name, &vec![0; if name.contains("128") { 16 } else { 32 }])
+            {
+                r.check(
+                    format!("{name}: wrong nonce length refused"),
+                    expect_code(aead.seal(&[0; 3], b"", b"x"), ErrorCode::INVALID_ARGUMENT),
+                );
+                r.check(
+                    format!("{name}: truncated ciphertext refused"),
+                    expect_code(
+                        aead.open(&vec![0; aead.nonce_len()], b"", &[0; 3]),
+                        ErrorCode::AUTHENTICATION_FAILED,
+                    ),
+                );
+            }
+        }
+    }
+    r.check("random bytes have the asked length", (|| {
+        let b = p.random_bytes(33).map_err(err)?;
+        ensure(b.len() == 33, || format!("{} bytes", b.len()))
+    })());
+    r
+}
