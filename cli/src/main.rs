@@ -1,2 +1,47 @@
-//! the conclave command
-fn main() {}
+//! `conclave`: the command-line front end of the Conclave toolkit.
+
+mod plugins;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Secure group communication with pluggable key agreement and ciphers.
+#[derive(Debug, Parser)]
+#[command(name = "conclave", version, about, propagate_version = true)]
+struct Cli {
+    /// Log filter (tracing EnvFilter syntax); also read from CONCLAVE_LOG.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, inspect and check plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+}
+
+fn init_logging(filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = filter
+        .map(EnvFilter::new)
+        .or_else(|| EnvFilter::try_from_env("CONCLAVE_LOG").ok())
+        .unwrap_or_else(|| EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log.as_deref());
+    conclave_builtins::link();
+    match cli.command {
+        Command::Plugins(cmd) => plugins::run(cmd),
+    }
+}

@@ -1,0 +1,586 @@
+//! The registry of loaded plugins, and the loader of shared libraries.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    fs::File,
+    io::{self, Read},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use abi_stable::library::{LibraryError, lib_header_from_path};
+use conclave_plugin_sdk::api::{
+    ABI_VERSION, ABI_VERSION_MAJOR, ABI_VERSION_MINOR, BuiltinPlugin, Options, PluginKind,
+    PluginMetadata, PluginModuleRef, ProviderConfig, cipher::CipherConfig,
+    key_agreement::KeyAgreementConfig,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::error::{LoadError, Writable};
+use crate::{Cipher, KeyAgreement, Provider};
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Compiled into the host.
+    BuiltIn,
+    /// Loaded from a shared library.
+    Library(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::BuiltIn => f.write_str("built-in"),
+            Origin::Library(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A SHA-256 pin for a plugin file, written `sha256:<64 hex digits>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256Pin(pub [u8; 32]);
+
+impl FromStr for Sha256Pin {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex_part = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| format!("pin {s:?} must start with \"sha256:\""))?;
+        let bytes = hex::decode(hex_part).map_err(|e| format!("pin {s:?}: {e}"))?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| format!("pin {s:?}: a SHA-256 digest has 64 hex digits"))?;
+        Ok(Sha256Pin(arr))
+    }
+}
+
+impl fmt::Display for Sha256Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha256Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// One algorithm a plugin offers, for listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlgorithmInfo {
+    /// Its class (`dh-group`, `aead`, `cipher`, ...).
+    pub class: &'static str,
+    /// Its name.
+    pub name: String,
+}
+
+/// A plugin's metadata, in plain Rust types.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginInfo {
+    /// Unique name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// Its kind (`provider`, `cipher`, `key-agreement`).
+    pub kind: &'static str,
+    /// The ABI version it was built against.
+    pub abi_version: String,
+    /// One line of description.
+    pub description: String,
+    /// `built-in` or the library's path.
+    pub origin: String,
+    /// The library's SHA-256 (`sha256:...`), for pinning; none for built-ins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The algorithms it offers.
+    pub algorithms: Vec<AlgorithmInfo>,
+}
+
+/// A plugin in the registry.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    info: PluginInfo,
+    kind: PluginKind,
+    origin: Origin,
+    module: PluginModuleRef,
+}
+
+impl fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    /// Its metadata.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    /// Where it came from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Its root module.
+    pub fn module(&self) -> PluginModuleRef {
+        self.module
+    }
+
+    /// Whether it offers `algorithm` (of any class).
+    pub fn offers(&self, algorithm: &str) -> bool {
+        self.info.algorithms.iter().any(|a| a.name == algorithm)
+    }
+
+    fn expect_kind(&self, kind: PluginKind) -> Result<(), LoadError> {
+        if self.kind == kind {
+            Ok(())
+        } else {
+            Err(LoadError::WrongKind {
+                name: self.info.name.clone(),
+                expected: kind.as_str(),
+                actual: self.kind.as_str(),
+            })
+        }
+    }
+
+    /// A new instance of this provider plugin.
+    pub fn new_provider(&self, options: Options) -> Result<Provider, LoadError> {
+        self.expect_kind(PluginKind::Provider)?;
+        let ctor = self.module.new_provider().ok_or_else(|| self.missing_ctor())?;
+        ctor(&ProviderConfig { options })
+            .into_result()
+            .map(Provider::from_abi)
+            .map_err(|source| self.instantiate_error(source))
+    }
+
+    /// A new instance of this cipher plugin.
+    pub fn new_cipher(&self, config: &CipherConfig) -> Result<Cipher, LoadError> {
+        self.expect_kind(PluginKind::Cipher)?;
+        let ctor = self.module.new_cipher().ok_or_else(|| self.missing_ctor())?;
+        ctor(config)
+            .into_result()
+            .map(Cipher::from_abi)
+            .map_err(|source| self.instantiate_error(source))
+    }
+
+    /// A new instance of this key-agreement plugin.
+    pub fn new_key_agreement(&self, config: &KeyAgreementConfig) -> Result<KeyAgreement, LoadError> {
+        self.expect_kind(PluginKind::KeyAgreement)?;
+        let ctor = self
+            .module
+            .new_key_agreement()
+            .ok_or_else(|| self.missing_ctor())?;
+        ctor(config)
+            .into_result()
+            .map(KeyAgreement::from_abi)
+            .map_err(|source| self.instantiate_error(source))
+    }
+
+    fn missing_ctor(&self) -> LoadError {
+        LoadError::BadMetadata {
+            origin: self.origin.to_string(),
+            reason: format!("{} plugin exports no constructor", self.kind.as_str()),
+        }
+    }
+
+    fn instantiate_error(&self, source: crate::PluginError) -> LoadError {
+        LoadError::Instantiate {
+            name: self.info.name.clone(),
+            source,
+        }
+    }
+}
+
+/// The loaded plugins, by unique name.
+#[derive(Debug, Default)]
+pub struct Registry {
+    plugins: Vec<LoadedPlugin>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A registry holding every built-in plugin linked into this program.
+    pub fn with_builtins() -> Result<Self, LoadError> {
+        let mut r = Self::new();
+        r.register_builtins()?;
+        Ok(r)
+    }
+
+    /// Registers every built-in plugin linked into this program; returns how many.
+    pub fn register_builtins(&mut self) -> Result<usize, LoadError> {
+        let mut n = 0;
+        let mut builtins: Vec<&BuiltinPlugin> = inventory::iter::<BuiltinPlugin>().collect();
+        // inventory's order depends on link order; make listings stable.
+        builtins.sort_by_key(|b| (b.module)().metadata()().name.to_string());
+        for b in builtins {
+            let plugin = from_module((b.module)(), Origin::BuiltIn, None)?;
+            self.insert(plugin)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Loads one shared library, checking `pin` if given, and registers it.
+    pub fn load_file(
+        &mut self,
+        path: &Path,
+        pin: Option<&Sha256Pin>,
+    ) -> Result<&LoadedPlugin, LoadError> {
+        let plugin = inspect(path, pin)?;
+        self.insert(plugin)
+    }
+
+    /// Loads every shared library (`*.so` on Linux) of a directory, with the pins given
+    /// by file name. One file's failure does not stop the others: the result has one
+    /// entry per candidate file. Fails as a whole only if the directory is unreadable.
+    pub fn load_dir(
+        &mut self,
+        dir: &Path,
+        pins: &BTreeMap<String, Sha256Pin>,
+    ) -> Result<Vec<(PathBuf, Result<PluginInfo, LoadError>)>, LoadError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().and_then(|e| e.to_str()) == Some(std::env::consts::DLL_EXTENSION)
+            })
+            .collect();
+        files.sort();
+        let mut out = Vec::with_capacity(files.len());
+        for path in files {
+            let pin = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| pins.get(n));
+            let result = self.load_file(&path, pin).map(|p| p.info().clone());
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "plugin refused");
+            }
+            out.push((path, result));
+        }
+        Ok(out)
+    }
+
+    fn insert(&mut self, plugin: LoadedPlugin) -> Result<&LoadedPlugin, LoadError> {
+        if let Some(existing) = self.get(plugin.name()) {
+            return Err(LoadError::DuplicateName {
+                name: plugin.info.name.clone(),
+                first: existing.origin.to_string(),
+                second: plugin.origin.to_string(),
+            });
+        }
+        tracing::debug!(name = %plugin.info.name, origin = %plugin.origin, "plugin registered");
+        self.plugins.push(plugin);
+        Ok(self.plugins.last().unwrap_or_else(|| unreachable!("just pushed")))
+    }
+
+    /// Every registered plugin, in registration order.
+    pub fn plugins(&self) -> &[LoadedPlugin] {
+        &self.plugins
+    }
+
+    /// The plugin named `name`.
+    pub fn get(&self, name: &str) -> Option<&LoadedPlugin> {
+        self.plugins.iter().find(|p| p.name() == name)
+    }
+
+    /// The plugin named `name`, which must be of `kind`.
+    pub fn get_kind(&self, name: &str, kind: PluginKind) -> Result<&LoadedPlugin, LoadError> {
+        let plugin = self.get(name).ok_or_else(|| LoadError::UnknownPlugin {
+            name: name.to_string(),
+            known: self
+                .plugins
+                .iter()
+                .filter(|p| p.kind == kind)
+                .map(|p| p.info.name.clone())
+                .collect(),
+        })?;
+        plugin.expect_kind(kind)?;
+        Ok(plugin)
+    }
+
+    /// The plugins of `kind` that offer `algorithm`.
+    pub fn offering(&self, kind: PluginKind, algorithm: &str) -> Vec<&LoadedPlugin> {
+        self.plugins
+            .iter()
+            .filter(|p| p.kind == kind && p.offers(algorithm))
+            .collect()
+    }
+
+    /// A new instance of the provider plugin `name`.
+    pub fn new_provider(&self, name: &str, options: Options) -> Result<Provider, LoadError> {
+        self.get_kind(name, PluginKind::Provider)?
+            .new_provider(options)
+    }
+}
+
+fn io_error(path: &Path, e: io::Error) -> LoadError {
+    if e.kind() == io::ErrorKind::NotFound {
+        LoadError::NotFound {
+            path: path.to_path_buf(),
+        }
+    } else {
+        LoadError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn check_permissions(path: &Path, file: &File) -> Result<(), LoadError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if !meta.is_file() {
+        return Err(LoadError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(LoadError::WritableByOthers {
+            path: path.to_path_buf(),
+            which: Writable::File,
+            mode: mode & 0o7777,
+        });
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dmode = std::fs::metadata(&dir)
+        .map_err(|e| io_error(&dir, e))?
+        .permissions()
+        .mode();
+    if dmode & 0o022 != 0 {
+        return Err(LoadError::WritableByOthers {
+            path: path.to_path_buf(),
+            which: Writable::Directory,
+            mode: dmode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_permissions(path: &Path, file: &File) -> Result<(), LoadError> {
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if !meta.is_file() {
+        return Err(LoadError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// The path through which the dynamic loader opens the already-checked file.
+#[cfg(target_os = "linux")]
+fn loader_path(path: &Path, file: &File) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    let via_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    if via_fd.exists() {
+        via_fd
+    } else {
+        path.to_path_buf()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn loader_path(path: &Path, _file: &File) -> PathBuf {
+    path.to_path_buf()
+}
+
+/// Loads and checks one shared library without registering it (for `plugins inspect`).
+pub fn inspect(path: &Path, pin: Option<&Sha256Pin>) -> Result<LoadedPlugin, LoadError> {
+    let mut file = File::open(path).map_err(|e| io_error(path, e))?;
+    check_permissions(path, &file)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
+    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    if let Some(pin) = pin
+        && pin.0 != digest
+    {
+        return Err(LoadError::PinMismatch {
+            path: path.to_path_buf(),
+            expected: hex::encode(pin.0),
+            actual: hex::encode(digest),
+        });
+    }
+    drop(bytes);
+    let header = lib_header_from_path(&loader_path(path, &file))
+        .map_err(|e| library_error(path, e))?;
+    let module = header
+        .init_root_module::<PluginModuleRef>()
+        .map_err(|e| library_error(path, e))?;
+    from_module(
+        module,
+        Origin::Library(path.to_path_buf()),
+        Some(format!("sha256:{}", hex::encode(digest))),
+    )
+}
+
+fn library_error(path: &Path, e: LibraryError) -> LoadError {
+    let path = path.to_path_buf();
+    match e {
+        LibraryError::OpenError { err, .. } => LoadError::InvalidLibrary {
+            path,
+            reason: err.to_string(),
+        },
+        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin {
+            path,
+            reason: "the library exports no Conclave root module \
+                     (build it with conclave_plugin_sdk::export_plugin!)"
+                .into(),
+        },
+        LibraryError::IncompatibleVersionNumber {
+            actual_version,
+            expected_version,
+            ..
+        } => LoadError::IncompatibleVersion {
+            path,
+            plugin: actual_version.to_string(),
+            host: expected_version.to_string(),
+        },
+        LibraryError::ParseVersionError(e) => LoadError::IncompatibleVersion {
+            path,
+            plugin: format!("unparsable ({e})"),
+            host: ABI_VERSION.to_string(),
+        },
+        LibraryError::RootModule { err, .. } => LoadError::NotAPlugin {
+            path,
+            reason: format!("its root module failed to initialize: {err}"),
+        },
+        LibraryError::InvalidAbiHeader(h) => LoadError::AbiMismatch {
+            path,
+            reason: format!("built with an incompatible abi_stable ({h:?})"),
+        },
+        other => LoadError::AbiMismatch {
+            path,
+            reason: other.to_string(),
+        },
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+}
+
+fn from_module(
+    module: PluginModuleRef,
+    origin: Origin,
+    sha256: Option<String>,
+) -> Result<LoadedPlugin, LoadError> {
+    let meta: PluginMetadata = module.metadata()();
+    let bad = |reason: String| LoadError::BadMetadata {
+        origin: origin.to_string(),
+        reason,
+    };
+    let abi = meta.abi_version.to_string();
+    let mut parts = abi.split('.').map(|p| p.parse::<u32>());
+    let (major, minor) = match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+        _ => return Err(bad(format!("unparsable ABI version {abi:?}"))),
+    };
+    if major != ABI_VERSION_MAJOR || minor > ABI_VERSION_MINOR {
+        return Err(LoadError::IncompatibleVersion {
+            path: match &origin {
+                Origin::Library(p) => p.clone(),
+                Origin::BuiltIn => PathBuf::from("built-in"),
+            },
+            plugin: abi,
+            host: ABI_VERSION.to_string(),
+        });
+    }
+    let name = meta.name.to_string();
+    if !valid_name(&name) {
+        return Err(bad(format!(
+            "name {name:?} must be 1-64 of a-z, 0-9, '-', '_', '.', starting with a letter or digit"
+        )));
+    }
+    let has_ctor = match meta.kind {
+        PluginKind::Provider => module.new_provider().is_some(),
+        PluginKind::Cipher => module.new_cipher().is_some(),
+        PluginKind::KeyAgreement => module.new_key_agreement().is_some(),
+    };
+    if !has_ctor {
+        return Err(bad(format!(
+            "{} plugin {name:?} exports no {} constructor",
+            meta.kind.as_str(),
+            meta.kind.as_str()
+        )));
+    }
+    let info = PluginInfo {
+        name,
+        version: meta.version.to_string(),
+        kind: meta.kind.as_str(),
+        abi_version: abi,
+        description: meta.description.to_string(),
+        origin: origin.to_string(),
+        sha256,
+        algorithms: meta
+            .algorithms
+            .iter()
+            .map(|a| AlgorithmInfo {
+                class: a.class.as_str(),
+                name: a.name.to_string(),
+            })
+            .collect(),
+    };
+    Ok(LoadedPlugin {
+        info,
+        kind: meta.kind,
+        origin,
+        module,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_parse_and_print() {
+        let s = format!("sha256:{}", "ab".repeat(32));
+        let pin: Sha256Pin = s.parse().unwrap();
+        assert_eq!(pin.to_string(), s);
+        assert!("md5:00".parse::<Sha256Pin>().is_err());
+        assert!("sha256:abcd".parse::<Sha256Pin>().is_err());
+        assert!(format!("sha256:{}", "zz".repeat(32)).parse::<Sha256Pin>().is_err());
+    }
+
+    #[test]
+    fn plugin_names_are_restricted() {
+        assert!(valid_name("aes-gcm"));
+        assert!(valid_name("acme.cipher_2"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("Upper"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(&"a".repeat(65)));
+    }
+}
