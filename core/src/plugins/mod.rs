@@ -8,9 +8,9 @@
 //!
 //! Before a library is opened the loader checks, in order: that the file exists and is a
 //! regular file; that neither it nor its directory is writable by group or others; that
-//! its SHA-256 equals the pin, when one is given. The library is then opened through the
-//! already-open descriptor (`/proc/self/fd/N` on Linux), so the bytes that were checked
-//! are the bytes that are loaded. abi_stable then checks the layout of every type
+//! its SHA-256 equals the pin, when one is given. The library is then opened by its
+//! canonical path, and the loader checks that the path still denotes the file it checked
+//! (same device and inode). abi_stable then checks the layout of every type
 //! reachable from the root module, and the loader checks the plugin's ABI version and
 //! metadata. Each failure is a [`LoadError`] naming the file and the reason.
 //!

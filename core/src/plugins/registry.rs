@@ -395,21 +395,16 @@ fn check_permissions(path: &Path, file: &File) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// The path through which the dynamic loader opens the already-checked file.
-#[cfg(target_os = "linux")]
-fn loader_path(path: &Path, file: &File) -> PathBuf {
-    use std::os::fd::AsRawFd;
-    let via_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-    if via_fd.exists() {
-        via_fd
-    } else {
-        path.to_path_buf()
-    }
+/// Identity of an open file, to detect a replacement between check and load.
+#[cfg(unix)]
+fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
 }
 
-#[cfg(not(target_os = "linux"))]
-fn loader_path(path: &Path, _file: &File) -> PathBuf {
-    path.to_path_buf()
+#[cfg(not(unix))]
+fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.len(), 0)
 }
 
 /// Loads and checks one shared library without registering it (for `plugins inspect`).
@@ -429,8 +424,21 @@ pub fn inspect(path: &Path, pin: Option<&Sha256Pin>) -> Result<LoadedPlugin, Loa
         });
     }
     drop(bytes);
-    let header = lib_header_from_path(&loader_path(path, &file))
-        .map_err(|e| library_error(path, e))?;
+    // The dynamic loader opens the file by name (glibc identifies loaded objects by
+    // name, so a descriptor path such as /proc/self/fd/N would alias other libraries).
+    // The file was checked through `file`; make sure the name still denotes it after
+    // loading. (Neither the file nor its directory is writable by others, so only
+    // their owner could swap it in between.)
+    let checked = file_identity(&file.metadata().map_err(|e| io_error(path, e))?);
+    let canonical = std::fs::canonicalize(path).map_err(|e| io_error(path, e))?;
+    let header = lib_header_from_path(&canonical).map_err(|e| library_error(path, e))?;
+    let loaded = file_identity(&std::fs::metadata(&canonical).map_err(|e| io_error(path, e))?);
+    if loaded != checked {
+        return Err(LoadError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::other("the file was replaced while it was being loaded"),
+        });
+    }
     let module = header
         .init_root_module::<PluginModuleRef>()
         .map_err(|e| library_error(path, e))?;
