@@ -423,6 +423,7 @@ pub fn inspect(path: &Path, pin: Option<&Sha256Pin>) -> Result<LoadedPlugin, Loa
             actual: hex::encode(digest),
         });
     }
+    check_object(path, &bytes)?;
     drop(bytes);
     // The dynamic loader opens the file by name (glibc identifies loaded objects by
     // name, so a descriptor path such as /proc/self/fd/N would alias other libraries).
@@ -447,6 +448,49 @@ pub fn inspect(path: &Path, pin: Option<&Sha256Pin>) -> Result<LoadedPlugin, Loa
         Origin::Library(path.to_path_buf()),
         Some(format!("sha256:{}", hex::encode(digest))),
     )
+}
+
+/// Checks that `bytes` is a complete shared library for this machine before the dynamic
+/// loader maps it: a truncated file would otherwise be mapped past its end and crash
+/// the process with SIGBUS on first access, instead of failing to load.
+fn check_object(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    use object::{Architecture, Object, ObjectKind, ObjectSegment};
+    let invalid = |reason: String| LoadError::InvalidLibrary {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = object::File::parse(bytes).map_err(|e| invalid(format!("unreadable object file: {e}")))?;
+    if file.kind() != ObjectKind::Dynamic {
+        return Err(invalid(format!("not a shared library ({:?} object)", file.kind())));
+    }
+    let host = match std::env::consts::ARCH {
+        "x86_64" => Some(Architecture::X86_64),
+        "aarch64" => Some(Architecture::Aarch64),
+        "x86" => Some(Architecture::I386),
+        "arm" => Some(Architecture::Arm),
+        "riscv64" => Some(Architecture::Riscv64),
+        _ => None,
+    };
+    if let Some(host) = host
+        && file.architecture() != host
+    {
+        return Err(invalid(format!(
+            "built for {:?}, this machine is {:?}",
+            file.architecture(),
+            host
+        )));
+    }
+    let len = bytes.len() as u64;
+    for (i, segment) in file.segments().enumerate() {
+        let (offset, size) = segment.file_range();
+        if offset.checked_add(size).is_none_or(|end| end > len) {
+            return Err(invalid(format!(
+                "segment {i} ({size} bytes at offset {offset}) extends past the end of the \
+                 {len}-byte file: truncated?"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn library_error(path: &Path, e: LibraryError) -> LoadError {
