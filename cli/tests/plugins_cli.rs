@@ -8,12 +8,25 @@ fn conclave() -> Command {
 
 #[test]
 fn list_json_shows_the_builtins() {
-    let out = conclave().args(["plugins", "list", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = conclave()
+        .args(["plugins", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let plugins = v["plugins"].as_array().unwrap();
-    let names: Vec<&str> = plugins.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert!(names.contains(&"aes-gcm") && names.contains(&"rustcrypto"), "{names:?}");
+    let names: Vec<&str> = plugins
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"aes-gcm") && names.contains(&"rustcrypto"),
+        "{names:?}"
+    );
     let aes = plugins.iter().find(|p| p["name"] == "aes-gcm").unwrap();
     assert_eq!(aes["kind"], "cipher");
     assert_eq!(aes["origin"], "built-in");
@@ -38,10 +51,20 @@ fn list_table_and_plugin_dir() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("padme") && text.contains(&so.display().to_string()), "{text}");
-    assert!(text.contains("rustcrypto") && text.contains("ristretto255"), "{text}");
+    assert!(
+        text.contains("padme") && text.contains(&so.display().to_string()),
+        "{text}"
+    );
+    assert!(
+        text.contains("rustcrypto") && text.contains("ristretto255"),
+        "{text}"
+    );
 
     // A refused file is reported, the rest still listed, and the exit status says so.
     fs::write(dir.path().join("libbroken.so"), b"broken").unwrap();
@@ -63,25 +86,44 @@ fn inspect_prints_metadata_or_the_typed_error() {
     fs::copy(conclave_tests::fixtures::library("padme-cipher"), &so).unwrap();
     fs::set_permissions(&so, fs::Permissions::from_mode(0o644)).unwrap();
 
-    let out = conclave().args(["plugins", "inspect", "--json"]).arg(&so).output().unwrap();
+    let out = conclave()
+        .args(["plugins", "inspect", "--json"])
+        .arg(&so)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["name"], "padme");
     let pin = v["sha256"].as_str().unwrap().to_string();
 
-    let out = conclave().args(["plugins", "inspect", "--pin", &pin]).arg(&so).output().unwrap();
+    let out = conclave()
+        .args(["plugins", "inspect", "--pin", &pin])
+        .arg(&so)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("padme-aes-256-gcm"));
 
     let bad_pin = format!("sha256:{}", "11".repeat(32));
-    let out = conclave().args(["plugins", "inspect", "--pin", &bad_pin]).arg(&so).output().unwrap();
+    let out = conclave()
+        .args(["plugins", "inspect", "--pin", &bad_pin])
+        .arg(&so)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SHA-256 mismatch"));
 
     let junk = dir.path().join("libjunk.so");
     fs::write(&junk, b"junk").unwrap();
-    let out = conclave().args(["plugins", "inspect"]).arg(&junk).output().unwrap();
+    let out = conclave()
+        .args(["plugins", "inspect"])
+        .arg(&junk)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("libjunk.so") && err.contains("not a loadable shared library"), "{err}");
+    assert!(
+        err.contains("libjunk.so") && err.contains("not a loadable shared library"),
+        "{err}"
+    );
 }

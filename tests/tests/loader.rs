@@ -81,7 +81,10 @@ fn example_plugin_loads_from_its_so_and_protects_messages() {
     let a = alice.seal(1, b"", &[0u8; 1000]).unwrap();
     let b = alice.seal(1, b"", &[0u8; 1010]).unwrap();
     assert_eq!(a.len(), b.len());
-    assert!(provider.counters().encryptions >= 2, "the provider did the work");
+    assert!(
+        provider.counters().encryptions >= 2,
+        "the provider did the work"
+    );
 }
 
 #[test]
@@ -143,7 +146,14 @@ fn file_writable_by_others_is_refused() {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
     let e = inspect(&path, None).unwrap_err();
     assert!(
-        matches!(e, LoadError::WritableByOthers { which: Writable::File, mode: 0o666, .. }),
+        matches!(
+            e,
+            LoadError::WritableByOthers {
+                which: Writable::File,
+                mode: 0o666,
+                ..
+            }
+        ),
         "{e}"
     );
 }
@@ -154,7 +164,13 @@ fn directory_writable_by_others_is_refused() {
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
     let e = inspect(&path, None).unwrap_err();
     assert!(
-        matches!(e, LoadError::WritableByOthers { which: Writable::Directory, .. }),
+        matches!(
+            e,
+            LoadError::WritableByOthers {
+                which: Writable::Directory,
+                ..
+            }
+        ),
         "{e}"
     );
 }
@@ -179,14 +195,20 @@ fn duplicate_names_are_refused() {
     r.load_file(&first, None).unwrap();
     let e = r.load_file(&second, None).unwrap_err();
     assert!(matches!(e, LoadError::DuplicateName { .. }), "{e}");
-    assert_eq!(r.plugins().iter().filter(|p| p.name() == "padme").count(), 1);
+    assert_eq!(
+        r.plugins().iter().filter(|p| p.name() == "padme").count(),
+        1
+    );
 }
 
 #[test]
 fn a_directory_loads_what_it_can_and_reports_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    for (lib, name) in [("padme-cipher", "libpadme.so"), ("not-a-plugin", "libnope.so")] {
+    for (lib, name) in [
+        ("padme-cipher", "libpadme.so"),
+        ("not-a-plugin", "libnope.so"),
+    ] {
         let to = dir.path().join(name);
         fs::copy(fixtures::library(lib), &to).unwrap();
         fs::set_permissions(&to, fs::Permissions::from_mode(0o644)).unwrap();
@@ -203,12 +225,12 @@ fn a_directory_loads_what_it_can_and_reports_the_rest() {
     assert!(
         results
             .iter()
-            .any(|(p, r)| p.ends_with("libnope.so") && matches!(r, Err(LoadError::NotAPlugin { .. })))
+            .any(|(p, r)| p.ends_with("libnope.so")
+                && matches!(r, Err(LoadError::NotAPlugin { .. })))
     );
     assert!(
-        results
-            .iter()
-            .any(|(p, r)| p.ends_with("libjunk.so") && matches!(r, Err(LoadError::InvalidLibrary { .. })))
+        results.iter().any(|(p, r)| p.ends_with("libjunk.so")
+            && matches!(r, Err(LoadError::InvalidLibrary { .. })))
     );
 }
 
@@ -235,18 +257,31 @@ fn panics_in_a_plugin_become_errors() {
     }
     let mut cipher = plugin.new_cipher(&config("buggy")).unwrap();
     cipher.install_key(1, &[0; 32]).unwrap();
-    assert_eq!(cipher.seal(1, b"", b"x").unwrap_err().code, ErrorCode::PANIC);
+    assert_eq!(
+        cipher.seal(1, b"", b"x").unwrap_err().code,
+        ErrorCode::PANIC
+    );
     // The object is poisoned: it refuses further use instead of running half-updated.
-    assert_eq!(cipher.seal(1, b"", b"x").unwrap_err().code, ErrorCode::POISONED);
-    assert_eq!(cipher.install_key(2, &[0; 32]).unwrap_err().code, ErrorCode::POISONED);
+    assert_eq!(
+        cipher.seal(1, b"", b"x").unwrap_err().code,
+        ErrorCode::POISONED
+    );
+    assert_eq!(
+        cipher.install_key(2, &[0; 32]).unwrap_err().code,
+        ErrorCode::POISONED
+    );
 }
 
 #[test]
 fn unknown_and_wrong_kind_lookups_are_typed() {
     let r = registry();
-    let e = r.new_provider("openssl-9000", Options::default()).unwrap_err();
+    let e = r
+        .new_provider("openssl-9000", Options::default())
+        .unwrap_err();
     match e {
-        LoadError::UnknownPlugin { known, .. } => assert!(known.contains(&"rustcrypto".to_string())),
+        LoadError::UnknownPlugin { known, .. } => {
+            assert!(known.contains(&"rustcrypto".to_string()))
+        }
         other => panic!("{other}"),
     }
     let e = r.new_provider("aes-gcm", Options::default()).unwrap_err();

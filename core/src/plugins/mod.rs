@@ -20,6 +20,8 @@ mod error;
 mod registry;
 
 pub use error::{LoadError, Writable};
-pub use registry::{AlgorithmInfo, LoadedPlugin, Origin, PluginInfo, Registry, Sha256Pin, inspect};
+pub use registry::{
+    AlgorithmInfo, DirEntryResult, LoadedPlugin, Origin, PluginInfo, Registry, Sha256Pin, inspect,
+};
 
 pub use conclave_plugin_sdk::api::PluginModuleRef;

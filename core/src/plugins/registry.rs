@@ -164,7 +164,10 @@ impl LoadedPlugin {
     /// A new instance of this provider plugin.
     pub fn new_provider(&self, options: Options) -> Result<Provider, LoadError> {
         self.expect_kind(PluginKind::Provider)?;
-        let ctor = self.module.new_provider().ok_or_else(|| self.missing_ctor())?;
+        let ctor = self
+            .module
+            .new_provider()
+            .ok_or_else(|| self.missing_ctor())?;
         ctor(&ProviderConfig { options })
             .into_result()
             .map(Provider::from_abi)
@@ -174,7 +177,10 @@ impl LoadedPlugin {
     /// A new instance of this cipher plugin.
     pub fn new_cipher(&self, config: &CipherConfig) -> Result<Cipher, LoadError> {
         self.expect_kind(PluginKind::Cipher)?;
-        let ctor = self.module.new_cipher().ok_or_else(|| self.missing_ctor())?;
+        let ctor = self
+            .module
+            .new_cipher()
+            .ok_or_else(|| self.missing_ctor())?;
         ctor(config)
             .into_result()
             .map(Cipher::from_abi)
@@ -182,7 +188,10 @@ impl LoadedPlugin {
     }
 
     /// A new instance of this key-agreement plugin.
-    pub fn new_key_agreement(&self, config: &KeyAgreementConfig) -> Result<KeyAgreement, LoadError> {
+    pub fn new_key_agreement(
+        &self,
+        config: &KeyAgreementConfig,
+    ) -> Result<KeyAgreement, LoadError> {
         self.expect_kind(PluginKind::KeyAgreement)?;
         let ctor = self
             .module
@@ -208,6 +217,9 @@ impl LoadedPlugin {
         }
     }
 }
+
+/// The outcome of one candidate file of [`Registry::load_dir`].
+pub type DirEntryResult = (PathBuf, Result<PluginInfo, LoadError>);
 
 /// The loaded plugins, by unique name.
 #[derive(Debug, Default)]
@@ -259,7 +271,7 @@ impl Registry {
         &mut self,
         dir: &Path,
         pins: &BTreeMap<String, Sha256Pin>,
-    ) -> Result<Vec<(PathBuf, Result<PluginInfo, LoadError>)>, LoadError> {
+    ) -> Result<Vec<DirEntryResult>, LoadError> {
         let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -293,7 +305,10 @@ impl Registry {
         }
         tracing::debug!(name = %plugin.info.name, origin = %plugin.origin, "plugin registered");
         self.plugins.push(plugin);
-        Ok(self.plugins.last().unwrap_or_else(|| unreachable!("just pushed")))
+        Ok(self
+            .plugins
+            .last()
+            .unwrap_or_else(|| unreachable!("just pushed")))
     }
 
     /// Every registered plugin, in registration order.
@@ -412,7 +427,8 @@ pub fn inspect(path: &Path, pin: Option<&Sha256Pin>) -> Result<LoadedPlugin, Loa
     let mut file = File::open(path).map_err(|e| io_error(path, e))?;
     check_permissions(path, &file)?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|e| io_error(path, e))?;
+    file.read_to_end(&mut bytes)
+        .map_err(|e| io_error(path, e))?;
     let digest: [u8; 32] = Sha256::digest(&bytes).into();
     if let Some(pin) = pin
         && pin.0 != digest
@@ -459,9 +475,13 @@ fn check_object(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         path: path.to_path_buf(),
         reason,
     };
-    let file = object::File::parse(bytes).map_err(|e| invalid(format!("unreadable object file: {e}")))?;
+    let file =
+        object::File::parse(bytes).map_err(|e| invalid(format!("unreadable object file: {e}")))?;
     if file.kind() != ObjectKind::Dynamic {
-        return Err(invalid(format!("not a shared library ({:?} object)", file.kind())));
+        return Err(invalid(format!(
+            "not a shared library ({:?} object)",
+            file.kind()
+        )));
     }
     let host = match std::env::consts::ARCH {
         "x86_64" => Some(Architecture::X86_64),
@@ -622,7 +642,11 @@ mod tests {
         assert_eq!(pin.to_string(), s);
         assert!("md5:00".parse::<Sha256Pin>().is_err());
         assert!("sha256:abcd".parse::<Sha256Pin>().is_err());
-        assert!(format!("sha256:{}", "zz".repeat(32)).parse::<Sha256Pin>().is_err());
+        assert!(
+            format!("sha256:{}", "zz".repeat(32))
+                .parse::<Sha256Pin>()
+                .is_err()
+        );
     }
 
     #[test]

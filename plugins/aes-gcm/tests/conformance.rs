@@ -8,14 +8,20 @@ use conclave_plugin_sdk::{
 };
 
 fn provider() -> Provider {
-    let new = conclave_provider_rustcrypto::plugin_module().new_provider().unwrap();
+    let new = conclave_provider_rustcrypto::plugin_module()
+        .new_provider()
+        .unwrap();
     Provider::from_abi(new(&ProviderConfig::default()).into_result().unwrap())
 }
 
-fn make(algorithm: &'static str) -> impl Fn(&str) -> Result<Cipher, conclave_plugin_sdk::PluginError> {
+fn make(
+    algorithm: &'static str,
+) -> impl Fn(&str) -> Result<Cipher, conclave_plugin_sdk::PluginError> {
     let provider = provider();
     move |member: &str| {
-        let new = conclave_plugin_aes_gcm::plugin_module().new_cipher().unwrap();
+        let new = conclave_plugin_aes_gcm::plugin_module()
+            .new_cipher()
+            .unwrap();
         new(&CipherConfig {
             algorithm: algorithm.into(),
             group: "chat".into(),

@@ -240,7 +240,10 @@ mod tests {
 
     #[test]
     fn options_last_setting_wins() {
-        let o = Options::default().with("a", "1").with("b", "2").with("a", "3");
+        let o = Options::default()
+            .with("a", "1")
+            .with("b", "2")
+            .with("a", "3");
         assert_eq!(o.get("a"), Some("3"));
         assert_eq!(o.get("b"), Some("2"));
         assert_eq!(o.get("c"), None);

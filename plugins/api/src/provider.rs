@@ -120,37 +120,24 @@ pub trait DhGroup: Send + Sync {
     fn random_scalar(&self) -> PluginResult<SecretBytes>;
 
     /// `g^scalar`, with whatever fixed-base speed-up the provider has.
-    fn exp_generator(&self, scalar: RSlice<'_, u8>)
-    -> PluginResult<RVec<u8>>;
+    fn exp_generator(&self, scalar: RSlice<'_, u8>) -> PluginResult<RVec<u8>>;
 
     /// `element^scalar`. The element must be well formed (but is not checked to be in
     /// the prime-order subgroup: call [`DhGroup::validate_element`] on received values).
     /// The result is returned as a secret because it often is one (a shared key).
-    fn exp(
-        &self,
-        element: RSlice<'_, u8>,
-        scalar: RSlice<'_, u8>,
-    ) -> PluginResult<SecretBytes>;
+    fn exp(&self, element: RSlice<'_, u8>, scalar: RSlice<'_, u8>) -> PluginResult<SecretBytes>;
 
     /// `scalar^-1 mod q`.
-    fn invert_scalar(
-        &self,
-        scalar: RSlice<'_, u8>,
-    ) -> PluginResult<SecretBytes>;
+    fn invert_scalar(&self, scalar: RSlice<'_, u8>) -> PluginResult<SecretBytes>;
 
     /// `a * b mod q`.
-    fn mul_scalars(
-        &self,
-        a: RSlice<'_, u8>,
-        b: RSlice<'_, u8>,
-    ) -> PluginResult<SecretBytes>;
+    fn mul_scalars(&self, a: RSlice<'_, u8>, b: RSlice<'_, u8>) -> PluginResult<SecretBytes>;
 
     /// Checks that a received element is in the prime-order subgroup and is not the
     /// identity: out-of-range, identity and wrong-subgroup values are refused with
     /// [`crate::ErrorCode::INVALID_ELEMENT`].
     #[sabi(last_prefix_field)]
-    fn validate_element(&self, element: RSlice<'_, u8>)
-    -> PluginResult<()>;
+    fn validate_element(&self, element: RSlice<'_, u8>) -> PluginResult<()>;
 }
 
 /// An AEAD under one key. Objects may keep and reuse contexts, hence `&mut self`.
@@ -195,21 +182,13 @@ pub trait BlockCipher: Send {
     fn block_len(&self) -> usize;
 
     /// Encrypts whole blocks independently (for known-answer tests and constructions).
-    fn encrypt_ecb(&mut self, blocks: RSlice<'_, u8>)
-    -> PluginResult<RVec<u8>>;
+    fn encrypt_ecb(&mut self, blocks: RSlice<'_, u8>) -> PluginResult<RVec<u8>>;
 
     /// Decrypts whole blocks independently.
-    fn decrypt_ecb(
-        &mut self,
-        blocks: RSlice<'_, u8>,
-    ) -> PluginResult<SecretBytes>;
+    fn decrypt_ecb(&mut self, blocks: RSlice<'_, u8>) -> PluginResult<SecretBytes>;
 
     /// CBC encryption of whole blocks with the given IV.
-    fn encrypt_cbc(
-        &mut self,
-        iv: RSlice<'_, u8>,
-        data: RSlice<'_, u8>,
-    ) -> PluginResult<RVec<u8>>;
+    fn encrypt_cbc(&mut self, iv: RSlice<'_, u8>, data: RSlice<'_, u8>) -> PluginResult<RVec<u8>>;
 
     /// CBC decryption of whole blocks with the given IV.
     #[sabi(last_prefix_field)]
@@ -231,10 +210,7 @@ pub trait Mac: Send {
     fn output_len(&self) -> usize;
 
     /// The tag of the concatenation of `parts`.
-    fn compute(
-        &mut self,
-        parts: RSlice<'_, RSlice<'_, u8>>,
-    ) -> PluginResult<RVec<u8>>;
+    fn compute(&mut self, parts: RSlice<'_, RSlice<'_, u8>>) -> PluginResult<RVec<u8>>;
 
     /// Checks `tag` against the concatenation of `parts` in constant time; fails with
     /// [`crate::ErrorCode::AUTHENTICATION_FAILED`].
@@ -273,32 +249,16 @@ pub trait CryptoProvider: Send + Sync {
     fn dh_group(&self, name: RStr<'_>) -> PluginResult<DhGroupBox>;
 
     /// An AEAD by name, keyed.
-    fn aead(
-        &self,
-        name: RStr<'_>,
-        key: RSlice<'_, u8>,
-    ) -> PluginResult<AeadBox>;
+    fn aead(&self, name: RStr<'_>, key: RSlice<'_, u8>) -> PluginResult<AeadBox>;
 
     /// A block cipher by name, keyed.
-    fn block_cipher(
-        &self,
-        name: RStr<'_>,
-        key: RSlice<'_, u8>,
-    ) -> PluginResult<BlockCipherBox>;
+    fn block_cipher(&self, name: RStr<'_>, key: RSlice<'_, u8>) -> PluginResult<BlockCipherBox>;
 
     /// The digest of the concatenation of `parts`.
-    fn hash(
-        &self,
-        name: RStr<'_>,
-        parts: RSlice<'_, RSlice<'_, u8>>,
-    ) -> PluginResult<RVec<u8>>;
+    fn hash(&self, name: RStr<'_>, parts: RSlice<'_, RSlice<'_, u8>>) -> PluginResult<RVec<u8>>;
 
     /// A MAC by name, keyed.
-    fn mac(
-        &self,
-        name: RStr<'_>,
-        key: RSlice<'_, u8>,
-    ) -> PluginResult<MacBox>;
+    fn mac(&self, name: RStr<'_>, key: RSlice<'_, u8>) -> PluginResult<MacBox>;
 
     /// HKDF (RFC 5869) extract-and-expand to `len` bytes. An empty salt means none.
     fn hkdf(
@@ -315,11 +275,7 @@ pub trait CryptoProvider: Send + Sync {
     fn generate_signing_key(&self, name: RStr<'_>) -> PluginResult<SecretBytes>;
 
     /// A signer for an encoded secret key.
-    fn signer(
-        &self,
-        name: RStr<'_>,
-        secret_key: RSlice<'_, u8>,
-    ) -> PluginResult<SignerBox>;
+    fn signer(&self, name: RStr<'_>, secret_key: RSlice<'_, u8>) -> PluginResult<SignerBox>;
 
     /// Verifies `signature` on `message` under `public_key`; fails with
     /// [`crate::ErrorCode::BAD_SIGNATURE`].

@@ -24,7 +24,9 @@ fn expect_code<T>(r: Result<T, PluginError>, codes: &[ErrorCode]) -> Result<(), 
 }
 
 fn group_key(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| seed.wrapping_mul(31).wrapping_add(i as u8)).collect()
+    (0..len)
+        .map(|i| seed.wrapping_mul(31).wrapping_add(i as u8))
+        .collect()
 }
 
 fn pair(make: MakeCipher<'_>, epochs: &[u64]) -> Result<(Cipher, Cipher), String> {
@@ -41,152 +43,219 @@ fn pair(make: MakeCipher<'_>, epochs: &[u64]) -> Result<(Cipher, Cipher), String
 /// Every cipher check.
 pub fn all(make: MakeCipher<'_>) -> Report {
     let mut r = Report::default();
-    r.check("round trip at 0 B, 1 B, 1 KiB, 70 KiB", (|| {
-        let (mut a, mut b) = pair(make, &[1])?;
-        for (i, len) in [0usize, 1, 1024, 70_000].into_iter().enumerate() {
-            let pt: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
-            let sealed = a.seal(1, b"hdr", &pt).map_err(err)?;
-            ensure(sealed.len() <= pt.len() + a.overhead(), || {
-                format!("{} bytes exceed the stated overhead {}", sealed.len() - pt.len(), a.overhead())
+    r.check(
+        "round trip at 0 B, 1 B, 1 KiB, 70 KiB",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1])?;
+            for (i, len) in [0usize, 1, 1024, 70_000].into_iter().enumerate() {
+                let pt: Vec<u8> = (0..len).map(|j| (j * 7 + i) as u8).collect();
+                let sealed = a.seal(1, b"hdr", &pt).map_err(err)?;
+                ensure(sealed.len() <= pt.len() + a.overhead(), || {
+                    format!(
+                        "{} bytes exceed the stated overhead {}",
+                        sealed.len() - pt.len(),
+                        a.overhead()
+                    )
+                })?;
+                let opened = b.open("alice", b"hdr", &sealed).map_err(err)?;
+                ensure(opened.plaintext.as_slice() == pt, || {
+                    "plaintext mismatch".into()
+                })?;
+                ensure(opened.epoch == 1, || format!("epoch {}", opened.epoch))?;
+                ensure(opened.sequence == i as u64, || {
+                    format!("sequence {}", opened.sequence)
+                })?;
+            }
+            Ok(())
+        })(),
+    );
+    r.check(
+        "a sender opens its own messages",
+        (|| {
+            let (mut a, _) = pair(make, &[1])?;
+            let sealed = a.seal(1, b"", b"self").map_err(err)?;
+            let opened = a.open("alice", b"", &sealed).map_err(err)?;
+            ensure(opened.plaintext.as_slice() == b"self", || "mismatch".into())
+        })(),
+    );
+    r.check(
+        "every tampered byte is detected",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1])?;
+            let sealed = a.seal(1, b"aad", b"attack at dawn").map_err(err)?;
+            for i in 0..sealed.len() {
+                let mut t = sealed.clone();
+                t[i] ^= 0x01;
+                expect_code(
+                    b.open("alice", b"aad", &t),
+                    &[
+                        ErrorCode::AUTHENTICATION_FAILED,
+                        ErrorCode::MALFORMED,
+                        ErrorCode::UNKNOWN_EPOCH,
+                        ErrorCode::TOO_OLD,
+                    ],
+                )
+                .map_err(|e| format!("byte {i}: {e}"))?;
+            }
+            // Refused messages changed nothing: the genuine one still opens.
+            b.open("alice", b"aad", &sealed).map_err(err)?;
+            Ok(())
+        })(),
+    );
+    r.check(
+        "a changed header (aad) is detected",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1])?;
+            let sealed = a.seal(1, b"group=x", b"m").map_err(err)?;
+            expect_code(
+                b.open("alice", b"group=y", &sealed),
+                &[ErrorCode::AUTHENTICATION_FAILED],
+            )
+        })(),
+    );
+    r.check(
+        "a message attributed to another sender is refused",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1])?;
+            let sealed = a.seal(1, b"", b"m").map_err(err)?;
+            expect_code(
+                b.open("carol", b"", &sealed),
+                &[ErrorCode::AUTHENTICATION_FAILED],
+            )
+        })(),
+    );
+    r.check(
+        "every truncation is detected",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1])?;
+            let sealed = a.seal(1, b"", b"truncate me").map_err(err)?;
+            for n in 0..sealed.len() {
+                expect_code(
+                    b.open("alice", b"", &sealed[..n]),
+                    &[ErrorCode::MALFORMED, ErrorCode::AUTHENTICATION_FAILED],
+                )
+                .map_err(|e| format!("length {n}: {e}"))?;
+            }
+            Ok(())
+        })(),
+    );
+    r.check(
+        "a replay is refused",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1])?;
+            let sealed = a.seal(1, b"", b"once").map_err(err)?;
+            b.open("alice", b"", &sealed).map_err(err)?;
+            expect_code(b.open("alice", b"", &sealed), &[ErrorCode::REPLAYED])
+        })(),
+    );
+    r.check(
+        "out-of-order delivery within the window is accepted",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1])?;
+            let m: Vec<Vec<u8>> = (0..5)
+                .map(|i| a.seal(1, b"", &[i]))
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
+            for i in [4usize, 0, 2, 1, 3] {
+                b.open("alice", b"", &m[i]).map_err(err)?;
+            }
+            Ok(())
+        })(),
+    );
+    r.check(
+        "a message older than the replay window is refused",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1])?;
+            let m: Vec<Vec<u8>> = (0..300)
+                .map(|_| a.seal(1, b"", b"x"))
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
+            b.open("alice", b"", &m[299]).map_err(err)?;
+            expect_code(b.open("alice", b"", &m[0]), &[ErrorCode::TOO_OLD])
+        })(),
+    );
+    r.check(
+        "a message of an epoch without a key is refused",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1])?;
+            a.install_key(2, &group_key(a.key_len(), 2)).map_err(err)?;
+            let sealed = a.seal(2, b"", b"m").map_err(err)?;
+            expect_code(b.open("alice", b"", &sealed), &[ErrorCode::UNKNOWN_EPOCH])
+        })(),
+    );
+    r.check(
+        "a retired epoch is refused",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1, 2])?;
+            let sealed = a.seal(1, b"", b"m").map_err(err)?;
+            ensure(b.retire_key(1), || "retire_key(1) returned false".into())?;
+            ensure(!b.retire_key(1), || {
+                "second retire_key(1) returned true".into()
             })?;
-            let opened = b.open("alice", b"hdr", &sealed).map_err(err)?;
-            ensure(opened.plaintext.as_slice() == pt, || "plaintext mismatch".into())?;
-            ensure(opened.epoch == 1, || format!("epoch {}", opened.epoch))?;
-            ensure(opened.sequence == i as u64, || format!("sequence {}", opened.sequence))?;
-        }
-        Ok(())
-    })());
-    r.check("a sender opens its own messages", (|| {
-        let (mut a, _) = pair(make, &[1])?;
-        let sealed = a.seal(1, b"", b"self").map_err(err)?;
-        let opened = a.open("alice", b"", &sealed).map_err(err)?;
-        ensure(opened.plaintext.as_slice() == b"self", || "mismatch".into())
-    })());
-    r.check("every tampered byte is detected", (|| {
-        let (mut a, mut b) = pair(make, &[1])?;
-        let sealed = a.seal(1, b"aad", b"attack at dawn").map_err(err)?;
-        for i in 0..sealed.len() {
-            let mut t = sealed.clone();
-            t[i] ^= 0x01;
+            expect_code(b.open("alice", b"", &sealed), &[ErrorCode::UNKNOWN_EPOCH])?;
+            let sealed2 = a.seal(2, b"", b"m").map_err(err)?;
+            b.open("alice", b"", &sealed2).map_err(err)?;
+            Ok(())
+        })(),
+    );
+    r.check(
+        "sealing without a key fails with no-key",
+        (|| {
+            let (mut a, _) = pair(make, &[1])?;
+            expect_code(a.seal(9, b"", b"m"), &[ErrorCode::NO_KEY])
+        })(),
+    );
+    r.check(
+        "a wrong key length is refused",
+        (|| {
+            let mut a = make("alice").map_err(err)?;
+            expect_code(a.install_key(1, &[0u8; 5]), &[ErrorCode::INVALID_ARGUMENT])
+        })(),
+    );
+    r.check(
+        "installing an epoch twice is refused",
+        (|| {
+            let (mut a, _) = pair(make, &[1])?;
             expect_code(
-                b.open("alice", b"aad", &t),
-                &[
-                    ErrorCode::AUTHENTICATION_FAILED,
-                    ErrorCode::MALFORMED,
-                    ErrorCode::UNKNOWN_EPOCH,
-                    ErrorCode::TOO_OLD,
-                ],
+                a.install_key(1, &group_key(a.key_len(), 1)),
+                &[ErrorCode::INVALID_ARGUMENT],
             )
-            .map_err(|e| format!("byte {i}: {e}"))?;
-        }
-        // Refused messages changed nothing: the genuine one still opens.
-        b.open("alice", b"aad", &sealed).map_err(err)?;
-        Ok(())
-    })());
-    r.check("a changed header (aad) is detected", (|| {
-        let (mut a, mut b) = pair(make, &[1])?;
-        let sealed = a.seal(1, b"group=x", b"m").map_err(err)?;
-        expect_code(b.open("alice", b"group=y", &sealed), &[ErrorCode::AUTHENTICATION_FAILED])
-    })());
-    r.check("a message attributed to another sender is refused", (|| {
-        let (mut a, mut b) = pair(make, &[1])?;
-        let sealed = a.seal(1, b"", b"m").map_err(err)?;
-        expect_code(b.open("carol", b"", &sealed), &[ErrorCode::AUTHENTICATION_FAILED])
-    })());
-    r.check("every truncation is detected", (|| {
-        let (mut a, mut b) = pair(make, &[1])?;
-        let sealed = a.seal(1, b"", b"truncate me").map_err(err)?;
-        for n in 0..sealed.len() {
+        })(),
+    );
+    r.check(
+        "different keys do not open each other's messages",
+        (|| {
+            let mut a = make("alice").map_err(err)?;
+            let mut b = make("bob").map_err(err)?;
+            a.install_key(1, &group_key(a.key_len(), 1)).map_err(err)?;
+            b.install_key(1, &group_key(b.key_len(), 77)).map_err(err)?;
+            let sealed = a.seal(1, b"", b"m").map_err(err)?;
             expect_code(
-                b.open("alice", b"", &sealed[..n]),
-                &[ErrorCode::MALFORMED, ErrorCode::AUTHENTICATION_FAILED],
+                b.open("alice", b"", &sealed),
+                &[ErrorCode::AUTHENTICATION_FAILED],
             )
-            .map_err(|e| format!("length {n}: {e}"))?;
-        }
-        Ok(())
-    })());
-    r.check("a replay is refused", (|| {
-        let (mut a, mut b) = pair(make, &[1])?;
-        let sealed = a.seal(1, b"", b"once").map_err(err)?;
-        b.open("alice", b"", &sealed).map_err(err)?;
-        expect_code(b.open("alice", b"", &sealed), &[ErrorCode::REPLAYED])
-    })());
-    r.check("out-of-order delivery within the window is accepted", (|| {
-        let (mut a, mut b) = pair(make, &[1])?;
-        let m: Vec<Vec<u8>> = (0..5)
-            .map(|i| a.seal(1, b"", &[i]))
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
-        for i in [4usize, 0, 2, 1, 3] {
-            b.open("alice", b"", &m[i]).map_err(err)?;
-        }
-        Ok(())
-    })());
-    r.check("a message older than the replay window is refused", (|| {
-        let (mut a, mut b) = pair(make, &[1])?;
-        let m: Vec<Vec<u8>> = (0..300)
-            .map(|_| a.seal(1, b"", b"x"))
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
-        b.open("alice", b"", &m[299]).map_err(err)?;
-        expect_code(b.open("alice", b"", &m[0]), &[ErrorCode::TOO_OLD])
-    })());
-    r.check("a message of an epoch without a key is refused", (|| {
-        let (mut a, mut b) = pair(make, &[1])?;
-        a.install_key(2, &group_key(a.key_len(), 2)).map_err(err)?;
-        let sealed = a.seal(2, b"", b"m").map_err(err)?;
-        expect_code(b.open("alice", b"", &sealed), &[ErrorCode::UNKNOWN_EPOCH])
-    })());
-    r.check("a retired epoch is refused", (|| {
-        let (mut a, mut b) = pair(make, &[1, 2])?;
-        let sealed = a.seal(1, b"", b"m").map_err(err)?;
-        ensure(b.retire_key(1), || "retire_key(1) returned false".into())?;
-        ensure(!b.retire_key(1), || "second retire_key(1) returned true".into())?;
-        expect_code(b.open("alice", b"", &sealed), &[ErrorCode::UNKNOWN_EPOCH])?;
-        let sealed2 = a.seal(2, b"", b"m").map_err(err)?;
-        b.open("alice", b"", &sealed2).map_err(err)?;
-        Ok(())
-    })());
-    r.check("sealing without a key fails with no-key", (|| {
-        let (mut a, _) = pair(make, &[1])?;
-        expect_code(a.seal(9, b"", b"m"), &[ErrorCode::NO_KEY])
-    })());
-    r.check("a wrong key length is refused", (|| {
-        let mut a = make("alice").map_err(err)?;
-        expect_code(a.install_key(1, &[0u8; 5]), &[ErrorCode::INVALID_ARGUMENT])
-    })());
-    r.check("installing an epoch twice is refused", (|| {
-        let (mut a, _) = pair(make, &[1])?;
-        expect_code(
-            a.install_key(1, &group_key(a.key_len(), 1)),
-            &[ErrorCode::INVALID_ARGUMENT],
-        )
-    })());
-    r.check("different keys do not open each other's messages", (|| {
-        let mut a = make("alice").map_err(err)?;
-        let mut b = make("bob").map_err(err)?;
-        a.install_key(1, &group_key(a.key_len(), 1)).map_err(err)?;
-        b.install_key(1, &group_key(b.key_len(), 77)).map_err(err)?;
-        let sealed = a.seal(1, b"", b"m").map_err(err)?;
-        expect_code(b.open("alice", b"", &sealed), &[ErrorCode::AUTHENTICATION_FAILED])
-    })());
-    r.check("no ciphertext repeats across senders, epochs and sequence numbers", (|| {
-        let (mut a, mut b) = pair(make, &[1, 2])?;
-        let mut seen = std::collections::HashSet::new();
-        let plaintext = [0u8; 32];
-        for epoch in [1, 2] {
-            for cipher in [&mut a, &mut b] {
-                for _ in 0..4 {
-                    let sealed = cipher.seal(epoch, b"", &plaintext).map_err(err)?;
-                    // Compare bodies only: headers differ by construction.
-                    let body = sealed[sealed.len() - plaintext.len() - 8..].to_vec();
-                    ensure(seen.insert(body), || {
-                        format!("a ciphertext body repeated (epoch {epoch})")
-                    })?;
+        })(),
+    );
+    r.check(
+        "no ciphertext repeats across senders, epochs and sequence numbers",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1, 2])?;
+            let mut seen = std::collections::HashSet::new();
+            let plaintext = [0u8; 32];
+            for epoch in [1, 2] {
+                for cipher in [&mut a, &mut b] {
+                    for _ in 0..4 {
+                        let sealed = cipher.seal(epoch, b"", &plaintext).map_err(err)?;
+                        // Compare bodies only: headers differ by construction.
+                        let body = sealed[sealed.len() - plaintext.len() - 8..].to_vec();
+                        ensure(seen.insert(body), || {
+                            format!("a ciphertext body repeated (epoch {epoch})")
+                        })?;
+                    }
                 }
             }
-        }
-        Ok(())
-    })());
+            Ok(())
+        })(),
+    );
     r
 }

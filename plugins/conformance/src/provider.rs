@@ -48,24 +48,33 @@ pub fn known_answers(p: &Provider) -> Report {
             r.skip(name);
             continue;
         }
-        r.check(name, (|| {
-            let mut a = p.aead(&t.algorithm, &unhex(&t.key)).map_err(err)?;
-            let mut expected = unhex(&t.ciphertext);
-            expected.extend(unhex(&t.tag));
-            let sealed = a
-                .seal(&unhex(&t.nonce), &unhex(&t.aad), &unhex(&t.plaintext))
-                .map_err(err)?;
-            ensure(sealed == expected, || format!("sealed {}", hex::encode(&sealed)))?;
-            let opened = a.open(&unhex(&t.nonce), &unhex(&t.aad), &expected).map_err(err)?;
-            ensure(opened.expose() == unhex(&t.plaintext), || "open mismatch".into())?;
-            let mut forged = expected.clone();
-            let last = forged.len() - 1;
-            forged[last] ^= 1;
-            expect_code(
-                a.open(&unhex(&t.nonce), &unhex(&t.aad), &forged),
-                ErrorCode::AUTHENTICATION_FAILED,
-            )
-        })());
+        r.check(
+            name,
+            (|| {
+                let mut a = p.aead(&t.algorithm, &unhex(&t.key)).map_err(err)?;
+                let mut expected = unhex(&t.ciphertext);
+                expected.extend(unhex(&t.tag));
+                let sealed = a
+                    .seal(&unhex(&t.nonce), &unhex(&t.aad), &unhex(&t.plaintext))
+                    .map_err(err)?;
+                ensure(sealed == expected, || {
+                    format!("sealed {}", hex::encode(&sealed))
+                })?;
+                let opened = a
+                    .open(&unhex(&t.nonce), &unhex(&t.aad), &expected)
+                    .map_err(err)?;
+                ensure(opened.expose() == unhex(&t.plaintext), || {
+                    "open mismatch".into()
+                })?;
+                let mut forged = expected.clone();
+                let last = forged.len() - 1;
+                forged[last] ^= 1;
+                expect_code(
+                    a.open(&unhex(&t.nonce), &unhex(&t.aad), &forged),
+                    ErrorCode::AUTHENTICATION_FAILED,
+                )
+            })(),
+        );
     }
     for t in &v.block {
         let name = format!("KAT {} {} {}", t.algorithm, t.mode, t.source);
@@ -73,20 +82,26 @@ pub fn known_answers(p: &Provider) -> Report {
             r.skip(name);
             continue;
         }
-        r.check(name, (|| {
-            let mut b = p.block_cipher(&t.algorithm, &unhex(&t.key)).map_err(err)?;
-            let (pt, ct, iv) = (unhex(&t.plaintext), unhex(&t.ciphertext), unhex(&t.iv));
-            let (enc, dec) = if t.mode == "ecb" {
-                (b.encrypt_ecb(&pt).map_err(err)?, b.decrypt_ecb(&ct).map_err(err)?)
-            } else {
-                (
-                    b.encrypt_cbc(&iv, &pt).map_err(err)?,
-                    b.decrypt_cbc(&iv, &ct).map_err(err)?,
-                )
-            };
-            ensure(enc == ct, || format!("encrypted {}", hex::encode(&enc)))?;
-            ensure(dec.expose() == pt, || "decrypt mismatch".into())
-        })());
+        r.check(
+            name,
+            (|| {
+                let mut b = p.block_cipher(&t.algorithm, &unhex(&t.key)).map_err(err)?;
+                let (pt, ct, iv) = (unhex(&t.plaintext), unhex(&t.ciphertext), unhex(&t.iv));
+                let (enc, dec) = if t.mode == "ecb" {
+                    (
+                        b.encrypt_ecb(&pt).map_err(err)?,
+                        b.decrypt_ecb(&ct).map_err(err)?,
+                    )
+                } else {
+                    (
+                        b.encrypt_cbc(&iv, &pt).map_err(err)?,
+                        b.decrypt_cbc(&iv, &ct).map_err(err)?,
+                    )
+                };
+                ensure(enc == ct, || format!("encrypted {}", hex::encode(&enc)))?;
+                ensure(dec.expose() == pt, || "decrypt mismatch".into())
+            })(),
+        );
     }
     for t in &v.hash {
         let name = format!("KAT {} {}", t.algorithm, t.source);
@@ -94,14 +109,19 @@ pub fn known_answers(p: &Provider) -> Report {
             r.skip(name);
             continue;
         }
-        r.check(name, (|| {
-            let m = unhex(&t.message);
-            let whole = p.hash(&t.algorithm, &[&m]).map_err(err)?;
-            ensure(whole == unhex(&t.digest), || format!("digest {}", hex::encode(&whole)))?;
-            let (a, b) = m.split_at(m.len() / 2);
-            let parts = p.hash(&t.algorithm, &[a, b]).map_err(err)?;
-            ensure(parts == whole, || "digest of parts differs".into())
-        })());
+        r.check(
+            name,
+            (|| {
+                let m = unhex(&t.message);
+                let whole = p.hash(&t.algorithm, &[&m]).map_err(err)?;
+                ensure(whole == unhex(&t.digest), || {
+                    format!("digest {}", hex::encode(&whole))
+                })?;
+                let (a, b) = m.split_at(m.len() / 2);
+                let parts = p.hash(&t.algorithm, &[a, b]).map_err(err)?;
+                ensure(parts == whole, || "digest of parts differs".into())
+            })(),
+        );
     }
     for t in &v.mac {
         let name = format!("KAT {} {}", t.algorithm, t.source);
@@ -109,16 +129,21 @@ pub fn known_answers(p: &Provider) -> Report {
             r.skip(name);
             continue;
         }
-        r.check(name, (|| {
-            let mut m = p.mac(&t.algorithm, &unhex(&t.key)).map_err(err)?;
-            let msg = unhex(&t.message);
-            let tag = m.compute(&[&msg]).map_err(err)?;
-            ensure(tag == unhex(&t.tag), || format!("tag {}", hex::encode(&tag)))?;
-            m.verify(&[&msg[..3], &msg[3..]], &tag).map_err(err)?;
-            let mut bad = tag.clone();
-            bad[0] ^= 0x80;
-            expect_code(m.verify(&[&msg], &bad), ErrorCode::AUTHENTICATION_FAILED)
-        })());
+        r.check(
+            name,
+            (|| {
+                let mut m = p.mac(&t.algorithm, &unhex(&t.key)).map_err(err)?;
+                let msg = unhex(&t.message);
+                let tag = m.compute(&[&msg]).map_err(err)?;
+                ensure(tag == unhex(&t.tag), || {
+                    format!("tag {}", hex::encode(&tag))
+                })?;
+                m.verify(&[&msg[..3], &msg[3..]], &tag).map_err(err)?;
+                let mut bad = tag.clone();
+                bad[0] ^= 0x80;
+                expect_code(m.verify(&[&msg], &bad), ErrorCode::AUTHENTICATION_FAILED)
+            })(),
+        );
     }
     for t in &v.kdf {
         let name = format!("KAT {} {}", t.algorithm, t.source);
@@ -126,14 +151,23 @@ pub fn known_answers(p: &Provider) -> Report {
             r.skip(name);
             continue;
         }
-        r.check(name, (|| {
-            let okm = p
-                .hkdf(&t.algorithm, &unhex(&t.salt), &unhex(&t.ikm), &unhex(&t.info), t.length)
-                .map_err(err)?;
-            ensure(okm.expose() == unhex(&t.okm), || {
-                format!("okm {}", hex::encode(okm.expose()))
-            })
-        })());
+        r.check(
+            name,
+            (|| {
+                let okm = p
+                    .hkdf(
+                        &t.algorithm,
+                        &unhex(&t.salt),
+                        &unhex(&t.ikm),
+                        &unhex(&t.info),
+                        t.length,
+                    )
+                    .map_err(err)?;
+                ensure(okm.expose() == unhex(&t.okm), || {
+                    format!("okm {}", hex::encode(okm.expose()))
+                })
+            })(),
+        );
     }
     for t in &v.signature {
         let name = format!("KAT {} {}", t.algorithm, t.source);
@@ -141,27 +175,34 @@ pub fn known_answers(p: &Provider) -> Report {
             r.skip(name);
             continue;
         }
-        r.check(name, (|| {
-            let s = p.signer(&t.algorithm, &unhex(&t.secret_key)).map_err(err)?;
-            ensure(s.public_key() == unhex(&t.public_key), || "public key mismatch".into())?;
-            let msg = unhex(&t.message);
-            let sig = s.sign(&msg).map_err(err)?;
-            ensure(sig == unhex(&t.signature), || format!("signature {}", hex::encode(&sig)))?;
-            p.verify(&t.algorithm, &unhex(&t.public_key), &msg, &sig)
-                .map_err(err)?;
-            let mut bad = sig.clone();
-            bad[5] ^= 1;
-            expect_code(
-                p.verify(&t.algorithm, &unhex(&t.public_key), &msg, &bad),
-                ErrorCode::BAD_SIGNATURE,
-            )?;
-            let mut other = msg.clone();
-            other.push(0);
-            expect_code(
-                p.verify(&t.algorithm, &unhex(&t.public_key), &other, &sig),
-                ErrorCode::BAD_SIGNATURE,
-            )
-        })());
+        r.check(
+            name,
+            (|| {
+                let s = p.signer(&t.algorithm, &unhex(&t.secret_key)).map_err(err)?;
+                ensure(s.public_key() == unhex(&t.public_key), || {
+                    "public key mismatch".into()
+                })?;
+                let msg = unhex(&t.message);
+                let sig = s.sign(&msg).map_err(err)?;
+                ensure(sig == unhex(&t.signature), || {
+                    format!("signature {}", hex::encode(&sig))
+                })?;
+                p.verify(&t.algorithm, &unhex(&t.public_key), &msg, &sig)
+                    .map_err(err)?;
+                let mut bad = sig.clone();
+                bad[5] ^= 1;
+                expect_code(
+                    p.verify(&t.algorithm, &unhex(&t.public_key), &msg, &bad),
+                    ErrorCode::BAD_SIGNATURE,
+                )?;
+                let mut other = msg.clone();
+                other.push(0);
+                expect_code(
+                    p.verify(&t.algorithm, &unhex(&t.public_key), &other, &sig),
+                    ErrorCode::BAD_SIGNATURE,
+                )
+            })(),
+        );
     }
     r
 }
@@ -227,41 +268,63 @@ pub fn dh_algebra(p: &Provider) -> Report {
                 continue;
             }
         };
-        r.check(format!("DH {name}: name"), ensure(g.name() == name, || g.name()));
-        r.check(format!("DH {name}: g^(ab) = (g^a)^b = (g^b)^a"), (|| {
-            let (a, b) = (g.random_scalar().map_err(err)?, g.random_scalar().map_err(err)?);
-            let ga = g.exp_generator(a.expose()).map_err(err)?;
-            let gb = g.exp_generator(b.expose()).map_err(err)?;
-            g.validate_element(&ga).map_err(err)?;
-            g.validate_element(&gb).map_err(err)?;
-            let gab = g.exp(&ga, b.expose()).map_err(err)?;
-            let gba = g.exp(&gb, a.expose()).map_err(err)?;
-            ensure(gab == gba, || "g^ab != g^ba".into())?;
-            let ab = g.mul_scalars(a.expose(), b.expose()).map_err(err)?;
-            let direct = g.exp_generator(ab.expose()).map_err(err)?;
-            ensure(direct == gab.expose(), || "g^(a*b) != (g^a)^b".into())?;
-            let via_exp = g.exp(&g.generator(), a.expose()).map_err(err)?;
-            ensure(via_exp.expose() == ga, || "exp(g, a) != exp_generator(a)".into())
-        })());
-        r.check(format!("DH {name}: (x^a)^(a^-1) = x"), (|| {
-            let (a, c) = (g.random_scalar().map_err(err)?, g.random_scalar().map_err(err)?);
-            let x = g.exp_generator(c.expose()).map_err(err)?;
-            let xa = g.exp(&x, a.expose()).map_err(err)?;
-            let inv = g.invert_scalar(a.expose()).map_err(err)?;
-            let back = g.exp(xa.expose(), inv.expose()).map_err(err)?;
-            ensure(back.expose() == x, || "inverse exponent does not undo".into())?;
-            let one = g.mul_scalars(a.expose(), inv.expose()).map_err(err)?;
-            let g1 = g.exp_generator(one.expose()).map_err(err)?;
-            ensure(g1 == g.generator(), || "a * a^-1 != 1".into())
-        })());
-        r.check(format!("DH {name}: counts exponentiations"), (|| {
-            let before = p.counters().exponentiations;
-            let a = g.random_scalar().map_err(err)?;
-            let ga = g.exp_generator(a.expose()).map_err(err)?;
-            g.exp(&ga, a.expose()).map_err(err)?;
-            let after = p.counters().exponentiations;
-            ensure(after >= before + 2, || format!("{before} -> {after}"))
-        })());
+        r.check(
+            format!("DH {name}: name"),
+            ensure(g.name() == name, || g.name()),
+        );
+        r.check(
+            format!("DH {name}: g^(ab) = (g^a)^b = (g^b)^a"),
+            (|| {
+                let (a, b) = (
+                    g.random_scalar().map_err(err)?,
+                    g.random_scalar().map_err(err)?,
+                );
+                let ga = g.exp_generator(a.expose()).map_err(err)?;
+                let gb = g.exp_generator(b.expose()).map_err(err)?;
+                g.validate_element(&ga).map_err(err)?;
+                g.validate_element(&gb).map_err(err)?;
+                let gab = g.exp(&ga, b.expose()).map_err(err)?;
+                let gba = g.exp(&gb, a.expose()).map_err(err)?;
+                ensure(gab == gba, || "g^ab != g^ba".into())?;
+                let ab = g.mul_scalars(a.expose(), b.expose()).map_err(err)?;
+                let direct = g.exp_generator(ab.expose()).map_err(err)?;
+                ensure(direct == gab.expose(), || "g^(a*b) != (g^a)^b".into())?;
+                let via_exp = g.exp(&g.generator(), a.expose()).map_err(err)?;
+                ensure(via_exp.expose() == ga, || {
+                    "exp(g, a) != exp_generator(a)".into()
+                })
+            })(),
+        );
+        r.check(
+            format!("DH {name}: (x^a)^(a^-1) = x"),
+            (|| {
+                let (a, c) = (
+                    g.random_scalar().map_err(err)?,
+                    g.random_scalar().map_err(err)?,
+                );
+                let x = g.exp_generator(c.expose()).map_err(err)?;
+                let xa = g.exp(&x, a.expose()).map_err(err)?;
+                let inv = g.invert_scalar(a.expose()).map_err(err)?;
+                let back = g.exp(xa.expose(), inv.expose()).map_err(err)?;
+                ensure(back.expose() == x, || {
+                    "inverse exponent does not undo".into()
+                })?;
+                let one = g.mul_scalars(a.expose(), inv.expose()).map_err(err)?;
+                let g1 = g.exp_generator(one.expose()).map_err(err)?;
+                ensure(g1 == g.generator(), || "a * a^-1 != 1".into())
+            })(),
+        );
+        r.check(
+            format!("DH {name}: counts exponentiations"),
+            (|| {
+                let before = p.counters().exponentiations;
+                let a = g.random_scalar().map_err(err)?;
+                let ga = g.exp_generator(a.expose()).map_err(err)?;
+                g.exp(&ga, a.expose()).map_err(err)?;
+                let after = p.counters().exponentiations;
+                ensure(after >= before + 2, || format!("{before} -> {after}"))
+            })(),
+        );
         for (label, bad) in invalid_elements(&g, &name) {
             r.check(
                 format!("DH {name}: refuses element {label}"),
@@ -272,10 +335,16 @@ pub fn dh_algebra(p: &Provider) -> Report {
             let zero = vec![0u8; g.scalar_len()];
             expect_code(g.exp_generator(&zero), ErrorCode::INVALID_SCALAR)
         });
-        r.check(format!("DH {name}: random scalars differ"), (|| {
-            let (a, b) = (g.random_scalar().map_err(err)?, g.random_scalar().map_err(err)?);
-            ensure(a != b, || "two random scalars are equal".into())
-        })());
+        r.check(
+            format!("DH {name}: random scalars differ"),
+            (|| {
+                let (a, b) = (
+                    g.random_scalar().map_err(err)?,
+                    g.random_scalar().map_err(err)?,
+                );
+                ensure(a != b, || "two random scalars are equal".into())
+            })(),
+        );
     }
     r
 }
@@ -302,7 +371,8 @@ pub fn misuse(p: &Provider) -> Report {
                 format!("{name}: wrong key length refused"),
                 expect_code(p.aead(&name, &[0; 7]), ErrorCode::INVALID_ARGUMENT),
             );
-            if let Ok(mut aead) = p.aead(&name, &vec![0; if name.contains("128") { 16 } else { 32 }])
+            if let Ok(mut aead) =
+                p.aead(&name, &vec![0; if name.contains("128") { 16 } else { 32 }])
             {
                 r.check(
                     format!("{name}: wrong nonce length refused"),
@@ -318,9 +388,12 @@ pub fn misuse(p: &Provider) -> Report {
             }
         }
     }
-    r.check("random bytes have the asked length", (|| {
-        let b = p.random_bytes(33).map_err(err)?;
-        ensure(b.len() == 33, || format!("{} bytes", b.len()))
-    })());
+    r.check(
+        "random bytes have the asked length",
+        (|| {
+            let b = p.random_bytes(33).map_err(err)?;
+            ensure(b.len() == 33, || format!("{} bytes", b.len()))
+        })(),
+    );
     r
 }

@@ -279,7 +279,8 @@ impl KitCipher {
     }
 
     fn sender_key(&self, epoch_key: &SecretBytes, epoch: u64, sender: &str) -> Result<SecretBytes> {
-        let mut info = Vec::with_capacity(self.algorithm.len() + self.group.len() + sender.len() + 10);
+        let mut info =
+            Vec::with_capacity(self.algorithm.len() + self.group.len() + sender.len() + 10);
         info.extend_from_slice(self.algorithm.as_bytes());
         info.push(0);
         info.extend_from_slice(self.group.as_bytes());
@@ -356,7 +357,10 @@ impl GroupCipherImpl for KitCipher {
     fn seal(&mut self, epoch: u64, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
         let limits = self.limits;
         let state = self.epochs.get(&epoch).ok_or_else(|| {
-            PluginError::new(ErrorCode::NO_KEY, format!("no key installed for epoch {epoch}"))
+            PluginError::new(
+                ErrorCode::NO_KEY,
+                format!("no key installed for epoch {epoch}"),
+            )
         })?;
         if state.send.is_none() {
             let key = self.sender_key(&state.key, epoch, &self.local)?;

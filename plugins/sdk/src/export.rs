@@ -75,9 +75,9 @@ macro_rules! __plugin_module {
         pub fn plugin_module() -> $crate::api::PluginModuleRef {
             const MODULE: &$crate::api::abi_stable::prefix_type::WithMetadata<
                 $crate::api::PluginModule,
-            > = &$crate::api::abi_stable::prefix_type::WithMetadata::new(
-                $crate::export::module::<$plugin>(),
-            );
+            > = &$crate::api::abi_stable::prefix_type::WithMetadata::new($crate::export::module::<
+                $plugin,
+            >());
             $crate::api::PluginModuleRef(MODULE.static_as_prefix())
         }
     };

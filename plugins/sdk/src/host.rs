@@ -202,7 +202,10 @@ impl DhGroup {
     }
     /// `g^scalar`.
     pub fn exp_generator(&self, scalar: &[u8]) -> Result<Vec<u8>> {
-        self.inner.exp_generator(rs(scalar)).into_result().map(Into::into)
+        self.inner
+            .exp_generator(rs(scalar))
+            .into_result()
+            .map(Into::into)
     }
     /// `element^scalar`.
     pub fn exp(&self, element: &[u8], scalar: &[u8]) -> Result<SecretBytes> {
@@ -271,7 +274,10 @@ impl BlockCipher {
     }
     /// ECB encryption of whole blocks.
     pub fn encrypt_ecb(&mut self, blocks: &[u8]) -> Result<Vec<u8>> {
-        self.inner.encrypt_ecb(rs(blocks)).into_result().map(Into::into)
+        self.inner
+            .encrypt_ecb(rs(blocks))
+            .into_result()
+            .map(Into::into)
     }
     /// ECB decryption of whole blocks.
     pub fn decrypt_ecb(&mut self, blocks: &[u8]) -> Result<SecretBytes> {

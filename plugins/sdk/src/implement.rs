@@ -9,8 +9,7 @@ use abi_stable::{
     std_types::{RArc, RSlice, RStr, RString, RVec},
 };
 use conclave_plugin_api::{
-    Algorithm, PluginError, PluginKind, PluginResult, ProviderConfig, SecretBytes,
-    abi_stable,
+    Algorithm, PluginError, PluginKind, PluginResult, ProviderConfig, SecretBytes, abi_stable,
     cipher::{CipherConfig, GroupCipher, GroupCipher_TO, GroupCipherBox, OpenedMessage},
     key_agreement::{
         Action, KeyAgreement, KeyAgreement_TO, KeyAgreementBox, KeyAgreementConfig,
@@ -18,8 +17,8 @@ use conclave_plugin_api::{
     },
     provider::{
         Aead, Aead_TO, AeadBox, BlockCipher, BlockCipher_TO, BlockCipherBox, CryptoProvider,
-        CryptoProvider_TO, CryptoProviderArc, DhGroup, DhGroup_TO, DhGroupBox, Mac, Mac_TO,
-        MacBox, OpCounters, Signer, Signer_TO, SignerBox,
+        CryptoProvider_TO, CryptoProviderArc, DhGroup, DhGroup_TO, DhGroupBox, Mac, Mac_TO, MacBox,
+        OpCounters, Signer, Signer_TO, SignerBox,
     },
 };
 
@@ -56,7 +55,9 @@ pub trait Plugin: 'static {
 
     /// Creates a key-agreement instance (key-agreement plugins).
     fn new_key_agreement(_config: &KeyAgreementConfig) -> Result<Box<dyn KeyAgreementImpl>> {
-        Err(PluginError::unsupported("this plugin is not a key agreement"))
+        Err(PluginError::unsupported(
+            "this plugin is not a key agreement",
+        ))
     }
 }
 
@@ -338,7 +339,8 @@ impl BlockCipher for G<dyn BlockCipherImpl> {
         self.0.call_mut(|b| b.decrypt_ecb(&blocks))
     }
     fn encrypt_cbc(&mut self, iv: RSlice<'_, u8>, data: RSlice<'_, u8>) -> PluginResult<RVec<u8>> {
-        self.0.call_mut(|b| b.encrypt_cbc(&iv, &data).map(RVec::from))
+        self.0
+            .call_mut(|b| b.encrypt_cbc(&iv, &data).map(RVec::from))
     }
     fn decrypt_cbc(
         &mut self,
@@ -401,10 +403,12 @@ impl CryptoProvider for G<dyn ProviderImpl> {
         self.0.get(Vec::new(), |p| p.algorithms()).into()
     }
     fn dh_group(&self, name: RStr<'_>) -> PluginResult<DhGroupBox> {
-        self.0.call(|p| p.dh_group(name.as_str()).map(dh_group_to_abi))
+        self.0
+            .call(|p| p.dh_group(name.as_str()).map(dh_group_to_abi))
     }
     fn aead(&self, name: RStr<'_>, key: RSlice<'_, u8>) -> PluginResult<AeadBox> {
-        self.0.call(|p| p.aead(name.as_str(), &key).map(aead_to_abi))
+        self.0
+            .call(|p| p.aead(name.as_str(), &key).map(aead_to_abi))
     }
     fn block_cipher(&self, name: RStr<'_>, key: RSlice<'_, u8>) -> PluginResult<BlockCipherBox> {
         self.0

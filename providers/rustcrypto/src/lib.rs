@@ -65,8 +65,7 @@ impl Plugin for RustCryptoPlugin {
     const NAME: &'static str = NAME;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const KIND: PluginKind = PluginKind::Provider;
-    const DESCRIPTION: &'static str =
-        "pure-Rust primitives: num-bigint MODP/ffdhe, Ristretto255, AES-GCM, SHA-2, HMAC, HKDF, Ed25519";
+    const DESCRIPTION: &'static str = "pure-Rust primitives: num-bigint MODP/ffdhe, Ristretto255, AES-GCM, SHA-2, HMAC, HKDF, Ed25519";
 
     fn algorithms() -> Vec<Algorithm> {
         algorithm_list()
@@ -109,7 +108,9 @@ impl ProviderImpl for RustCryptoProvider {
 
     fn dh_group(&self, name: &str) -> Result<Box<dyn DhGroupImpl>> {
         if name == "ristretto255" {
-            return Ok(Box::new(ristretto::Ristretto255::new(self.counters.clone())));
+            return Ok(Box::new(ristretto::Ristretto255::new(
+                self.counters.clone(),
+            )));
         }
         modp::GROUPS
             .iter()
@@ -136,28 +137,47 @@ impl ProviderImpl for RustCryptoProvider {
         symmetric::hmac(name, key, self.counters.clone())
     }
 
-    fn hkdf(&self, name: &str, salt: &[u8], ikm: &[u8], info: &[u8], len: usize) -> Result<SecretBytes> {
+    fn hkdf(
+        &self,
+        name: &str,
+        salt: &[u8],
+        ikm: &[u8],
+        info: &[u8],
+        len: usize,
+    ) -> Result<SecretBytes> {
         symmetric::hkdf(name, salt, ikm, info, len, &self.counters)
     }
 
     fn generate_signing_key(&self, name: &str) -> Result<SecretBytes> {
         match name {
             "ed25519" => sign::generate(&self.counters),
-            _ => Err(PluginError::unsupported(format!("rustcrypto: signature {name:?}"))),
+            _ => Err(PluginError::unsupported(format!(
+                "rustcrypto: signature {name:?}"
+            ))),
         }
     }
 
     fn signer(&self, name: &str, secret_key: &[u8]) -> Result<Box<dyn SignerImpl>> {
         match name {
             "ed25519" => Ok(Box::new(sign::signer(secret_key, self.counters.clone())?)),
-            _ => Err(PluginError::unsupported(format!("rustcrypto: signature {name:?}"))),
+            _ => Err(PluginError::unsupported(format!(
+                "rustcrypto: signature {name:?}"
+            ))),
         }
     }
 
-    fn verify(&self, name: &str, public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<()> {
+    fn verify(
+        &self,
+        name: &str,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<()> {
         match name {
             "ed25519" => sign::verify(public_key, message, signature, &self.counters),
-            _ => Err(PluginError::unsupported(format!("rustcrypto: signature {name:?}"))),
+            _ => Err(PluginError::unsupported(format!(
+                "rustcrypto: signature {name:?}"
+            ))),
         }
     }
 

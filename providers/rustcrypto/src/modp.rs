@@ -27,7 +27,6 @@ use crate::rng;
 
 type Result<T> = std::result::Result<T, PluginError>;
 
-
 /// Description of one safe-prime group.
 #[derive(Debug, Clone, Copy)]
 pub struct GroupSpec {
@@ -262,7 +261,10 @@ impl DhGroupImpl for ModpGroup {
         if jacobi(&y, &self.p) != 1 {
             return Err(PluginError::new(
                 ErrorCode::INVALID_ELEMENT,
-                format!("{}: element outside the prime-order subgroup", self.spec.name),
+                format!(
+                    "{}: element outside the prime-order subgroup",
+                    self.spec.name
+                ),
             ));
         }
         Ok(())
@@ -335,8 +337,8 @@ mod tests {
             ("ffdhe4096", 4096, 5736041),
         ] {
             let two = BigUint::from(2u32);
-            let expected = two.pow(b) - two.pow(b - 64) + (e_fixed(b as usize - 130) + x) * two.pow(64)
-                - 1u32;
+            let expected =
+                two.pow(b) - two.pow(b - 64) + (e_fixed(b as usize - 130) + x) * two.pow(64) - 1u32;
             assert_eq!(p_of(name), expected, "{name}");
         }
     }
@@ -369,7 +371,11 @@ mod tests {
         // (a/15) for a = 1..14, from the definition.
         let table = [1, 1, 0, 1, 0, 0, -1, 1, 0, 0, -1, 0, -1, -1];
         for (a, want) in (1u32..15).zip(table) {
-            assert_eq!(jacobi(&BigUint::from(a), &BigUint::from(15u32)), want, "a={a}");
+            assert_eq!(
+                jacobi(&BigUint::from(a), &BigUint::from(15u32)),
+                want,
+                "a={a}"
+            );
         }
     }
 }

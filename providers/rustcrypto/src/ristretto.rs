@@ -51,7 +51,10 @@ fn point(bytes: &[u8]) -> Result<RistrettoPoint> {
     let c = CompressedRistretto::from_slice(bytes).map_err(|_| {
         PluginError::new(
             ErrorCode::INVALID_ELEMENT,
-            format!("ristretto255: element must be 32 bytes, got {}", bytes.len()),
+            format!(
+                "ristretto255: element must be 32 bytes, got {}",
+                bytes.len()
+            ),
         )
     })?;
     c.decompress().ok_or_else(|| {

@@ -30,7 +30,10 @@ pub fn signer(secret: &[u8], counters: Arc<Counters>) -> Result<Ed25519Signer> {
     let mut seed: [u8; 32] = secret.try_into().map_err(|_| {
         PluginError::new(
             ErrorCode::INVALID_KEY,
-            format!("ed25519: secret key must be a 32-byte seed, got {} bytes", secret.len()),
+            format!(
+                "ed25519: secret key must be a 32-byte seed, got {} bytes",
+                secret.len()
+            ),
         )
     })?;
     let key = SigningKey::from_bytes(&seed);
@@ -54,18 +57,30 @@ impl SignerImpl for Ed25519Signer {
 }
 
 /// Strict verification: rejects non-canonical encodings and small-order keys.
-pub fn verify(public_key: &[u8], message: &[u8], signature: &[u8], counters: &Counters) -> Result<()> {
+pub fn verify(
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+    counters: &Counters,
+) -> Result<()> {
     counters.bump(Op::Verification);
     let pk: [u8; 32] = public_key.try_into().map_err(|_| {
         PluginError::new(
             ErrorCode::INVALID_KEY,
-            format!("ed25519: public key must be 32 bytes, got {}", public_key.len()),
+            format!(
+                "ed25519: public key must be 32 bytes, got {}",
+                public_key.len()
+            ),
         )
     })?;
     let pk = VerifyingKey::from_bytes(&pk)
         .map_err(|_| PluginError::new(ErrorCode::INVALID_KEY, "ed25519: invalid public key"))?;
     let sig = Signature::from_slice(signature)
         .map_err(|_| PluginError::new(ErrorCode::BAD_SIGNATURE, "ed25519: malformed signature"))?;
-    pk.verify_strict(message, &sig)
-        .map_err(|_| PluginError::new(ErrorCode::BAD_SIGNATURE, "ed25519: signature does not verify"))
+    pk.verify_strict(message, &sig).map_err(|_| {
+        PluginError::new(
+            ErrorCode::BAD_SIGNATURE,
+            "ed25519: signature does not verify",
+        )
+    })
 }

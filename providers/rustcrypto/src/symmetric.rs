@@ -144,7 +144,7 @@ where
 {
     fn check_len(&self, data: &[u8]) -> Result<()> {
         let bs = C::block_size();
-        if data.len() % bs != 0 {
+        if !data.len().is_multiple_of(bs) {
             return Err(PluginError::invalid_argument(format!(
                 "{}: data length {} is not a multiple of the {bs}-byte block",
                 self.name,
@@ -295,7 +295,10 @@ where
             m.update(p);
         }
         m.verify_slice(tag).map_err(|_| {
-            PluginError::new(ErrorCode::AUTHENTICATION_FAILED, format!("{}: tag mismatch", self.name))
+            PluginError::new(
+                ErrorCode::AUTHENTICATION_FAILED,
+                format!("{}: tag mismatch", self.name),
+            )
         })
     }
 }

@@ -72,7 +72,12 @@ impl GroupCipherImpl for Padme {
     fn seal(&mut self, epoch: u64, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, PluginError> {
         self.inner.seal(epoch, aad, &pad(plaintext))
     }
-    fn open(&mut self, sender: &str, aad: &[u8], sealed: &[u8]) -> Result<OpenedMessage, PluginError> {
+    fn open(
+        &mut self,
+        sender: &str,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<OpenedMessage, PluginError> {
         let mut opened = self.inner.open(sender, aad, sealed)?;
         opened.plaintext = unpad(opened.plaintext.into_vec())?.into();
         Ok(opened)
@@ -89,12 +94,18 @@ impl Plugin for PadmePlugin {
     const DESCRIPTION: &'static str = "example: AES-256-GCM with PADME length hiding";
 
     fn algorithms() -> Vec<Algorithm> {
-        vec![Algorithm::new(AlgorithmClass::GroupCipher, "padme-aes-256-gcm")]
+        vec![Algorithm::new(
+            AlgorithmClass::GroupCipher,
+            "padme-aes-256-gcm",
+        )]
     }
 
     fn new_cipher(config: &CipherConfig) -> Result<Box<dyn GroupCipherImpl>, PluginError> {
         if config.algorithm.as_str() != "padme-aes-256-gcm" {
-            return Err(PluginError::unsupported(format!("padme: {}", config.algorithm)));
+            return Err(PluginError::unsupported(format!(
+                "padme: {}",
+                config.algorithm
+            )));
         }
         let provider = Provider::from_abi(conclave_plugin_sdk::api::provider::share_provider(
             &config.provider,
