@@ -1,0 +1,1 @@
+//! The OpenSSL provider (in progress).
