@@ -3,8 +3,8 @@
 //! | class | algorithms |
 //! |---|---|
 //! | DH groups | `modp2048`, `modp3072` (RFC 3526), `ffdhe2048`, `ffdhe3072`, `ffdhe4096` (RFC 7919) on `num-bigint`; `ristretto255` on `curve25519-dalek` |
-//! | AEAD | `aes-128-gcm`, `aes-256-gcm` (`aes-gcm`) |
-//! | block ciphers | `aes-128`, `aes-256` (`aes`, CBC from `cbc`) |
+//! | AEAD | `aes-128-gcm`, `aes-256-gcm` (`aes-gcm`), `chacha20-poly1305` (`chacha20poly1305`) |
+//! | block ciphers | `aes-128`, `aes-256` (`aes`), `blowfish` (`blowfish`); raw ECB and CBC (`cbc`) |
 //! | hashes | `sha256`, `sha384`, `sha512` (`sha2`) |
 //! | MAC | `hmac-sha256`, `hmac-sha384`, `hmac-sha512` (`hmac`) |
 //! | KDF | `hkdf-sha256`, `hkdf-sha384`, `hkdf-sha512` (`hkdf`) |
@@ -48,8 +48,11 @@ fn algorithm_list() -> Vec<Algorithm> {
         .collect();
     v.push(Algorithm::new(DhGroup, "ristretto255"));
     for (class, names) in [
-        (Aead, &["aes-128-gcm", "aes-256-gcm"][..]),
-        (BlockCipher, &["aes-128", "aes-256"]),
+        (
+            Aead,
+            &["aes-128-gcm", "aes-256-gcm", "chacha20-poly1305"][..],
+        ),
+        (BlockCipher, &["aes-128", "aes-256", "blowfish"]),
         (Hash, &["sha256", "sha384", "sha512"]),
         (Mac, &["hmac-sha256", "hmac-sha384", "hmac-sha512"]),
         (Kdf, &["hkdf-sha256", "hkdf-sha384", "hkdf-sha512"]),
@@ -65,7 +68,7 @@ impl Plugin for RustCryptoPlugin {
     const NAME: &'static str = NAME;
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const KIND: PluginKind = PluginKind::Provider;
-    const DESCRIPTION: &'static str = "pure-Rust primitives: num-bigint MODP/ffdhe, Ristretto255, AES-GCM, SHA-2, HMAC, HKDF, Ed25519";
+    const DESCRIPTION: &'static str = "pure-Rust primitives: num-bigint MODP/ffdhe, Ristretto255, AES-GCM, ChaCha20-Poly1305, Blowfish, SHA-2, HMAC, HKDF, Ed25519";
 
     fn algorithms() -> Vec<Algorithm> {
         algorithm_list()
@@ -122,11 +125,11 @@ impl ProviderImpl for RustCryptoProvider {
     }
 
     fn aead(&self, name: &str, key: &[u8]) -> Result<Box<dyn AeadImpl>> {
-        symmetric::aes_gcm(name, key, self.counters.clone())
+        symmetric::aead(name, key, self.counters.clone())
     }
 
     fn block_cipher(&self, name: &str, key: &[u8]) -> Result<Box<dyn BlockCipherImpl>> {
-        symmetric::aes_block(name, key, self.counters.clone())
+        symmetric::block(name, key, self.counters.clone())
     }
 
     fn hash(&self, name: &str, parts: &[&[u8]]) -> Result<Vec<u8>> {

@@ -10,6 +10,7 @@ use cbc::cipher::{
     Array, BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt,
     BlockSizeUser, InnerIvInit,
 };
+use chacha20poly1305::ChaCha20Poly1305;
 use conclave_plugin_sdk::{
     ErrorCode, PluginError, SecretBytes,
     counters::{Counters, Op},
@@ -30,31 +31,37 @@ fn bad_key(name: &str, want: usize, got: usize) -> PluginError {
 // ---------------------------------------------------------------------------------------
 // AEAD
 
-/// AES-GCM with a key schedule made once per key.
-pub struct AesGcm<C> {
+/// An AEAD with a key schedule made once per key.
+pub struct AeadCipher<C> {
     name: &'static str,
     cipher: C,
     counters: Arc<Counters>,
 }
 
-/// `aes-128-gcm` or `aes-256-gcm`, keyed.
-pub fn aes_gcm(name: &str, key: &[u8], counters: Arc<Counters>) -> Result<Box<dyn AeadImpl>> {
+/// `aes-128-gcm`, `aes-256-gcm` or `chacha20-poly1305`, keyed.
+pub fn aead(name: &str, key: &[u8], counters: Arc<Counters>) -> Result<Box<dyn AeadImpl>> {
     match name {
-        "aes-128-gcm" => Ok(Box::new(AesGcm {
+        "aes-128-gcm" => Ok(Box::new(AeadCipher {
             name: "aes-128-gcm",
             cipher: Aes128Gcm::new_from_slice(key).map_err(|_| bad_key(name, 16, key.len()))?,
             counters,
         })),
-        "aes-256-gcm" => Ok(Box::new(AesGcm {
+        "aes-256-gcm" => Ok(Box::new(AeadCipher {
             name: "aes-256-gcm",
             cipher: Aes256Gcm::new_from_slice(key).map_err(|_| bad_key(name, 32, key.len()))?,
+            counters,
+        })),
+        "chacha20-poly1305" => Ok(Box::new(AeadCipher {
+            name: "chacha20-poly1305",
+            cipher: ChaCha20Poly1305::new_from_slice(key)
+                .map_err(|_| bad_key(name, 32, key.len()))?,
             counters,
         })),
         _ => Err(PluginError::unsupported(format!("AEAD {name:?}"))),
     }
 }
 
-impl<C> AeadImpl for AesGcm<C>
+impl<C> AeadImpl for AeadCipher<C>
 where
     C: aes_gcm::aead::Aead + AeadCore + Send,
 {
@@ -71,8 +78,9 @@ where
     }
 
     fn seal(&mut self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let nonce = Nonce::<C>::try_from(nonce)
-            .map_err(|_| PluginError::invalid_argument("AES-GCM nonce must be 12 bytes"))?;
+        let nonce = Nonce::<C>::try_from(nonce).map_err(|_| {
+            PluginError::invalid_argument(format!("{}: nonce must be 12 bytes", self.name))
+        })?;
         self.counters.bump(Op::Encryption);
         self.cipher
             .encrypt(
@@ -82,12 +90,15 @@ where
                     aad,
                 },
             )
-            .map_err(|_| PluginError::invalid_argument("AES-GCM: message or AAD too long"))
+            .map_err(|_| {
+                PluginError::invalid_argument(format!("{}: message or AAD too long", self.name))
+            })
     }
 
     fn open(&mut self, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<SecretBytes> {
-        let nonce = Nonce::<C>::try_from(nonce)
-            .map_err(|_| PluginError::invalid_argument("AES-GCM nonce must be 12 bytes"))?;
+        let nonce = Nonce::<C>::try_from(nonce).map_err(|_| {
+            PluginError::invalid_argument(format!("{}: nonce must be 12 bytes", self.name))
+        })?;
         self.counters.bump(Op::Decryption);
         self.cipher
             .decrypt(
@@ -101,7 +112,7 @@ where
             .map_err(|_| {
                 PluginError::new(
                     ErrorCode::AUTHENTICATION_FAILED,
-                    "AES-GCM: tag mismatch (tampered or wrong key)",
+                    format!("{}: tag mismatch (tampered or wrong key)", self.name),
                 )
             })
     }
@@ -117,12 +128,8 @@ pub struct Block<C> {
     counters: Arc<Counters>,
 }
 
-/// `aes-128` or `aes-256`, keyed.
-pub fn aes_block(
-    name: &str,
-    key: &[u8],
-    counters: Arc<Counters>,
-) -> Result<Box<dyn BlockCipherImpl>> {
+/// `aes-128`, `aes-256` or `blowfish` (keys of 4 to 56 bytes), keyed.
+pub fn block(name: &str, key: &[u8], counters: Arc<Counters>) -> Result<Box<dyn BlockCipherImpl>> {
     match name {
         "aes-128" => Ok(Box::new(Block {
             name: "aes-128",
@@ -132,6 +139,16 @@ pub fn aes_block(
         "aes-256" => Ok(Box::new(Block {
             name: "aes-256",
             cipher: aes::Aes256::new_from_slice(key).map_err(|_| bad_key(name, 32, key.len()))?,
+            counters,
+        })),
+        "blowfish" => Ok(Box::new(Block {
+            name: "blowfish",
+            cipher: <blowfish::Blowfish>::new_from_slice(key).map_err(|_| {
+                PluginError::invalid_argument(format!(
+                    "blowfish: key must be 4 to 56 bytes, got {}",
+                    key.len()
+                ))
+            })?,
             counters,
         })),
         _ => Err(PluginError::unsupported(format!("block cipher {name:?}"))),
