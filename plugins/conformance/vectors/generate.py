@@ -7,7 +7,8 @@ published values; this script recomputes every one with the `cryptography` packa
 Run: python3 generate.py  (needs python3-cryptography)
 """
 import hashlib, hmac, json
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.decrepit.ciphers.algorithms import Blowfish
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives import hashes
@@ -46,6 +47,22 @@ for alg, src, k, n, a, p, c, t in gcm:
     assert got == h(c) + h(t), (src, got.hex())
     out["aead"].append(dict(algorithm=alg, source=src, key=k, nonce=n, aad=a, plaintext=p, ciphertext=c, tag=t))
 
+# --- ChaCha20-Poly1305: RFC 8439 section 2.8.2 (the AEAD construction's test vector).
+sunscreen = (b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for "
+             b"the future, sunscreen would be it.").hex()
+chacha = [
+    ("chacha20-poly1305", "RFC 8439 2.8.2", "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f",
+     "070000004041424344454647", "50515253c0c1c2c3c4c5c6c7", sunscreen,
+     "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d63dbea45e8ca9671282fafb69da92728b1a"
+     "71de0a9e060b2905d6a5b67ecd3b3692ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc3ff4"
+     "def08e4b7a9de576d26586cec64b6116",
+     "1ae10b594f09e26a7e902ecbd0600691"),
+]
+for alg, src_, k, n, a, p, c, t in chacha:
+    got = ChaCha20Poly1305(h(k)).encrypt(h(n), h(p), h(a) if a else None)
+    assert got == h(c) + h(t), (src_, got.hex())
+    out["aead"].append(dict(algorithm=alg, source=src_, key=k, nonce=n, aad=a, plaintext=p, ciphertext=c, tag=t))
+
 # --- AES block cipher: FIPS 197 appendix C (ECB), NIST SP 800-38A F.2.1/F.2.5 (CBC).
 blocks = [
     ("aes-128", "FIPS 197 C.1", "ecb", "000102030405060708090a0b0c0d0e0f", "", "00112233445566778899aabbccddeeff", "69c4e0d86a7b0430d8cdb78070b4c55a"),
@@ -63,6 +80,28 @@ for alg, src, mode, k, iv, p, c in blocks:
     got = e.update(h(p)) + e.finalize()
     assert got == h(c), (src, got.hex())
     out["block"].append(dict(algorithm=alg, source=src, mode=mode, key=k, iv=iv, plaintext=p, ciphertext=c))
+
+
+# --- Blowfish: Eric Young's published test vectors (schneier.com, "vectors.txt"):
+# a selection of the ECB set, and the CBC example (the 29-byte text zero-padded to 32).
+bf = [
+    ("0000000000000000", "0000000000000000", "4ef997456198dd78"),
+    ("ffffffffffffffff", "ffffffffffffffff", "51866fd5b85ecb8a"),
+    ("3000000000000000", "1000000000000001", "7d856f9a613063f2"),
+    ("1111111111111111", "1111111111111111", "2466dd878b963c9d"),
+    ("0123456789abcdef", "1111111111111111", "61f9c3802281b096"),
+    ("fedcba9876543210", "0123456789abcdef", "0aceab0fc6a0a28d"),
+]
+bf_blocks = [("blowfish", f"Eric Young ECB key {k}", "ecb", k, "", p, c) for k, p, c in bf]
+bf_blocks.append(("blowfish", "Eric Young CBC example", "cbc", "0123456789abcdeff0e1d2c3b4a59687", "fedcba9876543210",
+                  "37363534333231204e6f77206973207468652074696d6520666f722000000000",
+                  "6b77b4d63006dee605b156e27403979358deb9e7154616d959f1652bd5ff92cc"))
+for alg, src_, mode, k, iv, p, c in bf_blocks:
+    m = modes.ECB() if mode == "ecb" else modes.CBC(h(iv))
+    e = Cipher(Blowfish(h(k)), m).encryptor()
+    got = e.update(h(p)) + e.finalize()
+    assert got == h(c), (src_, got.hex())
+    out["block"].append(dict(algorithm=alg, source=src_, mode=mode, key=k, iv=iv, plaintext=p, ciphertext=c))
 
 # --- SHA-2: FIPS 180-4 examples ("abc" and the 448-bit message).
 msgs = [("abc", b"abc"), ("abcdbcde...nopq", b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")]
