@@ -1,1 +1,20 @@
-//! group-communication engines
+//! Group-communication engines for Conclave: view-synchronous membership and ordered
+//! delivery, after Spread and its Flush layer.
+//!
+//! * [`types`]: names, views, services, events and errors shared by every engine.
+//! * [`vs`]: the sans-IO view-synchrony state machine of one ordering domain.
+//! * [`session`]: the member-side rules (what a member may do in which state).
+//! * [`sim`]: a deterministic, seeded simulator of daemons, members, crashes,
+//!   partitions and merges, with a checker of the view-synchrony invariants.
+
+pub mod session;
+pub mod sim;
+pub mod types;
+pub mod vs;
+
+pub use session::Session;
+pub use types::{
+    Cause, Delivery, Event, GcsError, GroupName, MAX_MESSAGE_SIZE, MAX_NAME_LEN, MemberName,
+    NameError, NameKind, SendOptions, Service, View, ViewId,
+};
+pub use vs::{Domain, Outgoing};

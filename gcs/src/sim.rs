@@ -1,0 +1,4 @@
+//! The deterministic simulator (being built).
+
+/// The simulator (being built).
+pub struct Simulator;
