@@ -16,7 +16,52 @@ use crate::{
 pub fn all(p: &Provider) -> Report {
     let mut r = known_answers(p);
     r.merge(dh_algebra(p));
+    r.merge(signatures(p));
     r.merge(misuse(p));
+    r
+}
+
+/// For every signature algorithm offered, with a freshly generated key: sign and verify,
+/// and refuse a flipped signature bit, another message, another key and a garbage key.
+pub fn signatures(p: &Provider) -> Report {
+    let mut r = Report::default();
+    for a in p.algorithms() {
+        if a.class != AlgorithmClass::Signature {
+            continue;
+        }
+        let name = a.name.to_string();
+        r.check(
+            format!("signature {name}: generate, sign, verify, refuse forgeries"),
+            (|| {
+                let sk = p.generate_signing_key(&name).map_err(err)?;
+                let s = p.signer(&name, sk.expose()).map_err(err)?;
+                let pk = s.public_key();
+                let msg = b"conclave signature round trip".to_vec();
+                let sig = s.sign(&msg).map_err(err)?;
+                p.verify(&name, &pk, &msg, &sig).map_err(err)?;
+                let mut bad = sig.clone();
+                let mid = bad.len() / 2;
+                bad[mid] ^= 0x10;
+                expect_code(p.verify(&name, &pk, &msg, &bad), ErrorCode::BAD_SIGNATURE)?;
+                expect_code(
+                    p.verify(&name, &pk, b"another message", &sig),
+                    ErrorCode::BAD_SIGNATURE,
+                )?;
+                let other = p.generate_signing_key(&name).map_err(err)?;
+                let other_pk = p.signer(&name, other.expose()).map_err(err)?.public_key();
+                ensure(other_pk != pk, || "two generated keys are equal".into())?;
+                expect_code(
+                    p.verify(&name, &other_pk, &msg, &sig),
+                    ErrorCode::BAD_SIGNATURE,
+                )?;
+                expect_code(
+                    p.verify(&name, &[7u8; 5], &msg, &sig),
+                    ErrorCode::INVALID_KEY,
+                )?;
+                expect_code(p.signer(&name, &[7u8; 5]), ErrorCode::INVALID_KEY)
+            })(),
+        );
+    }
     r
 }
 
@@ -233,6 +278,26 @@ pub fn invalid_elements(group: &DhGroup, name: &str) -> Vec<(&'static str, Vec<u
             ("p-2 (outside the order-q subgroup)", minus(2)),
             ("p", p.clone()),
             ("all ones (above p)", vec![0xff; len]),
+        ]);
+    } else if name == "p256" && len == 65 {
+        // The generator of P-256 (SEC 2, 2.4.2), uncompressed.
+        let gx = "6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296";
+        let gy = "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5";
+        let point = |prefix: &str, x: &str, y: &str| {
+            hex::decode(format!("{prefix}{x}{y}")).unwrap_or_default()
+        };
+        let mut off_curve = point("04", gx, gy);
+        off_curve[64] ^= 1;
+        let p_hex = "ffffffff00000001000000000000000000000000ffffffffffffffffffffffff";
+        v.extend([
+            (
+                "zero point (0, 0)",
+                vec![0x04; 1].into_iter().chain([0u8; 64]).collect(),
+            ),
+            ("off the curve (G, low bit of y flipped)", off_curve),
+            ("wrong prefix", point("05", gx, gy)),
+            ("hybrid form", point("07", gx, gy)),
+            ("x = p", point("04", p_hex, gy)),
         ]);
     } else if name == "ristretto255" {
         v.extend([

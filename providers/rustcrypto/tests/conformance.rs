@@ -78,3 +78,13 @@ fn refuses_unknown_options() {
         .expect("unknown option refused");
     assert_eq!(e.code, conclave_plugin_sdk::ErrorCode::BAD_CONFIG);
 }
+
+#[test]
+fn signs_and_verifies_with_every_algorithm() {
+    let report = conclave_conformance::provider::signatures(&provider());
+    report.assert_ok();
+    assert!(
+        report.passed.iter().any(|p| p.contains("ed25519")),
+        "ed25519 not checked: {report}"
+    );
+}
