@@ -23,10 +23,38 @@ fn list_json_shows_the_builtins() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert!(
-        names.contains(&"aes-gcm") && names.contains(&"rustcrypto"),
-        "{names:?}"
-    );
+    // Both providers and the three ciphers, each with its algorithms.
+    for (name, kind, algorithms) in [
+        ("aes-gcm", "cipher", &["aes-128-gcm", "aes-256-gcm"][..]),
+        ("chacha20-poly1305", "cipher", &["chacha20-poly1305"]),
+        ("blowfish", "cipher", &["blowfish-cbc-hmac-sha256"]),
+        (
+            "rustcrypto",
+            "provider",
+            &["ffdhe2048", "ristretto255", "blowfish", "ed25519"],
+        ),
+        (
+            "openssl",
+            "provider",
+            &["ffdhe2048", "p256", "blowfish", "rsa-pss-2048"],
+        ),
+    ] {
+        let p = plugins
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {names:?}"));
+        assert_eq!(p["kind"], kind, "{name}");
+        for a in algorithms {
+            assert!(
+                p["algorithms"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x["name"] == *a),
+                "{name} lacks {a}: {p}"
+            );
+        }
+    }
     let aes = plugins.iter().find(|p| p["name"] == "aes-gcm").unwrap();
     assert_eq!(aes["kind"], "cipher");
     assert_eq!(aes["origin"], "built-in");

@@ -7,6 +7,9 @@
 /// The names of the built-in plugins.
 pub const NAMES: &[&str] = &[
     conclave_plugin_aes_gcm::NAME,
+    conclave_plugin_blowfish::NAME,
+    conclave_plugin_chacha20_poly1305::NAME,
+    conclave_provider_openssl::NAME,
     conclave_provider_rustcrypto::NAME,
 ];
 
@@ -17,6 +20,9 @@ pub fn link() {
     // registration, in the final binary.
     let modules = [
         conclave_plugin_aes_gcm::plugin_module as fn() -> conclave_plugin_sdk::api::PluginModuleRef,
+        conclave_plugin_blowfish::plugin_module,
+        conclave_plugin_chacha20_poly1305::plugin_module,
+        conclave_provider_openssl::plugin_module,
         conclave_provider_rustcrypto::plugin_module,
     ];
     std::hint::black_box(modules);

@@ -4,7 +4,11 @@
 //! The suite needs a constructor that makes the cipher of a named member of one group
 //! (all members sharing whatever provider the plugin under test should use).
 
-use conclave_plugin_sdk::{ErrorCode, PluginError, host::Cipher};
+use conclave_plugin_sdk::{
+    ErrorCode, Options, PluginError,
+    api::{PluginModuleRef, cipher::CipherConfig},
+    host::{Cipher, Provider},
+};
 
 use crate::{Report, ensure};
 
@@ -257,5 +261,68 @@ pub fn all(make: MakeCipher<'_>) -> Report {
             Ok(())
         })(),
     );
+    r
+}
+
+/// A cipher constructor from a plugin's root module (a built-in's `plugin_module()` or a
+/// module loaded from a `.so`) on `provider`: members of the group `conformance`.
+pub fn from_module(
+    module: PluginModuleRef,
+    provider: Provider,
+    algorithm: &str,
+) -> impl Fn(&str) -> Result<Cipher, PluginError> {
+    let algorithm = algorithm.to_string();
+    move |member: &str| {
+        let new = module
+            .new_cipher()
+            .ok_or_else(|| PluginError::unsupported("the module exports no cipher constructor"))?;
+        new(&CipherConfig {
+            algorithm: algorithm.as_str().into(),
+            group: "conformance".into(),
+            local_member: member.into(),
+            provider: provider.to_abi(),
+            options: Options::default(),
+        })
+        .into_result()
+        .map(Cipher::from_abi)
+    }
+}
+
+/// Interoperability of two constructions of the same cipher (other providers, or built-in
+/// against `.so`): what one member seals, a member built the other way opens, both ways,
+/// and a tampered message is refused by either.
+pub fn cross(one: MakeCipher<'_>, other: MakeCipher<'_>) -> Report {
+    let mut r = Report::default();
+    for (label, seal_with, open_with) in
+        [("one -> other", one, other), ("other -> one", other, one)]
+    {
+        r.check(
+            format!("interoperates {label}"),
+            (|| {
+                let mut alice = seal_with("alice").map_err(err)?;
+                let mut bob = open_with("bob").map_err(err)?;
+                let key = group_key(alice.key_len(), 42);
+                ensure(bob.key_len() == key.len(), || "key lengths differ".into())?;
+                alice.install_key(3, &key).map_err(err)?;
+                bob.install_key(3, &key).map_err(err)?;
+                for len in [0usize, 1, 64, 1024, 16 * 1024] {
+                    let pt: Vec<u8> = (0..len).map(|j| (j * 13) as u8).collect();
+                    let sealed = alice.seal(3, b"aad", &pt).map_err(err)?;
+                    let mut bad = sealed.clone();
+                    let last = bad.len() - 1;
+                    bad[last] ^= 0x80;
+                    expect_code(
+                        bob.open("alice", b"aad", &bad),
+                        &[ErrorCode::AUTHENTICATION_FAILED, ErrorCode::MALFORMED],
+                    )?;
+                    let opened = bob.open("alice", b"aad", &sealed).map_err(err)?;
+                    ensure(opened.plaintext.as_slice() == pt, || {
+                        format!("plaintext mismatch at {len} B")
+                    })?;
+                }
+                Ok(())
+            })(),
+        );
+    }
     r
 }

@@ -3,6 +3,7 @@
 
 use conclave_plugin_sdk::{
     AlgorithmClass, ErrorCode, PluginError,
+    api::{PluginModuleRef, ProviderConfig},
     groups::safe_prime_hex,
     host::{DhGroup, Provider},
 };
@@ -461,4 +462,15 @@ pub fn misuse(p: &Provider) -> Report {
         })(),
     );
     r
+}
+
+/// A provider instance, with default configuration, from a plugin's root module (a
+/// built-in's `plugin_module()` or a module loaded from a `.so`).
+pub fn from_module(module: PluginModuleRef) -> Result<Provider, PluginError> {
+    let new = module
+        .new_provider()
+        .ok_or_else(|| PluginError::unsupported("the module exports no provider constructor"))?;
+    new(&ProviderConfig::default())
+        .into_result()
+        .map(Provider::from_abi)
 }
