@@ -62,3 +62,53 @@ pub fn library(crate_name: &str) -> PathBuf {
     );
     build().join(file)
 }
+
+/// The repository's own plugins, by package: each also builds as a loadable library.
+pub const IN_REPO_PLUGINS: &[&str] = &[
+    "conclave-plugin-aes-gcm",
+    "conclave-plugin-chacha20-poly1305",
+    "conclave-plugin-blowfish",
+    "conclave-provider-rustcrypto",
+    "conclave-provider-openssl",
+];
+
+/// Builds every package of [`IN_REPO_PLUGINS`] as a `cdylib` (feature `cdylib`: no
+/// `inventory` registration, a root-module export instead), once per test process, and
+/// returns the directory that holds the libraries (`libconclave_plugin_aes_gcm.so`, ...).
+pub fn in_repo_plugins() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = workspace_root();
+        let target = root.join("target").join("so");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
+        for package in IN_REPO_PLUGINS {
+            let status = Command::new(&cargo)
+                .args(["rustc", "--quiet", "--lib", "--features", "cdylib"])
+                .args(["--crate-type", "cdylib", "-p", package])
+                .arg("--manifest-path")
+                .arg(root.join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .env_remove("CARGO_TARGET_DIR")
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run cargo to build {package}: {e}"));
+            assert!(
+                status.success(),
+                "building {package} as a cdylib failed ({status})"
+            );
+        }
+        target.join("debug")
+    })
+}
+
+/// The path of an in-repo plugin's library, by package name.
+pub fn in_repo_library(package: &str) -> PathBuf {
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        package.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    in_repo_plugins().join(file)
+}
