@@ -48,6 +48,10 @@ pub struct Outgoing {
 #[derive(Clone, Debug)]
 struct Slot {
     name: MemberName,
+    /// When the member joined: the counter of the view that added it and its place
+    /// among that view's joiners. Views list members by age (then name), so every
+    /// component keeps the relative order of the members it knew, even across merges.
+    age: (u64, u32),
     /// When the flush request was sent (`None`: no request yet).
     flush_sent_at: Option<u64>,
     acked: bool,
@@ -61,6 +65,9 @@ struct Component {
     installed: Vec<MemberName>,
     /// The members still present, in join order.
     live: Vec<Slot>,
+    /// Cut from a view that another component of the group also still holds: must
+    /// install a view of its own before the group's next view.
+    apart: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -412,6 +419,12 @@ impl Domain {
             }
         }
         for name in shared {
+            if let Some(g) = merged.groups.get_mut(&name) {
+                let ids: Vec<ViewId> = g.components.iter().map(|c| c.id).collect();
+                for comp in &mut g.components {
+                    comp.apart |= ids.iter().filter(|&&id| id == comp.id).count() > 1;
+                }
+            }
             merged.change(&name, Cause::Merge);
         }
         merged
@@ -424,19 +437,7 @@ impl Domain {
             return;
         };
         g.pending = Some(g.pending.map_or(cause, |p| p.max(cause)));
-        for comp in &mut g.components {
-            for slot in &mut comp.live {
-                if slot.flush_sent_at.is_none() {
-                    slot.flush_sent_at = Some(self.now);
-                    self.out.push(Outgoing {
-                        to: slot.name.clone(),
-                        event: Event::FlushRequest {
-                            group: group.clone(),
-                        },
-                    });
-                }
-            }
-        }
+        request_flush(&mut self.out, self.now, group, g);
         self.try_install(group);
     }
 
@@ -449,29 +450,93 @@ impl Domain {
         let Some(mut cause) = g.pending else {
             return;
         };
+        g.components.retain(|c| !c.live.is_empty());
+        // Components cut from one view by a partition that merge again before they
+        // installed a view apart have delivered different messages in that view: each
+        // installs a view of its own first, so that no two members move together from
+        // that view with different messages.
+        let mut installed_apart = false;
+        for c in 0..g.components.len() {
+            if !g.components[c].apart || !g.components[c].live.iter().all(|s| s.acked) {
+                continue;
+            }
+            let new_id = ViewId {
+                origin: self.origin,
+                counter: self.next_counter,
+            };
+            self.next_counter += 1;
+            let comp = &mut g.components[c];
+            let members: Vec<MemberName> = comp.live.iter().map(|s| s.name.clone()).collect();
+            let view = View {
+                group: group.clone(),
+                id: new_id,
+                members: members.clone(),
+                joined: Vec::new(),
+                left: comp
+                    .installed
+                    .iter()
+                    .filter(|m| !members.contains(m))
+                    .cloned()
+                    .collect(),
+                cause: Cause::Partition,
+            };
+            for slot in &mut comp.live {
+                slot.flush_sent_at = None;
+                slot.acked = false;
+                self.out.push(Outgoing {
+                    to: slot.name.clone(),
+                    event: Event::View(view.clone()),
+                });
+            }
+            comp.id = new_id;
+            comp.installed = members;
+            comp.apart = false;
+            installed_apart = true;
+        }
+        if installed_apart {
+            request_flush(&mut self.out, self.now, group, g);
+            return;
+        }
+        if g.components.iter().any(|c| c.apart) {
+            return;
+        }
         if !g.components.iter().all(|c| c.live.iter().all(|s| s.acked)) {
             return;
         }
-        g.components.retain(|c| !c.live.is_empty());
-        let members: Vec<MemberName> = g
-            .components
-            .iter()
-            .flat_map(|c| c.live.iter().map(|s| s.name.clone()))
-            .chain(g.joiners.iter().cloned())
-            .collect();
-        if members.is_empty() {
-            self.groups.remove(group);
-            return;
-        }
+        // A member that left (or was cut off) and asks to join again before the view
+        // that removes it is installed joins in the view after: in this one, the members
+        // that knew it would see it neither leave nor join.
+        let (joiners, deferred): (Vec<MemberName>, Vec<MemberName>) =
+            std::mem::take(&mut g.joiners)
+                .into_iter()
+                .partition(|j| !g.components.iter().any(|c| c.installed.contains(j)));
         if g.components.is_empty() {
             // Everyone before has gone: the joiners start the group afresh.
             cause = Cause::Join;
         } else if g.components.len() > 1 {
             cause = Cause::Merge;
         }
+        let counter = self.next_counter;
+        let mut slots: Vec<Slot> = g
+            .components
+            .iter()
+            .flat_map(|c| c.live.iter().cloned())
+            .chain(joiners.iter().zip(0u32..).map(|(name, i)| Slot {
+                name: name.clone(),
+                age: (counter, i),
+                flush_sent_at: None,
+                acked: false,
+            }))
+            .collect();
+        slots.sort_by(|a, b| (a.age, &a.name).cmp(&(b.age, &b.name)));
+        let members: Vec<MemberName> = slots.iter().map(|s| s.name.clone()).collect();
+        if members.is_empty() {
+            self.groups.remove(group);
+            return;
+        }
         let id = ViewId {
             origin: self.origin,
-            counter: self.next_counter,
+            counter,
         };
         self.next_counter += 1;
         let view_for = |previous: &[MemberName]| View {
@@ -490,11 +555,6 @@ impl Domain {
                 .collect(),
             cause,
         };
-        let first_previous = g
-            .components
-            .first()
-            .map(|c| c.installed.clone())
-            .unwrap_or_default();
         for comp in &g.components {
             let view = view_for(&comp.installed);
             for slot in &comp.live {
@@ -504,8 +564,13 @@ impl Domain {
                 });
             }
         }
+        let first_previous = g
+            .components
+            .first()
+            .map(|c| c.installed.clone())
+            .unwrap_or_default();
         let view = view_for(&first_previous);
-        for joiner in &g.joiners {
+        for joiner in &joiners {
             self.out.push(Outgoing {
                 to: joiner.clone(),
                 event: Event::View(view.clone()),
@@ -514,18 +579,40 @@ impl Domain {
         tracing::debug!(%group, view = %id, ?cause, members = members.len(), "view installed");
         g.components = vec![Component {
             id,
-            installed: members.clone(),
-            live: members
-                .iter()
-                .map(|name| Slot {
-                    name: name.clone(),
+            apart: false,
+            installed: members,
+            live: slots
+                .into_iter()
+                .map(|s| Slot {
                     flush_sent_at: None,
                     acked: false,
+                    ..s
                 })
                 .collect(),
         }];
-        g.joiners.clear();
+        g.joiners = deferred;
         g.pending = None;
+        let again = !g.joiners.is_empty();
+        if again {
+            self.change(group, Cause::Join);
+        }
+    }
+}
+
+/// Sends a flush request to every member of `g` that has not had one.
+fn request_flush(out: &mut Vec<Outgoing>, now: u64, group: &GroupName, g: &mut Group) {
+    for comp in &mut g.components {
+        for slot in &mut comp.live {
+            if slot.flush_sent_at.is_none() {
+                slot.flush_sent_at = Some(now);
+                out.push(Outgoing {
+                    to: slot.name.clone(),
+                    event: Event::FlushRequest {
+                        group: group.clone(),
+                    },
+                });
+            }
+        }
     }
 }
 
@@ -756,6 +843,63 @@ mod tests {
         assert_eq!(names(&va.joined), ["c", "d"]);
         assert_eq!(names(&vc.joined), ["a", "b"]);
         assert_eq!(va.id, vc.id);
+    }
+
+    #[test]
+    fn sides_that_merge_before_installing_apart_install_apart_first() {
+        let d = group_of(&["a", "b"]);
+        let mut p1 = d.split(&|n: &MemberName| n.as_str() == "a", 1);
+        let mut p2 = d.split(&|n: &MemberName| n.as_str() == "b", 2);
+        // a sends in the old view, on its side only.
+        p1.send(
+            &m("a"),
+            &grp(),
+            &Delivery::Multicast(Service::Agreed),
+            Bytes::from_static(b"only a"),
+            SendOptions::default(),
+        )
+        .unwrap();
+        p1.drain();
+        p2.drain();
+        let mut d = Domain::merge(vec![p1, p2], 1);
+        assert!(d.drain().is_empty(), "both were asked to flush before");
+        d.flush_ok(&m("a"), &grp()).unwrap();
+        d.flush_ok(&m("b"), &grp()).unwrap();
+        let out = d.drain();
+        // Each side installs a view of its own, then both are asked to flush again.
+        for (who, other) in [("a", "b"), ("b", "a")] {
+            let evs = of(&out, who);
+            assert!(
+                matches!(&evs[0], Event::View(v) if v.cause == Cause::Partition
+                    && names(&v.members) == [who] && names(&v.left) == [other]),
+                "{evs:?}"
+            );
+            assert_eq!(evs[1], Event::FlushRequest { group: grp() });
+        }
+        d.flush_ok(&m("a"), &grp()).unwrap();
+        d.flush_ok(&m("b"), &grp()).unwrap();
+        let out = d.drain();
+        let v = view(&out, "b");
+        assert_eq!(v.cause, Cause::Merge);
+        assert_eq!(names(&v.members), ["a", "b"]);
+        assert_eq!(names(&v.joined), ["a"]);
+    }
+
+    #[test]
+    fn rejoin_during_the_flush_that_removes_it_waits_for_the_next_view() {
+        let mut d = group_of(&["a", "b"]);
+        d.leave(&m("b"), &grp()).unwrap();
+        d.join(&m("b"), &grp()).unwrap();
+        d.flush_ok(&m("a"), &grp()).unwrap();
+        let out = d.drain();
+        let v = view(&out, "a");
+        assert_eq!((names(&v.members), names(&v.left)), (vec!["a"], vec!["b"]));
+        d.flush_ok(&m("a"), &grp()).unwrap();
+        let v = view(&d.drain(), "b");
+        assert_eq!(
+            (names(&v.members), names(&v.joined)),
+            (vec!["a", "b"], vec!["b"])
+        );
     }
 
     #[test]
