@@ -6,12 +6,20 @@
 //! * [`session`]: the member-side rules (what a member may do in which state).
 //! * [`sim`]: a deterministic, seeded simulator of daemons, members, crashes,
 //!   partitions and merges, with a checker of the view-synchrony invariants.
+//! * [`wire`]: the daemon's binary protocol (see `PROTOCOL.md`).
+//! * [`daemon`] and [`client`]: the daemon engine (tokio, Unix or TCP sockets) and its
+//!   async client library.
 
+pub mod client;
+pub mod daemon;
 pub mod session;
 pub mod sim;
 pub mod types;
 pub mod vs;
+pub mod wire;
 
+pub use client::Client;
+pub use daemon::{Address, Daemon, DaemonConfig};
 pub use session::Session;
 pub use types::{
     Cause, Delivery, Event, GcsError, GroupName, MAX_MESSAGE_SIZE, MAX_NAME_LEN, MemberName,

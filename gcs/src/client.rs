@@ -1,0 +1,314 @@
+//! The async client of the daemon engine.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), conclave_gcs::GcsError> {
+//! use conclave_gcs::{Event, GroupName, MemberName, Service};
+//! use conclave_gcs::client::Client;
+//!
+//! let addr = "tcp:127.0.0.1:4804".parse().expect("address");
+//! let mut alice = Client::connect(&addr, MemberName::new("alice")?).await?;
+//! let group = GroupName::new("chat")?;
+//! alice.join(&group).await?;
+//! while let Ok(event) = alice.next_event().await {
+//!     match event {
+//!         Event::View(view) => alice.multicast(&group, Service::Agreed, "hi").await?,
+//!         Event::FlushRequest { group } => alice.flush_ok(&group).await?,
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::daemon::{Address, read_frame, write_encoded};
+use crate::session::Session;
+use crate::types::{Delivery, Event, GcsError, GroupName, MemberName, SendOptions, Service, View};
+use crate::wire::{Frame, VERSION};
+
+type Writer = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// How many received events may wait in the client before it stops reading (and the
+/// daemon's flow control takes over).
+const EVENT_QUEUE: usize = 256;
+
+/// What the reader task hands over.
+enum Incoming {
+    Event(Event),
+    /// The connection ended, with the reason.
+    Closed(String),
+}
+
+/// A connection to a daemon, as one member.
+///
+/// Requests are checked against the member-side rules ([`Session`]) before they are
+/// sent: errors such as [`GcsError::Flushing`] are returned at once. The session
+/// follows the events in the order [`Client::next_event`] returns them.
+pub struct Client {
+    session: Session,
+    writer: Writer,
+    events: mpsc::Receiver<Incoming>,
+    closed: Option<String>,
+    reader: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("member", self.session.member())
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_error(e: std::io::Error) -> GcsError {
+    GcsError::Disconnected {
+        reason: e.to_string(),
+    }
+}
+
+impl Client {
+    /// Connects to the daemon at `address` as `member` and completes the handshake.
+    pub async fn connect(address: &Address, member: MemberName) -> Result<Client, GcsError> {
+        match address {
+            Address::Tcp(addr) => {
+                let stream = TcpStream::connect(addr).await.map_err(io_error)?;
+                let _ = stream.set_nodelay(true);
+                Self::handshake(stream, member).await
+            }
+            Address::Unix(path) => {
+                let stream = UnixStream::connect(path).await.map_err(io_error)?;
+                Self::handshake(stream, member).await
+            }
+        }
+    }
+
+    async fn handshake<S>(stream: S, member: MemberName) -> Result<Client, GcsError>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (mut rd, wr) = tokio::io::split(stream);
+        let mut writer: Writer = Box::pin(wr);
+        let hello = Frame::Hello {
+            version: VERSION,
+            member: member.clone(),
+        }
+        .encode();
+        write_encoded(&mut writer, &hello).await.map_err(io_error)?;
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let answer = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut rd, &mut buf))
+            .await
+            .map_err(|_| GcsError::Disconnected {
+                reason: "no answer to Hello within 10 s".into(),
+            })?;
+        match answer {
+            Ok(Some(Frame::Welcome { version })) if version == VERSION => {}
+            Ok(Some(Frame::Welcome { version })) => {
+                return Err(GcsError::Protocol(format!(
+                    "daemon speaks version {version}, this client {VERSION}"
+                )));
+            }
+            Ok(Some(Frame::Error { reason, .. })) => {
+                let in_use = GcsError::NameInUse(member.clone()).to_string();
+                return Err(if reason == in_use {
+                    GcsError::NameInUse(member)
+                } else {
+                    GcsError::Disconnected { reason }
+                });
+            }
+            Ok(Some(_)) => return Err(GcsError::Protocol("expected Welcome".into())),
+            Ok(None) => {
+                return Err(GcsError::Disconnected {
+                    reason: "daemon closed the connection during the handshake".into(),
+                });
+            }
+            Err(reason) => return Err(GcsError::Disconnected { reason }),
+        }
+        let (tx, events) = mpsc::channel(EVENT_QUEUE);
+        let reader = tokio::spawn(async move {
+            let reason = loop {
+                match read_frame(&mut rd, &mut buf).await {
+                    Ok(Some(Frame::Event(event))) => {
+                        if tx.send(Incoming::Event(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Some(Frame::Error {
+                        fatal: false,
+                        reason,
+                    })) => {
+                        tracing::debug!(%reason, "request refused by the daemon");
+                    }
+                    Ok(Some(Frame::Error {
+                        fatal: true,
+                        reason,
+                    })) => break reason,
+                    Ok(Some(_)) => break "protocol error: unexpected frame from the daemon".into(),
+                    Ok(None) => break "connection closed by the daemon".into(),
+                    Err(reason) => break reason,
+                }
+            };
+            let _ = tx.send(Incoming::Closed(reason)).await;
+        });
+        Ok(Client {
+            session: Session::new(member),
+            writer,
+            events,
+            closed: None,
+            reader,
+        })
+    }
+
+    /// The member's name.
+    pub fn member(&self) -> &MemberName {
+        self.session.member()
+    }
+
+    /// The member's current view of `group`, from the events returned so far.
+    pub fn view(&self, group: &GroupName) -> Option<&View> {
+        self.session.view(group)
+    }
+
+    fn check_open(&self) -> Result<(), GcsError> {
+        match &self.closed {
+            Some(reason) => Err(GcsError::Disconnected {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn write(&mut self, frame: Frame) -> Result<(), GcsError> {
+        let encoded = frame.encode();
+        if let Err(e) = write_encoded(&mut self.writer, &encoded).await {
+            let reason = format!("write failed: {e}");
+            self.closed = Some(reason.clone());
+            return Err(GcsError::Disconnected { reason });
+        }
+        Ok(())
+    }
+
+    /// Asks to join `group`; the first view follows as an event.
+    pub async fn join(&mut self, group: &GroupName) -> Result<(), GcsError> {
+        self.check_open()?;
+        self.session.join(group)?;
+        self.write(Frame::Join {
+            group: group.clone(),
+        })
+        .await
+    }
+
+    /// Leaves `group`; [`Event::Left`] confirms it.
+    pub async fn leave(&mut self, group: &GroupName) -> Result<(), GcsError> {
+        self.check_open()?;
+        self.session.leave(group)?;
+        self.write(Frame::Leave {
+            group: group.clone(),
+        })
+        .await
+    }
+
+    /// Acknowledges the pending flush request of `group`: no sends to it until the
+    /// next view.
+    pub async fn flush_ok(&mut self, group: &GroupName) -> Result<(), GcsError> {
+        self.check_open()?;
+        self.session.flush_ok(group)?;
+        self.write(Frame::FlushOk {
+            group: group.clone(),
+        })
+        .await
+    }
+
+    /// Sends `payload` to `group`.
+    pub async fn send(
+        &mut self,
+        group: &GroupName,
+        delivery: Delivery,
+        payload: impl Into<Bytes>,
+        options: SendOptions,
+    ) -> Result<(), GcsError> {
+        self.check_open()?;
+        let payload = payload.into();
+        self.session.check_send(group, &delivery, payload.len())?;
+        self.write(Frame::Send {
+            group: group.clone(),
+            delivery,
+            self_delivery: options.self_delivery,
+            payload,
+        })
+        .await
+    }
+
+    /// Multicasts `payload` to `group` with `service`, delivered to the sender too.
+    pub async fn multicast(
+        &mut self,
+        group: &GroupName,
+        service: Service,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), GcsError> {
+        self.send(
+            group,
+            Delivery::Multicast(service),
+            payload,
+            SendOptions::default(),
+        )
+        .await
+    }
+
+    /// Sends `payload` to one member of `group` (FIFO).
+    pub async fn unicast(
+        &mut self,
+        group: &GroupName,
+        to: &MemberName,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), GcsError> {
+        self.send(
+            group,
+            Delivery::Unicast(to.clone()),
+            payload,
+            SendOptions::default(),
+        )
+        .await
+    }
+
+    /// The next event; [`GcsError::Disconnected`] with the daemon's reason once the
+    /// connection is gone.
+    pub async fn next_event(&mut self) -> Result<Event, GcsError> {
+        self.check_open()?;
+        let incoming = self.events.recv().await;
+        match incoming {
+            Some(Incoming::Event(event)) => {
+                self.session.observe(&event);
+                Ok(event)
+            }
+            Some(Incoming::Closed(reason)) => {
+                self.closed = Some(reason.clone());
+                Err(GcsError::Disconnected { reason })
+            }
+            None => {
+                let reason = "connection closed".to_string();
+                self.closed = Some(reason.clone());
+                Err(GcsError::Disconnected { reason })
+            }
+        }
+    }
+
+    /// Closes the connection (the daemon reports a disconnect to the groups).
+    pub async fn close(mut self) {
+        let _ = self.writer.shutdown().await;
+        self.reader.abort();
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
