@@ -8,8 +8,9 @@
 //! waits for room, so it stops reading requests, and senders are slowed by TCP (or
 //! Unix-socket) backpressure: a slow receiver slows the group rather than being
 //! silently dropped. A client whose queue stays full for
-//! [`DaemonConfig::stall_timeout`] is disconnected with a stated reason, and the others
-//! see it leave with cause `Disconnect`.
+//! [`DaemonConfig::stall_timeout`] is disconnected, and the others see it leave with
+//! cause `Disconnect`. The reason is logged; the client, which reads nothing, gets its
+//! connection closed mid-stream.
 //!
 //! # Failures
 //!

@@ -1,0 +1,532 @@
+//! The daemon engine over real loopback sockets, with clients in tasks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use conclave_gcs::wire::{Frame, MAX_FRAME_LEN, VERSION};
+use conclave_gcs::{
+    Address, Cause, Client, Daemon, DaemonConfig, Delivery, Event, GcsError, GroupName,
+    MAX_MESSAGE_SIZE, MemberName, SendOptions, Service, View,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn g() -> GroupName {
+    GroupName::new("room").unwrap()
+}
+
+fn m(s: &str) -> MemberName {
+    MemberName::new(s).unwrap()
+}
+
+async fn daemon(config: DaemonConfig) -> Daemon {
+    Daemon::bind(DaemonConfig {
+        listen: "tcp:127.0.0.1:0".parse().unwrap(),
+        ..config
+    })
+    .await
+    .unwrap()
+}
+
+async fn connect(d: &Daemon, name: &str) -> Client {
+    Client::connect(d.address(), m(name)).await.unwrap()
+}
+
+async fn next(c: &mut Client) -> Event {
+    timeout(WAIT, c.next_event())
+        .await
+        .expect("timed out waiting for an event")
+        .expect("connection lost")
+}
+
+/// Reads events (answering flush requests) until a view of `n` members; returns the
+/// view and the events before it.
+async fn until_view(c: &mut Client, n: usize) -> (View, Vec<Event>) {
+    let mut before = Vec::new();
+    loop {
+        match next(c).await {
+            Event::View(v) if v.members.len() == n => return (v, before),
+            Event::FlushRequest { group } => {
+                c.flush_ok(&group).await.unwrap();
+                before.push(Event::FlushRequest { group });
+            }
+            e => before.push(e),
+        }
+    }
+}
+
+/// Drives every client concurrently until it sees a view of `n` members.
+async fn settle(clients: Vec<Client>, n: usize) -> Vec<(Client, View, Vec<Event>)> {
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let (v, before) = until_view(&mut c, n).await;
+                (c, v, before)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// Members join one after the other; every one answers flushes. Returns the clients.
+async fn group_of(d: &Daemon, names: &[&str]) -> Vec<Client> {
+    let mut clients: Vec<Client> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let c = connect(d, name).await;
+        clients.push(c);
+        clients[i].join(&g()).await.unwrap();
+        clients = settle(clients, i + 1)
+            .await
+            .into_iter()
+            .map(|(c, _, _)| c)
+            .collect();
+    }
+    clients
+}
+
+fn payload_of(e: &Event) -> Option<(String, Bytes)> {
+    match e {
+        Event::Message {
+            sender, payload, ..
+        } => Some((sender.to_string(), payload.clone())),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agreed_order_is_identical_with_three_concurrent_senders() {
+    let d = daemon(DaemonConfig::default()).await;
+    let clients = group_of(&d, &["a", "b", "c"]).await;
+    const N: u32 = 300;
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..N {
+                c.multicast(&g(), Service::Agreed, Bytes::from(i.to_be_bytes().to_vec()))
+                    .await
+                    .unwrap();
+            }
+            let mut got = Vec::new();
+            while got.len() < 3 * N as usize {
+                let e = next(&mut c).await;
+                if let Some((sender, p)) = payload_of(&e) {
+                    let i = u32::from_be_bytes(p[..4].try_into().unwrap());
+                    got.push((sender, i));
+                }
+            }
+            got
+        }));
+    }
+    let mut orders = Vec::new();
+    for t in tasks {
+        orders.push(t.await.unwrap());
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[0], orders[2]);
+    // FIFO per sender, nothing lost or duplicated.
+    let mut last: BTreeMap<&str, Option<u32>> = BTreeMap::new();
+    for (sender, i) in &orders[0] {
+        let prev = last.entry(sender.as_str()).or_default();
+        assert_eq!(*prev, i.checked_sub(1), "FIFO broken for {sender}");
+        *prev = Some(*i);
+    }
+    assert!(last.values().all(|l| *l == Some(N - 1)));
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_and_unicast_and_self_delivery() {
+    let d = daemon(DaemonConfig::default()).await;
+    let mut cs = group_of(&d, &["a", "b"]).await;
+    let (a, rest) = cs.split_first_mut().unwrap();
+    let b = &mut rest[0];
+    for i in 0..50u8 {
+        a.send(
+            &g(),
+            Delivery::Multicast(Service::Fifo),
+            vec![i],
+            SendOptions {
+                self_delivery: false,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    a.unicast(&g(), &m("b"), "to b").await.unwrap();
+    a.multicast(&g(), Service::Causal, "mark").await.unwrap();
+    for i in 0..50u8 {
+        let e = next(b).await;
+        assert_eq!(payload_of(&e).unwrap().1, Bytes::from(vec![i]));
+    }
+    let e = next(b).await;
+    assert!(
+        matches!(&e, Event::Message { unicast: true, service: Service::Fifo, payload, .. } if payload == "to b")
+    );
+    // a skipped its own FIFO messages and got only the causal one.
+    let e = next(a).await;
+    assert!(
+        matches!(&e, Event::Message { service: Service::Causal, payload, .. } if payload == "mark")
+    );
+    assert!(matches!(
+        a.unicast(&g(), &m("nobody"), "x").await,
+        Err(GcsError::NotMember { .. })
+    ));
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leave_and_disconnect_are_reported_with_their_causes() {
+    let d = daemon(DaemonConfig::default()).await;
+    let mut cs = group_of(&d, &["a", "b", "c"]).await;
+    let c = cs.pop().unwrap();
+    let mut b = cs.pop().unwrap();
+    let a = cs.pop().unwrap();
+
+    b.leave(&g()).await.unwrap();
+    let mut ac = settle(vec![a, c], 2).await;
+    let (c, v, _) = ac.pop().unwrap();
+    let (mut a, va, _) = ac.pop().unwrap();
+    assert_eq!(v, va);
+    assert_eq!((v.cause, v.left.clone()), (Cause::Leave, vec![m("b")]));
+    loop {
+        match next(&mut b).await {
+            Event::Left { group, cause } => {
+                assert_eq!((group, cause), (g(), Cause::Leave));
+                break;
+            }
+            Event::FlushRequest { .. } | Event::Message { .. } => {}
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(matches!(
+        b.multicast(&g(), Service::Agreed, "x").await,
+        Err(GcsError::NotMember { .. })
+    ));
+
+    drop(c); // the connection is dropped without a word
+    let (v, _) = until_view(&mut a, 1).await;
+    assert_eq!((v.cause, v.left), (Cause::Disconnect, vec![m("c")]));
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_before_flush_ok_is_delivered_in_the_old_view_to_all_survivors() {
+    let d = daemon(DaemonConfig::default()).await;
+    let mut cs = group_of(&d, &["a", "b"]).await;
+    let old = cs[0].view(&g()).unwrap().id;
+    let mut c = connect(&d, "c").await;
+    c.join(&g()).await.unwrap();
+    for (i, cl) in cs.iter_mut().enumerate() {
+        assert_eq!(next(cl).await, Event::FlushRequest { group: g() });
+        cl.multicast(&g(), Service::Agreed, format!("last words {i}"))
+            .await
+            .unwrap();
+        cl.flush_ok(&g()).await.unwrap();
+        assert_eq!(
+            cl.multicast(&g(), Service::Agreed, "too late").await,
+            Err(GcsError::Flushing { group: g() })
+        );
+    }
+    let mut orders = Vec::new();
+    for (_, v, before) in settle(cs, 3).await {
+        assert_eq!(v.joined, vec![m("c")]);
+        let msgs: Vec<_> = before
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message {
+                    view_id, payload, ..
+                } => Some((*view_id, payload.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut sorted = msgs.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            vec![
+                (old, Bytes::from("last words 0")),
+                (old, Bytes::from("last words 1"))
+            ]
+        );
+        orders.push(msgs);
+    }
+    assert_eq!(orders[0], orders[1], "agreed order differs");
+    let (_, before) = until_view(&mut c, 3).await;
+    assert!(before.is_empty(), "the joiner saw the old view's traffic");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_never_acknowledges_is_removed_after_the_flush_timeout() {
+    let d = daemon(DaemonConfig {
+        flush_timeout: Duration::from_millis(300),
+        ..DaemonConfig::default()
+    })
+    .await;
+    let mut cs = group_of(&d, &["a", "b"]).await;
+    let mut c = connect(&d, "c").await;
+    c.join(&g()).await.unwrap();
+    let started = std::time::Instant::now();
+    let (v, _) = until_view(&mut cs[0], 2).await; // a answers, b does not
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert_eq!(v.members, vec![m("a"), m("c")]);
+    assert_eq!((v.cause, v.left.clone()), (Cause::Disconnect, vec![m("b")]));
+    let b = &mut cs[1];
+    assert_eq!(next(b).await, Event::FlushRequest { group: g() });
+    assert_eq!(
+        next(b).await,
+        Event::Left {
+            group: g(),
+            cause: Cause::Disconnect
+        }
+    );
+    // b is still connected and may join again.
+    b.join(&g()).await.unwrap();
+    // c's first view is the one without b.
+    let (cv, _) = until_view(&mut c, 2).await;
+    assert_eq!(cv, v);
+    cs.push(c);
+    for (_, v, _) in settle(cs, 3).await {
+        assert_eq!((v.cause, v.joined), (Cause::Join, vec![m("b")]));
+    }
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_of_1_byte_1_mib_and_16_mib() {
+    let d = daemon(DaemonConfig::default()).await;
+    let mut cs = group_of(&d, &["a", "b", "c"]).await;
+    let sizes = [1usize, 1 << 20, MAX_MESSAGE_SIZE];
+    let payloads: Vec<Bytes> = sizes
+        .iter()
+        .map(|&n| Bytes::from((0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>()))
+        .collect();
+    let (a, others) = cs.split_first_mut().unwrap();
+    for p in &payloads {
+        a.multicast(&g(), Service::Agreed, p.clone()).await.unwrap();
+    }
+    assert!(matches!(
+        a.multicast(&g(), Service::Agreed, vec![0u8; MAX_MESSAGE_SIZE + 1])
+            .await,
+        Err(GcsError::TooLarge { .. })
+    ));
+    for cl in others.iter_mut().chain(std::iter::once(a)) {
+        for p in &payloads {
+            let e = next(cl).await;
+            assert_eq!(&payload_of(&e).unwrap().1, p);
+        }
+    }
+    d.shutdown().await;
+}
+
+/// Opens a raw connection and completes the handshake as `name`.
+async fn raw_member(d: &Daemon, name: &str) -> TcpStream {
+    let Address::Tcp(addr) = d.address() else {
+        unreachable!()
+    };
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let hello = Frame::Hello {
+        version: VERSION,
+        member: m(name),
+    }
+    .encode()
+    .to_vec();
+    s.write_all(&hello).await.unwrap();
+    let mut welcome = [0u8; 7];
+    s.read_exact(&mut welcome).await.unwrap();
+    s
+}
+
+/// Reads until the daemon closes; returns everything read.
+async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let _ = timeout(WAIT, s.read_to_end(&mut all))
+        .await
+        .expect("daemon kept the connection open");
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_truncated_and_oversized_frames_close_only_their_connection() {
+    let d = daemon(DaemonConfig::default()).await;
+    let Address::Tcp(addr) = d.address().clone() else {
+        unreachable!()
+    };
+    let cs = group_of(&d, &["a", "b"]).await;
+    // Steady traffic between a and b while the attacks run.
+    const N: u32 = 400;
+    let mut tasks = Vec::new();
+    for mut c in cs {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..N {
+                c.multicast(&g(), Service::Agreed, Bytes::from(i.to_be_bytes().to_vec()))
+                    .await
+                    .unwrap();
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            let mut n = 0;
+            while n < 2 * N {
+                if payload_of(&next(&mut c).await).is_some() {
+                    n += 1;
+                }
+            }
+            c
+        }));
+    }
+
+    // Garbage instead of a Hello: refused with a reason.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut s).await;
+    let mut buf = bytes::BytesMut::from(&answer[..]);
+    match Frame::decode(&mut buf) {
+        Ok(Some(Frame::Error {
+            fatal: true,
+            reason,
+        })) => {
+            assert!(reason.contains("malformed frame"), "{reason}")
+        }
+        other => panic!("expected a fatal error, got {other:?}"),
+    }
+
+    // An oversized length prefix after a valid handshake.
+    let mut s = raw_member(&d, "evil1").await;
+    s.write_all(&((MAX_FRAME_LEN + 1) as u32).to_be_bytes())
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut s).await;
+    assert!(String::from_utf8_lossy(&answer).contains("exceeds the limit"));
+
+    // A truncated frame, then the client hangs up.
+    let mut s = raw_member(&d, "evil2").await;
+    let join = Frame::Join { group: g() }.encode().to_vec();
+    s.write_all(&join[..join.len() - 2]).await.unwrap();
+    drop(s);
+
+    // Random bytes after the handshake, and an unknown frame type.
+    let mut s = raw_member(&d, "evil3").await;
+    s.write_all(&[0, 0, 0, 3, 0x7f, 1, 2]).await.unwrap();
+    let answer = read_to_close(&mut s).await;
+    assert!(String::from_utf8_lossy(&answer).contains("unknown frame type"));
+
+    // A daemon frame sent by a client.
+    let mut s = raw_member(&d, "evil4").await;
+    s.write_all(&Frame::Welcome { version: 1 }.encode().to_vec())
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut s).await;
+    assert!(String::from_utf8_lossy(&answer).contains("protocol error"));
+
+    // The others lost nothing, and the daemon still accepts members.
+    for t in tasks {
+        let mut c = timeout(WAIT, t).await.unwrap().unwrap();
+        assert_eq!(c.view(&g()).unwrap().members.len(), 2);
+        c.multicast(&g(), Service::Agreed, "still here")
+            .await
+            .unwrap();
+    }
+    let mut late = connect(&d, "late").await;
+    late.join(&g()).await.unwrap();
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_slows_the_sender_then_is_disconnected_with_a_reason() {
+    let d = daemon(DaemonConfig {
+        stall_timeout: Duration::from_millis(500),
+        queue_limit: 0, // the smallest: one maximal frame
+        ..DaemonConfig::default()
+    })
+    .await;
+    let mut cs = group_of(&d, &["a"]).await;
+    let a = &mut cs[0];
+    // A member that joins and then never reads.
+    let mut slow = raw_member(&d, "slow").await;
+    slow.write_all(&Frame::Join { group: g() }.encode().to_vec())
+        .await
+        .unwrap();
+    let (v, _) = until_view(a, 2).await;
+    assert_eq!(v.members, vec![m("a"), m("slow")]);
+    // 48 MiB to a reader that reads nothing: more than its queue and socket buffers.
+    let chunk = Bytes::from(vec![7u8; 1 << 20]);
+    let started = std::time::Instant::now();
+    let mut delivered = 0usize;
+    for _ in 0..48 {
+        a.multicast(&g(), Service::Agreed, chunk.clone())
+            .await
+            .unwrap();
+    }
+    let view = loop {
+        match next(a).await {
+            Event::Message { .. } => delivered += 1,
+            Event::FlushRequest { group } => a.flush_ok(&group).await.unwrap(),
+            Event::View(v) => break v,
+            e => panic!("unexpected {e:?}"),
+        }
+    };
+    assert!(
+        started.elapsed() >= Duration::from_millis(450),
+        "the sender was not slowed"
+    );
+    assert_eq!(
+        (view.cause, view.left),
+        (Cause::Disconnect, vec![m("slow")])
+    );
+    while delivered < 48 {
+        assert!(payload_of(&next(a).await).is_some());
+        delivered += 1;
+    }
+    // The slow member's connection was cut (it reads nothing, so the reason is only
+    // logged): what it can still read ends well before the 48 MiB sent.
+    let rest = read_to_close(&mut slow).await;
+    assert!(
+        rest.len() < 40 << 20,
+        "{} bytes reached the slow member",
+        rest.len()
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_in_use_unix_sockets_and_graceful_shutdown() {
+    let dir = std::env::temp_dir().join(format!("conclave-gcs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("daemon.sock");
+    let addr: Address = format!("unix:{}", path.display()).parse().unwrap();
+    let d = Daemon::bind(DaemonConfig {
+        listen: addr.clone(),
+        ..DaemonConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut a = Client::connect(&addr, m("a")).await.unwrap();
+    assert_eq!(
+        Client::connect(&addr, m("a")).await.unwrap_err(),
+        GcsError::NameInUse(m("a"))
+    );
+    a.join(&g()).await.unwrap();
+    let (v, _) = until_view(&mut a, 1).await;
+    assert_eq!(v.cause, Cause::Join);
+    a.multicast(&g(), Service::Agreed, "x").await.unwrap();
+    assert!(payload_of(&next(&mut a).await).is_some());
+    d.shutdown().await;
+    match timeout(WAIT, a.next_event()).await.unwrap() {
+        Err(GcsError::Disconnected { reason }) => assert_eq!(reason, "daemon shutting down"),
+        other => panic!("expected a disconnect, got {other:?}"),
+    }
+    assert!(!path.exists(), "socket file left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
