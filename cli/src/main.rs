@@ -1,5 +1,6 @@
 //! `conclave`: the command-line front end of the Conclave toolkit.
 
+mod daemon;
 mod plugins;
 
 use std::process::ExitCode;
@@ -23,6 +24,8 @@ enum Command {
     /// List, inspect and check plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// Run the group-communication daemon until SIGTERM.
+    Daemon(daemon::DaemonArgs),
 }
 
 fn init_logging(filter: Option<&str>) {
@@ -43,5 +46,6 @@ fn main() -> ExitCode {
     conclave_builtins::link();
     match cli.command {
         Command::Plugins(cmd) => plugins::run(cmd),
+        Command::Daemon(args) => daemon::run(args),
     }
 }

@@ -1,0 +1,152 @@
+//! `conclave daemon`: the group-communication daemon (view-synchronous groups over
+//! Unix or TCP sockets; protocol in `gcs/PROTOCOL.md`).
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use conclave_gcs::daemon::DEFAULT_ADDRESS;
+use conclave_gcs::{Address, Daemon, DaemonConfig};
+
+/// Options of `conclave daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Where to listen: `unix:PATH` or `tcp:IP:PORT` (port 0 picks one; the address is
+    /// printed on stdout).
+    #[arg(long, value_name = "ADDRESS", default_value = DEFAULT_ADDRESS)]
+    listen: Address,
+    /// Milliseconds a member may take to answer a flush request before it is removed.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    flush_timeout_ms: u64,
+    /// Bound of each client's outbound queue, in MiB (at least one 16 MiB message).
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    queue_limit_mib: usize,
+    /// Milliseconds a client's queue may stay full before the client is disconnected.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    stall_timeout_ms: u64,
+}
+
+impl DaemonArgs {
+    fn config(&self) -> DaemonConfig {
+        DaemonConfig {
+            listen: self.listen.clone(),
+            flush_timeout: Duration::from_millis(self.flush_timeout_ms),
+            queue_limit: self.queue_limit_mib.saturating_mul(1 << 20),
+            stall_timeout: Duration::from_millis(self.stall_timeout_ms),
+            ..DaemonConfig::default()
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT, then shuts it down gracefully.
+pub fn run(args: DaemonArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("conclave daemon: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(serve(args.config(), termination()))
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Binds, prints the address, serves until `stop` resolves, then shuts down.
+async fn serve(config: DaemonConfig, stop: impl Future<Output = ()>) -> ExitCode {
+    let listen = config.listen.clone();
+    let daemon = match Daemon::bind(config).await {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("conclave daemon: cannot listen on {listen}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("listening on {}", daemon.address());
+    stop.await;
+    daemon.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conclave_gcs::{Client, Event, GcsError, GroupName, MemberName};
+
+    #[test]
+    fn serves_until_stopped_then_tells_clients() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let addr: Address = format!("unix:{}", dir.path().join("d.sock").display())
+                .parse()
+                .unwrap();
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let config = DaemonConfig {
+                listen: addr.clone(),
+                ..DaemonConfig::default()
+            };
+            let server = tokio::spawn(serve(config, async {
+                let _ = stop_rx.await;
+            }));
+            let mut client = loop {
+                match Client::connect(&addr, MemberName::new("a").unwrap()).await {
+                    Ok(c) => break c,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            };
+            let group = GroupName::new("g").unwrap();
+            client.join(&group).await.unwrap();
+            assert!(matches!(client.next_event().await, Ok(Event::View(_))));
+            stop_tx.send(()).unwrap();
+            assert_eq!(server.await.unwrap(), ExitCode::SUCCESS);
+            assert_eq!(
+                client.next_event().await,
+                Err(GcsError::Disconnected {
+                    reason: "daemon shutting down".into()
+                })
+            );
+        });
+    }
+
+    #[test]
+    fn a_busy_address_is_an_error() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let config = DaemonConfig {
+                listen: Address::Tcp(taken.local_addr().unwrap()),
+                ..DaemonConfig::default()
+            };
+            assert_eq!(serve(config, async {}).await, ExitCode::from(2));
+        });
+    }
+}
