@@ -141,7 +141,10 @@ pub enum Action {
         /// The protocol message.
         payload: RVec<u8>,
     },
-    /// Send `payload` to every member of the group, in agreed order.
+    /// Send `payload` to every member of the group in agreed order, *this member
+    /// included*: the host feeds the self-delivered copy back to `on_message`, in its
+    /// place in the order. Protocols rely on it to know which of their own messages the
+    /// view delivered (view synchrony then makes members that move together agree).
     Multicast {
         /// The protocol message.
         payload: RVec<u8>,

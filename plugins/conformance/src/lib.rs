@@ -12,6 +12,7 @@
 //! and what was skipped because the plugin does not offer the algorithm.
 
 pub mod cipher;
+pub mod key_agreement;
 pub mod provider;
 pub mod vectors;
 

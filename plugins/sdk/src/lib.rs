@@ -10,6 +10,8 @@
 //!   code that *uses* plugin objects: the host, and plugins that use their provider.
 //! * [`cipher_kit`]: a complete group cipher over any provider AEAD (per-sender keys,
 //!   counter nonces, replay window, epochs), so a new cipher plugin is a few lines.
+//! * [`ka_kit`]: what every key-agreement protocol shares: the signed message format,
+//!   the checks on received messages, the key schedule and key confirmation.
 //! * [`counters`]: cheap operation counters for providers.
 //!
 //! See `docs/plugins.md` in the repository for a walk-through from `cargo new` to a
@@ -23,6 +25,7 @@ pub mod groups;
 pub mod guard;
 pub mod host;
 pub mod implement;
+pub mod ka_kit;
 
 pub use conclave_plugin_api as api;
 pub use conclave_plugin_api::{
