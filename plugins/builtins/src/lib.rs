@@ -9,6 +9,8 @@ pub const NAMES: &[&str] = &[
     conclave_plugin_aes_gcm::NAME,
     conclave_plugin_blowfish::NAME,
     conclave_plugin_chacha20_poly1305::NAME,
+    conclave_plugin_ckd::NAME,
+    conclave_plugin_gdh::NAME,
     conclave_provider_openssl::NAME,
     conclave_provider_rustcrypto::NAME,
 ];
@@ -22,6 +24,8 @@ pub fn link() {
         conclave_plugin_aes_gcm::plugin_module as fn() -> conclave_plugin_sdk::api::PluginModuleRef,
         conclave_plugin_blowfish::plugin_module,
         conclave_plugin_chacha20_poly1305::plugin_module,
+        conclave_plugin_ckd::plugin_module,
+        conclave_plugin_gdh::plugin_module,
         conclave_provider_openssl::plugin_module,
         conclave_provider_rustcrypto::plugin_module,
     ];

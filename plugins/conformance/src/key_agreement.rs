@@ -683,25 +683,35 @@ pub fn all(setup: fn() -> Setup, sizes: &[usize]) -> Report {
                 let mut net = grow(setup(), n)?;
                 let members = net.components[0].members.clone();
                 let newest = members.last().cloned().unwrap_or_default();
-                net.refresh(&newest).map_err(|e| e.to_string())?;
-                settle(&mut net)?;
-                // The oldest may not be allowed to (GDH without `any_member_refresh`): then
-                // a typed refusal, and nothing changes.
-                let before = net.members[&members[0]].keys.len();
-                match net.refresh(&members[0]) {
-                    Ok(()) => settle(&mut net)?,
-                    Err(e) => {
-                        ensure(e.code == ErrorCode::OUT_OF_STEP, || format!("refusal: {e}"))?;
-                        if let Some(m) = net.members.get_mut(&members[0]) {
-                            m.errors.clear();
+                // A protocol lets its controller refresh (the newest member in GDH, the
+                // oldest in CKD), maybe anyone; the others get a typed refusal that
+                // changes nothing.
+                let mut refreshed = 0;
+                for who in [newest, members[0].clone()] {
+                    let before = net.members[&who].keys.len();
+                    match net.refresh(&who) {
+                        Ok(()) => {
+                            settle(&mut net)?;
+                            refreshed += 1;
+                            ensure(net.members[&who].keys.len() == before + 1, || {
+                                format!("{who}'s refresh gave no new key")
+                            })?;
                         }
-                        net.run()?;
-                        ensure(net.members[&members[0]].keys.len() == before, || {
-                            "a refused refresh changed the key".into()
-                        })?;
+                        Err(e) => {
+                            ensure(e.code == ErrorCode::OUT_OF_STEP, || format!("refusal: {e}"))?;
+                            if let Some(m) = net.members.get_mut(&who) {
+                                m.errors.clear();
+                            }
+                            net.run()?;
+                            ensure(net.members[&who].keys.len() == before, || {
+                                "a refused refresh changed the key".into()
+                            })?;
+                        }
                     }
                 }
-                Ok(())
+                ensure(refreshed > 0, || {
+                    "neither the newest nor the oldest may refresh".into()
+                })
             })(),
         );
     }
