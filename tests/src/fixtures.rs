@@ -68,6 +68,8 @@ pub const IN_REPO_PLUGINS: &[&str] = &[
     "conclave-plugin-aes-gcm",
     "conclave-plugin-chacha20-poly1305",
     "conclave-plugin-blowfish",
+    "conclave-plugin-gdh",
+    "conclave-plugin-ckd",
     "conclave-provider-rustcrypto",
     "conclave-provider-openssl",
 ];

@@ -3,9 +3,9 @@
 
 use conclave::{
     plugins::{LoadedPlugin, Registry},
-    sdk::{AlgorithmClass, PluginKind, api::PluginModuleRef, host::Provider},
+    sdk::{AlgorithmClass, Options, PluginKind, api::PluginModuleRef, host::Provider},
 };
-use conclave_conformance::{cipher, provider};
+use conclave_conformance::{cipher, key_agreement as ka, provider};
 use conclave_tests::fixtures::{IN_REPO_PLUGINS, in_repo_library};
 
 /// A registry holding only the shared-library plugins (no built-ins, so no name clash).
@@ -42,6 +42,8 @@ fn every_plugin_loads_from_its_library() {
             "aes-gcm",
             "blowfish",
             "chacha20-poly1305",
+            "ckd",
+            "gdh",
             "openssl",
             "rustcrypto"
         ]
@@ -106,5 +108,31 @@ fn shared_library_and_built_in_ciphers_interoperate() {
             let report = cipher::cross(&so, &built_in);
             assert_eq!(report.passed.len(), 2, "{}: {report}", a.name);
         }
+    }
+}
+
+fn rustcrypto() -> Provider {
+    provider::from_module(builtin("rustcrypto")).unwrap()
+}
+
+#[test]
+fn every_key_agreement_library_passes_the_kit() {
+    let r = loaded();
+    let kas = of_kind(&r, PluginKind::KeyAgreement);
+    assert_eq!(kas.len(), 2);
+    for p in kas {
+        let module = p.module();
+        let name = p.name().to_string();
+        let setup = || ka::Setup {
+            module,
+            algorithm: name.clone(),
+            provider: rustcrypto,
+            dh_group: "ristretto255".into(),
+            options: Options::default(),
+        };
+        let report = ka::all(&setup, &[1, 2, 5]);
+        assert!(report.failed.is_empty(), "{} (.so): {report}", p.name());
+        let report = ka::cascades(&setup, 0..40, 8);
+        assert!(report.failed.is_empty(), "{} (.so): {report}", p.name());
     }
 }

@@ -40,23 +40,23 @@ fn chacha_wrap() -> Setup {
 
 #[test]
 fn every_event_small_sizes() {
-    ka::all(ristretto, &[1, 2, 3, 5]).assert_ok();
+    ka::all(&ristretto, &[1, 2, 3, 5]).assert_ok();
 }
 
 #[test]
 fn every_event_at_every_size_up_to_32() {
     let sizes: Vec<usize> = (1..=32).collect();
-    ka::all(ristretto, &sizes).assert_ok();
+    ka::all(&ristretto, &sizes).assert_ok();
 }
 
 #[test]
 fn every_event_on_ffdhe3072_with_openssl() {
-    ka::all(ffdhe3072, &[2, 4, 7]).assert_ok();
+    ka::all(&ffdhe3072, &[2, 4, 7]).assert_ok();
 }
 
 #[test]
 fn wraps_with_chacha20_poly1305_when_asked() {
-    ka::all(chacha_wrap, &[2, 3, 6]).assert_ok();
+    ka::all(&chacha_wrap, &[2, 3, 6]).assert_ok();
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn random_cascades() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
-    let report = ka::cascades(ristretto, 0..seeds, 12);
+    let report = ka::cascades(&ristretto, 0..seeds, 12);
     assert!(
         report.failed.is_empty(),
         "replay with the failing seeds: {report}"
@@ -74,13 +74,13 @@ fn random_cascades() {
 
 #[test]
 fn random_cascades_on_ffdhe3072() {
-    ka::cascades(ffdhe3072, 1000..1040, 8).assert_ok();
+    ka::cascades(&ffdhe3072, 1000..1040, 8).assert_ok();
 }
 
 #[test]
 fn forged_replayed_misrouted_and_stale_messages_are_refused() {
-    ka::attacks(ristretto).assert_ok();
-    ka::attacks(ffdhe3072).assert_ok();
+    ka::attacks(&ristretto).assert_ok();
+    ka::attacks(&ffdhe3072).assert_ok();
 }
 
 #[test]

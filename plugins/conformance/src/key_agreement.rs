@@ -614,7 +614,7 @@ pub fn grow(setup: Setup, n: usize) -> Result<Net, String> {
 /// The membership events at group sizes `sizes`: join, leave, crash, merge of 1 to 4,
 /// partition, controller leaves (oldest and newest), refresh by the newest and oldest
 /// member. After each: every member holds the same fresh key, and no error happened.
-pub fn all(setup: fn() -> Setup, sizes: &[usize]) -> Report {
+pub fn all(setup: &dyn Fn() -> Setup, sizes: &[usize]) -> Report {
     let mut r = Report::default();
     for &n in sizes {
         r.check(
@@ -723,7 +723,11 @@ pub fn all(setup: fn() -> Setup, sizes: &[usize]) -> Report {
 /// the in-flight messages are flushed whole or cut at a random point. After the last
 /// change the network runs quiet: every component must then hold one agreed, fresh key.
 /// Returns the failing seeds with the reason.
-pub fn cascades(setup: fn() -> Setup, seeds: std::ops::Range<u64>, max_members: usize) -> Report {
+pub fn cascades(
+    setup: &dyn Fn() -> Setup,
+    seeds: std::ops::Range<u64>,
+    max_members: usize,
+) -> Report {
     let mut r = Report::default();
     for seed in seeds {
         r.check(
@@ -835,7 +839,7 @@ fn cascade(setup: Setup, seed: u64, max_members: usize) -> Result<(), String> {
 
 /// Forged, replayed, reordered, misrouted and stale messages: each refused with its
 /// typed error, nothing changes, and the agreement still completes.
-pub fn attacks(setup: fn() -> Setup) -> Report {
+pub fn attacks(setup: &dyn Fn() -> Setup) -> Report {
     let mut r = Report::default();
     r.check(
         "attacks on a join of a 4-member group",
