@@ -536,6 +536,8 @@ async fn serve<S>(
     // Writer.
     let mut writer_state = state.clone();
     let writer = tokio::spawn(async move {
+        // Small frames are batched; the buffer is flushed whenever the queue is empty.
+        let mut wr = tokio::io::BufWriter::with_capacity(64 * 1024, wr);
         loop {
             let item = tokio::select! {
                 item = rx.recv() => item,
@@ -543,8 +545,15 @@ async fn serve<S>(
             };
             match item {
                 Some(Out::Frame(frame, permit)) => {
+                    let write = async {
+                        write_encoded(&mut wr, &frame).await?;
+                        if rx.is_empty() {
+                            wr.flush().await?;
+                        }
+                        Ok::<_, std::io::Error>(())
+                    };
                     let written = tokio::select! {
-                        r = write_encoded(&mut wr, &frame) => r.is_ok(),
+                        r = write => r.is_ok(),
                         _ = wait_for(&mut writer_state, ConnState::Kill) => false,
                     };
                     drop(permit);
@@ -558,10 +567,10 @@ async fn serve<S>(
                         reason,
                     }
                     .encode();
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        write_encoded(&mut wr, &frame),
-                    )
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        write_encoded(&mut wr, &frame).await?;
+                        wr.flush().await
+                    })
                     .await;
                     break;
                 }
@@ -671,11 +680,15 @@ pub(crate) async fn write_encoded<W: AsyncWrite + Unpin>(
     wr: &mut W,
     frame: &Encoded,
 ) -> std::io::Result<()> {
-    wr.write_all(&frame.head).await?;
-    if !frame.payload.is_empty() {
-        wr.write_all(&frame.payload).await?;
+    if frame.payload.len() <= 16 * 1024 {
+        // One write for a small frame; a large payload is written without a copy.
+        let mut whole = Vec::with_capacity(frame.len());
+        whole.extend_from_slice(&frame.head);
+        whole.extend_from_slice(&frame.payload);
+        return wr.write_all(&whole).await;
     }
-    Ok(())
+    wr.write_all(&frame.head).await?;
+    wr.write_all(&frame.payload).await
 }
 
 /// Reads one frame: `Ok(None)` at a clean end of stream; `Err` with a reason for an I/O
