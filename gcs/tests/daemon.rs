@@ -530,3 +530,59 @@ async fn names_in_use_unix_sockets_and_graceful_shutdown() {
     assert!(!path.exists(), "socket file left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Not a test on its own: the member process that
+/// `a_killed_client_process_is_seen_as_a_disconnect` starts and kills.
+#[test]
+#[ignore = "helper process of a_killed_client_process_is_seen_as_a_disconnect"]
+fn helper_member_process() {
+    let Ok(addr) = std::env::var("CONCLAVE_GCS_HELPER_ADDR") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let addr: Address = addr.parse().unwrap();
+        let mut c = Client::connect(&addr, m("proc")).await.unwrap();
+        c.join(&g()).await.unwrap();
+        until_view(&mut c, 2).await;
+        println!("joined");
+        std::future::pending::<()>().await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_client_process_is_seen_as_a_disconnect() {
+    use std::io::BufRead;
+    let d = daemon(DaemonConfig::default()).await;
+    let mut cs = group_of(&d, &["a"]).await;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "helper_member_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("CONCLAVE_GCS_HELPER_ADDR", d.address().to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let joined = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l == "joined")
+    });
+    let (v, _) = until_view(&mut cs[0], 2).await;
+    assert_eq!(v.members, vec![m("a"), m("proc")]);
+    assert!(timeout(WAIT, joined).await.unwrap().unwrap());
+    child.kill().unwrap(); // SIGKILL: no goodbye
+    let _ = child.wait();
+    let (v, _) = until_view(&mut cs[0], 1).await;
+    assert_eq!((v.cause, v.left), (Cause::Disconnect, vec![m("proc")]));
+    d.shutdown().await;
+}
