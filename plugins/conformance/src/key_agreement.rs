@@ -16,7 +16,9 @@ use conclave_plugin_sdk::{
     ErrorCode, Options, PluginError, SecretBytes,
     api::{
         PluginModuleRef,
-        key_agreement::{Action, KeyAgreementConfig, KeyReady, MembershipView, ViewCause},
+        key_agreement::{
+            Action, KeyAgreementConfig, KeyAgreementStats, KeyReady, MembershipView, ViewCause,
+        },
     },
     host::{KeyAgreement, Provider},
     ka_kit::MapTrustStore,
@@ -48,6 +50,23 @@ impl Schedule {
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n.max(1) as u64) as usize
     }
+}
+
+/// What one member did for one event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counted {
+    /// DH exponentiations.
+    pub exponentiations: u64,
+    /// Scalar inversions.
+    pub inversions: u64,
+    /// Signatures made.
+    pub signatures: u64,
+    /// Signatures verified.
+    pub verifications: u64,
+    /// Unicasts sent.
+    pub unicasts: u64,
+    /// Multicasts sent.
+    pub multicasts: u64,
 }
 
 /// A protocol message in flight.
@@ -566,6 +585,37 @@ impl Net {
         Ok(())
     }
 
+    /// Every live member's counters.
+    pub fn stats(&self) -> BTreeMap<String, KeyAgreementStats> {
+        self.members
+            .iter()
+            .map(|(n, m)| (n.clone(), m.ka.stats()))
+            .collect()
+    }
+
+    /// What each live member counted since `before` (members absent from `before`
+    /// count from zero).
+    pub fn counted_since(&self, before: &BTreeMap<String, KeyAgreementStats>) -> BTreeMap<String, Counted> {
+        self.stats()
+            .into_iter()
+            .map(|(n, now)| {
+                let then = before.get(&n).copied().unwrap_or_default();
+                let c = now.crypto.since(&then.crypto);
+                (
+                    n,
+                    Counted {
+                        exponentiations: c.exponentiations,
+                        inversions: c.inversions,
+                        signatures: c.signatures,
+                        verifications: c.verifications,
+                        unicasts: now.unicasts - then.unicasts,
+                        multicasts: now.multicasts - then.multicasts,
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// The key of component `c`'s current view (after [`check_agreed`](Self::check_agreed)).
     pub fn key_of(&self, c: usize) -> Option<KeyReady> {
         let comp = &self.components[c];
@@ -590,7 +640,9 @@ fn no_errors(net: &Net) -> Result<(), String> {
     })
 }
 
-fn settle(net: &mut Net) -> Result<(), String> {
+/// Runs the network quiet, then checks: no errors, one agreed key per component, all
+/// keys fresh.
+pub fn settle(net: &mut Net) -> Result<(), String> {
     net.run()?;
     no_errors(net)?;
     net.check_agreed()?;
