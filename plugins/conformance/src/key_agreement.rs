@@ -180,6 +180,11 @@ impl Net {
         Ok(())
     }
 
+    /// Removes `name`'s key from everyone's trust store (its identity stays valid).
+    pub fn distrust(&mut self, name: &str) {
+        self.trust.remove(name);
+    }
+
     fn config(&self, name: &str, provider: &Provider) -> Result<KeyAgreementConfig, PluginError> {
         let identity = self
             .identities
@@ -595,7 +600,10 @@ impl Net {
 
     /// What each live member counted since `before` (members absent from `before`
     /// count from zero).
-    pub fn counted_since(&self, before: &BTreeMap<String, KeyAgreementStats>) -> BTreeMap<String, Counted> {
+    pub fn counted_since(
+        &self,
+        before: &BTreeMap<String, KeyAgreementStats>,
+    ) -> BTreeMap<String, Counted> {
         self.stats()
             .into_iter()
             .map(|(n, now)| {
@@ -912,12 +920,34 @@ fn attack_join(setup: Setup) -> Result<(), String> {
     net.enroll("eve").map_err(|e| e.to_string())?;
     net.join(0, "m04", Flush::All).map_err(|e| e.to_string())?;
     let members = net.components[0].members.clone();
-    let victim = members[0].clone();
+    let victim = members[1].clone();
     // Deliver the agreement one message at a time; before each, attack the victim.
     let mut round = 0;
+    let mut taken_early = 0;
+    let mut reorders = 0;
     while net.busy(0) {
         let next = net.components[0].queue.front().cloned().ok_or("empty")?;
         round += 1;
+        // Reordering (FIFO broken): a sender's later message for the victim, delivered
+        // before its earlier one. It is refused as out of step, or held without any
+        // action (a confirmation that arrived before the key), and then its real
+        // delivery is a replay.
+        let queue: Vec<Message> = net.components[0].queue.iter().cloned().collect();
+        let for_victim =
+            |m: &Message| m.from != victim && m.to.as_deref().is_none_or(|t| t == victim);
+        let later = queue.iter().enumerate().skip(1).find_map(|(i, m)| {
+            let earlier_same_sender = queue[..i].iter().any(|e| e.from == m.from && for_victim(e));
+            (for_victim(m) && earlier_same_sender).then(|| m.clone())
+        });
+        if let Some(later) = later {
+            reorders += 1;
+            let m = net.members.get_mut(&victim).ok_or("victim")?;
+            match m.ka.on_message(&later.from, &later.payload) {
+                Err(e) if e.code == ErrorCode::OUT_OF_STEP => {}
+                Ok(a) if a.is_empty() => taken_early += 1,
+                other => return Err(format!("round {round}: reordered message: {other:?}")),
+            }
+        }
         if next.from != victim && next.to.as_deref().is_none_or(|t| t == victim) {
             let other_member = members
                 .iter()
@@ -1013,6 +1043,20 @@ fn attack_join(setup: Setup) -> Result<(), String> {
             }
         }
     }
+    ensure(reorders > 0, || "no message could be reordered".into())?;
+    // Messages held early were then refused as replays at their real turn; nothing else.
+    let victim_errors = net.members.get_mut(&victim).ok_or("victim")?;
+    let replays = victim_errors
+        .errors
+        .iter()
+        .filter(|e| e.code == ErrorCode::REPLAYED_MESSAGE)
+        .count();
+    ensure(replays == taken_early, || {
+        format!("{taken_early} messages held early, {replays} replays refused")
+    })?;
+    victim_errors
+        .errors
+        .retain(|e| e.code != ErrorCode::REPLAYED_MESSAGE);
     no_errors(&net)?;
     net.check_agreed()?;
     net.check_fresh()?;
