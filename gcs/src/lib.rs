@@ -1,6 +1,7 @@
 //! Group-communication engines for Conclave: view-synchronous membership and ordered
 //! delivery, after Spread and its Flush layer.
 //!
+//! * [`engine`]: the [`Connection`] trait every engine implements (what the core uses).
 //! * [`types`]: names, views, services, events and errors shared by every engine.
 //! * [`vs`]: the sans-IO view-synchrony state machine of one ordering domain.
 //! * [`session`]: the member-side rules (what a member may do in which state).
@@ -12,6 +13,7 @@
 
 pub mod client;
 pub mod daemon;
+pub mod engine;
 pub mod session;
 pub mod sim;
 pub mod types;
@@ -20,6 +22,7 @@ pub mod wire;
 
 pub use client::Client;
 pub use daemon::{Address, Daemon, DaemonConfig};
+pub use engine::Connection;
 pub use session::Session;
 pub use types::{
     Cause, Delivery, Event, GcsError, GroupName, MAX_MESSAGE_SIZE, MAX_NAME_LEN, MemberName,

@@ -538,6 +538,16 @@ impl MemberHandle {
     pub fn is_alive(&self) -> bool {
         self.net.borrow().members[self.idx].alive
     }
+
+    /// Whether nothing is in flight in the whole simulation.
+    pub(crate) fn simulation_idle(&self) -> bool {
+        self.net.borrow().is_idle()
+    }
+
+    /// Advances the whole simulation by one tick.
+    pub(crate) fn step_simulation(&self) {
+        self.net.borrow_mut().step();
+    }
 }
 
 impl Simulator {

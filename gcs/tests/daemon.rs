@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use conclave_gcs::wire::{Frame, MAX_FRAME_LEN, VERSION};
 use conclave_gcs::{
-    Address, Cause, Client, Daemon, DaemonConfig, Delivery, Event, GcsError, GroupName,
+    Address, Cause, Client, Connection, Daemon, DaemonConfig, Delivery, Event, GcsError, GroupName,
     MAX_MESSAGE_SIZE, MemberName, SendOptions, Service, View,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -585,4 +585,59 @@ async fn a_killed_client_process_is_seen_as_a_disconnect() {
     let (v, _) = until_view(&mut cs[0], 1).await;
     assert_eq!((v.cause, v.left), (Cause::Disconnect, vec![m("proc")]));
     d.shutdown().await;
+}
+
+/// One protocol, written once against [`Connection`], run on both engines.
+async fn two_members<C: Connection>(mut a: C, mut b: C) {
+    async fn until_view_of<C: Connection>(c: &mut C, n: usize) -> View {
+        loop {
+            match c.next_event().await.unwrap() {
+                Event::View(v) if v.members.len() == n => return v,
+                Event::FlushRequest { group } => c.flush_ok(&group).await.unwrap(),
+                _ => {}
+            }
+        }
+    }
+    a.join(&g()).await.unwrap();
+    until_view_of(&mut a, 1).await;
+    b.join(&g()).await.unwrap();
+    let (va, vb) = tokio::join!(until_view_of(&mut a, 2), until_view_of(&mut b, 2));
+    assert_eq!(va, vb);
+    assert_eq!(va.members, vec![m("a"), m("b")]);
+    assert_eq!(b.current_view(&g()), Some(vb));
+    a.multicast(&g(), Service::Agreed, Bytes::from_static(b"hi"))
+        .await
+        .unwrap();
+    a.unicast(&g(), &m("b"), Bytes::from_static(b"psst"))
+        .await
+        .unwrap();
+    let got: Vec<Bytes> = [b.next_event().await.unwrap(), b.next_event().await.unwrap()]
+        .iter()
+        .filter_map(payload_of)
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(got, [Bytes::from("hi"), Bytes::from("psst")]);
+    b.leave(&g()).await.unwrap();
+    let va = until_view_of(&mut a, 1).await;
+    assert_eq!((va.cause, va.left), (Cause::Leave, vec![m("b")]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_trait_runs_one_protocol_on_the_daemon() {
+    let d = daemon(DaemonConfig::default()).await;
+    two_members(connect(&d, "a").await, connect(&d, "b").await).await;
+    d.shutdown().await;
+}
+
+#[test]
+fn the_connection_trait_runs_one_protocol_on_the_simulator() {
+    use conclave_gcs::sim::{SimConfig, Simulator};
+    let sim = Simulator::new(3, SimConfig::default());
+    let a = sim.add_member(&m("a"), 0).unwrap();
+    let b = sim.add_member(&m("b"), 1).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(two_members(a, b));
+    sim.check().unwrap();
 }
