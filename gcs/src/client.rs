@@ -20,12 +20,13 @@
 //! ```
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::daemon::{Address, read_frame, write_encoded};
@@ -36,12 +37,14 @@ use crate::wire::{Frame, VERSION};
 type Writer = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// How many received events may wait in the client before it stops reading (and the
-/// daemon's flow control takes over).
+/// daemon's flow control takes over), and how many payload bytes.
 const EVENT_QUEUE: usize = 256;
+const EVENT_QUEUE_BYTES: usize = 32 << 20;
 
 /// What the reader task hands over.
 enum Incoming {
-    Event(Event),
+    /// An event, holding its share of the byte bound until it is taken.
+    Event(Event, Option<OwnedSemaphorePermit>),
     /// The connection ended, with the reason.
     Closed(String),
 }
@@ -132,11 +135,25 @@ impl Client {
             Err(reason) => return Err(GcsError::Disconnected { reason }),
         }
         let (tx, events) = mpsc::channel(EVENT_QUEUE);
+        let bytes = Arc::new(Semaphore::new(EVENT_QUEUE_BYTES));
         let reader = tokio::spawn(async move {
             let reason = loop {
                 match read_frame(&mut rd, &mut buf).await {
                     Ok(Some(Frame::Event(event))) => {
-                        if tx.send(Incoming::Event(event)).await.is_err() {
+                        let size = match &event {
+                            Event::Message { payload, .. } => payload.len(),
+                            _ => 0,
+                        };
+                        let permit = if size == 0 {
+                            None
+                        } else {
+                            let n = size.min(EVENT_QUEUE_BYTES) as u32;
+                            match Arc::clone(&bytes).acquire_many_owned(n).await {
+                                Ok(p) => Some(p),
+                                Err(_) => return,
+                            }
+                        };
+                        if tx.send(Incoming::Event(event, permit)).await.is_err() {
                             return;
                         }
                     }
@@ -284,7 +301,7 @@ impl Client {
         self.check_open()?;
         let incoming = self.events.recv().await;
         match incoming {
-            Some(Incoming::Event(event)) => {
+            Some(Incoming::Event(event, _permit)) => {
                 self.session.observe(&event);
                 Ok(event)
             }
