@@ -720,18 +720,38 @@ fn check(net: &Net) -> Result<(), String> {
             net.flushing_refusals
         ));
     }
+    let members: Vec<MemberLog<'_>> = net
+        .members
+        .iter()
+        .map(|m| MemberLog {
+            name: &m.name,
+            log: &m.log,
+            alive: m.alive,
+        })
+        .collect();
+    check_logs(&members, &net.sent)
+}
+
+/// One member's record, as the checker reads it.
+struct MemberLog<'a> {
+    name: &'a MemberName,
+    log: &'a [Rec],
+    alive: bool,
+}
+
+fn check_logs(members: &[MemberLog<'_>], sent_list: &[Sent]) -> Result<(), String> {
     let mut epochs: Vec<Epoch> = Vec::new();
     // (member, view) -> epoch
     let mut index: BTreeMap<(usize, ViewId), usize> = BTreeMap::new();
     let mut canonical: BTreeMap<ViewId, &View> = BTreeMap::new();
     // member -> group -> view ids in order
     let mut orders: Vec<BTreeMap<&GroupName, Vec<ViewId>>> = Vec::new();
-    for (idx, m) in net.members.iter().enumerate() {
+    for (idx, m) in members.iter().enumerate() {
         let mut current: BTreeMap<&GroupName, usize> = BTreeMap::new();
         let mut fifo: BTreeMap<&MemberName, u64> = BTreeMap::new();
         let mut order: BTreeMap<&GroupName, Vec<ViewId>> = BTreeMap::new();
-        let who = &m.name;
-        for rec in &m.log {
+        let who = m.name;
+        for rec in m.log {
             match rec {
                 Rec::View(v) => {
                     if !v.contains(who) {
@@ -849,7 +869,7 @@ fn check(net: &Net) -> Result<(), String> {
                 if fa != fb {
                     return Err(format!(
                         "{} and {} installed views of {group} in different orders: {fa:?} vs {fb:?}",
-                        net.members[a].name, net.members[b].name
+                        members[a].name, members[b].name
                     ));
                 }
             }
@@ -857,7 +877,7 @@ fn check(net: &Net) -> Result<(), String> {
     }
 
     // Per view: same messages for members that move together; one agreed order.
-    let sent: BTreeMap<u64, &Sent> = net.sent.iter().map(|s| (s.msg, s)).collect();
+    let sent: BTreeMap<u64, &Sent> = sent_list.iter().map(|s| (s.msg, s)).collect();
     let mut by_view: BTreeMap<ViewId, Vec<usize>> = BTreeMap::new();
     for (i, e) in epochs.iter().enumerate() {
         by_view.entry(e.view.id).or_default().push(i);
@@ -866,7 +886,7 @@ fn check(net: &Net) -> Result<(), String> {
         for (k, &x) in list.iter().enumerate() {
             for &y in &list[k + 1..] {
                 let (ex, ey) = (&epochs[x], &epochs[y]);
-                let (nx, ny) = (&net.members[ex.member].name, &net.members[ey.member].name);
+                let (nx, ny) = (&members[ex.member].name, &members[ey.member].name);
                 // The multicasts meant for both.
                 let common = |e: &Epoch| -> Vec<u64> {
                     e.msgs
@@ -912,10 +932,10 @@ fn check(net: &Net) -> Result<(), String> {
         let sender_next = epochs[se].next;
         for &e in by_view.get(&s.view).into_iter().flatten() {
             let ep = &epochs[e];
-            let who = &net.members[ep.member].name;
+            let who = &members[ep.member].name;
             let expected = match &s.delivery {
                 Delivery::Multicast(_) => ep.member != s.sender || s.self_delivery,
-                Delivery::Unicast(to) => to == who,
+                Delivery::Unicast(to) => to == *who,
             };
             let got = ep.msgs.contains(&s.msg);
             if got && !expected {
@@ -924,12 +944,105 @@ fn check(net: &Net) -> Result<(), String> {
             if expected && !got && sender_next != Next::Gone && ep.next == sender_next {
                 return Err(format!(
                     "{who} moved with {} from view {} without its message {} ({})",
-                    net.members[s.sender].name, s.view, s.msg, s.group
+                    members[s.sender].name, s.view, s.msg, s.group
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// A record of what the members of any engine sent and received, checked with the
+/// simulator's invariants ([`Simulator::check`]). Messages are identified by an id
+/// the recorder chooses (unique per message, growing per sender, for example sender
+/// index and sequence number in the payload).
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    members: Vec<(MemberName, Vec<Rec>, bool)>,
+    sent: Vec<Sent>,
+}
+
+impl Trace {
+    /// An empty trace.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a member (one per connection) and returns its index.
+    pub fn add_member(&mut self, name: MemberName) -> usize {
+        self.members.push((name, Vec::new(), true));
+        self.members.len() - 1
+    }
+
+    /// Records an event received by `member`; `msg` is the message's id (for
+    /// [`Event::Message`]).
+    pub fn received(&mut self, member: usize, event: &Event, msg: u64) {
+        let Some((_, log, _)) = self.members.get_mut(member) else {
+            return;
+        };
+        log.push(match event {
+            Event::View(v) => Rec::View(v.clone()),
+            Event::FlushRequest { group } => Rec::Flush(group.clone()),
+            Event::Left { group, .. } => Rec::Left(group.clone()),
+            Event::Message {
+                group,
+                sender,
+                view_id,
+                ..
+            } => Rec::Msg {
+                group: group.clone(),
+                view: *view_id,
+                sender: sender.clone(),
+                msg,
+            },
+        });
+    }
+
+    /// Records a message `member` handed to the engine while in view `view`.
+    pub fn sent(
+        &mut self,
+        member: usize,
+        msg: u64,
+        group: &GroupName,
+        view: ViewId,
+        delivery: &Delivery,
+        self_delivery: bool,
+    ) {
+        self.sent.push(Sent {
+            msg,
+            sender: member,
+            group: group.clone(),
+            view,
+            delivery: delivery.clone(),
+            self_delivery,
+        });
+    }
+
+    /// Marks `member` as gone (crashed or disconnected): it moves with nobody.
+    pub fn gone(&mut self, member: usize) {
+        if let Some((_, _, alive)) = self.members.get_mut(member) {
+            *alive = false;
+        }
+    }
+
+    /// Checks the invariants listed at [`Simulator::check`]. Members still alive are
+    /// taken to have received everything (the engine was quiet when recording
+    /// stopped).
+    pub fn check(&self) -> Result<(), Violation> {
+        let members: Vec<MemberLog<'_>> = self
+            .members
+            .iter()
+            .map(|(name, log, alive)| MemberLog {
+                name,
+                log,
+                alive: *alive,
+            })
+            .collect();
+        check_logs(&members, &self.sent).map_err(|message| Violation {
+            seed: None,
+            message,
+        })
+    }
 }
 
 /// A random member's behaviour.
