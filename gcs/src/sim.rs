@@ -1368,6 +1368,65 @@ mod tests {
     }
 
     #[test]
+    fn changes_during_a_flush_cascade_into_one_view() {
+        let sim = Simulator::new(
+            11,
+            SimConfig {
+                daemons: 3,
+                ..SimConfig::default()
+            },
+        );
+        let hs: Vec<MemberHandle> = ["a", "b", "c", "d"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                sim.add_member(&MemberName::new(*n).unwrap(), [0, 1, 2, 0][i])
+                    .unwrap()
+            })
+            .collect();
+        // a, b, c form the group, answering flushes.
+        for h in &hs[..3] {
+            h.join(&g()).unwrap();
+            for _ in 0..10 {
+                sim.run_until_quiet(100).unwrap();
+                for h in &hs[..3] {
+                    for e in h.events() {
+                        if let Event::FlushRequest { group } = e {
+                            h.flush_ok(&group).unwrap();
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(hs[0].view(&g()).unwrap().members.len(), 3);
+        // d joins; while a answers, b's daemon crashes and c is cut off.
+        hs[3].join(&g()).unwrap();
+        sim.run_until_quiet(100).unwrap();
+        assert!(hs[0].events().contains(&Event::FlushRequest { group: g() }));
+        hs[0].flush_ok(&g()).unwrap();
+        sim.crash_daemon(1);
+        sim.set_network(&[vec![0, 1], vec![2]]).unwrap();
+        sim.run_until_quiet(100).unwrap();
+        let v = hs[0].view(&g()).unwrap();
+        let events = hs[3].events();
+        let views: Vec<&View> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::View(v) => Some(v),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(views.len(), 1, "one view for three changes: {views:?}");
+        let names = |v: &[MemberName]| v.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&views[0].members), ["a", "d"]);
+        assert_eq!(views[0].cause, Cause::Partition, "the strongest cause");
+        assert_eq!(v.id, views[0].id);
+        assert_eq!(names(&v.left), ["b", "c"]);
+        assert_eq!(names(&v.joined), ["d"]);
+        sim.check().unwrap();
+    }
+
+    #[test]
     fn merge_after_partition_is_one_view_with_several_joiners() {
         let sim = Simulator::new(
             7,
