@@ -90,6 +90,12 @@ impl MapTrustStore {
         keys.insert(member.to_string(), key);
     }
 
+    /// The key trusted for `member`, if any.
+    pub fn lookup_key(&self, member: &str) -> Option<TrustedKey> {
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.get(member).cloned()
+    }
+
     /// Stops trusting `member`.
     pub fn remove(&self, member: &str) {
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());

@@ -1,0 +1,145 @@
+//! What secures a group: the modules and parameters a policy picks for it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::plugins::Registry;
+
+/// Whether a group is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// A key agreement keys the group and every message is sealed.
+    Required,
+    /// A plain view-synchronous group: messages travel unencrypted.
+    None,
+}
+
+/// The modules and parameters of one group, as resolved from a policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupSettings {
+    /// Secured or plain.
+    pub security: Security,
+    /// The key-agreement plugin (`gdh`, `ckd`).
+    pub key_agreement: String,
+    /// The cipher plugin (`aes-gcm`, ...).
+    pub cipher: String,
+    /// The cipher's algorithm (`aes-256-gcm`, ...).
+    pub cipher_algorithm: String,
+    /// The DH group.
+    pub dh_group: String,
+    /// The provider this member uses (others may use another: the names and encodings
+    /// are the same).
+    pub provider: String,
+    /// The signature algorithm of identities.
+    pub signature: String,
+    /// Refresh the key this often, if set.
+    #[serde(with = "duration_secs")]
+    pub rekey_interval: Option<Duration>,
+    /// The identities allowed to join (any trusted one if `None`).
+    pub members: Option<Vec<String>>,
+}
+
+mod duration_secs {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            security: Security::Required,
+            key_agreement: "gdh".into(),
+            cipher: "aes-gcm".into(),
+            cipher_algorithm: "aes-256-gcm".into(),
+            dh_group: "ristretto255".into(),
+            provider: "rustcrypto".into(),
+            signature: "ed25519".into(),
+            rekey_interval: None,
+            members: None,
+        }
+    }
+}
+
+impl GroupSettings {
+    /// The bytes every member of the group must agree on: the protocols, algorithms and
+    /// plugin versions (not the provider, which may differ between members). They are
+    /// bound into every key-agreement message and announced by the oldest member.
+    pub fn descriptor(&self, registry: &Registry) -> Vec<u8> {
+        let version = |name: &str| {
+            registry
+                .get(name)
+                .map(|p| p.info().version.clone())
+                .unwrap_or_default()
+        };
+        format!(
+            "conclave/group-modules/v1\nsecurity={:?}\nkey_agreement={} {}\ncipher={} {} {}\ndh_group={}\nsignature={}\n",
+            self.security,
+            self.key_agreement,
+            version(&self.key_agreement),
+            self.cipher,
+            version(&self.cipher),
+            self.cipher_algorithm,
+            self.dh_group,
+            self.signature,
+        )
+        .into_bytes()
+    }
+
+    /// A one-line summary for errors and logs.
+    pub fn summary(&self) -> String {
+        match self.security {
+            Security::None => "security none".into(),
+            Security::Required => format!(
+                "{} + {} ({}) on {}, {}",
+                self.key_agreement,
+                self.cipher,
+                self.cipher_algorithm,
+                self.dh_group,
+                self.provider
+            ),
+        }
+    }
+}
+
+/// Where a session gets each group's settings and the trusted keys.
+pub trait PolicySource: Send + Sync {
+    /// The settings of `group`.
+    fn settings(&self, group: &str) -> GroupSettings;
+}
+
+/// The same settings for every group.
+#[derive(Clone, Debug, Default)]
+pub struct FixedPolicy(pub GroupSettings);
+
+impl PolicySource for FixedPolicy {
+    fn settings(&self, _group: &str) -> GroupSettings {
+        self.0.clone()
+    }
+}
+
+/// Settings by group-name prefix, first match wins, then a default.
+#[derive(Clone, Debug, Default)]
+pub struct PrefixPolicy {
+    /// `(prefix, settings)` rules, in order.
+    pub rules: Vec<(String, GroupSettings)>,
+    /// Settings of groups no rule matches.
+    pub default: GroupSettings,
+}
+
+impl PolicySource for PrefixPolicy {
+    fn settings(&self, group: &str) -> GroupSettings {
+        self.rules
+            .iter()
+            .find(|(p, _)| group.starts_with(p.as_str()))
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| self.default.clone())
+    }
+}
