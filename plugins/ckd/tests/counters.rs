@@ -31,7 +31,12 @@ fn c(e: u64, i: u64, s: u64, v: u64, u: u64, m: u64) -> Counted {
     }
 }
 
-fn check(net: &Net, counted: &std::collections::BTreeMap<String, Counted>, role: impl Fn(&str) -> Counted, what: &str) {
+fn check(
+    net: &Net,
+    counted: &std::collections::BTreeMap<String, Counted>,
+    role: impl Fn(&str) -> Counted,
+    what: &str,
+) {
     for name in &net.components[0].members {
         assert_eq!(counted[name], role(name), "{what}: {name}");
     }
@@ -47,16 +52,21 @@ fn join_leave_controller_leave_and_refresh_follow_the_formulas() {
         net.join(0, "new", Flush::All).unwrap();
         ka::settle(&mut net).unwrap();
         let counted = net.counted_since(&before);
-        check(&net, &counted, |m| {
-            if m == ctl {
-                // Plus one for its own DH value when it had none (it was alone).
-                c(1 + u64::from(n == 2), 0, 3, n, 0, 3)
-            } else if m == "new" {
-                c(2, 0, 2, n + 1, 1, 1)
-            } else {
-                c(0, 0, 1, n + 1, 0, 1)
-            }
-        }, &format!("join, n={n}"));
+        check(
+            &net,
+            &counted,
+            |m| {
+                if m == ctl {
+                    // Plus one for its own DH value when it had none (it was alone).
+                    c(1 + u64::from(n == 2), 0, 3, n, 0, 3)
+                } else if m == "new" {
+                    c(2, 0, 2, n + 1, 1, 1)
+                } else {
+                    c(0, 0, 1, n + 1, 0, 1)
+                }
+            },
+            &format!("join, n={n}"),
+        );
 
         // A member leaves: no exponentiation at all.
         let members = net.components[0].members.clone();
@@ -66,18 +76,36 @@ fn join_leave_controller_leave_and_refresh_follow_the_formulas() {
             ka::settle(&mut net).unwrap();
             let n = net.components[0].members.len() as u64;
             let counted = net.counted_since(&before);
-            check(&net, &counted, |m| {
-                if m == ctl { c(0, 0, 2, n - 1, 0, 2) } else { c(0, 0, 1, n, 0, 1) }
-            }, &format!("leave, n={n}"));
+            check(
+                &net,
+                &counted,
+                |m| {
+                    if m == ctl {
+                        c(0, 0, 2, n - 1, 0, 2)
+                    } else {
+                        c(0, 0, 1, n, 0, 1)
+                    }
+                },
+                &format!("leave, n={n}"),
+            );
 
             // Refresh by the controller: the same.
             let before = net.stats();
             net.refresh(&ctl).unwrap();
             ka::settle(&mut net).unwrap();
             let counted = net.counted_since(&before);
-            check(&net, &counted, |m| {
-                if m == ctl { c(0, 0, 2, n - 1, 0, 2) } else { c(0, 0, 1, n, 0, 1) }
-            }, &format!("refresh, n={n}"));
+            check(
+                &net,
+                &counted,
+                |m| {
+                    if m == ctl {
+                        c(0, 0, 2, n - 1, 0, 2)
+                    } else {
+                        c(0, 0, 1, n, 0, 1)
+                    }
+                },
+                &format!("refresh, n={n}"),
+            );
         }
 
         // The controller leaves: the new oldest member makes pairwise keys with everyone.
@@ -87,15 +115,20 @@ fn join_leave_controller_leave_and_refresh_follow_the_formulas() {
         let n = net.components[0].members.len() as u64;
         let new_ctl = net.components[0].members[0].clone();
         let counted = net.counted_since(&before);
-        check(&net, &counted, |m| {
-            if n == 1 {
-                c(0, 0, 2, 0, 0, 2)
-            } else if m == new_ctl {
-                c(n, 0, 3, 2 * n - 2, 0, 3)
-            } else {
-                c(2, 0, 2, n + 1, 1, 1)
-            }
-        }, &format!("controller leave, n={n}"));
+        check(
+            &net,
+            &counted,
+            |m| {
+                if n == 1 {
+                    c(0, 0, 2, 0, 0, 2)
+                } else if m == new_ctl {
+                    c(n, 0, 3, 2 * n - 2, 0, 3)
+                } else {
+                    c(2, 0, 2, n + 1, 1, 1)
+                }
+            },
+            &format!("controller leave, n={n}"),
+        );
     }
 }
 
@@ -111,15 +144,20 @@ fn merges_follow_the_formulas() {
             net.join_many(0, &refs, Flush::All).unwrap();
             ka::settle(&mut net).unwrap();
             let counted = net.counted_since(&before);
-            check(&net, &counted, |who| {
-                if who == ctl {
-                    c(m + u64::from(n - m == 1), 0, 3, m + n - 1, 0, 3)
-                } else if joiners.iter().any(|j| j == who) {
-                    c(2, 0, 2, n + 1, 1, 1)
-                } else {
-                    c(0, 0, 1, n + 1, 0, 1)
-                }
-            }, &format!("merge of {m}, n={n}"));
+            check(
+                &net,
+                &counted,
+                |who| {
+                    if who == ctl {
+                        c(m + u64::from(n - m == 1), 0, 3, m + n - 1, 0, 3)
+                    } else if joiners.iter().any(|j| j == who) {
+                        c(2, 0, 2, n + 1, 1, 1)
+                    } else {
+                        c(0, 0, 1, n + 1, 0, 1)
+                    }
+                },
+                &format!("merge of {m}, n={n}"),
+            );
         }
     }
 }

@@ -31,7 +31,12 @@ fn c(e: u64, i: u64, s: u64, v: u64, u: u64, m: u64) -> Counted {
     }
 }
 
-fn check(net: &Net, counted: &std::collections::BTreeMap<String, Counted>, role: impl Fn(&str) -> Counted, what: &str) {
+fn check(
+    net: &Net,
+    counted: &std::collections::BTreeMap<String, Counted>,
+    role: impl Fn(&str) -> Counted,
+    what: &str,
+) {
     for name in &net.components[0].members {
         assert_eq!(counted[name], role(name), "{what}: {name}");
     }
@@ -47,15 +52,20 @@ fn join_leave_and_refresh_follow_the_formulas() {
         net.join(0, "new", Flush::All).unwrap();
         ka::settle(&mut net).unwrap();
         let counted = net.counted_since(&before);
-        check(&net, &counted, |m| {
-            if m == controller {
-                c(n, 1, 2, n, 1, 1)
-            } else if m == "new" {
-                c(n, 0, 2, n, 0, 2)
-            } else {
-                c(1, 0, 1, n, 0, 1)
-            }
-        }, &format!("join, n={n}"));
+        check(
+            &net,
+            &counted,
+            |m| {
+                if m == controller {
+                    c(n, 1, 2, n, 1, 1)
+                } else if m == "new" {
+                    c(n, 0, 2, n, 0, 2)
+                } else {
+                    c(1, 0, 1, n, 0, 1)
+                }
+            },
+            &format!("join, n={n}"),
+        );
 
         // Leave of a member that is not the newest, then of the newest (the controller):
         // the newest remaining member refreshes and broadcasts.
@@ -70,15 +80,20 @@ fn join_leave_and_refresh_follow_the_formulas() {
             let n = net.components[0].members.len() as u64;
             let controller = net.components[0].members.last().cloned().unwrap();
             let counted = net.counted_since(&before);
-            check(&net, &counted, |m| {
-                if n == 1 {
-                    c(1, 0, 0, 0, 0, 0)
-                } else if m == controller {
-                    c(n, 1, 2, n - 1, 0, 2)
-                } else {
-                    c(1, 0, 1, n, 0, 1)
-                }
-            }, &format!("leave of {gone}, n={n}"));
+            check(
+                &net,
+                &counted,
+                |m| {
+                    if n == 1 {
+                        c(1, 0, 0, 0, 0, 0)
+                    } else if m == controller {
+                        c(n, 1, 2, n - 1, 0, 2)
+                    } else {
+                        c(1, 0, 1, n, 0, 1)
+                    }
+                },
+                &format!("leave of {gone}, n={n}"),
+            );
         }
 
         // Refresh by the controller: the same as a leave.
@@ -89,9 +104,18 @@ fn join_leave_and_refresh_follow_the_formulas() {
             net.refresh(&controller).unwrap();
             ka::settle(&mut net).unwrap();
             let counted = net.counted_since(&before);
-            check(&net, &counted, |m| {
-                if m == controller { c(n, 1, 2, n - 1, 0, 2) } else { c(1, 0, 1, n, 0, 1) }
-            }, &format!("refresh, n={n}"));
+            check(
+                &net,
+                &counted,
+                |m| {
+                    if m == controller {
+                        c(n, 1, 2, n - 1, 0, 2)
+                    } else {
+                        c(1, 0, 1, n, 0, 1)
+                    }
+                },
+                &format!("refresh, n={n}"),
+            );
         }
     }
 }
@@ -109,17 +133,22 @@ fn merges_follow_the_formulas() {
             ka::settle(&mut net).unwrap();
             let counted = net.counted_since(&before);
             let last = joiners.last().cloned().unwrap();
-            check(&net, &counted, |who| {
-                if who == controller {
-                    c(3, 2, 3, n + 1, 2, 1)
-                } else if who == last {
-                    c(n, 0, 3, 2 * n - 1, 0, 3)
-                } else if joiners.iter().any(|j| j == who) {
-                    c(3, 1, 3, n + 2, 2, 1)
-                } else {
-                    c(2, 1, 2, n + 1, 1, 1)
-                }
-            }, &format!("merge of {m}, n={n}"));
+            check(
+                &net,
+                &counted,
+                |who| {
+                    if who == controller {
+                        c(3, 2, 3, n + 1, 2, 1)
+                    } else if who == last {
+                        c(n, 0, 3, 2 * n - 1, 0, 3)
+                    } else if joiners.iter().any(|j| j == who) {
+                        c(3, 1, 3, n + 2, 2, 1)
+                    } else {
+                        c(2, 1, 2, n + 1, 1, 1)
+                    }
+                },
+                &format!("merge of {m}, n={n}"),
+            );
         }
     }
 }
@@ -138,14 +167,19 @@ fn the_initial_agreement_follows_the_formulas() {
         let members = net.components[0].members.clone();
         let (oldest, newest) = (members[0].clone(), members.last().cloned().unwrap());
         let n = members.len() as u64;
-        check(&net, &counted, |who| {
-            if who == oldest {
-                c(3, 1, 3, n + 1, 2, 1)
-            } else if who == newest {
-                c(n, 0, 3, 2 * n - 1, 0, 3)
-            } else {
-                c(3, 1, 3, n + 2, 2, 1)
-            }
-        }, &format!("initial agreement, n={n}"));
+        check(
+            &net,
+            &counted,
+            |who| {
+                if who == oldest {
+                    c(3, 1, 3, n + 1, 2, 1)
+                } else if who == newest {
+                    c(n, 0, 3, 2 * n - 1, 0, 3)
+                } else {
+                    c(3, 1, 3, n + 2, 2, 1)
+                }
+            },
+            &format!("initial agreement, n={n}"),
+        );
     }
 }
