@@ -1,0 +1,477 @@
+//! What a group gets: validation against the installed plugins, and resolution.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::catalog::{Catalog, Installed, Kind, class};
+use crate::error::{Located, PolicyError, PolicyErrors, Position};
+use crate::policy::{GroupRule, Policy, Security};
+use crate::trust::Trust;
+
+/// Conclave's built-in defaults, used where neither a rule nor `[defaults]` says.
+pub mod builtin {
+    use crate::policy::Security;
+
+    /// Key agreement: Cliques group Diffie-Hellman.
+    pub const KEY_AGREEMENT: &str = "gdh";
+    /// Cipher: an algorithm name, so it resolves to the plugin offering it (`aes-gcm`).
+    pub const CIPHER: &str = "aes-256-gcm";
+    /// DH group: RFC 7919's 2048-bit group, offered by both providers (`rustcrypto`
+    /// and `openssl`), so members on different providers interoperate.
+    pub const DH_GROUP: &str = "ffdhe2048";
+    /// Provider: pure Rust, no system library needed.
+    pub const PROVIDER: &str = "rustcrypto";
+    /// Signature algorithm of identity keys.
+    pub const SIGNATURE: &str = crate::trust::DEFAULT_SIGNATURE;
+    /// Groups are secured unless the policy says `security = "none"`.
+    pub const SECURITY: Security = Security::Required;
+}
+
+/// Where a resolved setting comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A `[[group]]` rule.
+    Rule {
+        /// The rule's number in the file, from 1.
+        index: usize,
+        /// Its `match` pattern.
+        pattern: String,
+        /// Where the setting is (a line, or an environment variable).
+        at: Position,
+    },
+    /// `[defaults]` (in the file or from the environment).
+    Defaults {
+        /// Where the setting is.
+        at: Position,
+    },
+    /// Conclave's built-in default ([`builtin`]).
+    BuiltIn,
+}
+
+impl Source {
+    /// The position of the setting ([`Position::BuiltIn`] for a built-in default).
+    pub fn position(&self) -> Position {
+        match self {
+            Source::Rule { at, .. } | Source::Defaults { at } => at.clone(),
+            Source::BuiltIn => Position::BuiltIn,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Rule { index, pattern, at } => {
+                write!(f, "group rule #{index} (match \"{pattern}\") at {at}")
+            }
+            Source::Defaults { at } => write!(f, "[defaults] at {at}"),
+            Source::BuiltIn => f.write_str("built-in default"),
+        }
+    }
+}
+
+/// For each resolved setting, where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources {
+    /// Of [`Resolved::security`].
+    pub security: Source,
+    /// Of [`Resolved::key_agreement`].
+    pub key_agreement: Source,
+    /// Of [`Resolved::cipher`] and [`Resolved::cipher_algorithm`].
+    pub cipher: Source,
+    /// Of [`Resolved::dh_group`].
+    pub dh_group: Source,
+    /// Of [`Resolved::provider`].
+    pub provider: Source,
+    /// Of [`Resolved::signature`].
+    pub signature: Source,
+    /// Of [`Resolved::rekey_interval`].
+    pub rekey_interval: Source,
+    /// Of [`Resolved::members`].
+    pub members: Source,
+}
+
+/// What one group gets: every setting filled, and where each comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The group's name.
+    pub group: String,
+    /// The number of the rule that matched, if one did.
+    pub rule: Option<usize>,
+    /// Secured or plain.
+    pub security: Security,
+    /// Key-agreement plugin.
+    pub key_agreement: String,
+    /// Cipher plugin.
+    pub cipher: String,
+    /// The algorithm asked of the cipher plugin (its `CipherConfig::algorithm`).
+    pub cipher_algorithm: String,
+    /// DH group.
+    pub dh_group: String,
+    /// Provider plugin.
+    pub provider: String,
+    /// Signature algorithm of identity keys.
+    pub signature: String,
+    /// Periodic rekey, if any.
+    pub rekey_interval: Option<Duration>,
+    /// The identities allowed to join; `None`: any trusted identity.
+    pub members: Option<Vec<String>>,
+    /// Where each setting comes from.
+    pub sources: Sources,
+    trust: Arc<Trust>,
+}
+
+/// Label of the context encoding (version 1).
+pub const CONTEXT_LABEL: &[u8] = b"conclave/group-context/v1";
+
+/// Encodes `(name, value)` fields canonically: [`CONTEXT_LABEL`], then for each field
+/// in order its name and its value, each as a 4-byte big-endian length and the bytes.
+/// Anything the host wants bound beyond [`Resolved::context_fields`] (plugin versions,
+/// say) is appended to those fields before encoding.
+pub fn encode_context<N: AsRef<str>, V: AsRef<str>>(fields: &[(N, V)]) -> Vec<u8> {
+    let mut out = CONTEXT_LABEL.to_vec();
+    for (name, value) in fields {
+        for part in [name.as_ref(), value.as_ref()] {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part.as_bytes());
+        }
+    }
+    out
+}
+
+impl Resolved {
+    /// Whether `identity` may join: in a secured group it must be in the trust store;
+    /// in any group, in the rule's `members` when the rule lists them.
+    pub fn may_join(&self, identity: &str) -> bool {
+        let listed = self
+            .members
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|n| n == identity));
+        let trusted = self.security == Security::None || self.trust.contains(identity);
+        listed && trusted
+    }
+
+    /// The trust store the group is checked against.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// The settings every member must agree on, in a fixed order: key agreement,
+    /// cipher plugin, cipher algorithm, DH group, signature. Not the provider (members
+    /// may compute on different ones) nor the rekey interval or members list.
+    pub fn context_fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("key_agreement", self.key_agreement.clone()),
+            ("cipher", self.cipher.clone()),
+            ("cipher_algorithm", self.cipher_algorithm.clone()),
+            ("dh_group", self.dh_group.clone()),
+            ("signature", self.signature.clone()),
+        ]
+    }
+
+    /// [`Resolved::context_fields`] encoded by [`encode_context`]: the bytes for
+    /// `KeyAgreementConfig::context`. Equal at two members exactly when they agree.
+    pub fn context_bytes(&self) -> Vec<u8> {
+        encode_context(&self.context_fields())
+    }
+}
+
+/// A setting with its source, after rule → defaults → built-in.
+struct Eff<T> {
+    value: T,
+    source: Source,
+}
+
+impl<T> Eff<T> {
+    fn at(&self) -> Position {
+        self.source.position()
+    }
+}
+
+/// All settings of one scope: a rule (over the defaults) or the defaults alone.
+struct Effective {
+    scope: String,
+    security: Eff<Security>,
+    key_agreement: Eff<String>,
+    cipher: Eff<String>,
+    dh_group: Eff<String>,
+    provider: Eff<String>,
+    signature: Eff<String>,
+    rekey_interval: Eff<Option<Duration>>,
+    members: Eff<Option<Vec<Located<String>>>>,
+}
+
+impl Policy {
+    fn effective(&self, rule: Option<&GroupRule>) -> Effective {
+        fn pick<T: Clone>(
+            rule: Option<&GroupRule>,
+            from_rule: Option<&Located<T>>,
+            from_defaults: Option<&Located<T>>,
+            builtin: T,
+        ) -> Eff<T> {
+            if let (Some(r), Some(v)) = (rule, from_rule) {
+                return Eff {
+                    value: v.value.clone(),
+                    source: Source::Rule {
+                        index: r.index,
+                        pattern: r.pattern.value.clone(),
+                        at: v.at.clone(),
+                    },
+                };
+            }
+            match from_defaults {
+                Some(v) => Eff {
+                    value: v.value.clone(),
+                    source: Source::Defaults { at: v.at.clone() },
+                },
+                None => Eff {
+                    value: builtin,
+                    source: Source::BuiltIn,
+                },
+            }
+        }
+        let d = &self.defaults;
+        let r = rule.map(|r| &r.settings);
+        let s = |v: &str| v.to_owned();
+        let rekey = pick(
+            rule,
+            r.and_then(|r| r.rekey_interval.as_ref()),
+            d.rekey_interval.as_ref(),
+            Duration::ZERO,
+        );
+        Effective {
+            scope: match rule {
+                Some(r) => format!("group rule #{} (\"{}\")", r.index, r.pattern.value),
+                None => "[defaults]".into(),
+            },
+            security: pick(
+                rule,
+                r.and_then(|r| r.security.as_ref()),
+                d.security.as_ref(),
+                builtin::SECURITY,
+            ),
+            key_agreement: pick(
+                rule,
+                r.and_then(|r| r.key_agreement.as_ref()),
+                d.key_agreement.as_ref(),
+                s(builtin::KEY_AGREEMENT),
+            ),
+            cipher: pick(
+                rule,
+                r.and_then(|r| r.cipher.as_ref()),
+                d.cipher.as_ref(),
+                s(builtin::CIPHER),
+            ),
+            dh_group: pick(
+                rule,
+                r.and_then(|r| r.dh_group.as_ref()),
+                d.dh_group.as_ref(),
+                s(builtin::DH_GROUP),
+            ),
+            provider: pick(
+                rule,
+                r.and_then(|r| r.provider.as_ref()),
+                d.provider.as_ref(),
+                s(builtin::PROVIDER),
+            ),
+            signature: pick(
+                rule,
+                r.and_then(|r| r.signature.as_ref()),
+                d.signature.as_ref(),
+                s(builtin::SIGNATURE),
+            ),
+            rekey_interval: Eff {
+                value: (rekey.source != Source::BuiltIn).then_some(rekey.value),
+                source: rekey.source,
+            },
+            members: match rule.and_then(|r| r.members.as_ref().map(|m| (r, m))) {
+                Some((r, m)) => Eff {
+                    value: Some(m.clone()),
+                    source: Source::Rule {
+                        index: r.index,
+                        pattern: r.pattern.value.clone(),
+                        at: m.first().map_or(r.pattern.at.clone(), |n| n.at.clone()),
+                    },
+                },
+                None => Eff {
+                    value: None,
+                    source: Source::BuiltIn,
+                },
+            },
+        }
+    }
+
+    /// Checks the policy against what is installed: every key agreement, cipher and
+    /// provider named (in `[defaults]`, in each rule, and the built-in defaults in
+    /// use) is installed; for `[defaults]` and each secured rule, the DH group and
+    /// signature algorithm are offered by the provider they combine with; each rule's
+    /// `members` are in the trust store. Returns every error, each once.
+    pub fn validate(&self, catalog: &dyn Catalog) -> Result<(), PolicyErrors> {
+        let installed = Installed::new(catalog);
+        let mut errors = Vec::new();
+        let scopes = std::iter::once(None).chain(self.groups.iter().map(Some));
+        for rule in scopes {
+            let eff = self.effective(rule);
+            check_scope(&eff, &installed, &mut errors);
+        }
+        let known: Vec<String> = self.trust.names().map(str::to_owned).collect();
+        for rule in &self.groups {
+            for name in rule.members.iter().flatten() {
+                if !self.trust.contains(&name.value) {
+                    push_once(
+                        &mut errors,
+                        PolicyError::UnknownMember {
+                            at: name.at.clone(),
+                            name: name.value.clone(),
+                            known: known.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyErrors::sorted(errors))
+        }
+    }
+
+    /// What `group` gets: the first rule whose glob matches, then `[defaults]`, then
+    /// the [`builtin`] defaults, field by field. The cipher setting resolves through
+    /// `catalog`: a plugin name gives the plugin's preferred (first listed) algorithm,
+    /// an algorithm name the plugin offering it. For a secured group, every setting is
+    /// checked against `catalog` as in [`Policy::validate`]; a plain group is not
+    /// checked (its modules are not used).
+    pub fn resolve(&self, group: &str, catalog: &dyn Catalog) -> Result<Resolved, PolicyErrors> {
+        let installed = Installed::new(catalog);
+        let rule = self.rule_for(group);
+        let eff = self.effective(rule);
+        if eff.security.value == Security::Required {
+            let mut errors = Vec::new();
+            check_scope(&eff, &installed, &mut errors);
+            if !errors.is_empty() {
+                return Err(PolicyErrors::sorted(errors));
+            }
+        }
+        let (cipher, cipher_algorithm) = installed
+            .cipher(&eff.cipher.value)
+            .unwrap_or_else(|| (eff.cipher.value.clone(), eff.cipher.value.clone()));
+        Ok(Resolved {
+            group: group.to_owned(),
+            rule: rule.map(|r| r.index),
+            security: eff.security.value,
+            key_agreement: eff.key_agreement.value,
+            cipher,
+            cipher_algorithm,
+            dh_group: eff.dh_group.value,
+            provider: eff.provider.value,
+            signature: eff.signature.value,
+            rekey_interval: eff.rekey_interval.value,
+            members: eff
+                .members
+                .value
+                .map(|m| m.into_iter().map(|n| n.value).collect()),
+            sources: Sources {
+                security: eff.security.source,
+                key_agreement: eff.key_agreement.source,
+                cipher: eff.cipher.source,
+                dh_group: eff.dh_group.source,
+                provider: eff.provider.source,
+                signature: eff.signature.source,
+                rekey_interval: eff.rekey_interval.source,
+                members: eff.members.source,
+            },
+            trust: self.trust.clone(),
+        })
+    }
+}
+
+fn push_once(errors: &mut Vec<PolicyError>, e: PolicyError) {
+    if !errors.contains(&e) {
+        errors.push(e);
+    }
+}
+
+/// The checks of one scope. Plugin names are checked in every scope (an unknown name
+/// is an error even in a plain group's rule); algorithm combinations only in secured
+/// scopes.
+fn check_scope(eff: &Effective, installed: &Installed, errors: &mut Vec<PolicyError>) {
+    for (key, kind, v) in [
+        ("key_agreement", Kind::KeyAgreement, &eff.key_agreement),
+        ("provider", Kind::Provider, &eff.provider),
+    ] {
+        if installed.find(kind, &v.value).is_none() {
+            push_once(
+                errors,
+                PolicyError::UnknownPlugin {
+                    at: v.at(),
+                    key: key.into(),
+                    kind,
+                    value: v.value.clone(),
+                    known: installed.names(kind),
+                },
+            );
+        }
+    }
+    if installed.cipher(&eff.cipher.value).is_none() {
+        push_once(
+            errors,
+            PolicyError::UnknownCipher {
+                at: eff.cipher.at(),
+                value: eff.cipher.value.clone(),
+                known: installed.cipher_names(),
+            },
+        );
+    }
+    if eff.security.value != Security::Required {
+        return;
+    }
+    let Some(provider) = installed.find(Kind::Provider, &eff.provider.value) else {
+        return;
+    };
+    for (key, cls, v) in [
+        ("dh_group", class::DH_GROUP, &eff.dh_group),
+        ("signature", class::SIGNATURE, &eff.signature),
+    ] {
+        let offered = provider.offered(cls);
+        if offered.contains(&v.value) {
+            continue;
+        }
+        // A built-in value is blamed on the provider that lacks it.
+        let at = match v.source {
+            Source::BuiltIn => eff.provider.at(),
+            _ => v.at(),
+        };
+        let e = PolicyError::UnknownAlgorithm {
+            at,
+            key: key.into(),
+            value: v.value.clone(),
+            provider: provider.name.clone(),
+            scope: eff.scope.clone(),
+            known: offered,
+        };
+        // Once per (position, value, provider): a rule inheriting the defaults'
+        // mistake does not repeat it.
+        let dup = errors.iter().any(|old| match (old, &e) {
+            (
+                PolicyError::UnknownAlgorithm {
+                    at: a,
+                    value: va,
+                    provider: pa,
+                    ..
+                },
+                PolicyError::UnknownAlgorithm {
+                    at: b,
+                    value: vb,
+                    provider: pb,
+                    ..
+                },
+            ) => a == b && va == vb && pa == pb,
+            _ => false,
+        });
+        if !dup {
+            errors.push(e);
+        }
+    }
+}
