@@ -1,6 +1,7 @@
 //! `conclave`: the command-line front end of the Conclave toolkit.
 
 mod daemon;
+mod demo;
 mod plugins;
 
 use std::process::ExitCode;
@@ -26,6 +27,9 @@ enum Command {
     Plugins(plugins::PluginsCommand),
     /// Run the group-communication daemon until SIGTERM.
     Daemon(daemon::DaemonArgs),
+    /// Run the whole system in one process: an embedded engine and N members joining,
+    /// talking, leaving, crashing and coming back, as a timeline.
+    Demo(demo::DemoArgs),
 }
 
 fn init_logging(filter: Option<&str>) {
@@ -47,5 +51,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Daemon(args) => daemon::run(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

@@ -155,3 +155,41 @@ fn inspect_prints_metadata_or_the_typed_error() {
         "{err}"
     );
 }
+
+#[test]
+fn demo_runs_the_whole_system_and_reports_agreed_epochs() {
+    let out = conclave()
+        .args(["demo", "--members", "3", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let epochs = v["epochs"].as_array().unwrap();
+    // Joins of 1, 2, 3 members; a leave; a crash; a rejoin.
+    assert_eq!(epochs.len(), 6, "{epochs:?}");
+    for e in epochs {
+        assert_eq!(e["agreed"], true, "{e}");
+    }
+    let fingerprints: std::collections::BTreeSet<&str> = epochs
+        .iter()
+        .map(|e| e["fingerprint"].as_str().unwrap())
+        .collect();
+    assert_eq!(fingerprints.len(), epochs.len(), "a key repeated");
+    assert_eq!(v["security_errors"], 0);
+    assert_eq!(v["messages_sent"], 5);
+    assert_eq!(v["messages_received"], 3 * 3 + 2 * 2);
+    let causes: Vec<&str> = v["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "membership")
+        .map(|e| e["cause"].as_str().unwrap())
+        .collect();
+    for c in ["join", "leave", "disconnect"] {
+        assert!(causes.contains(&c), "no {c} view: {causes:?}");
+    }
+}

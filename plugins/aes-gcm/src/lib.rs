@@ -41,9 +41,10 @@ impl Plugin for AesGcmPlugin {
         "AES-GCM group messages: per-sender HKDF keys, counter nonces, replay window";
 
     fn algorithms() -> Vec<Algorithm> {
+        // The preferred algorithm first: a policy that names only the plugin gets it.
         vec![
-            Algorithm::new(AlgorithmClass::GroupCipher, "aes-128-gcm"),
             Algorithm::new(AlgorithmClass::GroupCipher, "aes-256-gcm"),
+            Algorithm::new(AlgorithmClass::GroupCipher, "aes-128-gcm"),
         ]
     }
 

@@ -1,0 +1,483 @@
+//! `conclave demo`: the whole system in one process, on the embedded engine.
+//!
+//! A daemon runs inside the process on a private Unix socket; N members connect to it,
+//! join a secure group one by one, exchange messages, and then one leaves, one crashes
+//! and a new one joins. Every view, key and message is printed as a timeline.
+
+use std::{
+    collections::BTreeMap,
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::Args;
+use conclave::{
+    FixedPolicy, GroupSettings, Identity, Session, SessionEvent,
+    plugins::Registry,
+    sdk::{Options, ka_kit::MapTrustStore},
+    session::{Command, SessionHandle},
+};
+use conclave_gcs::{Address, Daemon, DaemonConfig, Service};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+/// Arguments of `conclave demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How many members start in the group (at least 3).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(3..=64))]
+    members: u16,
+    /// The group's key agreement (`gdh`, `ckd`).
+    #[arg(long, default_value = "gdh")]
+    key_agreement: String,
+    /// The group's cipher plugin (`aes-gcm`, `chacha20-poly1305`, `blowfish`).
+    #[arg(long, default_value = "aes-gcm")]
+    cipher: String,
+    /// The DH group.
+    #[arg(long, default_value = "ristretto255")]
+    dh_group: String,
+    /// The provider.
+    #[arg(long, default_value = "rustcrypto")]
+    provider: String,
+    /// Print one JSON object instead of the timeline.
+    #[arg(long)]
+    json: bool,
+}
+
+const GROUP: &str = "demo";
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Serialize)]
+struct Entry {
+    /// Milliseconds since the start.
+    at_ms: f64,
+    member: String,
+    #[serde(flatten)]
+    event: SessionEvent,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    group: String,
+    settings: GroupSettings,
+    members: Vec<String>,
+    timeline: Vec<Entry>,
+    epochs: Vec<EpochSummary>,
+    messages_sent: u64,
+    messages_received: u64,
+    security_errors: u64,
+    total_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct EpochSummary {
+    epoch: u64,
+    members: Vec<String>,
+    fingerprint: String,
+    /// The slowest member's time from view to key, in milliseconds.
+    rekey_ms: f64,
+    agreed: bool,
+}
+
+struct Demo {
+    start: Instant,
+    address: Address,
+    registry: Arc<Registry>,
+    trust: MapTrustStore,
+    settings: GroupSettings,
+    handles: BTreeMap<String, (SessionHandle, tokio::task::JoinHandle<()>)>,
+    tx: mpsc::UnboundedSender<(String, Instant, SessionEvent)>,
+    rx: mpsc::UnboundedReceiver<(String, Instant, SessionEvent)>,
+    timeline: Vec<Entry>,
+    sent: u64,
+    json: bool,
+}
+
+fn names(n: u16) -> Vec<String> {
+    const NAMES: [&str; 12] = [
+        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
+        "mallory", "niaj",
+    ];
+    (0..n as usize)
+        .map(|i| match NAMES.get(i) {
+            Some(n) => n.to_string(),
+            None => format!("member{i}"),
+        })
+        .collect()
+}
+
+impl Demo {
+    async fn connect(&mut self, name: &str) -> Result<(), String> {
+        let provider = self
+            .registry
+            .new_provider(&self.settings.provider, Options::default())
+            .map_err(|e| e.to_string())?;
+        let identity = Identity::generate(&provider, name, &self.settings.signature)
+            .map_err(|e| format!("{name}: {e}"))?;
+        self.trust
+            .insert(name, identity.signature(), identity.public_key());
+        let mut session = Session::connect(
+            &self.address,
+            identity,
+            self.registry.clone(),
+            Arc::new(FixedPolicy(self.settings.clone())),
+            self.trust.clone(),
+        )
+        .await
+        .map_err(|e| format!("{name}: {e}"))?;
+        let handle = session.handle();
+        let tx = self.tx.clone();
+        let who = name.to_string();
+        let task = tokio::spawn(async move {
+            while let Ok(e) = session.next_event().await {
+                if tx.send((who.clone(), Instant::now(), e)).is_err() {
+                    break;
+                }
+            }
+        });
+        self.handles.insert(name.into(), (handle, task));
+        Ok(())
+    }
+
+    fn command(&self, name: &str, c: Command) {
+        if let Some((h, _)) = self.handles.get(name) {
+            h.send(c);
+        }
+    }
+
+    fn record(&mut self, member: String, at: Instant, event: SessionEvent) {
+        let at_ms = at.duration_since(self.start).as_secs_f64() * 1e3;
+        if !self.json {
+            println!("{}", line(at_ms, &member, &event));
+        }
+        self.timeline.push(Entry {
+            at_ms,
+            member,
+            event,
+        });
+    }
+
+    /// Records events until every member of `members` holds a key for exactly that
+    /// membership.
+    async fn until_keyed(&mut self, members: &[String]) -> Result<(), String> {
+        let mut keyed: BTreeMap<String, bool> =
+            members.iter().map(|m| (m.clone(), false)).collect();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while keyed.values().any(|k| !k) {
+            let (who, at, e) = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .map_err(|_| format!("no key for {members:?} within {WAIT:?}"))?
+                .ok_or("every member task ended")?;
+            if let SessionEvent::KeyEstablished(k) = &e
+                && k.members == members
+                && let Some(done) = keyed.get_mut(&who)
+            {
+                *done = true;
+            }
+            self.record(who, at, e);
+        }
+        Ok(())
+    }
+
+    /// Records events until `n` messages have been received in all.
+    async fn until_messages(&mut self, n: usize) -> Result<(), String> {
+        let mut got = 0;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while got < n {
+            let (who, at, e) = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .map_err(|_| format!("only {got} of {n} messages arrived within {WAIT:?}"))?
+                .ok_or("every member task ended")?;
+            if matches!(e, SessionEvent::Message { .. }) {
+                got += 1;
+            }
+            self.record(who, at, e);
+        }
+        Ok(())
+    }
+
+    fn say(&mut self, from: &str, text: &str) {
+        self.sent += 1;
+        if !self.json {
+            let at = self.start.elapsed().as_secs_f64() * 1e3;
+            println!("{at:>9.1} ms  {from:<8} sends    {text:?}");
+        }
+        self.command(
+            from,
+            Command::Multicast {
+                group: GROUP.into(),
+                service: Service::Agreed,
+                data: text.as_bytes().to_vec(),
+            },
+        );
+    }
+
+    fn note(&self, text: &str) {
+        if !self.json {
+            let at = self.start.elapsed().as_secs_f64() * 1e3;
+            println!("{at:>9.1} ms  --- {text}");
+        }
+    }
+}
+
+fn line(at_ms: f64, member: &str, e: &SessionEvent) -> String {
+    let what = match e {
+        SessionEvent::Membership {
+            members,
+            joined,
+            left,
+            cause,
+            ..
+        } => {
+            let change = if !left.is_empty() && !joined.is_empty() {
+                format!("+{} -{}", joined.join(","), left.join(","))
+            } else if !left.is_empty() {
+                format!("-{}", left.join(","))
+            } else {
+                format!("+{}", joined.join(","))
+            };
+            format!("view     [{}] {cause} {change}", members.join(" "))
+        }
+        SessionEvent::KeyEstablished(k) => format!(
+            "key      epoch {} fp {} {} + {} on {} in {:.1} ms",
+            k.epoch,
+            k.fingerprint,
+            k.key_agreement,
+            k.cipher,
+            k.dh_group,
+            k.took.as_secs_f64() * 1e3
+        ),
+        SessionEvent::Message {
+            sender,
+            epoch,
+            data,
+            ..
+        } => format!(
+            "receives {:?} from {sender} (epoch {})",
+            String::from_utf8_lossy(data),
+            epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into())
+        ),
+        SessionEvent::SecurityError { sender, error, .. } => format!(
+            "SECURITY {} {}{}",
+            error.code,
+            error.message,
+            sender
+                .as_ref()
+                .map(|s| format!(" (from {s})"))
+                .unwrap_or_default()
+        ),
+        SessionEvent::CommandFailed { command, message } => {
+            format!("FAILED   {command}: {message}")
+        }
+        SessionEvent::Left { cause, .. } => format!("left     ({cause})"),
+    };
+    format!("{at_ms:>9.1} ms  {member:<8} {what}")
+}
+
+fn summarize(timeline: &[Entry]) -> Vec<EpochSummary> {
+    let mut by_epoch: BTreeMap<u64, Vec<&conclave::KeyEstablished>> = BTreeMap::new();
+    for e in timeline {
+        if let SessionEvent::KeyEstablished(k) = &e.event {
+            by_epoch.entry(k.epoch).or_default().push(k);
+        }
+    }
+    by_epoch
+        .into_iter()
+        .map(|(epoch, keys)| EpochSummary {
+            epoch,
+            members: keys[0].members.clone(),
+            fingerprint: keys[0].fingerprint.clone(),
+            rekey_ms: keys
+                .iter()
+                .map(|k| k.took.as_secs_f64() * 1e3)
+                .fold(0.0, f64::max),
+            agreed: keys.iter().all(|k| k.fingerprint == keys[0].fingerprint)
+                && keys.len() == keys[0].members.len(),
+        })
+        .collect()
+}
+
+async fn run_demo(args: DemoArgs) -> Result<Report, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+    let address: Address = format!("unix:{}", dir.path().join("engine.sock").display())
+        .parse()
+        .map_err(|e| format!("{e:?}"))?;
+    let daemon = Daemon::bind(DaemonConfig {
+        listen: address.clone(),
+        flush_timeout: Duration::from_secs(5),
+        ..DaemonConfig::default()
+    })
+    .await
+    .map_err(|e| format!("cannot start the embedded engine: {e}"))?;
+    let registry = Arc::new(Registry::with_builtins().map_err(|e| e.to_string())?);
+    let defaults = GroupSettings::default();
+    let cipher_algorithm = registry
+        .get(&args.cipher)
+        .and_then(|p| p.info().algorithms.first().map(|a| a.name.clone()))
+        .ok_or_else(|| format!("no cipher plugin named {:?}", args.cipher))?;
+    let settings = GroupSettings {
+        key_agreement: args.key_agreement,
+        cipher: args.cipher,
+        cipher_algorithm,
+        dh_group: args.dh_group,
+        provider: args.provider,
+        ..defaults
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut demo = Demo {
+        start: Instant::now(),
+        address,
+        registry,
+        trust: MapTrustStore::new(),
+        settings: settings.clone(),
+        handles: BTreeMap::new(),
+        tx,
+        rx,
+        timeline: Vec::new(),
+        sent: 0,
+        json: args.json,
+    };
+    if !demo.json {
+        println!(
+            "conclave demo: {} members in group {GROUP:?}, {}",
+            args.members,
+            settings.summary()
+        );
+        println!(
+            "embedded engine on {}\n",
+            dir.path().join("engine.sock").display()
+        );
+    }
+    let all = names(args.members);
+    let mut present: Vec<String> = Vec::new();
+    demo.note("members join one by one");
+    for name in &all {
+        demo.connect(name).await?;
+        demo.command(name, Command::Join(GROUP.into()));
+        present.push(name.clone());
+        demo.until_keyed(&present).await?;
+    }
+    demo.note("everyone says hello");
+    for name in &all {
+        demo.say(name, &format!("hello from {name}"));
+    }
+    demo.until_messages(all.len() * all.len()).await?;
+
+    let leaver = all[all.len() - 1].clone();
+    demo.note(&format!("{leaver} leaves"));
+    demo.command(&leaver, Command::Leave(GROUP.into()));
+    present.retain(|m| *m != leaver);
+    demo.until_keyed(&present).await?;
+
+    let crasher = all[1].clone();
+    demo.note(&format!("{crasher} crashes (its connection drops)"));
+    if let Some((_, task)) = demo.handles.remove(&crasher) {
+        task.abort();
+    }
+    present.retain(|m| *m != crasher);
+    demo.until_keyed(&present).await?;
+
+    demo.note(&format!("{crasher} comes back"));
+    demo.connect(&crasher).await?;
+    demo.command(&crasher, Command::Join(GROUP.into()));
+    present.push(crasher.clone());
+    demo.until_keyed(&present).await?;
+
+    demo.note("a last round of messages");
+    let speakers = present.clone();
+    for name in &speakers {
+        demo.say(name, &format!("{name} is still here"));
+    }
+    demo.until_messages(speakers.len() * present.len()).await?;
+
+    let total_ms = demo.start.elapsed().as_secs_f64() * 1e3;
+    for (_, (_, task)) in std::mem::take(&mut demo.handles) {
+        task.abort();
+    }
+    daemon.shutdown().await;
+    let epochs = summarize(&demo.timeline);
+    let received = demo
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.event, SessionEvent::Message { .. }))
+        .count() as u64;
+    let errors = demo
+        .timeline
+        .iter()
+        .filter(|e| matches!(e.event, SessionEvent::SecurityError { .. }))
+        .count() as u64;
+    Ok(Report {
+        group: GROUP.into(),
+        settings,
+        members: all,
+        timeline: demo.timeline,
+        epochs,
+        messages_sent: demo.sent,
+        messages_received: received,
+        security_errors: errors,
+        total_ms,
+    })
+}
+
+/// Runs `conclave demo`.
+pub fn run(args: DemoArgs) -> ExitCode {
+    let json = args.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("conclave demo: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run_demo(args)) {
+        Ok(report) => {
+            let ok = report.epochs.iter().all(|e| e.agreed) && report.security_errors == 0;
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("conclave demo: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            } else {
+                println!("\nepochs:");
+                for e in &report.epochs {
+                    println!(
+                        "  {:>3}  fp {}  rekey {:>6.1} ms  {}  [{}]",
+                        e.epoch,
+                        e.fingerprint,
+                        e.rekey_ms,
+                        if e.agreed {
+                            "agreed by all"
+                        } else {
+                            "NOT AGREED"
+                        },
+                        e.members.join(" ")
+                    );
+                }
+                println!(
+                    "\n{} messages sent, {} received, {} security errors, {:.0} ms in all",
+                    report.messages_sent,
+                    report.messages_received,
+                    report.security_errors,
+                    report.total_ms
+                );
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("conclave demo: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
