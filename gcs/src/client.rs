@@ -54,6 +54,10 @@ enum Incoming {
 /// Requests are checked against the member-side rules ([`Session`]) before they are
 /// sent: errors such as [`GcsError::Flushing`] are returned at once. The session
 /// follows the events in the order [`Client::next_event`] returns them.
+///
+/// A member name is held by one connection at a time: a client that reconnects after
+/// a crash may get [`GcsError::NameInUse`] until the daemon has noticed that the old
+/// connection is gone.
 pub struct Client {
     session: Session,
     writer: Writer,
@@ -297,6 +301,9 @@ impl Client {
 
     /// The next event; [`GcsError::Disconnected`] with the daemon's reason once the
     /// connection is gone.
+    ///
+    /// Cancel-safe: it can be raced in `tokio::select!` against the caller's own work
+    /// (for example a queue of sends); an event is never lost by a cancelled call.
     pub async fn next_event(&mut self) -> Result<Event, GcsError> {
         self.check_open()?;
         let incoming = self.events.recv().await;

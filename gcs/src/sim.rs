@@ -123,6 +123,8 @@ struct Net {
     members: Vec<Member>,
     by_name: BTreeMap<MemberName, usize>,
     next_msg: u64,
+    /// The last origin given to a domain (view ids are unique per origin).
+    next_origin: u32,
     sent: Vec<Sent>,
     /// Requests the domain refused with [`GcsError::Flushing`]: the member-side rules
     /// and FIFO channels make these impossible, so any is a violation.
@@ -285,28 +287,33 @@ impl Net {
                 acc.entry(d).or_insert_with(Vec::new).push(name);
                 acc
             });
+        // Every domain that may install views gets an origin of its own, so view ids
+        // stay unique however the network splits and heals.
         let mut next = Vec::new();
         for part in parts {
             let mut part = part.clone();
             part.sort_unstable();
-            let origin = part[0] as u32;
             let members: BTreeSet<&MemberName> = part
                 .iter()
                 .filter_map(|d| by_daemon.get(d))
                 .flatten()
                 .collect();
-            let pieces: Vec<Domain> = self
+            let mut pieces = Vec::new();
+            for c in self
                 .components
                 .iter()
                 .filter(|c| c.daemons.iter().any(|d| part.contains(d)))
-                .map(|c| {
+            {
+                self.next_origin += 1;
+                pieces.push(
                     c.domain
-                        .split(&|m: &MemberName| members.contains(m), origin)
-                })
-                .collect();
+                        .split(&|m: &MemberName| members.contains(m), self.next_origin),
+                );
+            }
+            self.next_origin += 1;
             next.push(Component {
                 daemons: part,
-                domain: Domain::merge(pieces, origin),
+                domain: Domain::merge(pieces, self.next_origin),
             });
         }
         next.sort_by_key(|c| c.daemons[0]);
@@ -568,6 +575,7 @@ impl Simulator {
                 members: Vec::new(),
                 by_name: BTreeMap::new(),
                 next_msg: 0,
+                next_origin: 0,
                 sent: Vec::new(),
                 flushing_refusals: 0,
                 config,
@@ -763,7 +771,10 @@ fn check_logs(members: &[MemberLog<'_>], sent_list: &[Sent]) -> Result<(), Strin
                                 || c.cause != v.cause
                                 || c.group != v.group =>
                         {
-                            return Err(format!("view {} differs between members", v.id));
+                            return Err(format!(
+                                "view {} differs between members: {:?} {:?} vs {who}'s {:?} {:?}",
+                                v.id, c.members, c.cause, v.members, v.cause
+                            ));
                         }
                         Some(_) => {}
                         None => {

@@ -139,8 +139,9 @@ name_type!(
     NameKind::Member
 );
 
-/// Identifies one view of one group, unique across the engine: the daemon (or simulated
-/// component) that installed it, and a counter that only grows for that origin.
+/// Identifies one view of one group, unique across the engine: the ordering domain that
+/// installed it (a daemon, with an origin drawn at start; in the simulator, each
+/// network component as it forms) and a counter that only grows for that origin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ViewId {
     /// The origin that installed the view.

@@ -63,6 +63,8 @@ struct Component {
     id: ViewId,
     /// The members of the view they installed.
     installed: Vec<MemberName>,
+    /// The ages of `installed`, in the same order.
+    installed_ages: Vec<(u64, u32)>,
     /// The members still present, in join order.
     live: Vec<Slot>,
     /// Cut from a view that another component of the group also still holds: must
@@ -354,7 +356,9 @@ impl Domain {
     }
 
     /// The part of this domain that keeps the members for which `keep` is true, as a new
-    /// domain with view ids of `origin` (a network partition). In every group that loses
+    /// domain with view ids of `origin` (a network partition). View ids are unique
+    /// only if every domain that installs views has an origin of its own: give each
+    /// part (and each merge) a fresh one. In every group that loses
     /// members, a flush starts (or extends) towards a view with cause
     /// [`Cause::Partition`]. Undrained events stay with `self`.
     pub fn split(&self, keep: &dyn Fn(&MemberName) -> bool, origin: u32) -> Domain {
@@ -451,10 +455,28 @@ impl Domain {
             return;
         };
         g.components.retain(|c| !c.live.is_empty());
+        // A member that a component still counts from its last view, but that left and
+        // joined again elsewhere (a new age), would look unchanged to that component:
+        // it installs a view apart first, so that it sees the member leave, then join.
+        for c in 0..g.components.len() {
+            let comp = &g.components[c];
+            let rejoined = comp
+                .installed
+                .iter()
+                .zip(&comp.installed_ages)
+                .any(|(name, age)| {
+                    g.components.iter().enumerate().any(|(d, other)| {
+                        d != c && other.live.iter().any(|s| &s.name == name && s.age != *age)
+                    })
+                });
+            if rejoined {
+                g.components[c].apart = true;
+            }
+        }
         // Components cut from one view by a partition that merge again before they
         // installed a view apart have delivered different messages in that view: each
-        // installs a view of its own first, so that no two members move together from
-        // that view with different messages.
+        // installs a view of its own first (marked in `merge`), so that no two members
+        // move together from that view with different messages.
         let mut installed_apart = false;
         for c in 0..g.components.len() {
             if !g.components[c].apart || !g.components[c].live.iter().all(|s| s.acked) {
@@ -490,6 +512,7 @@ impl Domain {
             }
             comp.id = new_id;
             comp.installed = members;
+            comp.installed_ages = comp.live.iter().map(|s| s.age).collect();
             comp.apart = false;
             installed_apart = true;
         }
@@ -581,6 +604,7 @@ impl Domain {
             id,
             apart: false,
             installed: members,
+            installed_ages: slots.iter().map(|s| s.age).collect(),
             live: slots
                 .into_iter()
                 .map(|s| Slot {
@@ -883,6 +907,43 @@ mod tests {
         assert_eq!(v.cause, Cause::Merge);
         assert_eq!(names(&v.members), ["a", "b"]);
         assert_eq!(names(&v.joined), ["a"]);
+    }
+
+    #[test]
+    fn a_member_that_rejoined_on_the_other_side_is_seen_to_leave_then_join() {
+        let d = group_of(&["x", "y", "r"]);
+        let mut a = d.split(&|n: &MemberName| n.as_str() == "r", 1);
+        let mut b = d.split(&|n: &MemberName| n.as_str() != "r", 2);
+        a.drain();
+        // On b's side x leaves and joins again (a new join age).
+        b.flush_ok(&m("x"), &grp()).unwrap();
+        b.flush_ok(&m("y"), &grp()).unwrap();
+        b.leave(&m("x"), &grp()).unwrap();
+        b.flush_ok(&m("y"), &grp()).unwrap();
+        b.join(&m("x"), &grp()).unwrap();
+        b.flush_ok(&m("y"), &grp()).unwrap();
+        assert_eq!(names(&view(&b.drain(), "x").members), ["y", "x"]);
+        // r, still in the old view [x, y, r], meets them again.
+        let mut d = Domain::merge(vec![a, b], 3);
+        for w in ["r", "y", "x"] {
+            d.flush_ok(&m(w), &grp()).unwrap();
+        }
+        let out = d.drain();
+        let apart = view(&out, "r");
+        assert_eq!(
+            (names(&apart.members), names(&apart.left)),
+            (vec!["r"], vec!["x", "y"])
+        );
+        // Only r installs apart and is asked again: y and x answered the merge's
+        // flush already.
+        assert_eq!(of(&out, "y"), [Event::FlushRequest { group: grp() }]);
+        d.flush_ok(&m("r"), &grp()).unwrap();
+        let out = d.drain();
+        let vr = view(&out, "r");
+        assert_eq!(vr.cause, Cause::Merge);
+        assert_eq!(names(&vr.members), ["y", "r", "x"], "by join age");
+        assert_eq!(names(&vr.joined), ["y", "x"]);
+        assert_eq!(names(&view(&out, "x").joined), ["r"]);
     }
 
     #[test]
