@@ -525,12 +525,17 @@ fn convert(
     use Seg::{I, K};
     let mut errors = Vec::new();
     let base = base_dir(loc.doc.file);
-    let resolve = |p: &str| {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
+    // Relative to the policy file's directory; `.` components dropped.
+    let resolve = |p: &str| -> PathBuf {
+        let joined = base.join(p);
+        let clean: PathBuf = joined
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        if clean.as_os_str().is_empty() {
+            PathBuf::from(".")
         } else {
-            base.join(p)
+            clean
         }
     };
 
@@ -577,19 +582,16 @@ fn convert(
             });
         } else {
             let dir = resolve(keys);
-            match Trust::load_dir(&dir) {
-                Ok(t) => trust = t,
-                Err(errs) => errors.extend(errs.into_iter().map(|e| match e {
-                    PolicyError::MissingTrustDir { path, reason, .. } => {
-                        PolicyError::MissingTrustDir {
-                            at: at.clone(),
-                            path,
-                            reason,
-                        }
-                    }
-                    other => other,
-                })),
-            }
+            let (t, errs) = Trust::load_dir_partial(&dir);
+            trust = t;
+            errors.extend(errs.into_iter().map(|e| match e {
+                PolicyError::MissingTrustDir { path, reason, .. } => PolicyError::MissingTrustDir {
+                    at: at.clone(),
+                    path,
+                    reason,
+                },
+                other => other,
+            }));
             trust_dir = Some(Located::new(dir, at));
         }
     }

@@ -241,15 +241,29 @@ impl Trust {
     /// Reads every `*.pub` regular file of `dir` (other files and subdirectories are
     /// ignored). Returns every error found, each naming its file.
     pub fn load_dir(dir: &Path) -> Result<Self, Vec<PolicyError>> {
+        let (trust, errors) = Self::load_dir_partial(dir);
+        if errors.is_empty() {
+            Ok(trust)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The keys that could be read, and the errors of the others.
+    pub(crate) fn load_dir_partial(dir: &Path) -> (Self, Vec<PolicyError>) {
         let mut trust = Trust::new();
         let mut errors = Vec::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            vec![PolicyError::MissingTrustDir {
-                at: Position::BuiltIn,
-                path: dir.to_path_buf(),
-                reason: e.to_string(),
-            }]
-        })?;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                errors.push(PolicyError::MissingTrustDir {
+                    at: Position::BuiltIn,
+                    path: dir.to_path_buf(),
+                    reason: e.to_string(),
+                });
+                return (trust, errors);
+            }
+        };
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
@@ -270,11 +284,7 @@ impl Trust {
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() {
-            Ok(trust)
-        } else {
-            Err(errors)
-        }
+        (trust, errors)
     }
 
     /// Adds `identity`. The same key twice is accepted; another key for a known
