@@ -99,6 +99,8 @@ pub struct Resolved {
     pub group: String,
     /// The number of the rule that matched, if one did.
     pub rule: Option<usize>,
+    /// The `match` pattern of that rule.
+    pub rule_pattern: Option<String>,
     /// Secured or plain.
     pub security: Security,
     /// Key-agreement plugin.
@@ -155,6 +157,60 @@ impl Resolved {
     /// The trust store the group is checked against.
     pub fn trust(&self) -> &Trust {
         &self.trust
+    }
+
+    /// A readable account of every setting and where it comes from, one per line
+    /// (what `conclave policy explain FILE GROUP` prints):
+    ///
+    /// ```text
+    /// group ops-1: group rule #1 (match "ops-*")
+    ///   security        required                 built-in default
+    ///   key_agreement   ckd                      group rule #1 (match "ops-*") at policy.toml:10
+    ///   ...
+    /// ```
+    pub fn explain(&self) -> String {
+        let rule = match (&self.rule, &self.rule_pattern) {
+            (Some(i), Some(p)) => format!("group rule #{i} (match \"{p}\")"),
+            _ => "no rule matches: [defaults] and built-in defaults".to_owned(),
+        };
+        let mut out = format!("group {}: {rule}\n", self.group);
+        let members = self.members.as_ref().map_or_else(
+            || match self.security {
+                Security::Required => "any trusted identity".to_owned(),
+                Security::None => "anyone".to_owned(),
+            },
+            |m| m.join(", "),
+        );
+        let rekey = self.rekey_interval.map_or_else(
+            || "none".to_owned(),
+            |d| humantime::format_duration(d).to_string(),
+        );
+        let rows: [(&str, String, &Source); 8] = [
+            (
+                "security",
+                self.security.to_string(),
+                &self.sources.security,
+            ),
+            (
+                "key_agreement",
+                self.key_agreement.clone(),
+                &self.sources.key_agreement,
+            ),
+            (
+                "cipher",
+                format!("{} ({})", self.cipher, self.cipher_algorithm),
+                &self.sources.cipher,
+            ),
+            ("dh_group", self.dh_group.clone(), &self.sources.dh_group),
+            ("provider", self.provider.clone(), &self.sources.provider),
+            ("signature", self.signature.clone(), &self.sources.signature),
+            ("rekey_interval", rekey, &self.sources.rekey_interval),
+            ("members", members, &self.sources.members),
+        ];
+        for (key, value, source) in rows {
+            out.push_str(&format!("  {key:<15} {value:<24} {source}\n"));
+        }
+        out
     }
 
     /// The settings every member must agree on, in a fixed order: key agreement,
@@ -360,6 +416,7 @@ impl Policy {
         Ok(Resolved {
             group: group.to_owned(),
             rule: rule.map(|r| r.index),
+            rule_pattern: rule.map(|r| r.pattern.value.clone()),
             security: eff.security.value,
             key_agreement: eff.key_agreement.value,
             cipher,

@@ -438,3 +438,27 @@ fn pins_and_paths() {
     assert_eq!(p.pin_for("libother.so"), None);
     assert_eq!(p.pins().count(), 1);
 }
+
+#[test]
+fn explain_lists_every_setting_with_its_source() {
+    let p = parse(OPS).unwrap();
+    let r = p.resolve("ops-1", &catalog()).unwrap();
+    assert_eq!(r.rule_pattern.as_deref(), Some("ops-*"));
+    let expected = [
+        "group ops-1: group rule #1 (match \"ops-*\")",
+        "  security        required                 built-in default",
+        "  key_agreement   ckd                      group rule #1 (match \"ops-*\") at policy.toml:10",
+        "  cipher          blowfish (blowfish-cbc-hmac-sha256) group rule #1 (match \"ops-*\") at policy.toml:11",
+        "  dh_group        ffdhe3072                [defaults] at policy.toml:4",
+        "  provider        openssl                  [defaults] at policy.toml:5",
+        "  signature       ed25519                  built-in default",
+        "  rekey_interval  1h                       [defaults] at policy.toml:6",
+        "  members         alice, bob               group rule #1 (match \"ops-*\") at policy.toml:12",
+        "",
+    ]
+    .join("\n");
+    assert_eq!(r.explain(), expected);
+    let r = p.resolve("lab", &catalog()).unwrap();
+    assert!(r.explain().starts_with("group lab: no rule matches"));
+    assert!(r.explain().contains("any trusted identity"));
+}
