@@ -205,3 +205,33 @@ fn errors_carry_positions() {
         })
     );
 }
+
+/// Every prefix of every example, and some mangled bytes: errors, never a panic, and
+/// every error has a position.
+#[test]
+fn never_panics_on_truncated_or_mangled_files() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for name in [
+        "default.toml",
+        "ops-and-public.toml",
+        "legacy-blowfish.toml",
+    ] {
+        let text = std::fs::read_to_string(dir.join(name)).unwrap();
+        let origin = dir.join(name);
+        let cuts = text.char_indices().map(|(i, _)| i).step_by(3);
+        for cut in cuts {
+            for candidate in [
+                text[..cut].to_owned(),
+                format!("{}\u{0}{}", &text[..cut], &text[cut..]),
+                format!("{}\"{}", &text[..cut], &text[cut..]),
+            ] {
+                if let Err(errors) = conclave_policy::Policy::from_str(&candidate, &origin) {
+                    assert!(!errors.is_empty());
+                    for e in errors.iter() {
+                        assert!(e.position().is_some(), "{e}");
+                    }
+                }
+            }
+        }
+    }
+}
