@@ -407,7 +407,14 @@ fn check_env(
         match err {
             Some(e) => errors.push(e),
             None => {
-                out.insert(key, var.clone());
+                if let Some(other) = out.get(&key) {
+                    errors.push(PolicyError::Invalid {
+                        at,
+                        message: format!("sets the same key as {other}"),
+                    });
+                } else {
+                    out.insert(key, var.clone());
+                }
             }
         }
     }

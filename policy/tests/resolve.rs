@@ -462,3 +462,34 @@ fn explain_lists_every_setting_with_its_source() {
     assert!(r.explain().starts_with("group lab: no rule matches"));
     assert!(r.explain().contains("any trusted identity"));
 }
+
+#[test]
+fn env_member_names_and_duplicates() {
+    let p = env(
+        "",
+        &[
+            ("CONCLAVE_POLICY__TRUST__MEMBERS__NODE-1", &key_line(9)),
+            ("CONCLAVE_POLICY__TRUST__MEMBERS__Node_2", &key_line(8)),
+        ],
+    )
+    .unwrap();
+    assert_eq!(p.trust().names().collect::<Vec<_>>(), ["node-1", "node_2"]);
+    assert_eq!(
+        p.trust().entry("node-1").unwrap().at,
+        Position::Env {
+            var: "CONCLAVE_POLICY__TRUST__MEMBERS__NODE-1".into()
+        }
+    );
+    let e = env(
+        "",
+        &[
+            ("CONCLAVE_POLICY__DEFAULTS__CIPHER", "blowfish"),
+            ("conclave_policy__defaults__cipher", "aes-gcm"),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "environment variable conclave_policy__defaults__cipher: sets the same key as CONCLAVE_POLICY__DEFAULTS__CIPHER"
+    );
+}

@@ -160,3 +160,11 @@ fn relative_paths_follow_the_policy_file_and_reload_rereads() {
         )
     );
 }
+
+#[test]
+fn policy_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Policy>();
+    assert_send_sync::<conclave_policy::Resolved>();
+    assert_send_sync::<conclave_policy::PolicyErrors>();
+}
