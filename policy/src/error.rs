@@ -182,6 +182,15 @@ pub enum PolicyError {
         /// The operating system's reason.
         reason: String,
     },
+    /// The trust directory or a key file in it is writable by others: anyone could
+    /// add or replace a trusted key.
+    #[error("{at}: \"{}\" is writable by others, so anyone could change the trusted keys (chmod o-w)", path.display())]
+    InsecureTrust {
+        /// The line of `keys` (for the directory) or the key file.
+        at: Position,
+        /// The directory or file.
+        path: PathBuf,
+    },
     /// A public key (in a `.pub` file or inline) is malformed.
     #[error("{at}: public key of \"{identity}\" is malformed: {reason}")]
     BadPublicKey {
@@ -309,6 +318,7 @@ impl PolicyError {
             | BadPin { at, .. }
             | BadSecurity { at, .. }
             | MissingTrustDir { at, .. }
+            | InsecureTrust { at, .. }
             | BadPublicKey { at, .. }
             | BadIdentity { at, .. }
             | ConflictingKey { at, .. }

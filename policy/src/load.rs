@@ -597,6 +597,13 @@ fn convert(
                     path,
                     reason,
                 },
+                PolicyError::InsecureTrust {
+                    at: Position::BuiltIn,
+                    path,
+                } => PolicyError::InsecureTrust {
+                    at: at.clone(),
+                    path,
+                },
                 other => other,
             }));
             trust_dir = Some(Located::new(dir, at));

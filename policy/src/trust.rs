@@ -193,6 +193,18 @@ impl PublicKeyFile {
     }
 }
 
+/// Whether `path` is writable by users other than its owner and group.
+#[cfg(unix)]
+fn writable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o002 != 0)
+}
+
+#[cfg(not(unix))]
+fn writable_by_others(_path: &Path) -> bool {
+    false
+}
+
 /// Checks an identity name: 1 to 64 characters among ASCII letters, digits, `-`, `_`
 /// and `.`, not starting with `.`. Returns the reason when it is refused.
 pub fn check_identity(name: &str) -> Result<(), String> {
@@ -239,7 +251,8 @@ impl Trust {
     }
 
     /// Reads every `*.pub` regular file of `dir` (other files and subdirectories are
-    /// ignored). Returns every error found, each naming its file.
+    /// ignored). The directory and the key files must not be writable by others (on
+    /// Unix). Returns every error found, each naming its file.
     pub fn load_dir(dir: &Path) -> Result<Self, Vec<PolicyError>> {
         let (trust, errors) = Self::load_dir_partial(dir);
         if errors.is_empty() {
@@ -264,6 +277,12 @@ impl Trust {
                 return (trust, errors);
             }
         };
+        if writable_by_others(dir) {
+            errors.push(PolicyError::InsecureTrust {
+                at: Position::BuiltIn,
+                path: dir.to_path_buf(),
+            });
+        }
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
@@ -271,6 +290,16 @@ impl Trust {
             .collect();
         paths.sort();
         for path in paths {
+            if writable_by_others(&path) {
+                errors.push(PolicyError::InsecureTrust {
+                    at: Position::File {
+                        file: path.clone(),
+                        line: 1,
+                    },
+                    path: path.clone(),
+                });
+                continue;
+            }
             match PublicKeyFile::read(&path) {
                 Ok(file) => {
                     let at = Position::File {

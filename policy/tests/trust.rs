@@ -168,3 +168,36 @@ fn policy_is_shareable_across_threads() {
     assert_send_sync::<conclave_policy::Resolved>();
     assert_send_sync::<conclave_policy::PolicyErrors>();
 }
+
+#[cfg(unix)]
+#[test]
+fn trust_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = dir.path().join("trusted");
+    fs::create_dir(&trusted).unwrap();
+    fs::write(trusted.join("alice.pub"), key_line(1)).unwrap();
+    fs::write(trusted.join("bob.pub"), key_line(2)).unwrap();
+    fs::set_permissions(trusted.join("bob.pub"), fs::Permissions::from_mode(0o666)).unwrap();
+    fs::set_permissions(&trusted, fs::Permissions::from_mode(0o777)).unwrap();
+    let policy = dir.path().join("policy.toml");
+    fs::write(&policy, "\n[trust]\nkeys = \"trusted\"\n").unwrap();
+    let e = Policy::load_file(&policy).unwrap_err();
+    let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    let (d, t) = (dir.path().display(), trusted.display());
+    assert_eq!(
+        msgs,
+        [
+            format!(
+                "{d}/policy.toml:3: \"{t}\" is writable by others, so anyone could change the trusted keys (chmod o-w)"
+            ),
+            format!(
+                "{t}/bob.pub:1: \"{t}/bob.pub\" is writable by others, so anyone could change the trusted keys (chmod o-w)"
+            ),
+        ]
+    );
+    // Group-writable is accepted (umask 002 setups).
+    fs::set_permissions(trusted.join("bob.pub"), fs::Permissions::from_mode(0o664)).unwrap();
+    fs::set_permissions(&trusted, fs::Permissions::from_mode(0o775)).unwrap();
+    assert_eq!(Policy::load_file(&policy).unwrap().trust().len(), 2);
+}
