@@ -2,6 +2,7 @@
 
 mod daemon;
 mod demo;
+mod keygen;
 mod plugins;
 
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     /// Run the whole system in one process: an embedded engine and N members joining,
     /// talking, leaving, crashing and coming back, as a timeline.
     Demo(demo::DemoArgs),
+    /// Make an identity: NAME.key (secret, mode 0600) and NAME.pub (for trust stores).
+    Keygen(keygen::KeygenArgs),
 }
 
 fn init_logging(filter: Option<&str>) {
@@ -52,5 +55,6 @@ fn main() -> ExitCode {
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Daemon(args) => daemon::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Keygen(args) => keygen::run(args),
     }
 }
