@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::error::{PolicyError, Position};
+use crate::error::{PolicyError, PolicyErrors, Position};
 
 /// The algorithm of identity keys when nothing says otherwise.
 pub const DEFAULT_SIGNATURE: &str = "ed25519";
@@ -252,13 +252,15 @@ impl Trust {
 
     /// Reads every `*.pub` regular file of `dir` (other files and subdirectories are
     /// ignored). The directory and the key files must not be writable by others (on
-    /// Unix). Returns every error found, each naming its file.
-    pub fn load_dir(dir: &Path) -> Result<Self, Vec<PolicyError>> {
+    /// Unix). Returns every error found, each naming its file (errors about the
+    /// directory itself are at [`Position::BuiltIn`]: the policy loader puts them at
+    /// the line of `keys`).
+    pub fn load_dir(dir: &Path) -> Result<Self, PolicyErrors> {
         let (trust, errors) = Self::load_dir_partial(dir);
         if errors.is_empty() {
             Ok(trust)
         } else {
-            Err(errors)
+            Err(PolicyErrors::sorted(errors))
         }
     }
 
