@@ -4,6 +4,7 @@ mod daemon;
 mod demo;
 mod keygen;
 mod plugins;
+mod policy_cmd;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,9 @@ enum Command {
     /// Run the whole system in one process: an embedded engine and N members joining,
     /// talking, leaving, crashing and coming back, as a timeline.
     Demo(demo::DemoArgs),
+    /// Check a policy file, or explain what it gives a group.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCommand),
     /// Make an identity: NAME.key (secret, mode 0600) and NAME.pub (for trust stores).
     Keygen(keygen::KeygenArgs),
 }
@@ -56,5 +60,6 @@ fn main() -> ExitCode {
         Command::Daemon(args) => daemon::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Policy(cmd) => policy_cmd::run(cmd),
     }
 }

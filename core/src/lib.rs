@@ -15,10 +15,12 @@
 
 pub mod identity;
 pub mod plugins;
+pub mod policy;
 pub mod session;
 pub mod settings;
 
 pub use identity::Identity;
+pub use policy::{PolicyFile, PolicyLoadError};
 pub use session::{CoreError, KeyEstablished, SecurityError, Session, SessionEvent};
 pub use settings::{FixedPolicy, GroupSettings, PolicySource, PrefixPolicy, Security};
 

@@ -415,8 +415,12 @@ impl Session {
     pub fn reload_policy(&mut self, policy: Arc<dyn PolicySource>) {
         self.policy = policy;
         for (name, g) in &mut self.groups {
-            let new = self.policy.settings(name);
-            g.pending = (new != g.settings).then_some(new);
+            match self.policy.settings(name) {
+                Ok(new) => g.pending = (new != g.settings).then_some(new),
+                Err(why) => {
+                    tracing::error!(group = %name, %why, "the reloaded policy gives no settings; keeping the current ones");
+                }
+            }
         }
     }
 
@@ -473,8 +477,15 @@ impl Session {
     /// secure group the first key, follow as events.
     pub async fn join(&mut self, group: &str) -> Result<(), CoreError> {
         let name = GroupName::new(group).map_err(GcsError::from)?;
-        let settings = self.policy.settings(group);
         let me = self.identity.name().to_string();
+        let settings = self
+            .policy
+            .settings(group)
+            .map_err(|why| CoreError::NotAllowed {
+                group: group.into(),
+                identity: me.clone(),
+                why,
+            })?;
         if let Some(allowed) = &settings.members
             && !allowed.contains(&me)
         {

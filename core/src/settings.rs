@@ -111,8 +111,8 @@ impl GroupSettings {
 
 /// Where a session gets each group's settings and the trusted keys.
 pub trait PolicySource: Send + Sync {
-    /// The settings of `group`.
-    fn settings(&self, group: &str) -> GroupSettings;
+    /// The settings of `group`, or why the policy gives none.
+    fn settings(&self, group: &str) -> Result<GroupSettings, String>;
 }
 
 /// The same settings for every group.
@@ -120,8 +120,8 @@ pub trait PolicySource: Send + Sync {
 pub struct FixedPolicy(pub GroupSettings);
 
 impl PolicySource for FixedPolicy {
-    fn settings(&self, _group: &str) -> GroupSettings {
-        self.0.clone()
+    fn settings(&self, _group: &str) -> Result<GroupSettings, String> {
+        Ok(self.0.clone())
     }
 }
 
@@ -135,11 +135,12 @@ pub struct PrefixPolicy {
 }
 
 impl PolicySource for PrefixPolicy {
-    fn settings(&self, group: &str) -> GroupSettings {
-        self.rules
+    fn settings(&self, group: &str) -> Result<GroupSettings, String> {
+        Ok(self
+            .rules
             .iter()
             .find(|(p, _)| group.starts_with(p.as_str()))
             .map(|(_, s)| s.clone())
-            .unwrap_or_else(|| self.default.clone())
+            .unwrap_or_else(|| self.default.clone()))
     }
 }

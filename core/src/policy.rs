@@ -1,0 +1,150 @@
+//! Policy files ([`conclave_policy`]) put to work: the plugins they name are loaded
+//! (with their pins), the policy is checked against what is installed, and each group's
+//! settings and the trust store come from it.
+
+use std::{collections::BTreeMap, path::Path, sync::Arc};
+
+use conclave_plugin_sdk::PluginKind;
+use conclave_plugin_sdk::ka_kit::MapTrustStore;
+use conclave_policy::{Catalog, CatalogPlugin, Kind, Policy, PolicyErrors, Resolved};
+
+use crate::{
+    plugins::{LoadError, Registry, Sha256Pin},
+    settings::{GroupSettings, PolicySource, Security},
+};
+
+/// Why a policy cannot be put to work.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    /// The file itself is wrong (each error with `FILE:LINE`).
+    #[error("{0}")]
+    Policy(#[from] PolicyErrors),
+    /// A plugin it names could not be loaded.
+    #[error("{0}")]
+    Plugin(#[from] LoadError),
+}
+
+/// What the registry offers, in the policy's terms.
+pub fn catalog(registry: &Registry) -> Vec<CatalogPlugin> {
+    registry
+        .plugins()
+        .iter()
+        .map(|p| CatalogPlugin {
+            name: p.name().to_string(),
+            kind: match p.kind() {
+                PluginKind::Provider => Kind::Provider,
+                PluginKind::Cipher => Kind::Cipher,
+                _ => Kind::KeyAgreement,
+            },
+            algorithms: p
+                .info()
+                .algorithms
+                .iter()
+                .map(|a| (a.class.to_string(), a.name.clone()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The built-in plugins plus every library the policy's `[plugins] paths` name (files,
+/// or directories of `.so` files), each checked against its pin.
+pub fn registry_for(policy: &Policy) -> Result<Registry, PolicyLoadError> {
+    let mut registry = Registry::with_builtins()?;
+    let pins: BTreeMap<String, Sha256Pin> = policy
+        .pins()
+        .map(|(name, pin)| (name.to_string(), Sha256Pin(*pin)))
+        .collect();
+    for path in policy.plugin_paths() {
+        if path.is_dir() {
+            for (_, result) in registry.load_dir(&path, &pins)? {
+                result?;
+            }
+        } else {
+            let pin = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| pins.get(n));
+            registry.load_file(&path, pin)?;
+        }
+    }
+    Ok(registry)
+}
+
+/// The trust store of the policy (its key directory and inline keys).
+pub fn trust_for(policy: &Policy) -> MapTrustStore {
+    let store = MapTrustStore::new();
+    for (name, key) in policy.trust().iter() {
+        store.insert(name, key.algorithm(), key.bytes());
+    }
+    store
+}
+
+/// A loaded, validated policy: group settings for sessions.
+#[derive(Debug, Clone)]
+pub struct PolicyFile {
+    policy: Policy,
+    catalog: Vec<CatalogPlugin>,
+}
+
+impl PolicyFile {
+    /// Checks `policy` against `registry`.
+    pub fn new(policy: Policy, registry: &Registry) -> Result<Self, PolicyErrors> {
+        let catalog = catalog(registry);
+        policy.validate(&catalog)?;
+        Ok(Self { policy, catalog })
+    }
+
+    /// Loads the file at `path` (with environment overrides), loads the plugins it
+    /// names and checks it: the registry, the policy and the trust store, ready for a
+    /// [`crate::Session`].
+    pub fn load(path: &Path) -> Result<(Arc<Registry>, Self, MapTrustStore), PolicyLoadError> {
+        let policy = Policy::load(path)?;
+        let registry = registry_for(&policy)?;
+        let file = Self::new(policy, &registry)?;
+        let trust = trust_for(&file.policy);
+        Ok((Arc::new(registry), file, trust))
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// What `group` gets, with where each setting comes from.
+    pub fn resolve(&self, group: &str) -> Result<Resolved, PolicyErrors> {
+        self.policy.resolve(group, &self.catalog)
+    }
+}
+
+impl From<&Resolved> for GroupSettings {
+    fn from(r: &Resolved) -> Self {
+        GroupSettings {
+            security: match r.security {
+                conclave_policy::Security::Required => Security::Required,
+                conclave_policy::Security::None => Security::None,
+            },
+            key_agreement: r.key_agreement.clone(),
+            cipher: r.cipher.clone(),
+            cipher_algorithm: r.cipher_algorithm.clone(),
+            dh_group: r.dh_group.clone(),
+            provider: r.provider.clone(),
+            signature: r.signature.clone(),
+            rekey_interval: r.rekey_interval,
+            members: r.members.clone(),
+        }
+    }
+}
+
+impl PolicySource for PolicyFile {
+    fn settings(&self, group: &str) -> Result<GroupSettings, String> {
+        self.resolve(group)
+            .map(|r| GroupSettings::from(&r))
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Catalog for Registry {
+    fn plugins(&self) -> Vec<CatalogPlugin> {
+        catalog(self)
+    }
+}
