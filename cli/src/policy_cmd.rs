@@ -48,7 +48,7 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
                     file.display(),
                     p.groups().len(),
                     registry.plugins().len(),
-                    trust_count(&trust, p)
+                    p.trust().len().max(trust.len())
                 );
                 ExitCode::SUCCESS
             }
@@ -91,7 +91,7 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
                 (
                     "rekey_interval",
                     r.rekey_interval
-                        .map(|d| humantime_like(d))
+                        .map(humantime_like)
                         .unwrap_or_else(|| "none (rekey on membership changes only)".into()),
                     source(&s.rekey_interval),
                 ),

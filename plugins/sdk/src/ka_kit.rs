@@ -96,6 +96,16 @@ impl MapTrustStore {
         keys.get(member).cloned()
     }
 
+    /// How many members are trusted.
+    pub fn len(&self) -> usize {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether nobody is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Stops trusting `member`.
     pub fn remove(&self, member: &str) {
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
