@@ -132,13 +132,6 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
     }
 }
 
-fn trust_count(
-    _store: &conclave::sdk::ka_kit::MapTrustStore,
-    policy: &conclave_policy::Policy,
-) -> usize {
-    policy.trust().len()
-}
-
 fn humantime_like(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
