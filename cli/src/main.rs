@@ -1,5 +1,6 @@
 //! `conclave`: the command-line front end of the Conclave toolkit.
 
+mod chat;
 mod daemon;
 mod demo;
 mod keygen;
@@ -32,6 +33,8 @@ enum Command {
     /// Run the whole system in one process: an embedded engine and N members joining,
     /// talking, leaving, crashing and coming back, as a timeline.
     Demo(demo::DemoArgs),
+    /// Chat in a secure group through a daemon (lines in, events out).
+    Chat(chat::ChatArgs),
     /// Check a policy file, or explain what it gives a group.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Daemon(args) => daemon::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Chat(args) => chat::run(args),
         Command::Policy(cmd) => policy_cmd::run(cmd),
     }
 }

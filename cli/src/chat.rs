@@ -1,0 +1,186 @@
+//! `conclave chat`: a secure group chat on a daemon, for people to try it by hand (and
+//! for tests to drive it as a process).
+//!
+//! Each line on standard input is multicast to the group (agreed order, sealed). Lines
+//! that start with `/` are commands: `/refresh` forces a new key (with new modules if the
+//! policy file changed), `/leave` leaves the group and exits. SIGHUP reloads the policy
+//! file: a change takes effect at the group's next key agreement.
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use clap::Args;
+use conclave::{
+    Identity, PolicyFile, Session, SessionEvent, sdk::Options, session::Command as SessionCommand,
+};
+use conclave_gcs::{Address, Service};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// Arguments of `conclave chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The daemon: `unix:PATH` or `tcp:IP:PORT`.
+    #[arg(long, value_name = "ADDRESS")]
+    connect: Address,
+    /// The group to join.
+    #[arg(long)]
+    group: String,
+    /// The identity's secret-key file (from `conclave keygen`).
+    #[arg(long, value_name = "FILE")]
+    identity: PathBuf,
+    /// The policy file (modules, trusted keys, plugins).
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// Print events as JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn print(json: bool, e: &SessionEvent) {
+    if json {
+        let mut v = serde_json::to_value(e).unwrap_or_default();
+        if let (SessionEvent::Message { data, .. }, Some(obj)) = (e, v.as_object_mut()) {
+            obj.insert(
+                "text".into(),
+                String::from_utf8_lossy(data).into_owned().into(),
+            );
+        }
+        println!("{v}");
+        return;
+    }
+    match e {
+        SessionEvent::Message {
+            sender,
+            data,
+            epoch,
+            ..
+        } => println!(
+            "<{sender}> {}{}",
+            String::from_utf8_lossy(data),
+            epoch.map(|e| format!("   [epoch {e}]")).unwrap_or_default()
+        ),
+        SessionEvent::Membership { members, cause, .. } => {
+            println!("* view ({cause}): {}", members.join(" "))
+        }
+        SessionEvent::KeyEstablished(k) => println!(
+            "* key epoch {} ({} + {} on {}), fingerprint {}, {:.1} ms",
+            k.epoch,
+            k.key_agreement,
+            k.cipher,
+            k.dh_group,
+            k.fingerprint,
+            k.took.as_secs_f64() * 1e3
+        ),
+        SessionEvent::SecurityError { sender, error, .. } => println!(
+            "! security: {} {}{}",
+            error.code,
+            error.message,
+            sender
+                .as_ref()
+                .map(|s| format!(" (from {s})"))
+                .unwrap_or_default()
+        ),
+        SessionEvent::CommandFailed { command, message } => {
+            println!("! {command} failed: {message}")
+        }
+        SessionEvent::Left { cause, .. } => println!("* left the group ({cause})"),
+    }
+}
+
+async fn chat(args: ChatArgs) -> Result<(), String> {
+    let (registry, policy, trust) = PolicyFile::load(&args.policy).map_err(|e| e.to_string())?;
+    let settings = policy.resolve(&args.group).map_err(|e| e.to_string())?;
+    let provider = registry
+        .new_provider(&settings.provider, Options::default())
+        .map_err(|e| e.to_string())?;
+    let identity = Identity::read_file(&provider, &args.identity).map_err(|e| e.to_string())?;
+    let mut session = Session::connect(
+        &args.connect,
+        identity,
+        registry.clone(),
+        Arc::new(policy),
+        trust,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    session.join(&args.group).await.map_err(|e| e.to_string())?;
+    let handle = session.handle();
+    let group = args.group.clone();
+    let policy_path = args.policy.clone();
+    // Standard input and SIGHUP feed the session through its handle.
+    let input = {
+        let handle = handle.clone();
+        let group = group.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(tokio::io::stdin()).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let c = match line.trim() {
+                    "" => continue,
+                    "/refresh" => SessionCommand::Refresh(group.clone()),
+                    "/leave" | "/quit" => SessionCommand::Leave(group.clone()),
+                    text => SessionCommand::Multicast {
+                        group: group.clone(),
+                        service: Service::Agreed,
+                        data: text.as_bytes().to_vec(),
+                    },
+                };
+                if !handle.send(c) {
+                    break;
+                }
+            }
+        })
+    };
+    let hup = tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match PolicyFile::load(&policy_path) {
+                Ok((_, p, _)) => {
+                    tracing::info!(path = %policy_path.display(), "policy reloaded");
+                    handle.send(SessionCommand::ReloadPolicy(Arc::new(p)));
+                }
+                Err(e) => eprintln!("! policy reload refused, keeping the old one:\n{e}"),
+            }
+        }
+    });
+    let result = loop {
+        match session.next_event().await {
+            Ok(e) => {
+                print(args.json, &e);
+                if matches!(e, SessionEvent::Left { .. }) {
+                    break Ok(());
+                }
+            }
+            Err(e) => break Err(e.to_string()),
+        }
+    };
+    input.abort();
+    hup.abort();
+    result
+}
+
+/// Runs `conclave chat`.
+pub fn run(args: ChatArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("conclave chat: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(chat(args));
+    // Standard input is read by a blocking thread that would hold the runtime open.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("conclave chat: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
