@@ -83,6 +83,9 @@ fn print(json: bool, e: &SessionEvent) {
             println!("! {command} failed: {message}")
         }
         SessionEvent::Left { cause, .. } => println!("* left the group ({cause})"),
+        SessionEvent::PolicyReloaded { changed } => {
+            println!("* policy reloaded; new settings at the next key for {changed:?}")
+        }
     }
 }
 

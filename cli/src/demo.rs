@@ -271,6 +271,9 @@ fn line(at_ms: f64, member: &str, e: &SessionEvent) -> String {
             format!("FAILED   {command}: {message}")
         }
         SessionEvent::Left { cause, .. } => format!("left     ({cause})"),
+        SessionEvent::PolicyReloaded { changed } => {
+            format!("policy   reloaded; changes {changed:?}")
+        }
     };
     format!("{at_ms:>9.1} ms  {member:<8} {what}")
 }

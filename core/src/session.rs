@@ -195,6 +195,12 @@ pub enum SessionEvent {
         /// What.
         error: SecurityError,
     },
+    /// A new policy is in place; the listed groups get new settings at their next key
+    /// agreement (or at once with [`Session::refresh`]).
+    PolicyReloaded {
+        /// Groups whose settings change.
+        changed: Vec<String>,
+    },
     /// A command sent through a [`SessionHandle`] failed.
     CommandFailed {
         /// The command.
@@ -414,14 +420,22 @@ impl Session {
     /// or at once with [`Session::refresh`].
     pub fn reload_policy(&mut self, policy: Arc<dyn PolicySource>) {
         self.policy = policy;
+        let mut changed = Vec::new();
         for (name, g) in &mut self.groups {
             match self.policy.settings(name) {
-                Ok(new) => g.pending = (new != g.settings).then_some(new),
+                Ok(new) => {
+                    g.pending = (new != g.settings).then_some(new);
+                    if g.pending.is_some() {
+                        changed.push(name.clone());
+                    }
+                }
                 Err(why) => {
                     tracing::error!(group = %name, %why, "the reloaded policy gives no settings; keeping the current ones");
                 }
             }
         }
+        self.events
+            .push_back(SessionEvent::PolicyReloaded { changed });
     }
 
     fn instantiate(

@@ -6,3 +6,5 @@
 //! host's dependency graph, as a plugin author would build them.
 
 pub mod fixtures;
+
+pub mod harness;
