@@ -802,6 +802,34 @@ impl Session {
             g.descriptor = descriptor;
             g.secured = secured;
         }
+        // Members the policy does not admit: no key for this view (sends stay held).
+        let intruders: Vec<String> = self
+            .groups
+            .get(&group)
+            .filter(|g| g.secured.is_some())
+            .and_then(|g| g.settings.members.as_ref())
+            .map(|allowed| {
+                view.members
+                    .iter()
+                    .map(|m| m.as_str().to_string())
+                    .filter(|m| !allowed.contains(m))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !intruders.is_empty() {
+            if let Some(s) = self.groups.get_mut(&group).and_then(|g| g.secured.as_mut()) {
+                s.current = None;
+            }
+            let e = PluginError::new(
+                ErrorCode::NOT_A_MEMBER,
+                format!(
+                    "group {group}: {} may not join under this member's policy; no key until the view changes",
+                    intruders.join(", ")
+                ),
+            );
+            self.security_error(&group, None, &e);
+            return Ok(());
+        }
         let g = self
             .groups
             .get_mut(&group)

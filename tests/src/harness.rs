@@ -123,6 +123,14 @@ impl Member {
         .await;
     }
 
+    /// How many keys among the events received but not yet picked match `pick`.
+    pub fn backlog_keys(&self, pick: impl Fn(&KeyEstablished) -> bool) -> usize {
+        self.backlog
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::KeyEstablished(k) if pick(k)))
+            .count()
+    }
+
     /// Queues a command.
     pub fn send(&self, c: Command) {
         assert!(self.handle.send(c), "{} is gone", self.name);

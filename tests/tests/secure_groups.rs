@@ -220,3 +220,42 @@ async fn a_member_with_a_disagreeing_policy_is_told_and_the_group_goes_on() {
     }
     net.daemon.unwrap().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_refuse_a_key_with_an_identity_their_policy_does_not_admit() {
+    let net = Net::new().await;
+    let closed = GroupSettings {
+        members: Some(vec!["alice".into(), "bob".into()]),
+        ..GroupSettings::default()
+    };
+    let mut members = Vec::new();
+    for n in ["alice", "bob"] {
+        let mut m = net.member(n, policy(closed.clone())).await;
+        m.join("board").await;
+        members.push(m);
+    }
+    let before = agreed(&mut members, "board", &["alice", "bob"]).await;
+    // carol's own policy lets anyone in; the members' policy does not.
+    let mut carol = net.member("carol", policy(GroupSettings::default())).await;
+    carol.join("board").await;
+    for m in members.iter_mut() {
+        let e = m
+            .until("security error about carol", |e| match e {
+                SessionEvent::SecurityError { error, .. } if error.code == "not-a-member" => {
+                    Some(error.message.clone())
+                }
+                _ => None,
+            })
+            .await;
+        assert!(e.contains("carol"), "{e}");
+    }
+    carol.send(Command::Leave("board".into()));
+    let after = agreed(&mut members, "board", &["alice", "bob"]).await;
+    assert!(after.epoch > before.epoch);
+    // No key was ever reported for a view with carol.
+    for m in members.iter_mut() {
+        let with_carol = m.backlog_keys(|k| k.members.iter().any(|x| x == "carol"));
+        assert_eq!(with_carol, 0);
+    }
+    net.daemon.unwrap().shutdown().await;
+}
