@@ -40,6 +40,10 @@ pub struct DemoArgs {
     /// The provider.
     #[arg(long, default_value = "rustcrypto")]
     provider: String,
+    /// Take the group's modules (and plugin libraries) from this policy file instead
+    /// of the options above; the group is named `demo`.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<std::path::PathBuf>,
     /// Print one JSON object instead of the timeline.
     #[arg(long)]
     json: bool,
@@ -313,20 +317,36 @@ async fn run_demo(args: DemoArgs) -> Result<Report, String> {
     })
     .await
     .map_err(|e| format!("cannot start the embedded engine: {e}"))?;
-    let registry = Arc::new(Registry::with_builtins().map_err(|e| e.to_string())?);
-    let defaults = GroupSettings::default();
-    let cipher_algorithm = registry
-        .get(&args.cipher)
-        .and_then(|p| p.info().algorithms.first().map(|a| a.name.clone()))
-        .ok_or_else(|| format!("no cipher plugin named {:?}", args.cipher))?;
-    let settings = GroupSettings {
-        key_agreement: args.key_agreement,
-        cipher: args.cipher,
-        cipher_algorithm,
-        dh_group: args.dh_group,
-        provider: args.provider,
-        ..defaults
+    let (registry, settings) = match &args.policy {
+        Some(file) => {
+            let (registry, policy, _) =
+                conclave::PolicyFile::load(file).map_err(|e| e.to_string())?;
+            let resolved = policy.resolve(GROUP).map_err(|e| e.to_string())?;
+            (registry, GroupSettings::from(&resolved))
+        }
+        None => {
+            let registry = Arc::new(Registry::with_builtins().map_err(|e| e.to_string())?);
+            let cipher_algorithm = registry
+                .get(&args.cipher)
+                .and_then(|p| p.info().algorithms.first().map(|a| a.name.clone()))
+                .ok_or_else(|| format!("no cipher plugin named {:?}", args.cipher))?;
+            let settings = GroupSettings {
+                key_agreement: args.key_agreement,
+                cipher: args.cipher,
+                cipher_algorithm,
+                dh_group: args.dh_group,
+                provider: args.provider,
+                ..GroupSettings::default()
+            };
+            (registry, settings)
+        }
     };
+    if settings.members.is_some() {
+        return Err(
+            "the policy restricts who may join group \"demo\"; the demo needs its own members"
+                .into(),
+        );
+    }
     let (tx, rx) = mpsc::unbounded_channel();
     let mut demo = Demo {
         start: Instant::now(),
