@@ -44,7 +44,7 @@ fn print(json: bool, e: &SessionEvent) {
                 String::from_utf8_lossy(data).into_owned().into(),
             );
         }
-        println!("{v}");
+        out!("{v}");
         return;
     }
     match e {
@@ -53,15 +53,15 @@ fn print(json: bool, e: &SessionEvent) {
             data,
             epoch,
             ..
-        } => println!(
+        } => out!(
             "<{sender}> {}{}",
             String::from_utf8_lossy(data),
             epoch.map(|e| format!("   [epoch {e}]")).unwrap_or_default()
         ),
         SessionEvent::Membership { members, cause, .. } => {
-            println!("* view ({cause}): {}", members.join(" "))
+            out!("* view ({cause}): {}", members.join(" "))
         }
-        SessionEvent::KeyEstablished(k) => println!(
+        SessionEvent::KeyEstablished(k) => out!(
             "* key epoch {} ({} + {} on {}), fingerprint {}, {:.1} ms",
             k.epoch,
             k.key_agreement,
@@ -70,7 +70,7 @@ fn print(json: bool, e: &SessionEvent) {
             k.fingerprint,
             k.took.as_secs_f64() * 1e3
         ),
-        SessionEvent::SecurityError { sender, error, .. } => println!(
+        SessionEvent::SecurityError { sender, error, .. } => out!(
             "! security: {} {}{}",
             error.code,
             error.message,
@@ -80,11 +80,11 @@ fn print(json: bool, e: &SessionEvent) {
                 .unwrap_or_default()
         ),
         SessionEvent::CommandFailed { command, message } => {
-            println!("! {command} failed: {message}")
+            out!("! {command} failed: {message}")
         }
-        SessionEvent::Left { cause, .. } => println!("* left the group ({cause})"),
+        SessionEvent::Left { cause, .. } => out!("* left the group ({cause})"),
         SessionEvent::PolicyReloaded { changed } => {
-            println!("* policy reloaded; new settings at the next key for {changed:?}")
+            out!("* policy reloaded; new settings at the next key for {changed:?}")
         }
     }
 }

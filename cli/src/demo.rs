@@ -153,7 +153,7 @@ impl Demo {
     fn record(&mut self, member: String, at: Instant, event: SessionEvent) {
         let at_ms = at.duration_since(self.start).as_secs_f64() * 1e3;
         if !self.json {
-            println!("{}", line(at_ms, &member, &event));
+            out!("{}", line(at_ms, &member, &event));
         }
         self.timeline.push(Entry {
             at_ms,
@@ -205,7 +205,7 @@ impl Demo {
         self.sent += 1;
         if !self.json {
             let at = self.start.elapsed().as_secs_f64() * 1e3;
-            println!("{at:>9.1} ms  {from:<8} sends    {text:?}");
+            out!("{at:>9.1} ms  {from:<8} sends    {text:?}");
         }
         self.command(
             from,
@@ -220,7 +220,7 @@ impl Demo {
     fn note(&self, text: &str) {
         if !self.json {
             let at = self.start.elapsed().as_secs_f64() * 1e3;
-            println!("{at:>9.1} ms  --- {text}");
+            out!("{at:>9.1} ms  --- {text}");
         }
     }
 }
@@ -362,12 +362,12 @@ async fn run_demo(args: DemoArgs) -> Result<Report, String> {
         json: args.json,
     };
     if !demo.json {
-        println!(
+        out!(
             "conclave demo: {} members in group {GROUP:?}, {}",
             args.members,
             settings.summary()
         );
-        println!(
+        out!(
             "embedded engine on {}\n",
             dir.path().join("engine.sock").display()
         );
@@ -462,16 +462,16 @@ pub fn run(args: DemoArgs) -> ExitCode {
             let ok = report.epochs.iter().all(|e| e.agreed) && report.security_errors == 0;
             if json {
                 match serde_json::to_string_pretty(&report) {
-                    Ok(s) => println!("{s}"),
+                    Ok(s) => out!("{s}"),
                     Err(e) => {
                         eprintln!("conclave demo: {e}");
                         return ExitCode::from(1);
                     }
                 }
             } else {
-                println!("\nepochs:");
+                out!("\nepochs:");
                 for e in &report.epochs {
-                    println!(
+                    out!(
                         "  {:>3}  fp {}  rekey {:>6.1} ms  {}  [{}]",
                         e.epoch,
                         e.fingerprint,
@@ -484,7 +484,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
                         e.members.join(" ")
                     );
                 }
-                println!(
+                out!(
                     "\n{} messages sent, {} received, {} security errors, {:.0} ms in all",
                     report.messages_sent,
                     report.messages_received,

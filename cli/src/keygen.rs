@@ -42,8 +42,8 @@ pub fn run(args: KeygenArgs) -> ExitCode {
     })();
     match result {
         Ok((key, public)) => {
-            println!("secret key: {} (mode 0600: keep it private)", key.display());
-            println!(
+            out!("secret key: {} (mode 0600: keep it private)", key.display());
+            out!(
                 "public key: {} (copy it into the trust directory of every member)",
                 public.display()
             );

@@ -1,5 +1,16 @@
 //! `conclave`: the command-line front end of the Conclave toolkit.
 
+/// `println!` that ends the process quietly when standard output is gone (a closed pipe,
+/// as in `conclave demo | head`), instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod chat;
 mod daemon;
 mod demo;

@@ -110,7 +110,7 @@ fn list(dirs: &[PathBuf], json: bool) -> ExitCode {
             &algorithms.join("\n"),
         ]);
     }
-    println!("{table}");
+    out!("{table}");
     for r in &refused {
         eprintln!("refused: {}", r.error);
     }
@@ -128,18 +128,18 @@ fn inspect_one(path: &std::path::Path, pin: Option<&Sha256Pin>, json: bool) -> E
             if json {
                 return print_json(info, true);
             }
-            println!("name:        {}", info.name);
-            println!("kind:        {}", info.kind);
-            println!("version:     {}", info.version);
-            println!("abi version: {}", info.abi_version);
-            println!("description: {}", info.description);
-            println!("origin:      {}", info.origin);
+            out!("name:        {}", info.name);
+            out!("kind:        {}", info.kind);
+            out!("version:     {}", info.version);
+            out!("abi version: {}", info.abi_version);
+            out!("description: {}", info.description);
+            out!("origin:      {}", info.origin);
             if let Some(sha) = &info.sha256 {
-                println!("sha256 pin:  {sha}");
+                out!("sha256 pin:  {sha}");
             }
-            println!("algorithms:");
+            out!("algorithms:");
             for a in &info.algorithms {
-                println!("  {} ({})", a.name, a.class);
+                out!("  {} ({})", a.name, a.class);
             }
             ExitCode::SUCCESS
         }
@@ -163,7 +163,7 @@ fn inspect_one(path: &std::path::Path, pin: Option<&Sha256Pin>, json: bool) -> E
 fn print_json<T: Serialize>(value: &T, ok: bool) -> ExitCode {
     match serde_json::to_string_pretty(value) {
         Ok(s) => {
-            println!("{s}");
+            out!("{s}");
             if ok {
                 ExitCode::SUCCESS
             } else {

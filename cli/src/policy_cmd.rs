@@ -43,7 +43,7 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
         PolicyCommand::Check { file } => match PolicyFile::load(&file) {
             Ok((registry, policy, trust)) => {
                 let p = policy.policy();
-                println!(
+                out!(
                     "{}: ok ({} group rules, {} plugins installed, {} trusted identities)",
                     file.display(),
                     p.groups().len(),
@@ -114,17 +114,17 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
                         )
                     })
                     .collect();
-                println!(
+                out!(
                     "{}",
                     serde_json::json!({ "group": group, "rule": r.rule, "settings": obj })
                 );
             } else {
                 match (&r.rule, &r.rule_pattern) {
-                    (Some(i), Some(p)) => println!("group {group:?}: rule #{i} (match = {p:?})"),
-                    _ => println!("group {group:?}: no rule matches; [defaults] and built-ins"),
+                    (Some(i), Some(p)) => out!("group {group:?}: rule #{i} (match = {p:?})"),
+                    _ => out!("group {group:?}: no rule matches; [defaults] and built-ins"),
                 }
                 for (k, v, src) in rows {
-                    println!("  {k:<15} {v:<34} from {src}");
+                    out!("  {k:<15} {v:<34} from {src}");
                 }
             }
             ExitCode::SUCCESS
