@@ -259,3 +259,29 @@ async fn members_refuse_a_key_with_an_identity_their_policy_does_not_admit() {
     }
     net.daemon.unwrap().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_group_delivers_without_keys_where_the_policy_says_so() {
+    let net = Net::new().await;
+    let plain = GroupSettings {
+        security: conclave::Security::None,
+        ..GroupSettings::default()
+    };
+    let mut members = Vec::new();
+    for n in ["alice", "bob"] {
+        let mut m = net.member(n, policy(plain.clone())).await;
+        m.join("public").await;
+        members.push(m);
+    }
+    members[1].send(Command::Multicast {
+        group: "public".into(),
+        service: Service::Causal,
+        data: b"in the clear".to_vec(),
+    });
+    for m in members.iter_mut() {
+        let got = m.messages("public", 1).await;
+        assert_eq!(got[0], ("bob".into(), 0, b"in the clear".to_vec()));
+        assert_eq!(m.backlog_keys(|_| true), 0, "no key in a plain group");
+    }
+    net.daemon.unwrap().shutdown().await;
+}
