@@ -31,10 +31,7 @@ use conclave_plugin_sdk::{
     Algorithm, AlgorithmClass, ErrorCode, PluginError, PluginKind, SecretBytes,
     api::key_agreement::{Action, KeyAgreementConfig, KeyAgreementStats, MembershipView},
     implement::{KeyAgreementImpl, Plugin},
-    ka_kit::{
-        Confirming, EarlyConfirmations, Envelope, KDF, Reader, Session, Writer, parse_confirmation,
-        receive,
-    },
+    ka_kit::{self, EarlyConfirmations, Envelope, KDF, Reader, Session, Writer, receive},
 };
 
 type Result<T> = std::result::Result<T, PluginError>;
@@ -98,11 +95,13 @@ struct Running {
     early: EarlyConfirmations,
 }
 
-enum Phase {
-    Idle,
-    Running(Running),
-    Confirming(Box<Confirming<Confirmed>>),
+impl ka_kit::Running for Running {
+    fn early(&mut self) -> &mut EarlyConfirmations {
+        &mut self.early
+    }
 }
+
+type Phase = ka_kit::Phase<Running, Confirmed>;
 
 /// One member's CKD state machine.
 pub struct Ckd {
@@ -154,10 +153,7 @@ impl Ckd {
     }
 
     fn running(&mut self) -> Result<&mut Running> {
-        match &mut self.phase {
-            Phase::Running(r) => Ok(r),
-            _ => Err(internal("not running")),
-        }
+        self.phase.running()
     }
 
     /// The wrapping key of the controller `ctl` and `member` from their DH result.
@@ -304,36 +300,13 @@ impl Ckd {
     ) -> Result<Vec<Action>> {
         let members = self.s.current()?.members.clone();
         let schedule = self.s.schedule(secret.expose(), epoch, &members)?;
-        let early = match std::mem::replace(&mut self.phase, Phase::Idle) {
-            Phase::Running(r) => r.early,
-            _ => EarlyConfirmations::default(),
-        };
-        let (round, send) = Confirming::start(
-            &mut self.s,
-            schedule,
-            source,
-            body,
-            early,
-            step::CONFIRM,
-            pending,
-        )?;
-        self.phase = Phase::Confirming(Box::new(round));
-        let mut actions = vec![send];
-        actions.extend(self.finish_if_complete()?);
-        Ok(actions)
-    }
-
-    fn finish_if_complete(&mut self) -> Result<Vec<Action>> {
-        let done = matches!(&self.phase, Phase::Confirming(c) if c.round.complete());
-        if !done {
-            return Ok(Vec::new());
+        let (actions, done) =
+            self.phase
+                .confirm(&mut self.s, schedule, source, body, step::CONFIRM, pending)?;
+        if let Some(cs) = done {
+            self.cs = Some(cs);
         }
-        let Phase::Confirming(c) = std::mem::replace(&mut self.phase, Phase::Idle) else {
-            return Ok(Vec::new());
-        };
-        let c = *c;
-        self.cs = Some(c.pending);
-        Ok(vec![self.s.key_ready(c.round.into_schedule())?])
+        Ok(actions)
     }
 
     fn handle(&mut self, env: &Envelope) -> Result<Vec<Action>> {
@@ -507,19 +480,11 @@ impl Ckd {
     }
 
     fn on_confirm(&mut self, env: &Envelope) -> Result<Vec<Action>> {
-        let run = self.s.run();
-        match &mut self.phase {
-            Phase::Confirming(c) if env.run == run => {
-                c.check(&self.s, env)?;
-                self.finish_if_complete()
-            }
-            Phase::Running(running) if env.run == run => {
-                let (source, tag) = parse_confirmation(&env.body)?;
-                running.early.stash(&env.sender, source, tag)?;
-                Ok(Vec::new())
-            }
-            _ => Err(self.s.out_of_step(env, "not confirming a key")),
+        let (actions, done) = self.phase.on_confirm(&mut self.s, env)?;
+        if let Some(cs) = done {
+            self.cs = Some(cs);
         }
+        Ok(actions)
     }
 }
 
@@ -552,7 +517,7 @@ impl KeyAgreementImpl for Ckd {
                     "ckd: no key of the current view to refresh yet",
                 )
             })?;
-        if !matches!(self.phase, Phase::Idle) {
+        if !self.phase.is_idle() {
             return Err(PluginError::new(
                 ErrorCode::OUT_OF_STEP,
                 "ckd: an agreement is under way; refresh after it",

@@ -44,10 +44,7 @@ use conclave_plugin_sdk::{
     Algorithm, AlgorithmClass, ErrorCode, PluginError, PluginKind, SecretBytes,
     api::key_agreement::{Action, KeyAgreementConfig, KeyAgreementStats, MembershipView},
     implement::{KeyAgreementImpl, Plugin},
-    ka_kit::{
-        Confirming, EarlyConfirmations, Envelope, Reader, Session, Writer, parse_confirmation,
-        receive,
-    },
+    ka_kit::{self, EarlyConfirmations, Envelope, Reader, Session, Writer, receive},
 };
 
 type Result<T> = std::result::Result<T, PluginError>;
@@ -113,11 +110,13 @@ struct Running {
     early: EarlyConfirmations,
 }
 
-enum Phase {
-    Idle,
-    Running(Running),
-    Confirming(Box<Confirming<Confirmed>>),
+impl ka_kit::Running for Running {
+    fn early(&mut self) -> &mut EarlyConfirmations {
+        &mut self.early
+    }
 }
+
+type Phase = ka_kit::Phase<Running, Confirmed>;
 
 /// One member's GDH state machine.
 pub struct Gdh {
@@ -311,10 +310,7 @@ impl Gdh {
     }
 
     fn running(&mut self) -> Result<&mut Running> {
-        match &mut self.phase {
-            Phase::Running(r) => Ok(r),
-            _ => Err(PluginError::new(ErrorCode::INTERNAL, "gdh: not running")),
-        }
+        self.phase.running()
     }
 
     fn upflow(
@@ -407,10 +403,6 @@ impl Gdh {
         partials_bytes: &[u8],
     ) -> Result<Vec<Action>> {
         let schedule = self.s.schedule(secret.expose(), epoch, members)?;
-        let early = match std::mem::replace(&mut self.phase, Phase::Idle) {
-            Phase::Running(r) => r.early,
-            _ => EarlyConfirmations::default(),
-        };
         let pending = Confirmed {
             view_id: self.s.current()?.view.view_id.to_vec(),
             partials,
@@ -418,32 +410,18 @@ impl Gdh {
             secret,
             controller: source.to_string(),
         };
-        let (round, send) = Confirming::start(
+        let (actions, done) = self.phase.confirm(
             &mut self.s,
             schedule,
             source,
             partials_bytes,
-            early,
             step::CONFIRM,
             pending,
         )?;
-        self.phase = Phase::Confirming(Box::new(round));
-        let mut actions = vec![send];
-        actions.extend(self.finish_if_complete()?);
-        Ok(actions)
-    }
-
-    fn finish_if_complete(&mut self) -> Result<Vec<Action>> {
-        let done = matches!(&self.phase, Phase::Confirming(c) if c.round.complete());
-        if !done {
-            return Ok(Vec::new());
+        if let Some(cs) = done {
+            self.cs = Some(cs);
         }
-        let Phase::Confirming(c) = std::mem::replace(&mut self.phase, Phase::Idle) else {
-            return Ok(Vec::new());
-        };
-        let c = *c;
-        self.cs = Some(c.pending);
-        Ok(vec![self.s.key_ready(c.round.into_schedule())?])
+        Ok(actions)
     }
 
     fn handle(&mut self, env: &Envelope) -> Result<Vec<Action>> {
@@ -727,23 +705,11 @@ impl Gdh {
     }
 
     fn on_confirm(&mut self, env: &Envelope) -> Result<Vec<Action>> {
-        let run = self.s.run();
-        match &mut self.phase {
-            Phase::Confirming(c) if env.run == run => {
-                if env.sender == self.s.me() && parse_confirmation(&env.body)?.0 != c.source {
-                    // Our own confirmation of a refresh that lost to a newer one.
-                    return Ok(Vec::new());
-                }
-                c.check(&self.s, env)?;
-                self.finish_if_complete()
-            }
-            Phase::Running(running) if env.run == run => {
-                let (source, tag) = parse_confirmation(&env.body)?;
-                running.early.stash(&env.sender, source, tag)?;
-                Ok(Vec::new())
-            }
-            _ => Err(self.s.out_of_step(env, "not confirming a key")),
+        let (actions, done) = self.phase.on_confirm(&mut self.s, env)?;
+        if let Some(cs) = done {
+            self.cs = Some(cs);
         }
+        Ok(actions)
     }
 }
 
@@ -777,7 +743,7 @@ impl KeyAgreementImpl for Gdh {
                     "gdh: no key of the current view to refresh yet",
                 )
             })?;
-        if !matches!(self.phase, Phase::Idle) {
+        if !self.phase.is_idle() {
             return Err(PluginError::new(
                 ErrorCode::OUT_OF_STEP,
                 "gdh: an agreement is under way; refresh after it",

@@ -1160,3 +1160,110 @@ pub fn receive<T>(
         }
     }
 }
+
+/// A running agreement's state, as far as the kit needs it: where early confirmations
+/// wait.
+pub trait Running {
+    /// The confirmations that arrived before the key.
+    fn early(&mut self) -> &mut EarlyConfirmations;
+}
+
+/// Where one member's agreement stands: idle, running (protocol state `R`), or
+/// confirming a key (with the state `S` to keep once it is confirmed).
+pub enum Phase<R, S> {
+    /// No agreement under way.
+    Idle,
+    /// An agreement under way.
+    Running(R),
+    /// A key computed, its confirmation round under way.
+    Confirming(Box<Confirming<S>>),
+}
+
+impl<R: Running, S> Phase<R, S> {
+    /// Whether no agreement is under way.
+    pub fn is_idle(&self) -> bool {
+        matches!(self, Phase::Idle)
+    }
+
+    /// The running agreement's state (`INTERNAL` error if there is none).
+    pub fn running(&mut self) -> Result<&mut R> {
+        match self {
+            Phase::Running(r) => Ok(r),
+            _ => Err(err(ErrorCode::INTERNAL, "no agreement is running")),
+        }
+    }
+
+    /// Starts confirming the key of `schedule`, fixed by `source`'s message
+    /// `fixing_message`: multicasts this member's MAC (step `confirm_step`), checks the
+    /// confirmations that came early. Returns the actions and, if the round is already
+    /// complete, the state to keep.
+    pub fn confirm(
+        &mut self,
+        session: &mut Session,
+        schedule: KeySchedule,
+        source: &str,
+        fixing_message: &[u8],
+        confirm_step: u8,
+        pending: S,
+    ) -> Result<(Vec<Action>, Option<S>)> {
+        let early = match std::mem::replace(self, Phase::Idle) {
+            Phase::Running(mut r) => std::mem::take(r.early()),
+            _ => EarlyConfirmations::default(),
+        };
+        let (round, send) = Confirming::start(
+            session,
+            schedule,
+            source,
+            fixing_message,
+            early,
+            confirm_step,
+            pending,
+        )?;
+        *self = Phase::Confirming(Box::new(round));
+        let mut actions = vec![send];
+        let done = self.finish(session, &mut actions)?;
+        Ok((actions, done))
+    }
+
+    /// Handles a confirmation message: checked while confirming (a member's own
+    /// confirmation of a key it gave up is ignored), held while running, out of step
+    /// otherwise. Returns the actions and, once the round completes, the state to keep.
+    pub fn on_confirm(
+        &mut self,
+        session: &mut Session,
+        env: &Envelope,
+    ) -> Result<(Vec<Action>, Option<S>)> {
+        let run = session.run();
+        match self {
+            Phase::Confirming(c) if env.run == run => {
+                if env.sender == session.me() && parse_confirmation(&env.body)?.0 != c.source {
+                    return Ok((Vec::new(), None));
+                }
+                c.check(session, env)?;
+                let mut actions = Vec::new();
+                let done = self.finish(session, &mut actions)?;
+                Ok((actions, done))
+            }
+            Phase::Running(r) if env.run == run => {
+                let (source, tag) = parse_confirmation(&env.body)?;
+                r.early().stash(&env.sender, source, tag)?;
+                Ok((Vec::new(), None))
+            }
+            _ => Err(session.out_of_step(env, "not confirming a key")),
+        }
+    }
+
+    /// If the confirmation round is complete: reports the key (appended to `actions`),
+    /// goes idle and returns the state to keep.
+    fn finish(&mut self, session: &mut Session, actions: &mut Vec<Action>) -> Result<Option<S>> {
+        if !matches!(self, Phase::Confirming(c) if c.round.complete()) {
+            return Ok(None);
+        }
+        let Phase::Confirming(c) = std::mem::replace(self, Phase::Idle) else {
+            return Ok(None);
+        };
+        let c = *c;
+        actions.push(session.key_ready(c.round.into_schedule())?);
+        Ok(Some(c.pending))
+    }
+}
