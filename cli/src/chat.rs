@@ -47,46 +47,7 @@ fn print(json: bool, e: &SessionEvent) {
         out!("{v}");
         return;
     }
-    match e {
-        SessionEvent::Message {
-            sender,
-            data,
-            epoch,
-            ..
-        } => out!(
-            "<{sender}> {}{}",
-            String::from_utf8_lossy(data),
-            epoch.map(|e| format!("   [epoch {e}]")).unwrap_or_default()
-        ),
-        SessionEvent::Membership { members, cause, .. } => {
-            out!("* view ({cause}): {}", members.join(" "))
-        }
-        SessionEvent::KeyEstablished(k) => out!(
-            "* key epoch {} ({} + {} on {}), fingerprint {}, {:.1} ms",
-            k.epoch,
-            k.key_agreement,
-            k.cipher,
-            k.dh_group,
-            k.fingerprint,
-            k.took.as_secs_f64() * 1e3
-        ),
-        SessionEvent::SecurityError { sender, error, .. } => out!(
-            "! security: {} {}{}",
-            error.code,
-            error.message,
-            sender
-                .as_ref()
-                .map(|s| format!(" (from {s})"))
-                .unwrap_or_default()
-        ),
-        SessionEvent::CommandFailed { command, message } => {
-            out!("! {command} failed: {message}")
-        }
-        SessionEvent::Left { cause, .. } => out!("* left the group ({cause})"),
-        SessionEvent::PolicyReloaded { changed } => {
-            out!("* policy reloaded; new settings at the next key for {changed:?}")
-        }
-    }
+    out!("{}", crate::render::describe(e));
 }
 
 async fn chat(args: ChatArgs) -> Result<(), String> {

@@ -226,60 +226,10 @@ impl Demo {
 }
 
 fn line(at_ms: f64, member: &str, e: &SessionEvent) -> String {
-    let what = match e {
-        SessionEvent::Membership {
-            members,
-            joined,
-            left,
-            cause,
-            ..
-        } => {
-            let change = if !left.is_empty() && !joined.is_empty() {
-                format!("+{} -{}", joined.join(","), left.join(","))
-            } else if !left.is_empty() {
-                format!("-{}", left.join(","))
-            } else {
-                format!("+{}", joined.join(","))
-            };
-            format!("view     [{}] {cause} {change}", members.join(" "))
-        }
-        SessionEvent::KeyEstablished(k) => format!(
-            "key      epoch {} fp {} {} + {} on {} in {:.1} ms",
-            k.epoch,
-            k.fingerprint,
-            k.key_agreement,
-            k.cipher,
-            k.dh_group,
-            k.took.as_secs_f64() * 1e3
-        ),
-        SessionEvent::Message {
-            sender,
-            epoch,
-            data,
-            ..
-        } => format!(
-            "receives {:?} from {sender} (epoch {})",
-            String::from_utf8_lossy(data),
-            epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into())
-        ),
-        SessionEvent::SecurityError { sender, error, .. } => format!(
-            "SECURITY {} {}{}",
-            error.code,
-            error.message,
-            sender
-                .as_ref()
-                .map(|s| format!(" (from {s})"))
-                .unwrap_or_default()
-        ),
-        SessionEvent::CommandFailed { command, message } => {
-            format!("FAILED   {command}: {message}")
-        }
-        SessionEvent::Left { cause, .. } => format!("left     ({cause})"),
-        SessionEvent::PolicyReloaded { changed } => {
-            format!("policy   reloaded; changes {changed:?}")
-        }
-    };
-    format!("{at_ms:>9.1} ms  {member:<8} {what}")
+    format!(
+        "{at_ms:>9.1} ms  {member:<8} {}",
+        crate::render::describe(e)
+    )
 }
 
 fn summarize(timeline: &[Entry]) -> Vec<EpochSummary> {

@@ -17,6 +17,7 @@ mod demo;
 mod keygen;
 mod plugins;
 mod policy_cmd;
+mod render;
 
 use std::process::ExitCode;
 

@@ -326,3 +326,40 @@ pub fn cross(one: MakeCipher<'_>, other: MakeCipher<'_>) -> Report {
     }
     r
 }
+
+/// The whole cipher suite for a cipher plugin: [`all`] for each of its `algorithms` on
+/// each provider of `providers` (root modules, with a name for the report), and
+/// [`cross`] between every pair of providers.
+pub fn on_providers(
+    cipher: PluginModuleRef,
+    algorithms: &[&str],
+    providers: &[(&str, PluginModuleRef)],
+) -> Report {
+    let mut r = Report::default();
+    let instance = |module: PluginModuleRef| crate::provider::from_module(module);
+    for alg in algorithms {
+        for (name, module) in providers {
+            match instance(*module) {
+                Ok(p) => {
+                    let suite = all(&from_module(cipher, p, alg));
+                    r.merge(suite.prefixed(&format!("{alg} on {name}: ")));
+                }
+                Err(e) => r.check(format!("{alg} on {name}: provider"), Err(err(e))),
+            }
+        }
+        for (i, (a_name, a)) in providers.iter().enumerate() {
+            for (b_name, b) in &providers[i + 1..] {
+                let label = format!("{alg} {a_name} <-> {b_name}: ");
+                match (instance(*a), instance(*b)) {
+                    (Ok(pa), Ok(pb)) => {
+                        let one = from_module(cipher, pa, alg);
+                        let other = from_module(cipher, pb, alg);
+                        r.merge(cross(&one, &other).prefixed(&label));
+                    }
+                    (Err(e), _) | (_, Err(e)) => r.check(label, Err(err(e))),
+                }
+            }
+        }
+    }
+    r
+}

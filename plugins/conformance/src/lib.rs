@@ -44,7 +44,17 @@ impl Report {
         self.skipped.push(name.into());
     }
 
-    /// Appends another report.
+    /// The same report with `prefix` before every entry (to combine suites).
+    pub fn prefixed(mut self, prefix: &str) -> Report {
+        for list in [&mut self.passed, &mut self.failed, &mut self.skipped] {
+            for entry in list.iter_mut() {
+                entry.insert_str(0, prefix);
+            }
+        }
+        self
+    }
+
+    /// Adds the outcomes of `other`.
     pub fn merge(&mut self, other: Report) {
         self.passed.extend(other.passed);
         self.failed.extend(other.failed);
