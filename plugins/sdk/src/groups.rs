@@ -12,14 +12,51 @@ pub const FFDHE3072_P: &str = "FFFFFFFFFFFFFFFFADF85458A2BB4A9AAFDC5620273D3CF1D
 /// RFC 7919 appendix A.3: ffdhe4096.
 pub const FFDHE4096_P: &str = "FFFFFFFFFFFFFFFFADF85458A2BB4A9AAFDC5620273D3CF1D8B9C583CE2D3695A9E13641146433FBCC939DCE249B3EF97D2FE363630C75D8F681B202AEC4617AD3DF1ED5D5FD65612433F51F5F066ED0856365553DED1AF3B557135E7F57C935984F0C70E0E68B77E2A689DAF3EFE8721DF158A136ADE73530ACCA4F483A797ABC0AB182B324FB61D108A94BB2C8E3FBB96ADAB760D7F4681D4F42A3DE394DF4AE56EDE76372BB190B07A7C8EE0A6D709E02FCE1CDF7E2ECC03404CD28342F619172FE9CE98583FF8E4F1232EEF28183C3FE3B1B4C6FAD733BB5FCBC2EC22005C58EF1837D1683B2C6F34A26C1B2EFFA886B4238611FCFDCDE355B3B6519035BBC34F4DEF99C023861B46FC9D6E6C9077AD91D2691F7F7EE598CB0FAC186D91CAEFE130985139270B4130C93BC437944F4FD4452E2D74DD364F2E21E71F54BFF5CAE82AB9C9DF69EE86D2BC522363A0DABC521979B0DEADA1DBF9A42D5C4484E0ABCD06BFA53DDEF3C1B20EE3FD59D7C25E41D2B669E1EF16E6F52C3164DF4FB7930E9E4E58857B6AC7D5F42D69F6D187763CF1D5503400487F55BA57E31CC7A7135C886EFB4318AED6A1E012D9E6832A907600A918130C46DC778F971AD0038092999A333CB8B7A1A1DB93D7140003C2A4ECEA9F98D0ACC0A8291CDCEC97DCF8EC9B55A7F88A46B4DB5A851F44182E1C68A007E5E655F6AFFFFFFFFFFFFFFFF";
 
+/// Description of one safe-prime group (`p = 2q + 1`, generator `g = 2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SafePrimeGroup {
+    /// Canonical name.
+    pub name: &'static str,
+    /// The prime `p`, hexadecimal.
+    pub p_hex: &'static str,
+    /// Bits of random exponents: twice the group's security level (RFC 7919, section
+    /// 5.2), rounded up to whole 64-bit words.
+    pub exponent_bits: usize,
+}
+
+/// Every safe-prime group the providers offer, with the same names everywhere.
+pub const SAFE_PRIME_GROUPS: &[SafePrimeGroup] = &[
+    SafePrimeGroup {
+        name: "modp2048",
+        p_hex: MODP2048_P,
+        exponent_bits: 256,
+    },
+    SafePrimeGroup {
+        name: "modp3072",
+        p_hex: MODP3072_P,
+        exponent_bits: 320,
+    },
+    SafePrimeGroup {
+        name: "ffdhe2048",
+        p_hex: FFDHE2048_P,
+        exponent_bits: 256,
+    },
+    SafePrimeGroup {
+        name: "ffdhe3072",
+        p_hex: FFDHE3072_P,
+        exponent_bits: 320,
+    },
+    SafePrimeGroup {
+        name: "ffdhe4096",
+        p_hex: FFDHE4096_P,
+        exponent_bits: 384,
+    },
+];
+
 /// The prime of a finite-field group by canonical name.
 pub fn safe_prime_hex(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "modp2048" => MODP2048_P,
-        "modp3072" => MODP3072_P,
-        "ffdhe2048" => FFDHE2048_P,
-        "ffdhe3072" => FFDHE3072_P,
-        "ffdhe4096" => FFDHE4096_P,
-        _ => return None,
-    })
+    SAFE_PRIME_GROUPS
+        .iter()
+        .find(|g| g.name == name)
+        .map(|g| g.p_hex)
 }

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use conclave_plugin_sdk::{
     ErrorCode, PluginError, SecretBytes,
     counters::{Counters, Op},
-    groups::{FFDHE2048_P, FFDHE3072_P, FFDHE4096_P, MODP2048_P, MODP3072_P},
     implement::DhGroupImpl,
 };
 use openssl::{
@@ -27,45 +26,11 @@ use openssl::{
 
 use crate::{Result, ossl, rng};
 
-/// Description of one safe-prime group (`p = 2q + 1`, `g = 2`).
-#[derive(Debug, Clone, Copy)]
-pub struct GroupSpec {
-    /// Canonical name.
-    pub name: &'static str,
-    /// The prime `p`, hexadecimal.
-    pub p_hex: &'static str,
-    /// Bits of random exponents: twice the group's security level (RFC 7919, 5.2).
-    pub exponent_bits: usize,
-}
+/// Description of one safe-prime group (shared with every provider).
+pub use conclave_plugin_sdk::groups::SafePrimeGroup as GroupSpec;
 
 /// Every finite-field group this provider offers: the same as the rustcrypto provider's.
-pub const GROUPS: &[GroupSpec] = &[
-    GroupSpec {
-        name: "modp2048",
-        p_hex: MODP2048_P,
-        exponent_bits: 256,
-    },
-    GroupSpec {
-        name: "modp3072",
-        p_hex: MODP3072_P,
-        exponent_bits: 320,
-    },
-    GroupSpec {
-        name: "ffdhe2048",
-        p_hex: FFDHE2048_P,
-        exponent_bits: 256,
-    },
-    GroupSpec {
-        name: "ffdhe3072",
-        p_hex: FFDHE3072_P,
-        exponent_bits: 320,
-    },
-    GroupSpec {
-        name: "ffdhe4096",
-        p_hex: FFDHE4096_P,
-        exponent_bits: 384,
-    },
-];
+pub use conclave_plugin_sdk::groups::SAFE_PRIME_GROUPS as GROUPS;
 
 fn invalid_element(group: &str, why: impl std::fmt::Display) -> PluginError {
     PluginError::new(ErrorCode::INVALID_ELEMENT, format!("{group}: {why}"))

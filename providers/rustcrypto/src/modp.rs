@@ -21,52 +21,15 @@ use num_bigint::BigUint;
 use num_integer::Integer;
 use num_traits::{One, Zero};
 
-use conclave_plugin_sdk::groups::{FFDHE2048_P, FFDHE3072_P, FFDHE4096_P, MODP2048_P, MODP3072_P};
-
 use crate::rng;
 
 type Result<T> = std::result::Result<T, PluginError>;
 
-/// Description of one safe-prime group.
-#[derive(Debug, Clone, Copy)]
-pub struct GroupSpec {
-    /// Canonical name.
-    pub name: &'static str,
-    /// The prime `p`, hexadecimal.
-    pub p_hex: &'static str,
-    /// Bits of random exponents: at least twice the group's security level (RFC 7919,
-    /// section 5.2), rounded up to whole 64-bit words.
-    pub exponent_bits: u64,
-}
+/// Description of one safe-prime group (shared with every provider).
+pub use conclave_plugin_sdk::groups::SafePrimeGroup as GroupSpec;
 
-/// Every finite-field group this provider offers.
-pub const GROUPS: &[GroupSpec] = &[
-    GroupSpec {
-        name: "modp2048",
-        p_hex: MODP2048_P,
-        exponent_bits: 256,
-    },
-    GroupSpec {
-        name: "modp3072",
-        p_hex: MODP3072_P,
-        exponent_bits: 320,
-    },
-    GroupSpec {
-        name: "ffdhe2048",
-        p_hex: FFDHE2048_P,
-        exponent_bits: 256,
-    },
-    GroupSpec {
-        name: "ffdhe3072",
-        p_hex: FFDHE3072_P,
-        exponent_bits: 320,
-    },
-    GroupSpec {
-        name: "ffdhe4096",
-        p_hex: FFDHE4096_P,
-        exponent_bits: 384,
-    },
-];
+/// Every finite-field group this provider offers: the same as the OpenSSL provider's.
+pub use conclave_plugin_sdk::groups::SAFE_PRIME_GROUPS as GROUPS;
 
 /// A safe-prime group with `g = 2`.
 pub struct ModpGroup {
@@ -212,7 +175,7 @@ impl DhGroupImpl for ModpGroup {
     }
 
     fn random_scalar(&self) -> Result<SecretBytes> {
-        let nbytes = (self.spec.exponent_bits / 8) as usize;
+        let nbytes = self.spec.exponent_bits / 8;
         loop {
             let bytes = rng::random(nbytes, &self.counters)?;
             let x = BigUint::from_bytes_be(bytes.expose());
