@@ -1,5 +1,8 @@
 //! Shared set-up for Conclave's benchmarks: providers and ciphers through their ABI root
-//! modules, exactly as the host uses them (so the figures include the boundary).
+//! modules, exactly as the host uses them (so the figures include the boundary), and the
+//! key-agreement measurements behind `conclave bench keys` ([`keys`]).
+
+pub mod keys;
 
 use conclave_conformance::{cipher::from_module, provider::from_module as provider_from};
 use conclave_plugin_sdk::{

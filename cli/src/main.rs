@@ -2,6 +2,7 @@
 
 /// `println!` that ends the process quietly when standard output is gone (a closed pipe,
 /// as in `conclave demo | head`), instead of panicking.
+#[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -11,10 +12,12 @@ macro_rules! out {
     }};
 }
 
+mod bench;
 mod chat;
 mod daemon;
 mod demo;
 mod keygen;
+mod plot;
 mod plugins;
 mod policy_cmd;
 mod render;
@@ -45,6 +48,9 @@ enum Command {
     /// Run the whole system in one process: an embedded engine and N members joining,
     /// talking, leaving, crashing and coming back, as a timeline.
     Demo(demo::DemoArgs),
+    /// Measure key agreements (and, later, data) side by side.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Chat in a secure group through a daemon (lines in, events out).
     Chat(chat::ChatArgs),
     /// Check a policy file, or explain what it gives a group.
@@ -76,6 +82,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Chat(args) => chat::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
     }
 }

@@ -67,6 +67,29 @@ pub struct Counted {
     pub unicasts: u64,
     /// Multicasts sent.
     pub multicasts: u64,
+    /// Bytes of protocol messages sent.
+    pub bytes_sent: u64,
+}
+
+/// A position on the critical path of an agreement: the processing time and the
+/// exponentiations that lead to it, when each member runs on its own processor and the
+/// network adds no delay. A member's clock advances by what it computes, and a message
+/// carries its sender's clock: the receiver's clock is the later of the two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Clock {
+    /// Processing time.
+    pub time: std::time::Duration,
+    /// Exponentiations.
+    pub exponentiations: u64,
+}
+
+impl Clock {
+    fn join(self, other: Clock) -> Clock {
+        Clock {
+            time: self.time.max(other.time),
+            exponentiations: self.exponentiations.max(other.exponentiations),
+        }
+    }
 }
 
 /// A protocol message in flight.
@@ -78,6 +101,8 @@ pub struct Message {
     pub to: Option<String>,
     /// The bytes.
     pub payload: Vec<u8>,
+    /// The sender's clock when it sent it.
+    pub sent_at: Clock,
 }
 
 /// One member on the network.
@@ -90,6 +115,12 @@ pub struct Member {
     pub keys: Vec<KeyReady>,
     /// Every error its state machine returned.
     pub errors: Vec<PluginError>,
+    /// Its position on the critical path (see [`Clock`]).
+    pub clock: Clock,
+    /// Its clock when it last reported a key.
+    pub keyed_at: Option<Clock>,
+    /// Its total processing time since the last [`Net::reset_clocks`].
+    pub busy: std::time::Duration,
     previous: Vec<String>,
 }
 
@@ -230,6 +261,9 @@ impl Net {
                 provider,
                 keys: Vec::new(),
                 errors: Vec::new(),
+                clock: Clock::default(),
+                keyed_at: None,
+                busy: std::time::Duration::ZERO,
                 previous: Vec::new(),
             },
         );
@@ -293,7 +327,7 @@ impl Net {
                 cause,
             };
             member.previous = members.clone();
-            let result = member.ka.on_view(&view);
+            let result = timed(member, |ka| ka.on_view(&view));
             self.apply(c, name, result);
         }
     }
@@ -309,21 +343,25 @@ impl Net {
                 return;
             }
         };
+        let sent_at = self.members.get(name).map(|m| m.clock).unwrap_or_default();
         for action in actions {
             let msg = match action {
                 Action::Unicast { to, payload } => Message {
                     from: name.to_string(),
                     to: Some(to.to_string()),
                     payload: payload.to_vec(),
+                    sent_at,
                 },
                 Action::Multicast { payload } => Message {
                     from: name.to_string(),
                     to: None,
                     payload: payload.to_vec(),
+                    sent_at,
                 },
                 Action::KeyReady(k) => {
                     if let Some(m) = self.members.get_mut(name) {
                         m.keys.push(k);
+                        m.keyed_at = Some(m.clock);
                     }
                     continue;
                 }
@@ -355,7 +393,8 @@ impl Net {
             let Some(member) = self.members.get_mut(&r) else {
                 continue;
             };
-            let result = member.ka.on_message(&msg.from, &msg.payload);
+            member.clock = member.clock.join(msg.sent_at);
+            let result = timed(member, |ka| ka.on_message(&msg.from, &msg.payload));
             self.apply(c, &r, result);
         }
     }
@@ -488,7 +527,7 @@ impl Net {
             .members
             .get_mut(name)
             .ok_or_else(|| PluginError::invalid_argument(format!("no member {name}")))?;
-        let result = m.ka.refresh();
+        let result = timed(m, |ka| ka.refresh());
         let err = result.as_ref().err().cloned();
         self.apply(c, name, result);
         match err {
@@ -504,6 +543,7 @@ impl Net {
             from: from.to_string(),
             to: to.map(str::to_string),
             payload,
+            sent_at: Clock::default(),
         });
     }
 
@@ -590,6 +630,40 @@ impl Net {
         Ok(())
     }
 
+    /// Starts a measurement: every member's clock at zero, no key yet.
+    pub fn reset_clocks(&mut self) {
+        for m in self.members.values_mut() {
+            m.clock = Clock::default();
+            m.keyed_at = None;
+            m.busy = std::time::Duration::ZERO;
+        }
+    }
+
+    /// The latest clock at which a member of component `c` reported its key since
+    /// [`reset_clocks`](Self::reset_clocks): the agreement's critical path.
+    pub fn critical_path(&self, c: usize) -> Option<Clock> {
+        self.components[c]
+            .members
+            .iter()
+            .map(|m| self.members.get(m).and_then(|m| m.keyed_at))
+            .collect::<Option<Vec<Clock>>>()?
+            .into_iter()
+            .max_by_key(|c| c.time)
+            .map(|latest| {
+                let exps = self.components[c]
+                    .members
+                    .iter()
+                    .filter_map(|m| self.members.get(m).and_then(|m| m.keyed_at))
+                    .map(|c| c.exponentiations)
+                    .max()
+                    .unwrap_or(0);
+                Clock {
+                    time: latest.time,
+                    exponentiations: exps,
+                }
+            })
+    }
+
     /// Every live member's counters.
     pub fn stats(&self) -> BTreeMap<String, KeyAgreementStats> {
         self.members
@@ -618,6 +692,7 @@ impl Net {
                         verifications: c.verifications,
                         unicasts: now.unicasts - then.unicasts,
                         multicasts: now.multicasts - then.multicasts,
+                        bytes_sent: now.bytes_sent - then.bytes_sent,
                     },
                 )
             })
@@ -634,6 +709,23 @@ impl Net {
             .rfind(|k| k.view_id.as_slice() == comp.view_id.as_slice())
             .cloned()
     }
+}
+
+/// Runs `f` on the member's state machine and advances its clock by the time and the
+/// exponentiations it took.
+fn timed<T>(member: &mut Member, f: impl FnOnce(&mut KeyAgreement) -> T) -> T {
+    let before = member.provider.counters().exponentiations;
+    let start = std::time::Instant::now();
+    let out = f(&mut member.ka);
+    let took = start.elapsed();
+    member.clock.time += took;
+    member.busy += took;
+    member.clock.exponentiations += member
+        .provider
+        .counters()
+        .exponentiations
+        .saturating_sub(before);
+    out
 }
 
 fn no_errors(net: &Net) -> Result<(), String> {

@@ -1,0 +1,430 @@
+//! Key-agreement measurements: the cost of each membership event, per protocol,
+//! provider, DH group and group size, on the in-process engine (the conformance kit's
+//! view-synchronous network).
+//!
+//! Each member runs its own state machine with its own provider instance. Times are
+//! measured per step and composed along the messages: the *critical path* is the time
+//! from the membership change until the last member holds the confirmed key if every
+//! member had its own processor and the network added nothing; *CPU* is the sum over
+//! all members. Exponentiations are counted the same two ways (serial and total).
+
+use std::{collections::BTreeMap, time::Duration};
+
+use conclave_conformance::key_agreement::{self as ka, Counted, Flush, Net, Setup};
+use conclave_plugin_sdk::{Options, api::key_agreement::ViewCause, host::Provider};
+use serde::Serialize;
+
+/// A membership event to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Event {
+    /// One member joins a group of n-1.
+    Join,
+    /// A member other than the controller leaves a group of n+1.
+    Leave,
+    /// Two halves of a partitioned group of n merge again.
+    Merge,
+    /// A group of n splits into two halves (both sides rekey).
+    Partition,
+    /// The controller refreshes the key of a group of n.
+    Refresh,
+    /// The controller leaves a group of n+1.
+    ControllerLeave,
+}
+
+impl Event {
+    /// Every event, in the order they are measured.
+    pub const ALL: [Event; 6] = [
+        Event::Join,
+        Event::Leave,
+        Event::Merge,
+        Event::Partition,
+        Event::Refresh,
+        Event::ControllerLeave,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Event::Join => "join",
+            Event::Leave => "leave",
+            Event::Merge => "merge",
+            Event::Partition => "partition",
+            Event::Refresh => "refresh",
+            Event::ControllerLeave => "controller-leave",
+        }
+    }
+
+    /// The event called `name`.
+    pub fn parse(name: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
+
+/// One combination of modules.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Combo {
+    /// The key-agreement plugin.
+    pub key_agreement: String,
+    /// The provider.
+    pub provider: String,
+    /// The DH group.
+    pub dh_group: String,
+}
+
+impl Combo {
+    /// `gdh/openssl/ffdhe2048`.
+    pub fn label(&self) -> String {
+        format!("{}/{}/{}", self.key_agreement, self.provider, self.dh_group)
+    }
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The module combinations.
+    pub combos: Vec<Combo>,
+    /// The group sizes (after the event).
+    pub sizes: Vec<usize>,
+    /// The events.
+    pub events: Vec<Event>,
+    /// Repetitions of each measurement.
+    pub runs: usize,
+}
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// The modules.
+    #[serde(flatten)]
+    pub combo: Combo,
+    /// The event.
+    pub event: Event,
+    /// The group size after the event.
+    pub size: usize,
+    /// The run.
+    pub run: usize,
+    /// Critical-path time, milliseconds.
+    pub time_ms: f64,
+    /// Processing time summed over members, milliseconds.
+    pub cpu_ms: f64,
+    /// Exponentiations on the critical path.
+    pub serial_exponentiations: u64,
+    /// Exponentiations at all members.
+    pub total_exponentiations: u64,
+    /// Signatures at all members.
+    pub signatures: u64,
+    /// Verifications at all members.
+    pub verifications: u64,
+    /// Protocol messages sent (unicasts and multicasts).
+    pub messages: u64,
+    /// Bytes of protocol messages sent.
+    pub bytes: u64,
+}
+
+fn module(name: &str) -> Result<conclave_plugin_sdk::api::PluginModuleRef, String> {
+    Ok(match name {
+        "gdh" => conclave_plugin_gdh::plugin_module(),
+        "ckd" => conclave_plugin_ckd::plugin_module(),
+        other => return Err(format!("no key-agreement plugin named {other:?}")),
+    })
+}
+
+fn rustcrypto() -> Provider {
+    crate::provider("rustcrypto").unwrap_or_else(|e| unreachable!("the built-in provider: {e}"))
+}
+
+fn openssl() -> Provider {
+    crate::provider("openssl").unwrap_or_else(|e| unreachable!("the built-in provider: {e}"))
+}
+
+fn setup(combo: &Combo) -> Result<Setup, String> {
+    Ok(Setup {
+        module: module(&combo.key_agreement)?,
+        algorithm: combo.key_agreement.clone(),
+        provider: match combo.provider.as_str() {
+            "rustcrypto" => rustcrypto,
+            "openssl" => openssl,
+            other => return Err(format!("no provider named {other:?}")),
+        },
+        dh_group: combo.dh_group.clone(),
+        options: Options::default(),
+    })
+}
+
+/// The member that starts a refresh and whose departure is a controller leave.
+fn controller(combo: &Combo, members: &[String]) -> String {
+    let pick = if combo.key_agreement == "gdh" {
+        members.last()
+    } else {
+        members.first()
+    };
+    pick.cloned().unwrap_or_default()
+}
+
+struct Runner<'a> {
+    net: Net,
+    combo: &'a Combo,
+    next: usize,
+}
+
+impl Runner<'_> {
+    fn fresh(&mut self) -> String {
+        self.next += 1;
+        format!("m{:03}", self.next)
+    }
+
+    fn members(&self) -> Vec<String> {
+        self.net.components[0].members.clone()
+    }
+
+    /// Runs `change`, lets the network settle, and returns what it cost.
+    fn measure(
+        &mut self,
+        event: Event,
+        size: usize,
+        run: usize,
+        change: impl FnOnce(&mut Runner<'_>) -> Result<(), String>,
+    ) -> Result<Sample, String> {
+        self.net.reset_clocks();
+        let before = self.net.stats();
+        change(self)?;
+        ka::settle(&mut self.net)?;
+        let counted = self.net.counted_since(&before);
+        let total = counted.values().fold(Counted::default(), |a, c| Counted {
+            exponentiations: a.exponentiations + c.exponentiations,
+            inversions: a.inversions + c.inversions,
+            signatures: a.signatures + c.signatures,
+            verifications: a.verifications + c.verifications,
+            unicasts: a.unicasts + c.unicasts,
+            multicasts: a.multicasts + c.multicasts,
+            bytes_sent: a.bytes_sent + c.bytes_sent,
+        });
+        let live: Vec<usize> = (0..self.net.components.len())
+            .filter(|&c| !self.net.components[c].members.is_empty())
+            .collect();
+        let paths: Vec<_> = live
+            .iter()
+            .filter_map(|&c| self.net.critical_path(c))
+            .collect();
+        let time = paths.iter().map(|p| p.time).max().unwrap_or_default();
+        let serial = paths.iter().map(|p| p.exponentiations).max().unwrap_or(0);
+        let cpu: Duration = self.net.members.values().map(|m| m.busy).sum();
+        Ok(Sample {
+            combo: self.combo.clone(),
+            event,
+            size,
+            run,
+            time_ms: time.as_secs_f64() * 1e3,
+            cpu_ms: cpu.as_secs_f64() * 1e3,
+            serial_exponentiations: serial,
+            total_exponentiations: total.exponentiations,
+            signatures: total.signatures,
+            verifications: total.verifications,
+            messages: total.unicasts + total.multicasts,
+            bytes: total.bytes_sent,
+        })
+    }
+
+    fn restore(&mut self, size: usize) -> Result<(), String> {
+        while self.members().len() < size {
+            let name = self.fresh();
+            self.net
+                .join(0, &name, Flush::All)
+                .map_err(|e| e.to_string())?;
+            ka::settle(&mut self.net)?;
+        }
+        Ok(())
+    }
+}
+
+/// Measures `config`, calling `progress` after each measurement with a label.
+pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Vec<Sample>, String> {
+    let max = config.sizes.iter().copied().max().unwrap_or(0);
+    let mut samples = Vec::new();
+    for combo in &config.combos {
+        for run in 0..config.runs {
+            let mut r = Runner {
+                net: Net::new(setup(combo)?),
+                combo,
+                next: 0,
+            };
+            let first = r.fresh();
+            r.net
+                .join(0, &first, Flush::All)
+                .map_err(|e| e.to_string())?;
+            ka::settle(&mut r.net)?;
+            for n in 2..=max {
+                let measured = config.sizes.contains(&n);
+                let name = r.fresh();
+                if measured && config.events.contains(&Event::Join) {
+                    samples.push(r.measure(Event::Join, n, run, |r| {
+                        r.net.join(0, &name, Flush::All).map_err(|e| e.to_string())
+                    })?);
+                    progress(&format!("{} join n={n}", combo.label()));
+                } else {
+                    r.net
+                        .join(0, &name, Flush::All)
+                        .map_err(|e| e.to_string())?;
+                    ka::settle(&mut r.net)?;
+                }
+                if !measured {
+                    continue;
+                }
+                for &event in &config.events {
+                    let sample = match event {
+                        Event::Join => continue,
+                        Event::Refresh => {
+                            let who = controller(combo, &r.members());
+                            r.measure(event, n, run, |r| {
+                                r.net.refresh(&who).map_err(|e| e.to_string())
+                            })?
+                        }
+                        Event::Leave | Event::ControllerLeave => {
+                            // From n+1 down to n.
+                            r.restore(n + 1)?;
+                            let members = r.members();
+                            let ctl = controller(combo, &members);
+                            let gone = if event == Event::Leave {
+                                members
+                                    .iter()
+                                    .find(|m| **m != ctl && **m != members[0])
+                                    .cloned()
+                                    .unwrap_or_else(|| members[members.len() / 2].clone())
+                            } else {
+                                ctl
+                            };
+                            let cause = if event == Event::Leave {
+                                ViewCause::Leave
+                            } else {
+                                ViewCause::Disconnect
+                            };
+                            r.measure(event, n, run, |r| {
+                                r.net.remove(&[&gone], cause, Flush::All);
+                                Ok(())
+                            })?
+                        }
+                        Event::Partition | Event::Merge => {
+                            if n < 2 {
+                                continue;
+                            }
+                            let members = r.members();
+                            let away: Vec<String> = members.iter().skip(n / 2).cloned().collect();
+                            if event == Event::Partition {
+                                let s = r.measure(event, n, run, |r| {
+                                    r.net.partition(0, &away, Flush::All);
+                                    Ok(())
+                                })?;
+                                let b = r.net.components.len() - 1;
+                                r.net.merge(0, b, Flush::All);
+                                ka::settle(&mut r.net)?;
+                                s
+                            } else {
+                                r.net.partition(0, &away, Flush::All);
+                                ka::settle(&mut r.net)?;
+                                let b = r.net.components.len() - 1;
+                                r.measure(event, n, run, |r| {
+                                    r.net.merge(0, b, Flush::All);
+                                    Ok(())
+                                })?
+                            }
+                        }
+                    };
+                    samples.push(sample);
+                    progress(&format!("{} {} n={n}", combo.label(), event.name()));
+                }
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// The median and spread of the runs of one combination, event and size.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The modules.
+    #[serde(flatten)]
+    pub combo: Combo,
+    /// The event.
+    pub event: Event,
+    /// The group size after the event.
+    pub size: usize,
+    /// Runs.
+    pub runs: usize,
+    /// Median critical-path time, milliseconds.
+    pub time_ms: f64,
+    /// Fastest run.
+    pub time_ms_min: f64,
+    /// Slowest run.
+    pub time_ms_max: f64,
+    /// Median CPU time over all members, milliseconds.
+    pub cpu_ms: f64,
+    /// Exponentiations on the critical path (the same in every run).
+    pub serial_exponentiations: u64,
+    /// Exponentiations at all members.
+    pub total_exponentiations: u64,
+    /// Signatures.
+    pub signatures: u64,
+    /// Verifications.
+    pub verifications: u64,
+    /// Messages.
+    pub messages: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// One row per combination, event and size.
+pub fn summarize(samples: &[Sample]) -> Vec<Row> {
+    let mut groups: BTreeMap<(Combo, Event, usize), Vec<&Sample>> = BTreeMap::new();
+    for s in samples {
+        groups
+            .entry((s.combo.clone(), s.event, s.size))
+            .or_default()
+            .push(s);
+    }
+    groups
+        .into_iter()
+        .map(|((combo, event, size), v)| {
+            let times: Vec<f64> = v.iter().map(|s| s.time_ms).collect();
+            Row {
+                combo,
+                event,
+                size,
+                runs: v.len(),
+                time_ms: median(times.clone()),
+                time_ms_min: times.iter().copied().fold(f64::INFINITY, f64::min),
+                time_ms_max: times.iter().copied().fold(0.0, f64::max),
+                cpu_ms: median(v.iter().map(|s| s.cpu_ms).collect()),
+                serial_exponentiations: v[0].serial_exponentiations,
+                total_exponentiations: v[0].total_exponentiations,
+                signatures: v[0].signatures,
+                verifications: v[0].verifications,
+                messages: v[0].messages,
+                bytes: v[0].bytes,
+            }
+        })
+        .collect()
+}
+
+/// The total serial exponentiations of the ICDCS 2000 paper's Table 4 for an event at
+/// group size `n`, where it gives one.
+pub fn paper_serial(key_agreement: &str, event: Event, n: usize) -> Option<u64> {
+    let n = n as u64;
+    Some(match (key_agreement, event) {
+        ("gdh", Event::Join) => 3 * n,
+        ("gdh", Event::Leave) | ("gdh", Event::ControllerLeave) => n,
+        ("ckd", Event::Join) => n + 6,
+        ("ckd", Event::Leave) => n.saturating_sub(1),
+        ("ckd", Event::ControllerLeave) => (3 * n).saturating_sub(5),
+        _ => return None,
+    })
+}

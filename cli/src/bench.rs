@@ -1,0 +1,313 @@
+//! `conclave bench keys`: the cost of every membership event for each combination of
+//! key agreement, provider and DH group, as a table, JSON, CSV and plots.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use conclave_benches::keys::{self, Combo, Config, Event, Row};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// `conclave bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time every membership event per key agreement, provider, DH group and group size.
+    Keys(KeysArgs),
+}
+
+/// Arguments of `conclave bench keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Key agreements, comma-separated.
+    #[arg(long, default_value = "gdh,ckd", value_delimiter = ',')]
+    key_agreement: Vec<String>,
+    /// Providers, comma-separated.
+    #[arg(long, default_value = "openssl,rustcrypto", value_delimiter = ',')]
+    provider: Vec<String>,
+    /// DH groups, comma-separated (a combination whose provider lacks the group is skipped).
+    #[arg(long, default_value = "ffdhe2048,ristretto255", value_delimiter = ',')]
+    dh_group: Vec<String>,
+    /// Group sizes: `A..B` (every size), `A..B/S` (every S-th), or a comma-separated list.
+    #[arg(long, default_value = "2..50/4")]
+    sizes: String,
+    /// Events, comma-separated: join, leave, merge, partition, refresh, controller-leave.
+    #[arg(
+        long,
+        default_value = "join,leave,merge,partition,refresh,controller-leave",
+        value_delimiter = ','
+    )]
+    events: Vec<String>,
+    /// The engine: `sim`, the in-process view-synchronous network (every member on its
+    /// own state machine and provider; times composed along the messages).
+    #[arg(long, default_value = "sim", value_parser = ["sim"])]
+    engine: String,
+    /// Repetitions of each measurement (the table shows the median and the spread).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Write every row as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write every row as CSV.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Draw time against group size, one chart per event, as SVG and PNG.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+}
+
+/// Parses `2..50`, `2..50/4` or `2,4,8`.
+pub fn parse_sizes(text: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("sizes {text:?}: expected A..B, A..B/STEP or a comma-separated list");
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        if let Some((range, step)) = part.split_once("..") {
+            let (hi, step) = match step.split_once('/') {
+                Some((hi, s)) => (hi, s.parse::<usize>().map_err(|_| bad())?),
+                None => (step, 1),
+            };
+            let lo = range.parse::<usize>().map_err(|_| bad())?;
+            let hi = hi.parse::<usize>().map_err(|_| bad())?;
+            if step == 0 || lo > hi {
+                return Err(bad());
+            }
+            let mut n = lo;
+            while n <= hi {
+                out.push(n);
+                n += step;
+            }
+            if out.last() != Some(&hi) {
+                out.push(hi);
+            }
+        } else {
+            out.push(part.parse().map_err(|_| bad())?);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    if out.iter().any(|&n| n < 2) {
+        return Err(format!("sizes {text:?}: a group needs at least 2 members"));
+    }
+    Ok(out)
+}
+
+fn combos(args: &KeysArgs) -> Result<(Vec<Combo>, Vec<String>), String> {
+    conclave_builtins::link();
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for ka in &args.key_agreement {
+        for p in &args.provider {
+            let provider = conclave_benches::provider(p).map_err(|e| e.to_string())?;
+            for g in &args.dh_group {
+                let combo = Combo {
+                    key_agreement: ka.clone(),
+                    provider: p.clone(),
+                    dh_group: g.clone(),
+                };
+                if provider.dh_group(g).is_err() {
+                    skipped.push(combo.label());
+                } else {
+                    out.push(combo);
+                }
+            }
+        }
+    }
+    Ok((out, skipped))
+}
+
+fn write_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
+    let mut w = csv::Writer::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let err = |e: csv::Error| format!("{}: {e}", path.display());
+    w.write_record([
+        "key_agreement",
+        "provider",
+        "dh_group",
+        "event",
+        "size",
+        "runs",
+        "time_ms",
+        "time_ms_min",
+        "time_ms_max",
+        "cpu_ms",
+        "serial_exponentiations",
+        "total_exponentiations",
+        "signatures",
+        "verifications",
+        "messages",
+        "bytes",
+    ])
+    .map_err(err)?;
+    for r in rows {
+        w.write_record([
+            r.combo.key_agreement.clone(),
+            r.combo.provider.clone(),
+            r.combo.dh_group.clone(),
+            r.event.name().to_string(),
+            r.size.to_string(),
+            r.runs.to_string(),
+            format!("{:.3}", r.time_ms),
+            format!("{:.3}", r.time_ms_min),
+            format!("{:.3}", r.time_ms_max),
+            format!("{:.3}", r.cpu_ms),
+            r.serial_exponentiations.to_string(),
+            r.total_exponentiations.to_string(),
+            r.signatures.to_string(),
+            r.verifications.to_string(),
+            r.messages.to_string(),
+            r.bytes.to_string(),
+        ])
+        .map_err(err)?;
+    }
+    w.flush().map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn table(rows: &[Row], sizes: &[usize]) -> Table {
+    // The smallest and largest sizes, and every tenth, keep the table readable; the
+    // JSON and CSV files hold every row.
+    let (lo, hi) = (
+        sizes.first().copied().unwrap_or(0),
+        sizes.last().copied().unwrap_or(0),
+    );
+    let shown = |n: usize| n == lo || n == hi || n.is_multiple_of(10);
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "modules",
+        "event",
+        "n",
+        "time ms (min-max)",
+        "cpu ms",
+        "serial exp",
+        "paper serial",
+        "total exp",
+        "sign",
+        "verify",
+        "msgs",
+        "KiB",
+    ]);
+    for r in rows.iter().filter(|r| shown(r.size)) {
+        t.add_row([
+            r.combo.label(),
+            r.event.name().to_string(),
+            r.size.to_string(),
+            format!(
+                "{:.2} ({:.2}-{:.2})",
+                r.time_ms, r.time_ms_min, r.time_ms_max
+            ),
+            format!("{:.2}", r.cpu_ms),
+            r.serial_exponentiations.to_string(),
+            keys::paper_serial(&r.combo.key_agreement, r.event, r.size)
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.total_exponentiations.to_string(),
+            r.signatures.to_string(),
+            r.verifications.to_string(),
+            r.messages.to_string(),
+            format!("{:.1}", r.bytes as f64 / 1024.0),
+        ]);
+    }
+    t
+}
+
+/// Runs `conclave bench ...`.
+pub fn run(cmd: BenchCommand) -> ExitCode {
+    let BenchCommand::Keys(args) = cmd;
+    match bench_keys(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("conclave bench keys: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn bench_keys(args: KeysArgs) -> Result<(), String> {
+    let sizes = parse_sizes(&args.sizes)?;
+    let events = args
+        .events
+        .iter()
+        .map(|e| Event::parse(e).ok_or_else(|| format!("unknown event {e:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    let (combos, skipped) = combos(&args)?;
+    for s in &skipped {
+        eprintln!("skipping {s}: the provider does not offer that DH group");
+    }
+    let config = Config {
+        combos,
+        sizes: sizes.clone(),
+        events,
+        runs: args.runs,
+    };
+    let per_combo = sizes.len() * config.events.len() * config.runs;
+    let bar = ProgressBar::new((per_combo * config.combos.len()) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    let samples = keys::run(&config, |label| {
+        bar.set_message(label.to_string());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    let rows = keys::summarize(&samples);
+    crate::out!("{}", table(&rows, &sizes));
+    crate::out!(
+        "time: critical path from the membership change to the last member's confirmed key, each member on its own processor, no network delay; cpu: all members; paper serial: ICDCS 2000 Table 4 (A-GDH authentication, exponentiation as CKD's encryption), see docs/protocols.md"
+    );
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&serde_json::json!({
+            "engine": args.engine,
+            "runs": args.runs,
+            "rows": rows,
+            "samples": samples,
+        }))
+        .map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.csv {
+        write_csv(path, &rows)?;
+    }
+    if let Some(dir) = &args.plot {
+        let written = crate::plot::time_against_size(dir, &rows)?;
+        for f in written {
+            eprintln!("wrote {}", f.display());
+        }
+    }
+    Ok(())
+}
+
+/// Rows grouped by event, then by module combination (for plotting).
+pub fn by_event(rows: &[Row]) -> BTreeMap<Event, BTreeMap<String, Vec<(usize, f64)>>> {
+    let mut out: BTreeMap<Event, BTreeMap<String, Vec<(usize, f64)>>> = BTreeMap::new();
+    for r in rows {
+        out.entry(r.event)
+            .or_default()
+            .entry(r.combo.label())
+            .or_default()
+            .push((r.size, r.time_ms));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_sizes;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_sizes("2..5").unwrap(), [2, 3, 4, 5]);
+        assert_eq!(parse_sizes("2..10/4").unwrap(), [2, 6, 10]);
+        assert_eq!(parse_sizes("8,2,4,4").unwrap(), [2, 4, 8]);
+        assert!(parse_sizes("1..3").is_err());
+        assert!(parse_sizes("5..2").is_err());
+        assert!(parse_sizes("x").is_err());
+    }
+}
