@@ -1,0 +1,116 @@
+//! `conclave bench keys` at tiny sizes: the outputs have their shape, and the counted
+//! exponentiations equal the formulas the key-management tests assert
+//! (plugins/*/tests/counters.rs, docs/protocols.md).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Total exponentiations over all members, per docs/protocols.md.
+fn expected_total(ka: &str, event: &str, n: u64) -> Option<u64> {
+    let (base, joiners) = (n / 2, n - n / 2); // merge of the two halves
+    Some(match (ka, event) {
+        ("gdh", "join") => 3 * n - 2,
+        ("gdh", "leave" | "refresh" | "controller-leave") => 2 * n - 1,
+        ("gdh", "merge") if joiners == 1 => 3 * n - 2,
+        ("gdh", "merge") => 3 + 3 * (joiners - 1) + n + 2 * (base - 1),
+        ("ckd", "join") => 3 + u64::from(n == 2),
+        ("ckd", "leave" | "refresh") => 0,
+        ("ckd", "controller-leave") => 3 * n - 2,
+        ("ckd", "merge") => 3 * joiners + u64::from(base == 1),
+        _ => return None,
+    })
+}
+
+#[test]
+fn bench_keys_counts_match_the_protocol_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("keys.json");
+    let csv = dir.path().join("keys.csv");
+    let plots = dir.path().join("plots");
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args([
+            "bench",
+            "keys",
+            "--key-agreement",
+            "gdh,ckd",
+            "--provider",
+            "rustcrypto",
+            "--dh-group",
+            "ristretto255,p256",
+            "--sizes",
+            "2..5",
+            "--runs",
+            "2",
+            "--events",
+            "join,leave,merge,refresh,controller-leave,partition",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--plot")
+        .arg(&plots)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("skipping gdh/rustcrypto/p256"), "{stderr}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("serial exp") && table.contains("paper serial"),
+        "{table}"
+    );
+
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    // 2 key agreements x 1 group x 4 sizes x 6 events.
+    assert_eq!(rows.len(), 2 * 4 * 6);
+    assert_eq!(v["samples"].as_array().unwrap().len(), 2 * rows.len());
+    let mut checked = 0;
+    for r in rows {
+        let (ka, event, n) = (
+            r["key_agreement"].as_str().unwrap(),
+            r["event"].as_str().unwrap(),
+            r["size"].as_u64().unwrap(),
+        );
+        assert_eq!(r["runs"], 2);
+        assert!(r["time_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["time_ms_min"].as_f64() <= r["time_ms_max"].as_f64());
+        assert!(r["serial_exponentiations"].as_u64() <= r["total_exponentiations"].as_u64());
+        if let Some(total) = expected_total(ka, event, n) {
+            assert_eq!(
+                r["total_exponentiations"].as_u64(),
+                Some(total),
+                "{ka} {event} n={n}: {r}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * 4 * 5);
+
+    let csv_text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv_text.lines().count(), rows.len() + 1);
+    assert!(csv_text.starts_with("key_agreement,provider,dh_group,event,size,"));
+    for event in [
+        "join",
+        "leave",
+        "merge",
+        "partition",
+        "refresh",
+        "controller-leave",
+    ] {
+        for ext in ["svg", "png"] {
+            let f = plots.join(format!("{event}.{ext}"));
+            assert!(
+                std::fs::metadata(&f).unwrap().len() > 1000,
+                "{}",
+                f.display()
+            );
+        }
+    }
+}
