@@ -17,6 +17,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub enum BenchCommand {
     /// Time every membership event per key agreement, provider, DH group and group size.
     Keys(KeysArgs),
+    /// Throughput and latency of sealed multicast per cipher and message size.
+    Data(crate::bench_data::DataArgs),
 }
 
 /// Arguments of `conclave bench keys`.
@@ -215,11 +217,14 @@ fn table(rows: &[Row], sizes: &[usize]) -> Table {
 
 /// Runs `conclave bench ...`.
 pub fn run(cmd: BenchCommand) -> ExitCode {
-    let BenchCommand::Keys(args) = cmd;
-    match bench_keys(args) {
+    let (what, result) = match cmd {
+        BenchCommand::Keys(args) => ("keys", bench_keys(args)),
+        BenchCommand::Data(args) => ("data", crate::bench_data::run(args)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("conclave bench keys: {e}");
+            eprintln!("conclave bench {what}: {e}");
             ExitCode::from(2)
         }
     }

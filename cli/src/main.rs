@@ -13,6 +13,7 @@ macro_rules! out {
 }
 
 mod bench;
+mod bench_data;
 mod chat;
 mod daemon;
 mod demo;

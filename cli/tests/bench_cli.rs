@@ -114,3 +114,45 @@ fn bench_keys_counts_match_the_protocol_formulas() {
         }
     }
 }
+
+#[test]
+fn bench_data_measures_sealed_and_plain_multicast() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("data.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args([
+            "bench",
+            "data",
+            "--cipher",
+            "none,aes-gcm,blowfish",
+            "--sizes",
+            "100,1024",
+            "--messages",
+            "200",
+            "--members",
+            "3",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 6);
+    for r in &rows {
+        assert_eq!(r["messages"], 200, "{r}");
+        for k in ["messages_per_s", "mb_per_s", "p50_us", "p99_us"] {
+            assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
+        }
+        assert!(r["p50_us"].as_f64() <= r["p99_us"].as_f64(), "{r}");
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("blowfish") && table.contains("none"),
+        "{table}"
+    );
+}
