@@ -120,6 +120,52 @@ pub struct Sample {
     pub messages: u64,
     /// Bytes of protocol messages sent.
     pub bytes: u64,
+    /// Share of the CPU time spent in DH exponentiations (estimated from their count
+    /// and the calibrated cost of one).
+    pub dh_share: f64,
+    /// Share spent in signatures and verifications (estimated likewise).
+    pub signature_share: f64,
+}
+
+/// The cost of one operation on a combination's provider, measured before its runs.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Costs {
+    /// One exponentiation with a fresh scalar, milliseconds.
+    pub exponentiation_ms: f64,
+    /// One Ed25519 signature, milliseconds.
+    pub signature_ms: f64,
+    /// One Ed25519 verification, milliseconds.
+    pub verification_ms: f64,
+}
+
+/// Measures the costs of `combo`'s primitives (median of 15 of each).
+pub fn calibrate(combo: &Combo) -> Result<Costs, String> {
+    let p = crate::provider(&combo.provider).map_err(|e| e.to_string())?;
+    let g = p.dh_group(&combo.dh_group).map_err(|e| e.to_string())?;
+    let e = |x: conclave_plugin_sdk::PluginError| x.to_string();
+    let x = g.random_scalar().map_err(e)?;
+    let y = g
+        .exp_generator(g.random_scalar().map_err(e)?.expose())
+        .map_err(e)?;
+    let sk = p.generate_signing_key("ed25519").map_err(e)?;
+    let signer = p.signer("ed25519", sk.expose()).map_err(e)?;
+    let pk = signer.public_key();
+    let msg = [7u8; 200];
+    let sig = signer.sign(&msg).map_err(e)?;
+    let time = |f: &mut dyn FnMut() -> Result<(), String>| -> Result<f64, String> {
+        let mut v = Vec::with_capacity(15);
+        for _ in 0..15 {
+            let t = std::time::Instant::now();
+            f()?;
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(median(v))
+    };
+    Ok(Costs {
+        exponentiation_ms: time(&mut || g.exp(&y, x.expose()).map(drop).map_err(e))?,
+        signature_ms: time(&mut || signer.sign(&msg).map(drop).map_err(e))?,
+        verification_ms: time(&mut || p.verify("ed25519", &pk, &msg, &sig).map_err(e))?,
+    })
 }
 
 fn module(name: &str) -> Result<conclave_plugin_sdk::api::PluginModuleRef, String> {
@@ -165,6 +211,7 @@ fn controller(combo: &Combo, members: &[String]) -> String {
 struct Runner<'a> {
     net: Net,
     combo: &'a Combo,
+    costs: Costs,
     next: usize,
 }
 
@@ -210,6 +257,15 @@ impl Runner<'_> {
         let time = paths.iter().map(|p| p.time).max().unwrap_or_default();
         let serial = paths.iter().map(|p| p.exponentiations).max().unwrap_or(0);
         let cpu: Duration = self.net.members.values().map(|m| m.busy).sum();
+        let cpu_ms = cpu.as_secs_f64() * 1e3;
+        let share = |ms: f64| {
+            if cpu_ms > 0.0 {
+                (ms / cpu_ms).min(1.0)
+            } else {
+                0.0
+            }
+        };
+        let c = self.costs;
         Ok(Sample {
             combo: self.combo.clone(),
             event,
@@ -223,6 +279,11 @@ impl Runner<'_> {
             verifications: total.verifications,
             messages: total.unicasts + total.multicasts,
             bytes: total.bytes_sent,
+            dh_share: share(total.exponentiations as f64 * c.exponentiation_ms),
+            signature_share: share(
+                total.signatures as f64 * c.signature_ms
+                    + total.verifications as f64 * c.verification_ms,
+            ),
         })
     }
 
@@ -243,10 +304,12 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Vec<Sample
     let max = config.sizes.iter().copied().max().unwrap_or(0);
     let mut samples = Vec::new();
     for combo in &config.combos {
+        let costs = calibrate(combo)?;
         for run in 0..config.runs {
             let mut r = Runner {
                 net: Net::new(setup(combo)?),
                 combo,
+                costs,
                 next: 0,
             };
             let first = r.fresh();
@@ -371,6 +434,10 @@ pub struct Row {
     pub messages: u64,
     /// Bytes.
     pub bytes: u64,
+    /// Median share of CPU in DH exponentiations.
+    pub dh_share: f64,
+    /// Median share of CPU in signatures and verifications.
+    pub signature_share: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -410,6 +477,8 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
                 verifications: v[0].verifications,
                 messages: v[0].messages,
                 bytes: v[0].bytes,
+                dh_share: median(v.iter().map(|s| s.dh_share).collect()),
+                signature_share: median(v.iter().map(|s| s.signature_share).collect()),
             }
         })
         .collect()

@@ -141,6 +141,8 @@ fn write_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
         "verifications",
         "messages",
         "bytes",
+        "dh_share",
+        "signature_share",
     ])
     .map_err(err)?;
     for r in rows {
@@ -161,6 +163,8 @@ fn write_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
             r.verifications.to_string(),
             r.messages.to_string(),
             r.bytes.to_string(),
+            format!("{:.4}", r.dh_share),
+            format!("{:.4}", r.signature_share),
         ])
         .map_err(err)?;
     }
@@ -190,6 +194,7 @@ fn table(rows: &[Row], sizes: &[usize]) -> Table {
         "verify",
         "msgs",
         "KiB",
+        "DH / sig / rest",
     ]);
     for r in rows.iter().filter(|r| shown(r.size)) {
         t.add_row([
@@ -210,6 +215,12 @@ fn table(rows: &[Row], sizes: &[usize]) -> Table {
             r.verifications.to_string(),
             r.messages.to_string(),
             format!("{:.1}", r.bytes as f64 / 1024.0),
+            format!(
+                "{:.0}% / {:.0}% / {:.0}%",
+                r.dh_share * 100.0,
+                r.signature_share * 100.0,
+                ((1.0 - r.dh_share - r.signature_share).max(0.0)) * 100.0
+            ),
         ]);
     }
     t
@@ -265,7 +276,7 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
     let rows = keys::summarize(&samples);
     crate::out!("{}", table(&rows, &sizes));
     crate::out!(
-        "time: critical path from the membership change to the last member's confirmed key, each member on its own processor, no network delay; cpu: all members; paper serial: ICDCS 2000 Table 4 (A-GDH authentication, exponentiation as CKD's encryption), see docs/protocols.md"
+        "time: critical path from the membership change to the last member's confirmed key, each member on its own processor, no network delay; cpu: all members; paper serial: ICDCS 2000 Table 4 (A-GDH authentication, exponentiation as CKD's encryption), see docs/protocols.md; DH / sig / rest: shares of cpu from the counts and the calibrated cost of one operation (the in-process engine costs nothing: membership and flush are the daemon's)"
     );
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&serde_json::json!({
