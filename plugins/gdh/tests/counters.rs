@@ -62,7 +62,7 @@ fn join_leave_and_refresh_follow_the_formulas() {
             &counted,
             |m| {
                 if m == controller {
-                    c(n, 1, 2, n, 1, 1)
+                    c(n, 0, 2, n, 1, 1)
                 } else if m == "new" {
                     c(n, 0, 2, n, 0, 2)
                 } else {
@@ -92,7 +92,9 @@ fn join_leave_and_refresh_follow_the_formulas() {
                     if n == 1 {
                         c(1, 0, 0, 0, 0, 0)
                     } else if m == controller {
-                        c(n, 1, 2, n - 1, 0, 2)
+                        // A controller that broadcast the last partial keys refreshes with
+                        // short exponents; a new one (the old left) inverts its share.
+                        c(n, u64::from(gone == "new"), 2, n - 1, 0, 2)
                     } else {
                         c(1, 0, 1, n, 0, 1)
                     }
@@ -143,7 +145,7 @@ fn merges_follow_the_formulas() {
                 &counted,
                 |who| {
                     if who == controller {
-                        c(3, 2, 3, n + 1, 2, 1)
+                        c(3, 1, 3, n + 1, 2, 1)
                     } else if who == last {
                         c(n, 0, 3, 2 * n - 1, 0, 3)
                     } else if joiners.iter().any(|j| j == who) {
