@@ -57,6 +57,7 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
         .new_provider(&settings.provider, Options::default())
         .map_err(|e| e.to_string())?;
     let identity = Identity::read_file(&provider, &args.identity).map_err(|e| e.to_string())?;
+    let live_trust = trust.clone();
     let mut session = Session::connect(
         &args.connect,
         identity,
@@ -102,6 +103,14 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
             match PolicyFile::load(&policy_path) {
                 Ok((_, p, _)) => {
                     tracing::info!(path = %policy_path.display(), "policy reloaded");
+                    // The trust directory is read again too: added and removed keys
+                    // count from now on.
+                    live_trust.replace_all(
+                        p.policy()
+                            .trust()
+                            .iter()
+                            .map(|(name, key)| (name, key.algorithm(), key.bytes())),
+                    );
                     handle.send(SessionCommand::ReloadPolicy(Arc::new(p)));
                 }
                 Err(e) => eprintln!("! policy reload refused, keeping the old one:\n{e}"),

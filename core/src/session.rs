@@ -717,6 +717,15 @@ impl Session {
     }
 
     async fn timed_refresh(&mut self, group: &str) -> Result<(), CoreError> {
+        // A reloaded policy takes effect at this periodic agreement too: every member's
+        // timer asks for the switch; the first request in the total order wins and the
+        // others find the modules already in place.
+        if self.groups.get(group).is_some_and(|g| g.pending.is_some()) {
+            if let Some(s) = self.groups.get_mut(group).and_then(|g| g.secured.as_mut()) {
+                s.last_key = Instant::now();
+            }
+            return self.refresh(group).await;
+        }
         let Some(s) = self.groups.get_mut(group).and_then(|g| g.secured.as_mut()) else {
             return Ok(());
         };
@@ -1090,6 +1099,10 @@ impl Session {
         let Some(view) = g.view.clone() else {
             return Ok(());
         };
+        if g.pending.is_none() && descriptor == g.descriptor.as_slice() {
+            // Another member's request for the switch this member already made.
+            return Ok(());
+        }
         let new = g.pending.clone().unwrap_or_else(|| g.settings.clone());
         let ours = new.descriptor(&self.registry);
         if ours != descriptor {

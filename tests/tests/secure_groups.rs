@@ -285,3 +285,33 @@ async fn a_plain_group_delivers_without_keys_where_the_policy_says_so() {
     }
     net.daemon.unwrap().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rekey_interval_refreshes_the_key_on_its_own() {
+    let net = Net::new().await;
+    let periodic = GroupSettings {
+        rekey_interval: Some(std::time::Duration::from_millis(200)),
+        ..GroupSettings::default()
+    };
+    let mut members = Vec::new();
+    for n in ["alice", "bob"] {
+        let mut m = net.member(n, policy(periodic.clone())).await;
+        m.join("clock").await;
+        members.push(m);
+    }
+    let first = agreed(&mut members, "clock", &["alice", "bob"]).await;
+    // Nobody asks: the controller's timer refreshes, and both members follow.
+    for m in members.iter_mut() {
+        let k = m
+            .until("key of clock for a later epoch", |e| match e {
+                SessionEvent::KeyEstablished(k) if k.group == "clock" && k.epoch > first.epoch => {
+                    Some(k.clone())
+                }
+                _ => None,
+            })
+            .await;
+        assert_eq!(k.members, ["alice", "bob"]);
+        assert_ne!(k.fingerprint, first.fingerprint);
+    }
+    net.daemon.unwrap().shutdown().await;
+}

@@ -106,6 +106,23 @@ impl MapTrustStore {
         self.len() == 0
     }
 
+    /// Replaces every trusted key by those of `keys` (as after reloading a trust
+    /// directory): state machines holding the store see the new set at once.
+    pub fn replace_all<'a>(&self, keys: impl IntoIterator<Item = (&'a str, &'a str, &'a [u8])>) {
+        let mut fresh = BTreeMap::new();
+        for (member, algorithm, public_key) in keys {
+            fresh.insert(
+                member.to_string(),
+                TrustedKey {
+                    algorithm: algorithm.into(),
+                    public_key: public_key.to_vec().into(),
+                },
+            );
+        }
+        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        *current = fresh;
+    }
+
     /// Stops trusting `member`.
     pub fn remove(&self, member: &str) {
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
