@@ -92,6 +92,39 @@ impl Clock {
     }
 }
 
+impl Counted {
+    /// Counts of exponentiations, inversions, signatures, verifications, unicasts and
+    /// multicasts (bytes are not compared by [`assert_counts`]).
+    pub const fn new(e: u64, i: u64, s: u64, v: u64, u: u64, m: u64) -> Self {
+        Self {
+            exponentiations: e,
+            inversions: i,
+            signatures: s,
+            verifications: v,
+            unicasts: u,
+            multicasts: m,
+            bytes_sent: 0,
+        }
+    }
+}
+
+/// Asserts that every member of component 0 counted what `role` says for it (bytes
+/// aside); `what` names the event in the failure message.
+pub fn assert_counts(
+    net: &Net,
+    counted: &BTreeMap<String, Counted>,
+    role: impl Fn(&str) -> Counted,
+    what: &str,
+) {
+    for name in &net.components[0].members {
+        let got = Counted {
+            bytes_sent: 0,
+            ..counted[name]
+        };
+        assert_eq!(got, role(name), "{what}: {name}");
+    }
+}
+
 /// A protocol message in flight.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -1212,4 +1245,102 @@ pub fn leaver_learns_nothing(setup: Setup, n: usize) -> Result<(), String> {
     })?;
     gone.errors.clear();
     Ok(())
+}
+
+/// Defines the standard test suite of a key-agreement plugin in the calling test file,
+/// like RustCrypto's `dev` macros: every event at n = 1..32 on Ristretto255 (first
+/// provider), every event and the attacks on ffdhe3072 (second provider), random
+/// cascades (300 seeds; `CONCLAVE_SOAK=N` for more, failing seeds are printed), the
+/// attacks, and what a leaver learns. It also defines `setup_ristretto()` and
+/// `setup_ffdhe3072()` for the file's own tests.
+///
+/// ```ignore
+/// conclave_conformance::key_agreement_suite! {
+///     module: conclave_plugin_gdh::plugin_module,
+///     algorithm: "gdh",
+///     first: conclave_provider_rustcrypto::plugin_module,
+///     second: conclave_provider_openssl::plugin_module,
+/// }
+/// ```
+#[macro_export]
+macro_rules! key_agreement_suite {
+    (module: $module:path, algorithm: $alg:literal, first: $first:path, second: $second:path $(,)?) => {
+        fn suite_first() -> $crate::__sdk::host::Provider {
+            $crate::provider::from_module($first()).expect("first provider")
+        }
+
+        fn suite_second() -> $crate::__sdk::host::Provider {
+            $crate::provider::from_module($second()).expect("second provider")
+        }
+
+        /// The plugin on Ristretto255 with the first provider.
+        #[allow(dead_code)]
+        fn setup_ristretto() -> $crate::key_agreement::Setup {
+            $crate::key_agreement::Setup {
+                module: $module(),
+                algorithm: $alg.into(),
+                provider: suite_first,
+                dh_group: "ristretto255".into(),
+                options: $crate::__sdk::Options::default(),
+            }
+        }
+
+        /// The plugin on ffdhe3072 with the second provider.
+        #[allow(dead_code)]
+        fn setup_ffdhe3072() -> $crate::key_agreement::Setup {
+            $crate::key_agreement::Setup {
+                provider: suite_second,
+                dh_group: "ffdhe3072".into(),
+                ..setup_ristretto()
+            }
+        }
+
+        #[test]
+        fn every_event_small_sizes() {
+            $crate::key_agreement::all(&setup_ristretto, &[1, 2, 3, 5]).assert_ok();
+        }
+
+        #[test]
+        fn every_event_at_every_size_up_to_32() {
+            let sizes: Vec<usize> = (1..=32).collect();
+            $crate::key_agreement::all(&setup_ristretto, &sizes).assert_ok();
+        }
+
+        #[test]
+        fn every_event_on_ffdhe3072_with_the_second_provider() {
+            $crate::key_agreement::all(&setup_ffdhe3072, &[2, 4, 7]).assert_ok();
+        }
+
+        #[test]
+        fn random_cascades() {
+            let seeds: u64 = std::env::var("CONCLAVE_SOAK")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300);
+            let report = $crate::key_agreement::cascades(&setup_ristretto, 0..seeds, 12);
+            assert!(
+                report.failed.is_empty(),
+                "replay with the failing seeds: {report}"
+            );
+        }
+
+        #[test]
+        fn random_cascades_on_ffdhe3072() {
+            $crate::key_agreement::cascades(&setup_ffdhe3072, 1000..1040, 8).assert_ok();
+        }
+
+        #[test]
+        fn forged_replayed_misrouted_and_stale_messages_are_refused() {
+            $crate::key_agreement::attacks(&setup_ristretto).assert_ok();
+            $crate::key_agreement::attacks(&setup_ffdhe3072).assert_ok();
+        }
+
+        #[test]
+        fn a_leaver_learns_nothing_of_the_next_key() {
+            for n in [3, 8] {
+                $crate::key_agreement::leaver_learns_nothing(setup_ristretto(), n).expect("leaver");
+            }
+            $crate::key_agreement::leaver_learns_nothing(setup_ffdhe3072(), 4).expect("leaver");
+        }
+    };
 }

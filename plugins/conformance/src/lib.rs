@@ -11,6 +11,9 @@
 //! Each check returns a [`Report`] that lists what passed, what failed (with the reason)
 //! and what was skipped because the plugin does not offer the algorithm.
 
+#[doc(hidden)]
+pub use conclave_plugin_sdk as __sdk;
+
 pub mod cipher;
 pub mod key_agreement;
 pub mod provider;

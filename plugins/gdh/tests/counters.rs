@@ -1,7 +1,7 @@
 //! The operations each member performs per event equal the formulas of
 //! docs/protocols.md, for n = 2..32 (n is the size of the group after the event).
 
-use conclave_conformance::key_agreement::{self as ka, Counted, Flush, Net, Setup};
+use conclave_conformance::key_agreement::{self as ka, Counted, Flush, Setup};
 use conclave_plugin_sdk::{Options, api::key_agreement::ViewCause, host::Provider};
 
 fn rustcrypto() -> Provider {
@@ -20,31 +20,8 @@ fn setup() -> Setup {
 }
 
 /// (exponentiations, inversions, signatures, verifications, unicasts, multicasts)
-fn c(e: u64, i: u64, s: u64, v: u64, u: u64, m: u64) -> Counted {
-    Counted {
-        exponentiations: e,
-        inversions: i,
-        signatures: s,
-        verifications: v,
-        unicasts: u,
-        multicasts: m,
-        bytes_sent: 0,
-    }
-}
-
-fn check(
-    net: &Net,
-    counted: &std::collections::BTreeMap<String, Counted>,
-    role: impl Fn(&str) -> Counted,
-    what: &str,
-) {
-    for name in &net.components[0].members {
-        let got = Counted {
-            bytes_sent: 0,
-            ..counted[name]
-        };
-        assert_eq!(got, role(name), "{what}: {name}");
-    }
+const fn c(e: u64, i: u64, s: u64, v: u64, u: u64, m: u64) -> Counted {
+    Counted::new(e, i, s, v, u, m)
 }
 
 #[test]
@@ -57,7 +34,7 @@ fn join_leave_and_refresh_follow_the_formulas() {
         net.join(0, "new", Flush::All).unwrap();
         ka::settle(&mut net).unwrap();
         let counted = net.counted_since(&before);
-        check(
+        ka::assert_counts(
             &net,
             &counted,
             |m| {
@@ -85,7 +62,7 @@ fn join_leave_and_refresh_follow_the_formulas() {
             let n = net.components[0].members.len() as u64;
             let controller = net.components[0].members.last().cloned().unwrap();
             let counted = net.counted_since(&before);
-            check(
+            ka::assert_counts(
                 &net,
                 &counted,
                 |m| {
@@ -111,7 +88,7 @@ fn join_leave_and_refresh_follow_the_formulas() {
             net.refresh(&controller).unwrap();
             ka::settle(&mut net).unwrap();
             let counted = net.counted_since(&before);
-            check(
+            ka::assert_counts(
                 &net,
                 &counted,
                 |m| {
@@ -140,7 +117,7 @@ fn merges_follow_the_formulas() {
             ka::settle(&mut net).unwrap();
             let counted = net.counted_since(&before);
             let last = joiners.last().cloned().unwrap();
-            check(
+            ka::assert_counts(
                 &net,
                 &counted,
                 |who| {
@@ -174,7 +151,7 @@ fn the_initial_agreement_follows_the_formulas() {
         let members = net.components[0].members.clone();
         let (oldest, newest) = (members[0].clone(), members.last().cloned().unwrap());
         let n = members.len() as u64;
-        check(
+        ka::assert_counts(
             &net,
             &counted,
             |who| {
