@@ -505,30 +505,16 @@ impl KeyAgreementImpl for Ckd {
     }
 
     fn refresh(&mut self) -> Result<Vec<Action>> {
-        let info = self.s.current()?.clone();
-        let me = self.s.me().to_string();
+        let (keyed_view, controller) = match &self.cs {
+            Some(cs) => (Some(cs.view_id.as_slice()), cs.controller.as_str()),
+            None => (None, ""),
+        };
+        self.s
+            .may_refresh(keyed_view, self.phase.is_idle(), controller, false)?;
         let cs = self
             .cs
             .as_ref()
-            .filter(|cs| cs.view_id.as_slice() == info.view.view_id.as_slice())
-            .ok_or_else(|| {
-                PluginError::new(
-                    ErrorCode::OUT_OF_STEP,
-                    "ckd: no key of the current view to refresh yet",
-                )
-            })?;
-        if !self.phase.is_idle() {
-            return Err(PluginError::new(
-                ErrorCode::OUT_OF_STEP,
-                "ckd: an agreement is under way; refresh after it",
-            ));
-        }
-        if cs.controller != me {
-            return Err(PluginError::new(
-                ErrorCode::OUT_OF_STEP,
-                format!("ckd: only the controller ({}) may refresh", cs.controller),
-            ));
-        }
+            .ok_or_else(|| internal("a refreshable key without its state"))?;
         let running = Running {
             share: cs.share.as_ref().map(copy),
             public: cs.public.clone(),

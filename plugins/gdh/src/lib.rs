@@ -797,29 +797,16 @@ impl KeyAgreementImpl for Gdh {
 
     fn refresh(&mut self) -> Result<Vec<Action>> {
         let info = self.s.current()?.clone();
-        let me = self.s.me().to_string();
-        let cs = self
-            .cs
-            .as_ref()
-            .filter(|cs| cs.view_id.as_slice() == info.view.view_id.as_slice())
-            .ok_or_else(|| {
-                PluginError::new(
-                    ErrorCode::OUT_OF_STEP,
-                    "gdh: no key of the current view to refresh yet",
-                )
-            })?;
-        if !self.phase.is_idle() {
-            return Err(PluginError::new(
-                ErrorCode::OUT_OF_STEP,
-                "gdh: an agreement is under way; refresh after it",
-            ));
-        }
-        if !self.any_member_refresh && cs.controller != me {
-            return Err(PluginError::new(
-                ErrorCode::OUT_OF_STEP,
-                format!("gdh: only the controller ({}) may refresh", cs.controller),
-            ));
-        }
+        let (keyed_view, controller) = match &self.cs {
+            Some(cs) => (Some(cs.view_id.as_slice()), cs.controller.as_str()),
+            None => (None, ""),
+        };
+        self.s.may_refresh(
+            keyed_view,
+            self.phase.is_idle(),
+            controller,
+            self.any_member_refresh,
+        )?;
         if info.members.len() == 1 {
             return self.alone();
         }

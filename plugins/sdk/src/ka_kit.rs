@@ -652,6 +652,39 @@ impl Session {
         }))
     }
 
+    /// Checks that this member may start a refresh now: it holds a key of the current
+    /// view (`keyed_view` is the view of its last key), no agreement is under way, and it
+    /// is the `controller` unless `anyone` may refresh. Each refusal is `OUT_OF_STEP`.
+    pub fn may_refresh(
+        &self,
+        keyed_view: Option<&[u8]>,
+        idle: bool,
+        controller: &str,
+        anyone: bool,
+    ) -> Result<()> {
+        let p = self.protocol;
+        let current = self.current()?.view.view_id.as_slice();
+        if keyed_view != Some(current) {
+            return Err(err(
+                ErrorCode::OUT_OF_STEP,
+                format!("{p}: no key of the current view to refresh yet"),
+            ));
+        }
+        if !idle {
+            return Err(err(
+                ErrorCode::OUT_OF_STEP,
+                format!("{p}: an agreement is under way; refresh after it"),
+            ));
+        }
+        if !anyone && controller != self.me {
+            return Err(err(
+                ErrorCode::OUT_OF_STEP,
+                format!("{p}: only the controller ({controller}) may refresh"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Moves to the next run of the same view (a refresh).
     pub fn next_run(&mut self) {
         self.run += 1;
