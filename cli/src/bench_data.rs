@@ -85,7 +85,7 @@ async fn member(
         .map_err(|e| e.to_string())?;
     let identity = Identity::generate(&provider, name, "ed25519").map_err(|e| e.to_string())?;
     trust.insert(name, "ed25519", identity.public_key());
-    let mut session = Session::connect(
+    let session = Session::connect(
         address,
         identity,
         registry.clone(),
@@ -94,15 +94,8 @@ async fn member(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let handle = session.handle();
     let (tx, events) = mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        while let Ok(e) = session.next_event().await {
-            if tx.send((Instant::now(), e)).is_err() {
-                break;
-            }
-        }
-    });
+    let (handle, task) = session.spawn(tx, |at, e| (at, e));
     Ok(Member {
         handle,
         events,

@@ -121,7 +121,7 @@ impl Demo {
             .map_err(|e| format!("{name}: {e}"))?;
         self.trust
             .insert(name, identity.signature(), identity.public_key());
-        let mut session = Session::connect(
+        let session = Session::connect(
             &self.address,
             identity,
             self.registry.clone(),
@@ -130,16 +130,8 @@ impl Demo {
         )
         .await
         .map_err(|e| format!("{name}: {e}"))?;
-        let handle = session.handle();
-        let tx = self.tx.clone();
         let who = name.to_string();
-        let task = tokio::spawn(async move {
-            while let Ok(e) = session.next_event().await {
-                if tx.send((who.clone(), Instant::now(), e)).is_err() {
-                    break;
-                }
-            }
-        });
+        let (handle, task) = session.spawn(self.tx.clone(), move |at, e| (who.clone(), at, e));
         self.handles.insert(name.into(), (handle, task));
         Ok(())
     }

@@ -406,6 +406,25 @@ impl Session {
         }
     }
 
+    /// Runs this session's event loop in a task of its own, until the session ends or
+    /// `events` is closed: each event goes to `events` as `wrap(arrival, event)`, and
+    /// commands come in through the returned handle.
+    pub fn spawn<T: Send + 'static>(
+        mut self,
+        events: tokio::sync::mpsc::UnboundedSender<T>,
+        wrap: impl Fn(Instant, SessionEvent) -> T + Send + 'static,
+    ) -> (SessionHandle, tokio::task::JoinHandle<()>) {
+        let handle = self.handle();
+        let task = tokio::spawn(async move {
+            while let Ok(e) = self.next_event().await {
+                if events.send(wrap(Instant::now(), e)).is_err() {
+                    break;
+                }
+            }
+        });
+        (handle, task)
+    }
+
     /// This member's name.
     pub fn member(&self) -> &str {
         self.identity.name()

@@ -86,18 +86,11 @@ impl Net {
         let identity = Identity::generate(&self.provider, name, "ed25519").unwrap();
         self.trust.insert(name, "ed25519", identity.public_key());
         trust.insert(name, "ed25519", identity.public_key());
-        let mut session = Session::connect(&self.address, identity, registry, policy, trust)
+        let session = Session::connect(&self.address, identity, registry, policy, trust)
             .await
             .unwrap();
-        let handle = session.handle();
         let (tx, events) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            while let Ok(e) = session.next_event().await {
-                if tx.send(e).is_err() {
-                    break;
-                }
-            }
-        });
+        let (handle, task) = session.spawn(tx, |_, e| e);
         Member {
             name: name.into(),
             handle,
