@@ -31,8 +31,8 @@ use std::{
 };
 
 use conclave_gcs::{
-    Address, Cause, Client, Delivery, Event, GcsError, GroupName, MemberName, SendOptions, Service,
-    View,
+    Address, Cause, Client, Connection, Delivery, Event, GcsError, GroupName, MemberName,
+    SendOptions, Service, View,
 };
 use conclave_plugin_sdk::{
     ErrorCode, Options, PluginError, SecretBytes,
@@ -95,6 +95,14 @@ pub enum CoreError {
     /// The group refused this member's modules; it left the group.
     #[error("group {0} uses other modules than this member's policy allows")]
     Refused(String),
+    /// The engine connection was made under another name than the identity's.
+    #[error("the engine connection is member {connection}, the identity is {identity}")]
+    IdentityMismatch {
+        /// The connection's member name.
+        connection: String,
+        /// The identity's name.
+        identity: String,
+    },
 }
 
 fn crypto(context: impl Into<String>) -> impl FnOnce(PluginError) -> CoreError {
@@ -335,11 +343,13 @@ impl SessionHandle {
     }
 }
 
-/// One member's connection to the secure-group layer.
-pub struct Session {
+/// One member's connection to the secure-group layer, over the engine connection `C`:
+/// the daemon's [`Client`] by default, or any other [`Connection`] (the simulator's
+/// members, Corosync).
+pub struct Session<C: Connection = Client> {
     commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
     handle: tokio::sync::mpsc::UnboundedSender<Command>,
-    client: Client,
+    client: C,
     identity: Identity,
     registry: Arc<Registry>,
     policy: Arc<dyn PolicySource>,
@@ -348,7 +358,7 @@ pub struct Session {
     events: VecDeque<SessionEvent>,
 }
 
-impl std::fmt::Debug for Session {
+impl<C: Connection> std::fmt::Debug for Session<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("member", &self.identity.name())
@@ -357,8 +367,8 @@ impl std::fmt::Debug for Session {
     }
 }
 
-impl Session {
-    /// Connects to the engine at `address` as `identity`, with the plugins of `registry`,
+impl Session<Client> {
+    /// Connects to the daemon at `address` as `identity`, with the plugins of `registry`,
     /// the settings of `policy` and the keys of `trust`.
     pub async fn connect(
         address: &Address,
@@ -369,11 +379,51 @@ impl Session {
     ) -> Result<Self, CoreError> {
         let member = MemberName::new(identity.name()).map_err(GcsError::from)?;
         let client = Client::connect(address, member).await?;
+        Self::over(client, identity, registry, policy, trust)
+    }
+
+    /// Runs this session's event loop in a task of its own, until the session ends or
+    /// `events` is closed: each event goes to `events` as `wrap(arrival, event)`, and
+    /// commands come in through the returned handle.
+    pub fn spawn<T: Send + 'static>(
+        mut self,
+        events: tokio::sync::mpsc::UnboundedSender<T>,
+        wrap: impl Fn(Instant, SessionEvent) -> T + Send + 'static,
+    ) -> (SessionHandle, tokio::task::JoinHandle<()>) {
+        let handle = self.handle();
+        let task = tokio::spawn(async move {
+            while let Ok(e) = self.next_event().await {
+                if events.send(wrap(Instant::now(), e)).is_err() {
+                    break;
+                }
+            }
+        });
+        (handle, task)
+    }
+}
+
+impl<C: Connection> Session<C> {
+    /// A session over an engine connection already made, as `identity` (which must be
+    /// the name the connection was made with), with the plugins of `registry`, the
+    /// settings of `policy` and the keys of `trust`.
+    pub fn over(
+        connection: C,
+        identity: Identity,
+        registry: Arc<Registry>,
+        policy: Arc<dyn PolicySource>,
+        trust: MapTrustStore,
+    ) -> Result<Self, CoreError> {
+        if connection.member().as_str() != identity.name() {
+            return Err(CoreError::IdentityMismatch {
+                connection: connection.member().as_str().to_owned(),
+                identity: identity.name().to_owned(),
+            });
+        }
         let (handle, commands) = tokio::sync::mpsc::unbounded_channel();
         Ok(Self {
             commands,
             handle,
-            client,
+            client: connection,
             identity,
             registry,
             policy,
@@ -404,25 +454,6 @@ impl Session {
                 Ok(())
             }
         }
-    }
-
-    /// Runs this session's event loop in a task of its own, until the session ends or
-    /// `events` is closed: each event goes to `events` as `wrap(arrival, event)`, and
-    /// commands come in through the returned handle.
-    pub fn spawn<T: Send + 'static>(
-        mut self,
-        events: tokio::sync::mpsc::UnboundedSender<T>,
-        wrap: impl Fn(Instant, SessionEvent) -> T + Send + 'static,
-    ) -> (SessionHandle, tokio::task::JoinHandle<()>) {
-        let handle = self.handle();
-        let task = tokio::spawn(async move {
-            while let Ok(e) = self.next_event().await {
-                if events.send(wrap(Instant::now(), e)).is_err() {
-                    break;
-                }
-            }
-        });
-        (handle, task)
     }
 
     /// This member's name.
@@ -636,7 +667,7 @@ impl Session {
             let name = g.name.clone();
             match self
                 .client
-                .send(&name, delivery.clone(), payload, SendOptions::default())
+                .send(&name, delivery.clone(), payload.into(), SendOptions::default())
                 .await
             {
                 Ok(()) => {}
@@ -666,7 +697,7 @@ impl Session {
             let name = g.name.clone();
             let payload = [&[tag::SWITCH][..], &descriptor].concat();
             self.client
-                .multicast(&name, Service::Agreed, payload)
+                .multicast(&name, Service::Agreed, payload.into())
                 .await?;
             return Ok(());
         }
@@ -887,7 +918,7 @@ impl Session {
             let payload = [&[tag::MODULES][..], &g.descriptor].concat();
             let name = g.name.clone();
             self.client
-                .multicast(&name, Service::Agreed, payload)
+                .multicast(&name, Service::Agreed, payload.into())
                 .await?;
         }
         match actions {
@@ -922,14 +953,14 @@ impl Session {
                         .send(
                             &name,
                             Delivery::Unicast(to),
-                            payload,
+                            payload.into(),
                             SendOptions::default(),
                         )
                         .await
                 }
                 Action::Multicast { payload } => {
                     let payload = [&[tag::KEY_AGREEMENT][..], payload.as_slice()].concat();
-                    self.client.multicast(&name, Service::Agreed, payload).await
+                    self.client.multicast(&name, Service::Agreed, payload.into()).await
                 }
                 Action::KeyReady(ready) => {
                     self.key_ready(group, ready)?;
@@ -1192,6 +1223,11 @@ impl Session {
     /// Closes the connection.
     pub async fn close(self) {
         self.client.close().await;
+    }
+
+    /// The engine connection.
+    pub fn connection(&self) -> &C {
+        &self.client
     }
 }
 

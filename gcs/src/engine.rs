@@ -48,6 +48,14 @@ pub trait Connection {
     /// The next event.
     async fn next_event(&mut self) -> Result<Event, GcsError>;
 
+    /// Closes the connection: the engine reports a disconnect to its groups. Dropping
+    /// the connection does the same, less politely.
+    async fn close(self)
+    where
+        Self: Sized,
+    {
+    }
+
     /// Multicasts with `service`, delivered to the sender too.
     async fn multicast(
         &mut self,
@@ -114,6 +122,10 @@ impl Connection for Client {
 
     async fn next_event(&mut self) -> Result<Event, GcsError> {
         Client::next_event(self).await
+    }
+
+    async fn close(self) {
+        Client::close(self).await
     }
 }
 
