@@ -108,8 +108,8 @@ pub struct Sample {
     pub time_ms: f64,
     /// Processing time summed over members, milliseconds.
     pub cpu_ms: f64,
-    /// Exponentiations on the critical path.
-    pub serial_exponentiations: u64,
+    /// Exponentiations on the critical path (known on the in-process engine only).
+    pub serial_exponentiations: Option<u64>,
     /// Exponentiations at all members.
     pub total_exponentiations: u64,
     /// Signatures at all members.
@@ -125,6 +125,9 @@ pub struct Sample {
     pub dh_share: f64,
     /// Share spent in signatures and verifications (estimated likewise).
     pub signature_share: f64,
+    /// Through a real engine: milliseconds from the membership change until the last
+    /// member had its new view (the engine's membership and flush).
+    pub engine_ms: Option<f64>,
 }
 
 /// The cost of one operation on a combination's provider, measured before its runs.
@@ -199,7 +202,7 @@ fn setup(combo: &Combo) -> Result<Setup, String> {
 }
 
 /// The member that starts a refresh and whose departure is a controller leave.
-fn controller(combo: &Combo, members: &[String]) -> String {
+pub fn controller(combo: &Combo, members: &[String]) -> String {
     let pick = if combo.key_agreement == "gdh" {
         members.last()
     } else {
@@ -273,7 +276,7 @@ impl Runner<'_> {
             run,
             time_ms: time.as_secs_f64() * 1e3,
             cpu_ms: cpu.as_secs_f64() * 1e3,
-            serial_exponentiations: serial,
+            serial_exponentiations: Some(serial),
             total_exponentiations: total.exponentiations,
             signatures: total.signatures,
             verifications: total.verifications,
@@ -284,6 +287,7 @@ impl Runner<'_> {
                 total.signatures as f64 * c.signature_ms
                     + total.verifications as f64 * c.verification_ms,
             ),
+            engine_ms: None,
         })
     }
 
@@ -422,8 +426,9 @@ pub struct Row {
     pub time_ms_max: f64,
     /// Median CPU time over all members, milliseconds.
     pub cpu_ms: f64,
-    /// Exponentiations on the critical path (the same in every run).
-    pub serial_exponentiations: u64,
+    /// Exponentiations on the critical path (the same in every run; known on the
+    /// in-process engine only).
+    pub serial_exponentiations: Option<u64>,
     /// Exponentiations at all members.
     pub total_exponentiations: u64,
     /// Signatures.
@@ -438,9 +443,12 @@ pub struct Row {
     pub dh_share: f64,
     /// Median share of CPU in signatures and verifications.
     pub signature_share: f64,
+    /// Through a real engine: median milliseconds until the last member had its view.
+    pub engine_ms: Option<f64>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (0 if empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
         0 => 0.0,
@@ -479,6 +487,10 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
                 bytes: v[0].bytes,
                 dh_share: median(v.iter().map(|s| s.dh_share).collect()),
                 signature_share: median(v.iter().map(|s| s.signature_share).collect()),
+                engine_ms: {
+                    let e: Vec<f64> = v.iter().filter_map(|s| s.engine_ms).collect();
+                    (!e.is_empty()).then(|| median(e))
+                },
             }
         })
         .collect()

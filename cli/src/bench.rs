@@ -44,8 +44,11 @@ pub struct KeysArgs {
     )]
     events: Vec<String>,
     /// The engine: `sim`, the in-process view-synchronous network (every member on its
-    /// own state machine and provider; times composed along the messages).
-    #[arg(long, default_value = "sim", value_parser = ["sim"])]
+    /// own state machine and provider; times composed along the messages, as if each
+    /// member had its own processor); `daemon`, an embedded daemon with every member a
+    /// full session on this machine's cores (wall time, engine share; no partition or
+    /// merge, which need several daemons).
+    #[arg(long, default_value = "sim", value_parser = ["sim", "daemon"])]
     engine: String,
     /// Repetitions of each measurement (the table shows the median and the spread).
     #[arg(long, default_value_t = 3)]
@@ -143,6 +146,7 @@ fn write_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
         "bytes",
         "dh_share",
         "signature_share",
+        "engine_ms",
     ])
     .map_err(err)?;
     for r in rows {
@@ -157,7 +161,9 @@ fn write_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
             format!("{:.3}", r.time_ms_min),
             format!("{:.3}", r.time_ms_max),
             format!("{:.3}", r.cpu_ms),
-            r.serial_exponentiations.to_string(),
+            r.serial_exponentiations
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
             r.total_exponentiations.to_string(),
             r.signatures.to_string(),
             r.verifications.to_string(),
@@ -165,13 +171,14 @@ fn write_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
             r.bytes.to_string(),
             format!("{:.4}", r.dh_share),
             format!("{:.4}", r.signature_share),
+            r.engine_ms.map(|v| format!("{v:.3}")).unwrap_or_default(),
         ])
         .map_err(err)?;
     }
     w.flush().map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn table(rows: &[Row], sizes: &[usize]) -> Table {
+fn table(rows: &[Row], sizes: &[usize], engine: bool) -> Table {
     // The smallest and largest sizes, and every tenth, keep the table readable; the
     // JSON and CSV files hold every row.
     let (lo, hi) = (
@@ -181,7 +188,7 @@ fn table(rows: &[Row], sizes: &[usize]) -> Table {
     let shown = |n: usize| n == lo || n == hi || n.is_multiple_of(10);
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header([
+    let mut header = vec![
         "modules",
         "event",
         "n",
@@ -195,9 +202,13 @@ fn table(rows: &[Row], sizes: &[usize]) -> Table {
         "msgs",
         "KiB",
         "DH / sig / rest",
-    ]);
+    ];
+    if engine {
+        header.push("engine ms");
+    }
+    t.set_header(header);
     for r in rows.iter().filter(|r| shown(r.size)) {
-        t.add_row([
+        let mut row = vec![
             r.combo.label(),
             r.event.name().to_string(),
             r.size.to_string(),
@@ -206,7 +217,9 @@ fn table(rows: &[Row], sizes: &[usize]) -> Table {
                 r.time_ms, r.time_ms_min, r.time_ms_max
             ),
             format!("{:.2}", r.cpu_ms),
-            r.serial_exponentiations.to_string(),
+            r.serial_exponentiations
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into()),
             keys::paper_serial(&r.combo.key_agreement, r.event, r.size)
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "-".into()),
@@ -221,7 +234,15 @@ fn table(rows: &[Row], sizes: &[usize]) -> Table {
                 r.signature_share * 100.0,
                 ((1.0 - r.dh_share - r.signature_share).max(0.0)) * 100.0
             ),
-        ]);
+        ];
+        if engine {
+            row.push(
+                r.engine_ms
+                    .map(|v| format!("{v:.2}"))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        t.add_row(row);
     }
     t
 }
@@ -261,23 +282,45 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
         events,
         runs: args.runs,
     };
-    let per_combo = sizes.len() * config.events.len() * config.runs;
+    let daemon = args.engine == "daemon";
+    let measured_events = config
+        .events
+        .iter()
+        .filter(|e| !daemon || !matches!(e, Event::Partition | Event::Merge))
+        .count();
+    if daemon && measured_events < config.events.len() {
+        eprintln!(
+            "the daemon engine does not partition: partition and merge are measured with --engine sim"
+        );
+    }
+    let per_combo = sizes.len() * measured_events * config.runs;
     let bar = ProgressBar::new((per_combo * config.combos.len()) as u64);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .map_err(|e| e.to_string())?
             .progress_chars("=> "),
     );
-    let samples = keys::run(&config, |label| {
+    let progress = |label: &str| {
         bar.set_message(label.to_string());
         bar.inc(1);
-    })?;
+    };
+    let samples = if daemon {
+        crate::bench_keys_daemon::run(&config, progress)?
+    } else {
+        keys::run(&config, progress)?
+    };
     bar.finish_and_clear();
     let rows = keys::summarize(&samples);
-    crate::out!("{}", table(&rows, &sizes));
-    crate::out!(
-        "time: critical path from the membership change to the last member's confirmed key, each member on its own processor, no network delay; cpu: all members; paper serial: ICDCS 2000 Table 4 (A-GDH authentication, exponentiation as CKD's encryption), see docs/protocols.md; DH / sig / rest: shares of cpu from the counts and the calibrated cost of one operation (the in-process engine costs nothing: membership and flush are the daemon's)"
-    );
+    crate::out!("{}", table(&rows, &sizes, daemon));
+    if daemon {
+        crate::out!(
+            "time: wall time from the request (a crash for controller-leave) to the last member's confirmed key, every member a session of this process on this machine's cores, through an embedded daemon; engine ms: until the last member had its new view (membership and flush); cpu: the whole process; paper serial: ICDCS 2000 Table 4, see docs/protocols.md; DH / sig / rest: shares of cpu from the counts and the calibrated cost of one operation"
+        );
+    } else {
+        crate::out!(
+            "time: critical path from the membership change to the last member's confirmed key, each member on its own processor, no network delay; cpu: all members; paper serial: ICDCS 2000 Table 4 (A-GDH authentication, exponentiation as CKD's encryption), see docs/protocols.md; DH / sig / rest: shares of cpu from the counts and the calibrated cost of one operation (the in-process engine costs nothing: membership and flush are measured with --engine daemon)"
+        );
+    }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&serde_json::json!({
             "engine": args.engine,

@@ -14,7 +14,10 @@ use conclave::{
     sdk::{Options, ka_kit::MapTrustStore},
     session::Command,
 };
-use conclave_gcs::{Address, Daemon, DaemonConfig, Service};
+use conclave_gcs::{
+    Address, Daemon, DaemonConfig, MemberName, Service,
+    sim::{SimConfig, Simulator},
+};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -40,8 +43,10 @@ pub struct DataArgs {
     /// Messages per measurement (at most; fewer for large messages, about 32 MB).
     #[arg(long, default_value_t = 20_000)]
     messages: usize,
-    /// The engine: `daemon`, an embedded daemon on a private Unix socket.
-    #[arg(long, default_value = "daemon", value_parser = ["daemon"])]
+    /// The engine: `daemon`, an embedded daemon on a private Unix socket (every message
+    /// crosses the socket twice); `sim`, the in-process simulator (three simulated
+    /// daemons, no sockets: the cost of the secure layer and the ordering alone).
+    #[arg(long, default_value = "daemon", value_parser = ["daemon", "sim"])]
     engine: String,
     /// Write the rows as JSON.
     #[arg(long, value_name = "FILE")]
@@ -73,8 +78,39 @@ struct Member {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Where the members connect.
+enum Engine {
+    Daemon(Daemon, Address),
+    Sim(Simulator),
+}
+
+impl Engine {
+    async fn start(kind: &str, dir: &std::path::Path) -> Result<Engine, String> {
+        if kind == "sim" {
+            return Ok(Engine::Sim(Simulator::new(1, SimConfig::default())));
+        }
+        let address: Address = format!("unix:{}", dir.join("engine.sock").display())
+            .parse()
+            .map_err(|e| format!("{e:?}"))?;
+        let daemon = Daemon::bind(DaemonConfig {
+            listen: address.clone(),
+            ..DaemonConfig::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(Engine::Daemon(daemon, address))
+    }
+
+    async fn stop(self) {
+        if let Engine::Daemon(daemon, _) = self {
+            daemon.shutdown().await;
+        }
+    }
+}
+
 async fn member(
-    address: &Address,
+    engine: &Engine,
+    index: usize,
     registry: &Arc<Registry>,
     trust: &MapTrustStore,
     settings: &GroupSettings,
@@ -85,17 +121,32 @@ async fn member(
         .map_err(|e| e.to_string())?;
     let identity = Identity::generate(&provider, name, "ed25519").map_err(|e| e.to_string())?;
     trust.insert(name, "ed25519", identity.public_key());
-    let session = Session::connect(
-        address,
-        identity,
-        registry.clone(),
-        Arc::new(FixedPolicy(settings.clone())),
-        trust.clone(),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let policy = Arc::new(FixedPolicy(settings.clone()));
     let (tx, events) = mpsc::unbounded_channel();
-    let (handle, task) = session.spawn(tx, |at, e| (at, e));
+    let (handle, task) = match engine {
+        Engine::Daemon(_, address) => {
+            Session::connect(address, identity, registry.clone(), policy, trust.clone())
+                .await
+                .map_err(|e| e.to_string())?
+                .spawn(tx, |at, e| (at, e))
+        }
+        Engine::Sim(sim) => {
+            let name = MemberName::new(name).map_err(|e| e.to_string())?;
+            // The members spread over the simulated daemons.
+            let connection = sim
+                .add_member(&name, index % SimConfig::default().daemons)
+                .map_err(|e| e.to_string())?;
+            Session::over(
+                connection,
+                identity,
+                registry.clone(),
+                policy,
+                trust.clone(),
+            )
+            .map_err(|e| e.to_string())?
+            .spawn_local(tx, |at, e| (at, e))
+        }
+    };
     Ok(Member {
         handle,
         events,
@@ -137,7 +188,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn measure(
+    engine: &str,
     registry: &Arc<Registry>,
     cipher: &str,
     provider: &str,
@@ -146,15 +199,7 @@ async fn measure(
     messages: usize,
 ) -> Result<DataRow, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let address: Address = format!("unix:{}", dir.path().join("engine.sock").display())
-        .parse()
-        .map_err(|e| format!("{e:?}"))?;
-    let daemon = Daemon::bind(DaemonConfig {
-        listen: address.clone(),
-        ..DaemonConfig::default()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let engine = Engine::start(engine, dir.path()).await?;
     let settings = if cipher == "none" {
         GroupSettings {
             security: Security::None,
@@ -177,7 +222,7 @@ async fn measure(
     let trust = MapTrustStore::new();
     let mut group = Vec::new();
     for i in 0..members.max(2) {
-        let mut m = member(&address, registry, &trust, &settings, &format!("m{i}")).await?;
+        let mut m = member(&engine, i, registry, &trust, &settings, &format!("m{i}")).await?;
         m.handle.send(Command::Join("bench".into()));
         wait(&mut m, "view", |e| {
             matches!(e, SessionEvent::Membership { .. })
@@ -251,7 +296,7 @@ async fn measure(
     for m in group {
         m.task.abort();
     }
-    daemon.shutdown().await;
+    engine.stop().await;
     Ok(DataRow {
         cipher: cipher.into(),
         size,
@@ -266,24 +311,37 @@ async fn measure(
 /// Runs `conclave bench data`.
 pub fn run(args: DataArgs) -> Result<(), String> {
     conclave_builtins::link();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    // The simulator's members live on one thread (a LocalSet); the daemon's clients and
+    // the daemon share two worker threads.
+    let runtime = if args.engine == "sim" {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
+    .map_err(|e| e.to_string())?;
     let registry = Arc::new(Registry::with_builtins().map_err(|e| e.to_string())?);
     let mut rows = Vec::new();
     for cipher in &args.cipher {
         for &size in &args.sizes {
             eprintln!("measuring {cipher} at {size} B ...");
-            rows.push(runtime.block_on(measure(
-                &registry,
-                cipher,
-                &args.provider,
-                size,
-                args.members,
-                args.messages,
-            ))?);
+            let local = tokio::task::LocalSet::new();
+            rows.push(local.block_on(
+                &runtime,
+                measure(
+                    &args.engine,
+                    &registry,
+                    cipher,
+                    &args.provider,
+                    size,
+                    args.members,
+                    args.messages,
+                ),
+            )?);
         }
     }
     let mut t = Table::new();
@@ -303,8 +361,13 @@ pub fn run(args: DataArgs) -> Result<(), String> {
         ]);
     }
     crate::out!("{t}");
+    let through = if args.engine == "sim" {
+        "the in-process simulator (3 simulated daemons, no sockets)"
+    } else {
+        "an embedded daemon (Unix socket)"
+    };
     crate::out!(
-        "1 sender, {} receivers, agreed multicast through an embedded daemon (Unix socket); rates per receiver; latency one-way under load (queueing included)",
+        "1 sender, {} receivers, agreed multicast through {through}; rates per receiver; latency one-way under load (queueing included)",
         args.members.max(2) - 1
     );
     if let Some(path) = &args.json {

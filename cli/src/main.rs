@@ -14,6 +14,7 @@ macro_rules! out {
 
 mod bench;
 mod bench_data;
+mod bench_keys_daemon;
 mod chat;
 mod daemon;
 mod demo;

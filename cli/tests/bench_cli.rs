@@ -115,6 +115,108 @@ fn bench_keys_counts_match_the_protocol_formulas() {
     }
 }
 
+/// The same counts through the real daemon, with full sessions: the members' own
+/// counters (not the simulator's) agree with the formulas; partitions are not offered.
+#[test]
+fn bench_keys_through_the_daemon_counts_match_the_protocol_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("keys.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args([
+            "bench",
+            "keys",
+            "--engine",
+            "daemon",
+            "--key-agreement",
+            "gdh,ckd",
+            "--provider",
+            "rustcrypto",
+            "--dh-group",
+            "ristretto255",
+            "--sizes",
+            "2..4",
+            "--runs",
+            "2",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not partition"), "{stderr}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("engine ms"), "{table}");
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["engine"], "daemon");
+    let rows = v["rows"].as_array().unwrap();
+    // 2 key agreements x 3 sizes x 4 events (join, leave, refresh, controller-leave).
+    assert_eq!(rows.len(), 2 * 3 * 4);
+    for r in rows {
+        let (ka, event, n) = (
+            r["key_agreement"].as_str().unwrap(),
+            r["event"].as_str().unwrap(),
+            r["size"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            r["total_exponentiations"].as_u64(),
+            expected_total(ka, event, n),
+            "{ka} {event} n={n}: {r}"
+        );
+        assert!(r["serial_exponentiations"].is_null(), "{r}");
+        let (time, engine) = (r["time_ms"].as_f64().unwrap(), &r["engine_ms"]);
+        assert!(time > 0.0, "{r}");
+        if event == "refresh" {
+            assert!(engine.is_null(), "a refresh changes no view: {r}");
+        } else {
+            let engine = engine.as_f64().unwrap();
+            assert!(engine > 0.0 && engine <= time, "{r}");
+        }
+        assert!(r["signatures"].as_u64().unwrap() > 0, "{r}");
+    }
+}
+
+#[test]
+fn bench_data_on_the_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("data.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args([
+            "bench",
+            "data",
+            "--engine",
+            "sim",
+            "--cipher",
+            "none,chacha20-poly1305",
+            "--sizes",
+            "100",
+            "--messages",
+            "300",
+            "--members",
+            "4",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r["messages"], 300, "{r}");
+        assert!(r["messages_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("simulator"));
+}
+
 #[test]
 fn bench_data_measures_sealed_and_plain_multicast() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,7 +21,9 @@ pub mod settings;
 
 pub use identity::Identity;
 pub use policy::{PolicyFile, PolicyLoadError};
-pub use session::{CoreError, KeyEstablished, SecurityError, Session, SessionEvent};
+pub use session::{
+    AgreementCounts, CoreError, KeyEstablished, SecurityError, Session, SessionEvent,
+};
 pub use settings::{FixedPolicy, GroupSettings, PolicySource, PrefixPolicy, Security};
 
 pub use conclave_plugin_sdk::{

@@ -132,6 +132,37 @@ pub struct KeyEstablished {
     pub took: Duration,
     /// A short one-way fingerprint of the key (equal at every member).
     pub fingerprint: String,
+    /// What this member's key agreement of the group has done so far (cumulative, from
+    /// its first view or policy switch): benchmarks take differences.
+    pub counts: AgreementCounts,
+}
+
+/// Cumulative counters of one member's key agreement in one group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AgreementCounts {
+    /// Modular exponentiations or scalar multiplications.
+    pub exponentiations: u64,
+    /// Signatures made.
+    pub signatures: u64,
+    /// Signatures verified.
+    pub verifications: u64,
+    /// Protocol messages sent (unicasts and multicasts).
+    pub messages: u64,
+    /// Bytes of protocol messages sent.
+    pub bytes: u64,
+}
+
+impl AgreementCounts {
+    /// The counts done since `earlier` (saturating: a switch of plugins restarts them).
+    pub fn since(&self, earlier: &AgreementCounts) -> AgreementCounts {
+        AgreementCounts {
+            exponentiations: self.exponentiations.saturating_sub(earlier.exponentiations),
+            signatures: self.signatures.saturating_sub(earlier.signatures),
+            verifications: self.verifications.saturating_sub(earlier.verifications),
+            messages: self.messages.saturating_sub(earlier.messages),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+        }
+    }
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -456,6 +487,28 @@ impl<C: Connection> Session<C> {
         }
     }
 
+    /// Runs this session's event loop in a task of the current [`tokio::task::LocalSet`]
+    /// (for engines whose futures are not `Send`, such as the simulator's members), as
+    /// [`Session::spawn`] does in a task of its own.
+    pub fn spawn_local<T: 'static>(
+        mut self,
+        events: tokio::sync::mpsc::UnboundedSender<T>,
+        wrap: impl Fn(Instant, SessionEvent) -> T + 'static,
+    ) -> (SessionHandle, tokio::task::JoinHandle<()>)
+    where
+        C: 'static,
+    {
+        let handle = self.handle();
+        let task = tokio::task::spawn_local(async move {
+            while let Ok(e) = self.next_event().await {
+                if events.send(wrap(Instant::now(), e)).is_err() {
+                    break;
+                }
+            }
+        });
+        (handle, task)
+    }
+
     /// This member's name.
     pub fn member(&self) -> &str {
         self.identity.name()
@@ -667,7 +720,12 @@ impl<C: Connection> Session<C> {
             let name = g.name.clone();
             match self
                 .client
-                .send(&name, delivery.clone(), payload.into(), SendOptions::default())
+                .send(
+                    &name,
+                    delivery.clone(),
+                    payload.into(),
+                    SendOptions::default(),
+                )
                 .await
             {
                 Ok(()) => {}
@@ -960,7 +1018,9 @@ impl<C: Connection> Session<C> {
                 }
                 Action::Multicast { payload } => {
                     let payload = [&[tag::KEY_AGREEMENT][..], payload.as_slice()].concat();
-                    self.client.multicast(&name, Service::Agreed, payload.into()).await
+                    self.client
+                        .multicast(&name, Service::Agreed, payload.into())
+                        .await
                 }
                 Action::KeyReady(ready) => {
                     self.key_ready(group, ready)?;
@@ -1009,6 +1069,14 @@ impl<C: Connection> Session<C> {
         let took = s.started.elapsed();
         s.last_key = Instant::now();
         let fingerprint = fingerprint(&s.provider, &ready.key)?;
+        let stats = s.ka.stats();
+        let counts = AgreementCounts {
+            exponentiations: stats.crypto.exponentiations,
+            signatures: stats.crypto.signatures,
+            verifications: stats.crypto.verifications,
+            messages: stats.unicasts + stats.multicasts,
+            bytes: stats.bytes_sent,
+        };
         let settings = &g.settings;
         self.events
             .push_back(SessionEvent::KeyEstablished(KeyEstablished {
@@ -1021,6 +1089,7 @@ impl<C: Connection> Session<C> {
                 members: ready.members.iter().map(|m| m.to_string()).collect(),
                 took,
                 fingerprint,
+                counts,
             }));
         Ok(())
     }
