@@ -1,0 +1,8 @@
+//! The Corosync engine of Conclave: groups that span machines, on Corosync's closed
+//! process groups (CPG: Totem ordering, extended virtual synchrony), with the same View
+//! Synchrony contract as the daemon engine.
+//!
+//! * [`evs`]: the sans-IO Flush layer that builds view synchrony on CPG's extended
+//!   virtual synchrony (testable without corosync).
+
+pub mod evs;
