@@ -1,5 +1,5 @@
-//! `conclave chat`: a secure group chat on a daemon, for people to try it by hand (and
-//! for tests to drive it as a process).
+//! `conclave chat`: a secure group chat on a daemon or on the local corosync, for people
+//! to try it by hand (and for tests to drive it as a process).
 //!
 //! Each line on standard input is multicast to the group (agreed order, sealed). Lines
 //! that start with `/` are commands: `/refresh` forces a new key (with new modules if the
@@ -12,15 +12,20 @@ use clap::Args;
 use conclave::{
     Identity, PolicyFile, Session, SessionEvent, sdk::Options, session::Command as SessionCommand,
 };
-use conclave_gcs::{Address, Service};
+use conclave_corosync::CpgConnection;
+use conclave_gcs::{Address, Connection, MemberName, Service};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Arguments of `conclave chat`.
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// The daemon: `unix:PATH` or `tcp:IP:PORT`.
-    #[arg(long, value_name = "ADDRESS")]
-    connect: Address,
+    /// The engine: `daemon` (a `conclave daemon` at `--connect`) or `corosync` (the
+    /// corosync of this machine, through CPG: groups that span machines).
+    #[arg(long, default_value = "daemon", value_parser = ["daemon", "corosync"])]
+    engine: String,
+    /// The daemon: `unix:PATH` or `tcp:IP:PORT` (with `--engine daemon`).
+    #[arg(long, value_name = "ADDRESS", required_if_eq("engine", "daemon"))]
+    connect: Option<Address>,
     /// The group to join.
     #[arg(long)]
     group: String,
@@ -58,15 +63,29 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let identity = Identity::read_file(&provider, &args.identity).map_err(|e| e.to_string())?;
     let live_trust = trust.clone();
-    let mut session = Session::connect(
-        &args.connect,
-        identity,
-        registry.clone(),
-        Arc::new(policy),
-        trust,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let policy = Arc::new(policy);
+    if args.engine == "corosync" {
+        let member = MemberName::new(identity.name()).map_err(|e| e.to_string())?;
+        let connection = CpgConnection::connect(member).map_err(|e| e.to_string())?;
+        let session = Session::over(connection, identity, registry, policy, trust)
+            .map_err(|e| e.to_string())?;
+        return run_session(session, &args, live_trust).await;
+    }
+    let address = args
+        .connect
+        .as_ref()
+        .ok_or("--connect is needed with the daemon")?;
+    let session = Session::connect(address, identity, registry, policy, trust)
+        .await
+        .map_err(|e| e.to_string())?;
+    run_session(session, &args, live_trust).await
+}
+
+async fn run_session<C: Connection>(
+    mut session: Session<C>,
+    args: &ChatArgs,
+    live_trust: conclave::sdk::ka_kit::MapTrustStore,
+) -> Result<(), String> {
     session.join(&args.group).await.map_err(|e| e.to_string())?;
     let handle = session.handle();
     let group = args.group.clone();

@@ -4,5 +4,11 @@
 //!
 //! * [`evs`]: the sans-IO Flush layer that builds view synchrony on CPG's extended
 //!   virtual synchrony (testable without corosync).
+//! * [`connection`]: [`CpgConnection`], a member's connection to the local corosync
+//!   (one CPG handle and dispatch thread per group), implementing the engine interface
+//!   [`conclave_gcs::Connection`] that the secure-group core uses.
 
+pub mod connection;
 pub mod evs;
+
+pub use connection::CpgConnection;

@@ -5,6 +5,8 @@
 //! message delivered in the view it was sent in (and to its sender), and every
 //! component ending in one view of exactly its processes.
 
+#![allow(clippy::needless_range_loop, clippy::type_complexity)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
@@ -72,7 +74,7 @@ impl Bus {
                         node: i as u32 + 1,
                         pid: 100 + i as u32,
                     },
-                    MemberName::new(&format!("p{i}")).unwrap(),
+                    MemberName::new(format!("p{i}")).unwrap(),
                     0,
                 ),
                 alive: true,
@@ -126,7 +128,7 @@ impl Bus {
                 let pr = &mut self.procs[p];
                 assert!(
                     v.members
-                        .contains(&MemberName::new(&format!("p{p}")).unwrap())
+                        .contains(&MemberName::new(format!("p{p}")).unwrap())
                 );
                 if let Some((last, _)) = pr.views.last() {
                     assert!(
@@ -423,7 +425,7 @@ fn random_histories_keep_view_synchrony() {
                         bus.procs[p].g = Group::new(
                             bus.group.clone(),
                             bus.procs[p].addr,
-                            MemberName::new(&format!("p{p}")).unwrap(),
+                            MemberName::new(format!("p{p}")).unwrap(),
                             (step as u64 + 1) * 1_000_000,
                         );
                         bus.procs[p].views.clear();

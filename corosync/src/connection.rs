@@ -1,0 +1,379 @@
+//! [`CpgConnection`]: one member's connection to the local corosync, as a
+//! [`Connection`] (what the secure-group core uses).
+//!
+//! Each joined group has its own CPG handle (CPG joins one group per handle) and its
+//! own dispatch thread, which blocks in `cpg_dispatch` and passes the callbacks out
+//! over a channel: the callbacks are plain function pointers run under the binding's
+//! handle lock, so they only look up the route named by the handle's context and send.
+//! Requests (join, leave, multicast) are made from the caller's task; a `TryAgain` from
+//! corosync (its queues are full) is retried after a short sleep.
+//!
+//! CPG identifies a process by node id and process id, and accepts one join per
+//! process and group: a process holds at most one member of a group.
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{
+        LazyLock, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use conclave_gcs::{
+    Connection, Delivery, Event, GcsError, GroupName, MemberName, SendOptions, Session, View,
+};
+use rust_corosync::{
+    CsError, DispatchFlags, NodeId,
+    cpg::{self, Address, Guarantee, Handle, Model1Data, Model1Flags, ModelData},
+};
+use tokio::sync::mpsc;
+
+use crate::evs::{self, Addr, Output, Reason};
+
+/// The prefix of the CPG group names of Conclave's groups.
+pub const CPG_PREFIX: &str = "conclave:";
+
+/// How long requests are retried while corosync answers `TryAgain`.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+
+enum Raw {
+    ConfChg {
+        members: Vec<Addr>,
+        left: Vec<(Addr, Reason)>,
+        joined: Vec<(Addr, Reason)>,
+    },
+    Deliver {
+        from: Addr,
+        data: Vec<u8>,
+    },
+    Closed(String),
+}
+
+struct Route {
+    group: GroupName,
+    tx: mpsc::UnboundedSender<(GroupName, Raw)>,
+}
+
+static ROUTES: LazyLock<Mutex<HashMap<u64, Route>>> = LazyLock::new(Default::default);
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+fn route(handle: &Handle, raw: Raw) {
+    let Ok(key) = cpg::context_get(handle) else {
+        return;
+    };
+    let routes = ROUTES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = routes.get(&key) {
+        let _ = r.tx.send((r.group.clone(), raw));
+    }
+}
+
+fn addr(nodeid: NodeId, pid: u32) -> Addr {
+    Addr {
+        node: u32::from(nodeid),
+        pid,
+    }
+}
+
+fn reason(r: cpg::Reason) -> Reason {
+    match r {
+        cpg::Reason::Join => Reason::Join,
+        cpg::Reason::Leave => Reason::Leave,
+        cpg::Reason::NodeDown => Reason::NodeDown,
+        cpg::Reason::NodeUp => Reason::NodeUp,
+        cpg::Reason::ProcDown => Reason::ProcDown,
+        cpg::Reason::Undefined => Reason::Other,
+    }
+}
+
+fn on_deliver(h: &Handle, _group: String, nodeid: NodeId, pid: u32, msg: &[u8], _len: usize) {
+    route(
+        h,
+        Raw::Deliver {
+            from: addr(nodeid, pid),
+            data: msg.to_vec(),
+        },
+    );
+}
+
+fn on_confchg(
+    h: &Handle,
+    _group: &str,
+    members: Vec<Address>,
+    left: Vec<Address>,
+    joined: Vec<Address>,
+) {
+    let list = |v: Vec<Address>| -> Vec<(Addr, Reason)> {
+        v.into_iter()
+            .map(|a| (addr(a.nodeid, a.pid), reason(a.reason)))
+            .collect()
+    };
+    route(
+        h,
+        Raw::ConfChg {
+            members: members.iter().map(|a| addr(a.nodeid, a.pid)).collect(),
+            left: list(left),
+            joined: list(joined),
+        },
+    );
+}
+
+fn cs(what: &str, e: CsError) -> GcsError {
+    GcsError::Disconnected {
+        reason: format!("corosync: {what}: {e}"),
+    }
+}
+
+/// Runs `f` until corosync stops answering `TryAgain` (for at most [`RETRY_FOR`]).
+///
+/// It sleeps in place rather than awaiting, so that [`Connection::next_event`] stays
+/// cancel-safe (it is raced against timers and commands): `TryAgain` only comes while
+/// corosync's queues are full.
+fn retry<T>(what: &str, mut f: impl FnMut() -> rust_corosync::Result<T>) -> Result<T, GcsError> {
+    let start = std::time::Instant::now();
+    loop {
+        match f() {
+            Err(CsError::CsErrTryAgain) if start.elapsed() < RETRY_FOR => {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            other => return other.map_err(|e| cs(what, e)),
+        }
+    }
+}
+
+struct CpgGroup {
+    /// The owning handle: dropping it finalizes the connection (and ends the thread).
+    handle: Handle,
+    key: u64,
+    machine: evs::Group,
+}
+
+impl Drop for CpgGroup {
+    fn drop(&mut self) {
+        ROUTES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
+/// One member's connection to the local corosync.
+pub struct CpgConnection {
+    session: Session,
+    node: u32,
+    groups: BTreeMap<GroupName, CpgGroup>,
+    tx: mpsc::UnboundedSender<(GroupName, Raw)>,
+    rx: mpsc::UnboundedReceiver<(GroupName, Raw)>,
+    events: VecDeque<Event>,
+}
+
+impl std::fmt::Debug for CpgConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpgConnection")
+            .field("member", self.session.member())
+            .field("node", &self.node)
+            .field("groups", &self.groups.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn model() -> ModelData {
+    ModelData::ModelV1(Model1Data {
+        flags: Model1Flags::None,
+        deliver_fn: Some(on_deliver),
+        confchg_fn: Some(on_confchg),
+        totem_confchg_fn: None,
+    })
+}
+
+impl CpgConnection {
+    /// Connects to the corosync of this machine (or of this network namespace) as
+    /// `member`; fails with [`GcsError::Disconnected`] if corosync is not reachable.
+    pub fn connect(member: MemberName) -> Result<Self, GcsError> {
+        let probe = cpg::initialize(&model(), 0).map_err(|e| cs("cannot connect", e))?;
+        let node = cpg::local_get(&probe).map_err(|e| cs("local node id", e))?;
+        drop(probe);
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ok(Self {
+            session: Session::new(member),
+            node: u32::from(node),
+            groups: BTreeMap::new(),
+            tx,
+            rx,
+            events: VecDeque::new(),
+        })
+    }
+
+    /// This machine's corosync node id.
+    pub fn node_id(&self) -> u32 {
+        self.node
+    }
+
+    fn perform(&mut self, group: &GroupName, outputs: Vec<Output>) -> Result<(), GcsError> {
+        for o in outputs {
+            match o {
+                Output::Event(e) => self.events.push_back(e),
+                Output::Mcast(frame) => {
+                    if let Some(g) = self.groups.get(group) {
+                        let h = g.handle.clone();
+                        retry("multicast", || {
+                            cpg::mcast_joined(&h, Guarantee::TypeAgreed, &frame)
+                        })?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_raw(&mut self, group: GroupName, raw: Raw) -> Result<(), GcsError> {
+        let Some(g) = self.groups.get_mut(&group) else {
+            return Ok(());
+        };
+        let mut out = Vec::new();
+        match raw {
+            Raw::ConfChg {
+                members,
+                left,
+                joined,
+            } => g.machine.confchg(&members, &left, &joined, &mut out),
+            Raw::Deliver { from, data } => {
+                if let Err(e) = g.machine.deliver(from, &data, &mut out) {
+                    tracing::warn!(%group, node = from.node, pid = from.pid, "{e}");
+                }
+            }
+            Raw::Closed(reason) => {
+                if !g.machine.is_left() {
+                    self.groups.remove(&group);
+                    return Err(GcsError::Disconnected {
+                        reason: format!("corosync: group {group}: {reason}"),
+                    });
+                }
+            }
+        }
+        self.perform(&group, out)
+    }
+}
+
+impl Connection for CpgConnection {
+    fn member(&self) -> &MemberName {
+        self.session.member()
+    }
+
+    fn current_view(&self, group: &GroupName) -> Option<View> {
+        self.session.view(group).cloned()
+    }
+
+    async fn join(&mut self, group: &GroupName) -> Result<(), GcsError> {
+        self.session.join(group)?;
+        let handle = cpg::initialize(&model(), 0).map_err(|e| cs("initialize", e))?;
+        let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+        cpg::context_set(&handle, key).map_err(|e| cs("context", e))?;
+        ROUTES.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            key,
+            Route {
+                group: group.clone(),
+                tx: self.tx.clone(),
+            },
+        );
+        let floor = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let me = Addr {
+            node: self.node,
+            pid: std::process::id(),
+        };
+        let g = CpgGroup {
+            handle,
+            key,
+            machine: evs::Group::new(group.clone(), me, self.session.member().clone(), floor),
+        };
+        let name = format!("{CPG_PREFIX}{group}");
+        let h = g.handle.clone();
+        retry("join", || cpg::join(&h, &name))?;
+        let dispatcher = g.handle.clone();
+        let tx = self.tx.clone();
+        let gname = group.clone();
+        std::thread::Builder::new()
+            .name(format!("cpg {group}"))
+            .spawn(move || {
+                let reason = loop {
+                    match cpg::dispatch(&dispatcher, DispatchFlags::Blocking) {
+                        Ok(()) => continue,
+                        Err(CsError::CsErrTryAgain) => {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err(e) => break e.to_string(),
+                    }
+                };
+                let _ = tx.send((gname, Raw::Closed(reason)));
+            })
+            .map_err(|e| GcsError::Disconnected {
+                reason: format!("cannot start the dispatch thread: {e}"),
+            })?;
+        self.groups.insert(group.clone(), g);
+        Ok(())
+    }
+
+    async fn leave(&mut self, group: &GroupName) -> Result<(), GcsError> {
+        self.session.leave(group)?;
+        let Some(g) = self.groups.get(group) else {
+            return Ok(());
+        };
+        let h = g.handle.clone();
+        let name = format!("{CPG_PREFIX}{group}");
+        retry("leave", || cpg::leave(&h, &name))
+    }
+
+    async fn flush_ok(&mut self, group: &GroupName) -> Result<(), GcsError> {
+        self.session.flush_ok(group)?;
+        let mut out = Vec::new();
+        if let Some(g) = self.groups.get_mut(group) {
+            g.machine.flush_ok(&mut out);
+        }
+        self.perform(group, out)
+    }
+
+    async fn send(
+        &mut self,
+        group: &GroupName,
+        delivery: Delivery,
+        payload: Bytes,
+        _options: SendOptions,
+    ) -> Result<(), GcsError> {
+        self.session.check_send(group, &delivery, payload.len())?;
+        let g = self.groups.get(group).ok_or_else(|| GcsError::NotMember {
+            group: group.clone(),
+            member: self.session.member().clone(),
+        })?;
+        let frame = g.machine.data(&delivery, &payload)?;
+        let h = g.handle.clone();
+        retry("multicast", || {
+            cpg::mcast_joined(&h, Guarantee::TypeAgreed, &frame)
+        })
+    }
+
+    async fn next_event(&mut self) -> Result<Event, GcsError> {
+        loop {
+            if let Some(e) = self.events.pop_front() {
+                self.session.observe(&e);
+                if let Event::Left { group, .. } = &e {
+                    // Finalizes the handle; its thread ends.
+                    self.groups.remove(group);
+                }
+                return Ok(e);
+            }
+            let Some((group, raw)) = self.rx.recv().await else {
+                return Err(GcsError::Disconnected {
+                    reason: "corosync: event channel closed".into(),
+                });
+            };
+            self.on_raw(group, raw)?;
+        }
+    }
+
+    async fn close(self) {
+        drop(self);
+    }
+}
