@@ -1,8 +1,11 @@
-//! `conclave demo`: the whole system in one process, on the embedded engine.
+//! `conclave demo`: the whole system at work, on the embedded engine or on Corosync.
 //!
-//! A daemon runs inside the process on a private Unix socket; N members connect to it,
-//! join a secure group one by one, exchange messages, and then one leaves, one crashes
-//! and a new one joins. Every view, key and message is printed as a timeline.
+//! On the embedded engine (the default) a daemon runs inside the process on a private
+//! Unix socket and N members connect to it; with `--engine corosync` each member is a
+//! `conclave chat --engine corosync` process on this machine's corosync (CPG admits one
+//! member of a group per process). The members join a secure group one by one,
+//! exchange messages, and then one leaves, one crashes and a new one joins. Every view,
+//! key and message is printed as a timeline.
 
 use std::{
     collections::BTreeMap,
@@ -47,6 +50,10 @@ pub struct DemoArgs {
     /// Print one JSON object instead of the timeline.
     #[arg(long)]
     json: bool,
+    /// The engine: `embedded` (a daemon inside this process) or `corosync` (the
+    /// corosync of this machine; one member process each).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "corosync"])]
+    engine: String,
 }
 
 const GROUP: &str = "demo";
@@ -84,9 +91,25 @@ struct EpochSummary {
     agreed: bool,
 }
 
+/// Member processes (`conclave chat --engine corosync`), for the Corosync engine.
+struct Processes {
+    dir: std::path::PathBuf,
+    children: BTreeMap<String, (std::process::Child, std::process::ChildStdin)>,
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, (mut c, _)) in std::mem::take(&mut self.children) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 struct Demo {
     start: Instant,
     address: Address,
+    processes: Option<Processes>,
     registry: Arc<Registry>,
     trust: MapTrustStore,
     settings: GroupSettings,
@@ -113,6 +136,9 @@ fn names(n: u16) -> Vec<String> {
 
 impl Demo {
     async fn connect(&mut self, name: &str) -> Result<(), String> {
+        if self.processes.is_some() {
+            return self.spawn_member(name);
+        }
         let provider = self
             .registry
             .new_provider(&self.settings.provider, Options::default())
@@ -136,9 +162,82 @@ impl Demo {
         Ok(())
     }
 
-    fn command(&self, name: &str, c: Command) {
+    /// Starts `name` as a member process (it joins the group at once).
+    fn spawn_member(&mut self, name: &str) -> Result<(), String> {
+        use std::io::BufRead;
+        let Some(p) = self.processes.as_mut() else {
+            return Err("no member processes here".into());
+        };
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = std::process::Command::new(exe)
+            .args(["chat", "--engine", "corosync", "--json", "--group", GROUP])
+            .arg("--identity")
+            .arg(p.dir.join("keys").join(format!("{name}.key")))
+            .arg("--policy")
+            .arg(p.dir.join("policy.toml"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{name}: cannot start a member process: {e}"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(format!("{name}: no pipes to the member process"));
+        };
+        let tx = self.tx.clone();
+        let who = name.to_string();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let Ok(mut event) = serde_json::from_value::<SessionEvent>(value.clone()) else {
+                    continue;
+                };
+                if let SessionEvent::Message { data, .. } = &mut event {
+                    *data = value["text"].as_str().unwrap_or("").as_bytes().to_vec();
+                }
+                if tx.send((who.clone(), Instant::now(), event)).is_err() {
+                    break;
+                }
+            }
+        });
+        p.children.insert(name.into(), (child, stdin));
+        Ok(())
+    }
+
+    fn command(&mut self, name: &str, c: Command) {
+        use std::io::Write;
+        if let Some(p) = self.processes.as_mut() {
+            let Some((_, stdin)) = p.children.get_mut(name) else {
+                return;
+            };
+            // A member process joins when it starts; text lines are multicast.
+            let line = match c {
+                Command::Multicast { data, .. } => String::from_utf8_lossy(&data).into_owned(),
+                Command::Leave(_) => "/leave".into(),
+                Command::Refresh(_) => "/refresh".into(),
+                _ => return,
+            };
+            let _ = writeln!(stdin, "{line}");
+            return;
+        }
         if let Some((h, _)) = self.handles.get(name) {
             h.send(c);
+        }
+    }
+
+    /// Kills `name`'s task or process: its connection drops.
+    fn crash(&mut self, name: &str) {
+        if let Some((_, task)) = self.handles.remove(name) {
+            task.abort();
+        }
+        if let Some(p) = self.processes.as_mut()
+            && let Some((mut child, _)) = p.children.remove(name)
+        {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -247,18 +346,56 @@ fn summarize(timeline: &[Entry]) -> Vec<EpochSummary> {
         .collect()
 }
 
+/// Identities and a policy file for member processes: the demo's settings, every
+/// member trusted.
+fn member_files(
+    dir: &std::path::Path,
+    registry: &Registry,
+    settings: &GroupSettings,
+    members: &[String],
+) -> Result<(), String> {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).map_err(|e| format!("{}: {e}", keys.display()))?;
+    let provider = registry
+        .new_provider(&settings.provider, Options::default())
+        .map_err(|e| e.to_string())?;
+    for name in members {
+        Identity::generate(&provider, name, &settings.signature)
+            .map_err(|e| format!("{name}: {e}"))?
+            .write_files(&keys)
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    let policy = format!(
+        "[trust]\nkeys = {keys:?}\n\n[defaults]\nkey_agreement = {:?}\ncipher = {:?}\ndh_group = {:?}\nprovider = {:?}\nsignature = {:?}\n",
+        settings.key_agreement,
+        settings.cipher_algorithm,
+        settings.dh_group,
+        settings.provider,
+        settings.signature,
+        keys = keys.display().to_string(),
+    );
+    std::fs::write(dir.join("policy.toml"), policy).map_err(|e| e.to_string())
+}
+
 async fn run_demo(args: DemoArgs) -> Result<Report, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
     let address: Address = format!("unix:{}", dir.path().join("engine.sock").display())
         .parse()
         .map_err(|e| format!("{e:?}"))?;
-    let daemon = Daemon::bind(DaemonConfig {
-        listen: address.clone(),
-        flush_timeout: Duration::from_secs(5),
-        ..DaemonConfig::default()
-    })
-    .await
-    .map_err(|e| format!("cannot start the embedded engine: {e}"))?;
+    let corosync = args.engine == "corosync";
+    let daemon = if corosync {
+        None
+    } else {
+        Some(
+            Daemon::bind(DaemonConfig {
+                listen: address.clone(),
+                flush_timeout: Duration::from_secs(5),
+                ..DaemonConfig::default()
+            })
+            .await
+            .map_err(|e| format!("cannot start the embedded engine: {e}"))?,
+        )
+    };
     let (registry, settings) = match &args.policy {
         Some(file) => {
             let (registry, policy, _) =
@@ -289,10 +426,31 @@ async fn run_demo(args: DemoArgs) -> Result<Report, String> {
                 .into(),
         );
     }
+    if corosync && args.policy.is_some() {
+        return Err(
+            "--policy is not taken with --engine corosync: the member processes use the demo's own policy (pick the modules with --key-agreement, --cipher, ...)".into(),
+        );
+    }
+    let all = names(args.members);
+    let processes = if corosync {
+        // Fails early, with corosync's reason, if it is not reachable here.
+        conclave_corosync::CpgConnection::connect(
+            conclave_gcs::MemberName::new("probe").map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("{e} (is corosync running on this machine?)"))?;
+        member_files(dir.path(), &registry, &settings, &all)?;
+        Some(Processes {
+            dir: dir.path().to_path_buf(),
+            children: BTreeMap::new(),
+        })
+    } else {
+        None
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     let mut demo = Demo {
         start: Instant::now(),
         address,
+        processes,
         registry,
         trust: MapTrustStore::new(),
         settings: settings.clone(),
@@ -309,12 +467,15 @@ async fn run_demo(args: DemoArgs) -> Result<Report, String> {
             args.members,
             settings.summary()
         );
-        out!(
-            "embedded engine on {}\n",
-            dir.path().join("engine.sock").display()
-        );
+        if corosync {
+            out!("engine: this machine's corosync (CPG), one member process each\n");
+        } else {
+            out!(
+                "embedded engine on {}\n",
+                dir.path().join("engine.sock").display()
+            );
+        }
     }
-    let all = names(args.members);
     let mut present: Vec<String> = Vec::new();
     demo.note("members join one by one");
     for name in &all {
@@ -337,9 +498,7 @@ async fn run_demo(args: DemoArgs) -> Result<Report, String> {
 
     let crasher = all[1].clone();
     demo.note(&format!("{crasher} crashes (its connection drops)"));
-    if let Some((_, task)) = demo.handles.remove(&crasher) {
-        task.abort();
-    }
+    demo.crash(&crasher);
     present.retain(|m| *m != crasher);
     demo.until_keyed(&present).await?;
 
@@ -360,7 +519,10 @@ async fn run_demo(args: DemoArgs) -> Result<Report, String> {
     for (_, (_, task)) in std::mem::take(&mut demo.handles) {
         task.abort();
     }
-    daemon.shutdown().await;
+    demo.processes = None;
+    if let Some(daemon) = daemon {
+        daemon.shutdown().await;
+    }
     let epochs = summarize(&demo.timeline);
     let received = demo
         .timeline

@@ -468,4 +468,31 @@ fn three_nodes_partition_merge_and_crashes_for_gdh_and_ckd() {
     for ka in ["gdh", "ckd"] {
         scenario(dir.path(), ka);
     }
+
+    // `conclave demo --engine corosync` on a node: its member processes agree on every
+    // epoch.
+    cluster(&["up", "1"]);
+    let out = Command::new("ip")
+        .args(["netns", "exec", "conclave-n1"])
+        .arg(env!("CARGO_BIN_EXE_conclave"))
+        .args([
+            "demo",
+            "--engine",
+            "corosync",
+            "--json",
+            "--key-agreement",
+            "ckd",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let epochs = report["epochs"].as_array().unwrap();
+    assert!(epochs.len() >= 7, "{report}");
+    assert!(epochs.iter().all(|e| e["agreed"] == true), "{report}");
+    assert_eq!(report["security_errors"], 0);
 }

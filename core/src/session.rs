@@ -43,7 +43,7 @@ use conclave_plugin_sdk::{
     host::{Cipher, KeyAgreement, Provider},
     ka_kit::MapTrustStore,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     identity::Identity,
@@ -111,7 +111,7 @@ fn crypto(context: impl Into<String>) -> impl FnOnce(PluginError) -> CoreError {
 }
 
 /// A key that a group now shares.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyEstablished {
     /// The group.
     pub group: String,
@@ -128,7 +128,7 @@ pub struct KeyEstablished {
     /// The members that hold the key, in join order.
     pub members: Vec<String>,
     /// From the view (or refresh) to the confirmed key.
-    #[serde(serialize_with = "millis")]
+    #[serde(serialize_with = "millis", deserialize_with = "from_millis")]
     pub took: Duration,
     /// A short one-way fingerprint of the key (equal at every member).
     pub fingerprint: String,
@@ -138,7 +138,7 @@ pub struct KeyEstablished {
 }
 
 /// Cumulative counters of one member's key agreement in one group.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgreementCounts {
     /// Modular exponentiations or scalar multiplications.
     pub exponentiations: u64,
@@ -169,8 +169,13 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1e3)
 }
 
+fn from_millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let ms = f64::deserialize(d)?;
+    Duration::try_from_secs_f64(ms / 1e3).map_err(serde::de::Error::custom)
+}
+
 /// A problem the security layer detected: a message it refused, or a module mismatch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityError {
     /// The error code (`authentication-failed`, `parameter-mismatch`, ...).
     pub code: String,
@@ -191,7 +196,7 @@ impl From<&PluginError> for SecurityError {
 }
 
 /// What [`Session::next_event`] returns.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum SessionEvent {
     /// A new view of a group.
