@@ -9,13 +9,11 @@ use std::{
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use conclave::{
-    FixedPolicy, GroupSettings, Identity, Security, Session, SessionEvent,
-    plugins::Registry,
-    sdk::{Options, ka_kit::MapTrustStore},
-    session::Command,
+    FixedPolicy, GroupSettings, Security, Session, SessionEvent, plugins::Registry,
+    sdk::ka_kit::MapTrustStore, session::Command,
 };
 use conclave_gcs::{
-    Address, Daemon, DaemonConfig, MemberName, Service,
+    Address, Daemon, MemberName, Service,
     sim::{SimConfig, Simulator},
 };
 use serde::Serialize;
@@ -89,15 +87,7 @@ impl Engine {
         if kind == "sim" {
             return Ok(Engine::Sim(Simulator::new(1, SimConfig::default())));
         }
-        let address: Address = format!("unix:{}", dir.join("engine.sock").display())
-            .parse()
-            .map_err(|e| format!("{e:?}"))?;
-        let daemon = Daemon::bind(DaemonConfig {
-            listen: address.clone(),
-            ..DaemonConfig::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        let (daemon, address) = crate::embedded::daemon(dir, None).await?;
         Ok(Engine::Daemon(daemon, address))
     }
 
@@ -116,11 +106,7 @@ async fn member(
     settings: &GroupSettings,
     name: &str,
 ) -> Result<Member, String> {
-    let provider = registry
-        .new_provider("rustcrypto", Options::default())
-        .map_err(|e| e.to_string())?;
-    let identity = Identity::generate(&provider, name, "ed25519").map_err(|e| e.to_string())?;
-    trust.insert(name, "ed25519", identity.public_key());
+    let identity = crate::embedded::identity(registry, settings, trust, name)?;
     let policy = Arc::new(FixedPolicy(settings.clone()));
     let (tx, events) = mpsc::unbounded_channel();
     let (handle, task) = match engine {

@@ -16,13 +16,13 @@ use std::{
 };
 
 use conclave::{
-    AgreementCounts, FixedPolicy, GroupSettings, Identity, Session, SessionEvent,
+    AgreementCounts, GroupSettings, SessionEvent,
     plugins::Registry,
-    sdk::{Options, ka_kit::MapTrustStore},
+    sdk::ka_kit::MapTrustStore,
     session::{Command, SessionHandle},
 };
 use conclave_benches::keys::{self, Combo, Config, Costs, Event, Sample};
-use conclave_gcs::{Address, Daemon, DaemonConfig};
+use conclave_gcs::Address;
 use cpu_time::ProcessTime;
 use tokio::sync::mpsc;
 
@@ -67,21 +67,14 @@ impl Runner<'_> {
 
     /// Connects `name` (not yet joined).
     async fn connect(&mut self, name: &str) -> Result<(), String> {
-        let provider = self
-            .registry
-            .new_provider("rustcrypto", Options::default())
-            .map_err(|e| e.to_string())?;
-        let identity = Identity::generate(&provider, name, "ed25519").map_err(|e| e.to_string())?;
-        self.trust.insert(name, "ed25519", identity.public_key());
-        let session = Session::connect(
+        let session = crate::embedded::session(
             &self.address,
-            identity,
-            self.registry.clone(),
-            Arc::new(FixedPolicy(self.settings.clone())),
-            self.trust.clone(),
+            &self.registry,
+            &self.settings,
+            &self.trust,
+            name,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let (tx, events) = mpsc::unbounded_channel();
         let (handle, task) = session.spawn(tx, |at, e| (at, e));
         self.members.insert(
@@ -268,15 +261,7 @@ async fn run_combo(
     progress: &mut impl FnMut(&str),
 ) -> Result<Vec<Sample>, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let address: Address = format!("unix:{}", dir.path().join("engine.sock").display())
-        .parse()
-        .map_err(|e| format!("{e:?}"))?;
-    let daemon = Daemon::bind(DaemonConfig {
-        listen: address.clone(),
-        ..DaemonConfig::default()
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let (daemon, address) = crate::embedded::daemon(dir.path(), None).await?;
     let mut r = Runner {
         registry: registry.clone(),
         trust: MapTrustStore::new(),

@@ -16,12 +16,12 @@ use std::{
 
 use clap::Args;
 use conclave::{
-    FixedPolicy, GroupSettings, Identity, Session, SessionEvent,
+    GroupSettings, Identity, SessionEvent,
     plugins::Registry,
     sdk::{Options, ka_kit::MapTrustStore},
     session::{Command, SessionHandle},
 };
-use conclave_gcs::{Address, Daemon, DaemonConfig, Service};
+use conclave_gcs::{Address, Service};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -139,23 +139,14 @@ impl Demo {
         if self.processes.is_some() {
             return self.spawn_member(name);
         }
-        let provider = self
-            .registry
-            .new_provider(&self.settings.provider, Options::default())
-            .map_err(|e| e.to_string())?;
-        let identity = Identity::generate(&provider, name, &self.settings.signature)
-            .map_err(|e| format!("{name}: {e}"))?;
-        self.trust
-            .insert(name, identity.signature(), identity.public_key());
-        let session = Session::connect(
+        let session = crate::embedded::session(
             &self.address,
-            identity,
-            self.registry.clone(),
-            Arc::new(FixedPolicy(self.settings.clone())),
-            self.trust.clone(),
+            &self.registry,
+            &self.settings,
+            &self.trust,
+            name,
         )
-        .await
-        .map_err(|e| format!("{name}: {e}"))?;
+        .await?;
         let who = name.to_string();
         let (handle, task) = session.spawn(self.tx.clone(), move |at, e| (who.clone(), at, e));
         self.handles.insert(name.into(), (handle, task));
@@ -387,13 +378,9 @@ async fn run_demo(args: DemoArgs) -> Result<Report, String> {
         None
     } else {
         Some(
-            Daemon::bind(DaemonConfig {
-                listen: address.clone(),
-                flush_timeout: Duration::from_secs(5),
-                ..DaemonConfig::default()
-            })
-            .await
-            .map_err(|e| format!("cannot start the embedded engine: {e}"))?,
+            crate::embedded::daemon(dir.path(), Some(Duration::from_secs(5)))
+                .await?
+                .0,
         )
     };
     let (registry, settings) = match &args.policy {

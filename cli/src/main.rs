@@ -18,6 +18,7 @@ mod bench_keys_daemon;
 mod chat;
 mod daemon;
 mod demo;
+mod embedded;
 mod keygen;
 mod plot;
 mod plugins;

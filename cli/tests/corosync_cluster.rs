@@ -120,26 +120,9 @@ impl Run {
         }
     }
 
-    /// The keys for exactly `members` that arrived after `mark`, per member.
+    /// The keys for exactly `members` that arrived after `mark`, the last per member.
     fn keys(&self, mark: usize, members: &[&str]) -> Vec<(String, Instant, Value)> {
-        let mut want: Vec<&str> = members.to_vec();
-        want.sort();
-        let mut out: Vec<(String, Instant, Value)> = Vec::new();
-        for (who, at, e) in &self.seen[mark..] {
-            if e["event"] != "key-established" {
-                continue;
-            }
-            let mut got: Vec<&str> = e["members"]
-                .as_array()
-                .map(|m| m.iter().filter_map(|x| x.as_str()).collect())
-                .unwrap_or_default();
-            got.sort();
-            if got == want && members.contains(&who.as_str()) {
-                out.retain(|(w, _, _)| w != who);
-                out.push((who.clone(), *at, e.clone()));
-            }
-        }
-        out
+        keys_in(&self.seen, mark, members)
     }
 
     /// Waits until every one of `members` holds a key for exactly `members`.
@@ -148,8 +131,7 @@ impl Run {
         let m: Vec<String> = members.iter().map(|s| s.to_string()).collect();
         self.until(&what, |seen| {
             let names: Vec<&str> = m.iter().map(String::as_str).collect();
-            let r = Run::keys_in(seen, mark, &names);
-            r.len() == names.len()
+            keys_in(seen, mark, &names).len() == names.len()
         });
         let keys = self.keys(mark, members);
         let fp = &keys[0].2["fingerprint"];
@@ -158,26 +140,6 @@ impl Run {
             "one key for {members:?}: {keys:#?}"
         );
         keys
-    }
-
-    fn keys_in(seen: &Seen, mark: usize, members: &[&str]) -> Vec<String> {
-        let mut want: Vec<&str> = members.to_vec();
-        want.sort();
-        let mut who_has = Vec::new();
-        for (who, _, e) in &seen[mark..] {
-            if e["event"] != "key-established" || !members.contains(&who.as_str()) {
-                continue;
-            }
-            let mut got: Vec<&str> = e["members"]
-                .as_array()
-                .map(|m| m.iter().filter_map(|x| x.as_str()).collect())
-                .unwrap_or_default();
-            got.sort();
-            if got == want && !who_has.contains(who) {
-                who_has.push(who.clone());
-            }
-        }
-        who_has
     }
 
     /// The first view change after `mark` at any member.
@@ -224,6 +186,28 @@ impl Run {
             })
         });
     }
+}
+
+/// The keys for exactly `members` in `seen[mark..]`, the last per member.
+fn keys_in(seen: &Seen, mark: usize, members: &[&str]) -> Vec<(String, Instant, Value)> {
+    let mut want: Vec<&str> = members.to_vec();
+    want.sort();
+    let mut out: Vec<(String, Instant, Value)> = Vec::new();
+    for (who, at, e) in &seen[mark..] {
+        if e["event"] != "key-established" || !members.contains(&who.as_str()) {
+            continue;
+        }
+        let mut got: Vec<&str> = e["members"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        got.sort();
+        if got == want {
+            out.retain(|(w, _, _)| w != who);
+            out.push((who.clone(), *at, e.clone()));
+        }
+    }
+    out
 }
 
 fn say(m: &mut Member, text: &str) {
