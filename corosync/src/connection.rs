@@ -38,6 +38,10 @@ pub const CPG_PREFIX: &str = "conclave:";
 /// How long requests are retried while corosync answers `TryAgain`.
 const RETRY_FOR: Duration = Duration::from_secs(10);
 
+/// How long a flush may take before the members that have not answered are left out
+/// of the next view (as the daemon's default).
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 enum Raw {
     ConfChg {
         members: Vec<Addr>,
@@ -166,6 +170,9 @@ pub struct CpgConnection {
     tx: mpsc::UnboundedSender<(GroupName, Raw)>,
     rx: mpsc::UnboundedReceiver<(GroupName, Raw)>,
     events: VecDeque<Event>,
+    flush_timeout: Duration,
+    /// When each group's flush under way started (or was last timed out).
+    flushing_since: BTreeMap<GroupName, tokio::time::Instant>,
 }
 
 impl std::fmt::Debug for CpgConnection {
@@ -202,7 +209,52 @@ impl CpgConnection {
             tx,
             rx,
             events: VecDeque::new(),
+            flush_timeout: FLUSH_TIMEOUT,
+            flushing_since: BTreeMap::new(),
         })
+    }
+
+    /// Sets how long a flush may take before the members that have not answered it are
+    /// left out of the next view (default [`FLUSH_TIMEOUT`]).
+    pub fn with_flush_timeout(mut self, timeout: Duration) -> Self {
+        self.flush_timeout = timeout;
+        self
+    }
+
+    /// Starts or stops timing each group's flush.
+    fn time_flushes(&mut self) {
+        let now = tokio::time::Instant::now();
+        for (name, g) in &self.groups {
+            if g.machine.is_flushing() {
+                self.flushing_since.entry(name.clone()).or_insert(now);
+            } else {
+                self.flushing_since.remove(name);
+            }
+        }
+        self.flushing_since
+            .retain(|name, _| self.groups.contains_key(name));
+    }
+
+    /// The flushes that have run out of time: their members that have not answered are
+    /// left out (see [`evs::Group::flush_timed_out`]).
+    fn flush_timeouts(&mut self) -> Result<(), GcsError> {
+        let now = tokio::time::Instant::now();
+        let due: Vec<GroupName> = self
+            .flushing_since
+            .iter()
+            .filter(|(_, since)| now >= **since + self.flush_timeout)
+            .map(|(g, _)| g.clone())
+            .collect();
+        for group in due {
+            self.flushing_since.insert(group.clone(), now);
+            let mut out = Vec::new();
+            if let Some(g) = self.groups.get_mut(&group) {
+                tracing::warn!(%group, "flush timed out: members that did not answer are left out");
+                g.machine.flush_timed_out(&mut out);
+            }
+            self.perform(&group, out)?;
+        }
+        Ok(())
     }
 
     /// This machine's corosync node id.
@@ -364,7 +416,23 @@ impl Connection for CpgConnection {
                 }
                 return Ok(e);
             }
-            let Some((group, raw)) = self.rx.recv().await else {
+            self.time_flushes();
+            let deadline = self
+                .flushing_since
+                .values()
+                .min()
+                .map(|since| *since + self.flush_timeout);
+            let next = match deadline {
+                Some(at) => match tokio::time::timeout_at(at, self.rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.flush_timeouts()?;
+                        continue;
+                    }
+                },
+                None => self.rx.recv().await,
+            };
+            let Some((group, raw)) = next else {
                 return Err(GcsError::Disconnected {
                     reason: "corosync: event channel closed".into(),
                 });

@@ -25,6 +25,11 @@
 //!    grouped by that, and when a view's members come back in several such groups,
 //!    each group first installs a view of its own (cause `Partition`), then all install
 //!    the merged view (cause `Merge`).
+//! 5. A member that does not answer its flush request would hold the group's next view
+//!    forever. After a timeout (the driver's clock), a member that has sent its marker
+//!    multicasts an exclusion: where it is delivered, every member leaves the processes
+//!    without a marker out of the next view (the same point of the stream for all), and
+//!    a process that finds itself excluded gets `Left` (cause `Disconnect`).
 //!
 //! Views list members in join order: members keep the order of the view they come from,
 //! the components of a merge follow each other by their previous view's id, and new
@@ -84,6 +89,7 @@ pub enum Output {
 const VERSION: u8 = 1;
 const DATA: u8 = 1;
 const MARKER: u8 = 2;
+const EXCLUDE: u8 = 3;
 
 /// A frame that could not be decoded (dropped, with a warning).
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +116,9 @@ enum Frame {
         payload: Bytes,
     },
     Marker(Marker),
+    /// A flush took too long: the processes of this configuration (named by its digest)
+    /// without a marker at this point of the stream are left out of the next view.
+    Exclude(u64),
 }
 
 fn put_view(b: &mut BytesMut, v: &ViewId) {
@@ -219,6 +228,13 @@ impl Frame {
                     together,
                 }))
             }
+            EXCLUDE => {
+                let config = c.u64()?;
+                if !c.0.is_empty() {
+                    return Err(FrameError("trailing bytes"));
+                }
+                Ok(Frame::Exclude(config))
+            }
             _ => Err(FrameError("unknown kind")),
         }
     }
@@ -261,6 +277,8 @@ pub struct Group {
     resend: bool,
     /// Members of the view that left the configuration during this flush.
     departed: BTreeSet<Addr>,
+    /// Processes left out of views for not answering a flush, until they leave CPG.
+    excluded: BTreeSet<Addr>,
     /// Why processes left since the last view.
     departures: BTreeMap<Addr, Reason>,
     counter: u64,
@@ -285,6 +303,7 @@ impl Group {
             in_flight: false,
             resend: false,
             departed: BTreeSet::new(),
+            excluded: BTreeSet::new(),
             departures: BTreeMap::new(),
             counter: floor,
             left: false,
@@ -370,6 +389,7 @@ impl Group {
             return;
         }
         self.config = members.to_vec();
+        self.excluded.retain(|a| members.contains(a));
         for (a, r) in left {
             self.departures.insert(*a, *r);
             if self
@@ -395,6 +415,26 @@ impl Group {
             }
         } else if self.flushed {
             self.send_marker(out);
+        }
+    }
+
+    /// Whether a flush is under way (the driver times it: see
+    /// [`flush_timed_out`](Self::flush_timed_out)).
+    pub fn is_flushing(&self) -> bool {
+        self.flushing && !self.left
+    }
+
+    /// The flush has lasted longer than the driver allows: if this member has done its
+    /// part, it multicasts an exclusion; where that is delivered, every member leaves the
+    /// processes that have not sent their marker by then out of the next view (they get
+    /// [`Event::Left`] with cause `Disconnect`, as the daemon's flush timeout does).
+    pub fn flush_timed_out(&mut self, out: &mut Vec<Output>) {
+        if self.flushing && self.flushed && !self.left {
+            let mut b = BytesMut::with_capacity(10);
+            b.put_u8(VERSION);
+            b.put_u8(EXCLUDE);
+            b.put_u64(digest(&self.config));
+            out.push(Output::Mcast(b.freeze()));
         }
     }
 
@@ -450,6 +490,38 @@ impl Group {
             return Ok(());
         }
         match Frame::decode(frame)? {
+            Frame::Exclude(config) => {
+                if !self.flushing || config != digest(&self.config) {
+                    return Ok(());
+                }
+                let have: BTreeSet<Addr> = self.markers.iter().map(|(a, _)| *a).collect();
+                let laggards: Vec<Addr> = self
+                    .config
+                    .iter()
+                    .filter(|a| !have.contains(a) && !self.excluded.contains(a))
+                    .copied()
+                    .collect();
+                if laggards.contains(&self.me) {
+                    self.left = true;
+                    out.push(Output::Event(Event::Left {
+                        group: self.group.clone(),
+                        cause: Cause::Disconnect,
+                    }));
+                    return Ok(());
+                }
+                for a in laggards {
+                    self.excluded.insert(a);
+                    self.departures.insert(a, Reason::ProcDown);
+                    if self
+                        .view
+                        .as_ref()
+                        .is_some_and(|(_, addrs)| addrs.contains(&a))
+                    {
+                        self.departed.insert(a);
+                    }
+                }
+                self.try_install(out);
+            }
             Frame::Marker(m) => {
                 if from == self.me {
                     self.in_flight = false;
@@ -457,7 +529,10 @@ impl Group {
                         self.send_marker(out);
                     }
                 }
-                if self.flushing && self.config.contains(&from) && m.config == digest(&self.config)
+                if self.flushing
+                    && self.config.contains(&from)
+                    && !self.excluded.contains(&from)
+                    && m.config == digest(&self.config)
                 {
                     self.markers.retain(|(a, _)| *a != from);
                     self.markers.push((from, m));
@@ -508,7 +583,11 @@ impl Group {
             return;
         }
         let have: BTreeSet<Addr> = self.markers.iter().map(|(a, _)| *a).collect();
-        if !self.config.iter().all(|a| have.contains(a)) {
+        if !self
+            .config
+            .iter()
+            .all(|a| have.contains(a) || self.excluded.contains(a))
+        {
             return;
         }
         // Two markers that disagree (one member claims another as still in its newer

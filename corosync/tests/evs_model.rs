@@ -57,6 +57,8 @@ struct Bus {
     rng: Rng,
     next_msg: u64,
     group: GroupName,
+    /// A process that does not answer flush requests.
+    mute: Option<usize>,
 }
 
 impl Bus {
@@ -93,6 +95,7 @@ impl Bus {
             rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
             next_msg: 0,
             group,
+            mute: None,
         }
     }
 
@@ -115,6 +118,7 @@ impl Bus {
 
     fn event(&mut self, p: usize, e: Event) {
         match e {
+            Event::FlushRequest { .. } if self.mute == Some(p) => {}
             Event::FlushRequest { .. } => {
                 // Sometimes a last message first, then the acknowledgement.
                 if self.rng.chance(50) {
@@ -404,6 +408,38 @@ fn a_crash_is_a_disconnect_and_a_leave_is_a_leave() {
     assert_eq!(bus.procs[2].left_events, 1);
     assert!(bus.procs[2].g.is_left());
     bus.check();
+}
+
+#[test]
+fn a_member_that_does_not_flush_is_left_out_after_the_timeout() {
+    let mut bus = Bus::new(3, 3);
+    for p in 0..3 {
+        join(&mut bus, p);
+    }
+    bus.quiesce();
+    // p2 stops answering flush requests; p1 leaves, which asks for a flush.
+    bus.mute = Some(2);
+    bus.procs[1].joined = false;
+    let comps = bus.comps.clone();
+    bus.change(comps, BTreeMap::from([(1, Reason::Leave)]));
+    bus.quiesce();
+    assert!(bus.procs[0].g.is_flushing(), "held by p2's missing marker");
+    assert_eq!(bus.procs[0].g.view().unwrap().members.len(), 3);
+    let mut out = Vec::new();
+    bus.procs[0].g.flush_timed_out(&mut out);
+    bus.handle(0, out);
+    bus.quiesce();
+    let v = bus.procs[0].g.view().unwrap().clone();
+    assert_eq!(v.members, [MemberName::new("p0").unwrap()]);
+    assert_eq!(v.cause, Cause::Disconnect);
+    assert!(bus.procs[2].g.is_left(), "p2 learns that it was left out");
+    assert_eq!(bus.procs[2].left_events, 1);
+    // p2 goes (its driver leaves CPG): nothing more to flush for p0.
+    bus.procs[2].joined = false;
+    let comps = bus.comps.clone();
+    bus.change(comps, BTreeMap::from([(2, Reason::Leave)]));
+    bus.quiesce();
+    assert!(!bus.procs[0].g.is_flushing());
 }
 
 #[test]
