@@ -11,10 +11,15 @@
 //! network namespaces, no corosync (`scripts/setup-corosync` installs it).
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
-    sync::mpsc,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     time::{Duration, Instant},
 };
 
@@ -46,7 +51,7 @@ impl Drop for Cluster {
 struct Member {
     name: String,
     child: Child,
-    stdin: ChildStdin,
+    stdin: Arc<Mutex<ChildStdin>>,
 }
 
 impl Drop for Member {
@@ -104,7 +109,7 @@ impl Run {
         Member {
             name: name.into(),
             child,
-            stdin,
+            stdin: Arc::new(Mutex::new(stdin)),
         }
     }
 
@@ -211,7 +216,80 @@ fn keys_in(seen: &Seen, mark: usize, members: &[&str]) -> Vec<(String, Instant, 
 }
 
 fn say(m: &mut Member, text: &str) {
-    writeln!(m.stdin, "{text}").unwrap();
+    writeln!(m.stdin.lock().unwrap(), "{text}").unwrap();
+}
+
+/// Sends `tick N from NAME` every 25 ms until stopped; returns how many it sent.
+fn chatter(m: &Member, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    let stdin = m.stdin.clone();
+    let name = m.name.clone();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if writeln!(stdin.lock().unwrap(), "tick {n} from {name}").is_err() {
+                break;
+            }
+            n += 1;
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        n
+    })
+}
+
+/// View synchrony as the application sees it, over the whole run: members that move
+/// from one key to the same next key delivered the same messages under the first
+/// (keys named by fingerprint, the same at every member).
+fn check_view_synchrony(seen: &Seen) {
+    let mut fingerprint: BTreeMap<(String, u64), String> = BTreeMap::new();
+    let mut order: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut delivered: BTreeMap<(String, u64), BTreeSet<(String, String)>> = BTreeMap::new();
+    for (who, _, e) in seen {
+        match e["event"].as_str() {
+            Some("key-established") => {
+                let epoch = e["epoch"].as_u64().unwrap();
+                fingerprint.insert(
+                    (who.clone(), epoch),
+                    e["fingerprint"].as_str().unwrap().into(),
+                );
+                order.entry(who.clone()).or_default().push(epoch);
+            }
+            Some("message") => {
+                let epoch = e["epoch"].as_u64().unwrap();
+                delivered.entry((who.clone(), epoch)).or_default().insert((
+                    e["sender"].as_str().unwrap().into(),
+                    e["text"].as_str().unwrap().into(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    type Delivered = BTreeSet<(String, String)>;
+    let mut moves: BTreeMap<(String, String), Vec<(String, Delivered)>> = BTreeMap::new();
+    for (who, epochs) in &order {
+        for w in epochs.windows(2) {
+            let key = (
+                fingerprint[&(who.clone(), w[0])].clone(),
+                fingerprint[&(who.clone(), w[1])].clone(),
+            );
+            let set = delivered
+                .get(&(who.clone(), w[0]))
+                .cloned()
+                .unwrap_or_default();
+            moves.entry(key).or_default().push((who.clone(), set));
+        }
+    }
+    let mut compared = 0;
+    for ((from, to), sets) in &moves {
+        for (who, set) in &sets[1..] {
+            assert_eq!(
+                &sets[0].1, set,
+                "{} and {who} moved from key {from} to {to} with different messages",
+                sets[0].0
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 0, "some members moved together");
 }
 
 fn ms(d: Duration) -> String {
@@ -291,6 +369,13 @@ fn scenario(dir: &Path, key_agreement: &str) {
     }
     run.wait_received(&pairs);
 
+    // Every member talks all through the partition and the merge.
+    let stop = Arc::new(AtomicBool::new(false));
+    let chatters: Vec<_> = [&alice, &bob, &carol]
+        .iter()
+        .map(|m| (m.name.clone(), chatter(m, stop.clone())))
+        .collect();
+
     // Node 3 is cut off; messages sent while the cut is not yet detected.
     let mark = run.seen.len();
     let cut = Instant::now();
@@ -354,6 +439,32 @@ fn scenario(dir: &Path, key_agreement: &str) {
     );
     let f_merged = merged[0].2["fingerprint"].clone();
     assert!(f_merged != f_major && f_merged != f_minor && f_merged != f1);
+    stop.store(true, Ordering::Relaxed);
+    let mut last_ticks = Vec::new();
+    for (name, chatter) in chatters {
+        let sent = chatter.join().unwrap();
+        assert!(sent > 0);
+        last_ticks.push((name.clone(), format!("tick {} from {name}", sent - 1)));
+    }
+    // Every member delivers all it said (held while it had no key, sealed after).
+    let own: Vec<(&str, &str)> = last_ticks
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    run.wait_received(&own);
+    for (name, _) in &last_ticks {
+        let mine = run
+            .messages()
+            .into_iter()
+            .filter(|(w, s, t, _)| w == name && s == name && t.starts_with("tick "))
+            .count();
+        let said = last_ticks
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.split(' ').nth(1).unwrap().parse::<usize>().unwrap() + 1)
+            .unwrap();
+        assert_eq!(mine, said, "{name} delivered each of its own messages once");
+    }
     for m in [&mut alice, &mut bob, &mut carol] {
         let text = format!("merged from {}", m.name);
         say(m, &text);
@@ -382,6 +493,15 @@ fn scenario(dir: &Path, key_agreement: &str) {
             }
         }
     }
+
+    check_view_synchrony(&run.seen);
+    eprintln!(
+        "{}",
+        t(&format!(
+            "{} messages delivered through the partition and the merge",
+            run.messages().len()
+        ))
+    );
 
     // A member process killed.
     let mark = run.seen.len();
