@@ -141,6 +141,32 @@ pub struct Costs {
     pub verification_ms: f64,
 }
 
+impl Costs {
+    /// The shares of `cpu_ms` spent in `exponentiations`, and in `signatures` and
+    /// `verifications`, estimated from the cost of one of each (each at most 1).
+    pub fn shares(
+        &self,
+        exponentiations: u64,
+        signatures: u64,
+        verifications: u64,
+        cpu_ms: f64,
+    ) -> (f64, f64) {
+        let share = |ms: f64| {
+            if cpu_ms > 0.0 {
+                (ms / cpu_ms).min(1.0)
+            } else {
+                0.0
+            }
+        };
+        (
+            share(exponentiations as f64 * self.exponentiation_ms),
+            share(
+                signatures as f64 * self.signature_ms + verifications as f64 * self.verification_ms,
+            ),
+        )
+    }
+}
+
 /// Measures the costs of `combo`'s primitives (median of 15 of each).
 pub fn calibrate(combo: &Combo) -> Result<Costs, String> {
     let p = crate::provider(&combo.provider).map_err(|e| e.to_string())?;
@@ -261,14 +287,12 @@ impl Runner<'_> {
         let serial = paths.iter().map(|p| p.exponentiations).max().unwrap_or(0);
         let cpu: Duration = self.net.members.values().map(|m| m.busy).sum();
         let cpu_ms = cpu.as_secs_f64() * 1e3;
-        let share = |ms: f64| {
-            if cpu_ms > 0.0 {
-                (ms / cpu_ms).min(1.0)
-            } else {
-                0.0
-            }
-        };
-        let c = self.costs;
+        let (dh_share, signature_share) = self.costs.shares(
+            total.exponentiations,
+            total.signatures,
+            total.verifications,
+            cpu_ms,
+        );
         Ok(Sample {
             combo: self.combo.clone(),
             event,
@@ -282,11 +306,8 @@ impl Runner<'_> {
             verifications: total.verifications,
             messages: total.unicasts + total.multicasts,
             bytes: total.bytes_sent,
-            dh_share: share(total.exponentiations as f64 * c.exponentiation_ms),
-            signature_share: share(
-                total.signatures as f64 * c.signature_ms
-                    + total.verifications as f64 * c.verification_ms,
-            ),
+            dh_share,
+            signature_share,
             engine_ms: None,
         })
     }

@@ -191,14 +191,10 @@ impl Runner<'_> {
         let cpu_ms = cpu.elapsed().as_secs_f64() * 1e3;
         let time = settled.key_at.saturating_duration_since(start);
         let engine = settled.view_at.map(|v| v.saturating_duration_since(start));
-        let share = |ms: f64| {
-            if cpu_ms > 0.0 {
-                (ms / cpu_ms).min(1.0)
-            } else {
-                0.0
-            }
-        };
         let c = &settled.counts;
+        let (dh_share, signature_share) =
+            self.costs
+                .shares(c.exponentiations, c.signatures, c.verifications, cpu_ms);
         Ok(Sample {
             combo: self.combo.clone(),
             event,
@@ -212,11 +208,8 @@ impl Runner<'_> {
             verifications: c.verifications,
             messages: c.messages,
             bytes: c.bytes,
-            dh_share: share(c.exponentiations as f64 * self.costs.exponentiation_ms),
-            signature_share: share(
-                c.signatures as f64 * self.costs.signature_ms
-                    + c.verifications as f64 * self.costs.verification_ms,
-            ),
+            dh_share,
+            signature_share,
             engine_ms: engine.map(|e| e.as_secs_f64() * 1e3),
         })
     }
