@@ -28,35 +28,30 @@ fn bench_keys_counts_match_the_protocol_formulas() {
     let json = dir.path().join("keys.json");
     let csv = dir.path().join("keys.csv");
     let plots = dir.path().join("plots");
-    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .args([
-            "bench",
-            "keys",
-            "--key-agreement",
-            "gdh,ckd",
-            "--provider",
-            "rustcrypto",
-            "--dh-group",
-            "ristretto255,p256",
-            "--sizes",
-            "2..5",
-            "--runs",
-            "2",
-            "--events",
-            "join,leave,merge,refresh,controller-leave,partition",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--csv")
-        .arg(&csv)
-        .arg("--plot")
-        .arg(&plots)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = conclave_tests::output_ok(
+        Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args([
+                "bench",
+                "keys",
+                "--key-agreement",
+                "gdh,ckd",
+                "--provider",
+                "rustcrypto",
+                "--dh-group",
+                "ristretto255,p256",
+                "--sizes",
+                "2..5",
+                "--runs",
+                "2",
+                "--events",
+                "join,leave,merge,refresh,controller-leave,partition",
+            ])
+            .arg("--json")
+            .arg(&json)
+            .arg("--csv")
+            .arg(&csv)
+            .arg("--plot")
+            .arg(&plots),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("skipping gdh/rustcrypto/p256"), "{stderr}");
@@ -121,31 +116,26 @@ fn bench_keys_counts_match_the_protocol_formulas() {
 fn bench_keys_through_the_daemon_counts_match_the_protocol_formulas() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("keys.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .args([
-            "bench",
-            "keys",
-            "--engine",
-            "daemon",
-            "--key-agreement",
-            "gdh,ckd",
-            "--provider",
-            "rustcrypto",
-            "--dh-group",
-            "ristretto255",
-            "--sizes",
-            "2..4",
-            "--runs",
-            "2",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = conclave_tests::output_ok(
+        Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args([
+                "bench",
+                "keys",
+                "--engine",
+                "daemon",
+                "--key-agreement",
+                "gdh,ckd",
+                "--provider",
+                "rustcrypto",
+                "--dh-group",
+                "ristretto255",
+                "--sizes",
+                "2..4",
+                "--runs",
+                "2",
+            ])
+            .arg("--json")
+            .arg(&json),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("does not partition"), "{stderr}");
@@ -184,29 +174,24 @@ fn bench_keys_through_the_daemon_counts_match_the_protocol_formulas() {
 fn bench_data_on_the_simulator() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("data.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .args([
-            "bench",
-            "data",
-            "--engine",
-            "sim",
-            "--cipher",
-            "none,chacha20-poly1305",
-            "--sizes",
-            "100",
-            "--messages",
-            "300",
-            "--members",
-            "4",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = conclave_tests::output_ok(
+        Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args([
+                "bench",
+                "data",
+                "--engine",
+                "sim",
+                "--cipher",
+                "none,chacha20-poly1305",
+                "--sizes",
+                "100",
+                "--messages",
+                "300",
+                "--members",
+                "4",
+            ])
+            .arg("--json")
+            .arg(&json),
     );
     let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(rows.len(), 2);
@@ -221,27 +206,22 @@ fn bench_data_on_the_simulator() {
 fn bench_data_measures_sealed_and_plain_multicast() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("data.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .args([
-            "bench",
-            "data",
-            "--cipher",
-            "none,aes-gcm,blowfish",
-            "--sizes",
-            "100,1024",
-            "--messages",
-            "200",
-            "--members",
-            "3",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = conclave_tests::output_ok(
+        Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args([
+                "bench",
+                "data",
+                "--cipher",
+                "none,aes-gcm,blowfish",
+                "--sizes",
+                "100,1024",
+                "--messages",
+                "200",
+                "--members",
+                "3",
+            ])
+            .arg("--json")
+            .arg(&json),
     );
     let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(rows.len(), 6);

@@ -576,23 +576,18 @@ fn three_nodes_partition_merge_and_crashes_for_gdh_and_ckd() {
     // `conclave demo --engine corosync` on a node: its member processes agree on every
     // epoch.
     cluster(&["up", "1"]);
-    let out = Command::new("ip")
-        .args(["netns", "exec", "conclave-n1"])
-        .arg(env!("CARGO_BIN_EXE_conclave"))
-        .args([
-            "demo",
-            "--engine",
-            "corosync",
-            "--json",
-            "--key-agreement",
-            "ckd",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = conclave_tests::output_ok(
+        Command::new("ip")
+            .args(["netns", "exec", "conclave-n1"])
+            .arg(env!("CARGO_BIN_EXE_conclave"))
+            .args([
+                "demo",
+                "--engine",
+                "corosync",
+                "--json",
+                "--key-agreement",
+                "ckd",
+            ]),
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let epochs = report["epochs"].as_array().unwrap();

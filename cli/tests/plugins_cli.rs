@@ -8,15 +8,7 @@ fn conclave() -> Command {
 
 #[test]
 fn list_json_shows_the_builtins() {
-    let out = conclave()
-        .args(["plugins", "list", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = conclave_tests::output_ok(conclave().args(["plugins", "list", "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let plugins = v["plugins"].as_array().unwrap();
     let names: Vec<&str> = plugins
@@ -74,15 +66,10 @@ fn list_table_and_plugin_dir() {
     let so = dir.path().join("libpadme.so");
     fs::copy(conclave_tests::fixtures::library("padme-cipher"), &so).unwrap();
     fs::set_permissions(&so, fs::Permissions::from_mode(0o644)).unwrap();
-    let out = conclave()
-        .args(["plugins", "list", "--plugin-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = conclave_tests::output_ok(
+        conclave()
+            .args(["plugins", "list", "--plugin-dir"])
+            .arg(dir.path()),
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -158,15 +145,7 @@ fn inspect_prints_metadata_or_the_typed_error() {
 
 #[test]
 fn demo_runs_the_whole_system_and_reports_agreed_epochs() {
-    let out = conclave()
-        .args(["demo", "--members", "3", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = conclave_tests::output_ok(conclave().args(["demo", "--members", "3", "--json"]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let epochs = v["epochs"].as_array().unwrap();
     // Joins of 1, 2, 3 members; a leave; a crash; a rejoin.

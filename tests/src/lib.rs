@@ -8,3 +8,18 @@
 pub mod fixtures;
 
 pub mod harness;
+
+/// Runs `command` to its end and returns what it printed; panics with its standard
+/// error if it failed.
+pub fn output_ok(command: &mut std::process::Command) -> std::process::Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
