@@ -22,6 +22,20 @@ fn expected_total(ka: &str, event: &str, n: u64) -> Option<u64> {
     })
 }
 
+/// Runs `conclave ARGS --json FILE` and returns its output and the file's JSON.
+fn bench(args: &[&str]) -> (std::process::Output, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("out.json");
+    let out = conclave_tests::output_ok(
+        Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(args)
+            .arg("--json")
+            .arg(&json),
+    );
+    let v = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (out, v)
+}
+
 #[test]
 fn bench_keys_counts_match_the_protocol_formulas() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,34 +128,27 @@ fn bench_keys_counts_match_the_protocol_formulas() {
 /// counters (not the simulator's) agree with the formulas; partitions are not offered.
 #[test]
 fn bench_keys_through_the_daemon_counts_match_the_protocol_formulas() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("keys.json");
-    let out = conclave_tests::output_ok(
-        Command::new(env!("CARGO_BIN_EXE_conclave"))
-            .args([
-                "bench",
-                "keys",
-                "--engine",
-                "daemon",
-                "--key-agreement",
-                "gdh,ckd",
-                "--provider",
-                "rustcrypto",
-                "--dh-group",
-                "ristretto255",
-                "--sizes",
-                "2..4",
-                "--runs",
-                "2",
-            ])
-            .arg("--json")
-            .arg(&json),
-    );
+    let (out, json) = bench(&[
+        "bench",
+        "keys",
+        "--engine",
+        "daemon",
+        "--key-agreement",
+        "gdh,ckd",
+        "--provider",
+        "rustcrypto",
+        "--dh-group",
+        "ristretto255",
+        "--sizes",
+        "2..4",
+        "--runs",
+        "2",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("does not partition"), "{stderr}");
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("engine ms"), "{table}");
-    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let v = json;
     assert_eq!(v["engine"], "daemon");
     let rows = v["rows"].as_array().unwrap();
     // 2 key agreements x 3 sizes x 4 events (join, leave, refresh, controller-leave).
@@ -172,28 +179,21 @@ fn bench_keys_through_the_daemon_counts_match_the_protocol_formulas() {
 
 #[test]
 fn bench_data_on_the_simulator() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("data.json");
-    let out = conclave_tests::output_ok(
-        Command::new(env!("CARGO_BIN_EXE_conclave"))
-            .args([
-                "bench",
-                "data",
-                "--engine",
-                "sim",
-                "--cipher",
-                "none,chacha20-poly1305",
-                "--sizes",
-                "100",
-                "--messages",
-                "300",
-                "--members",
-                "4",
-            ])
-            .arg("--json")
-            .arg(&json),
-    );
-    let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let (out, json) = bench(&[
+        "bench",
+        "data",
+        "--engine",
+        "sim",
+        "--cipher",
+        "none,chacha20-poly1305",
+        "--sizes",
+        "100",
+        "--messages",
+        "300",
+        "--members",
+        "4",
+    ]);
+    let rows: Vec<Value> = serde_json::from_value(json).unwrap();
     assert_eq!(rows.len(), 2);
     for r in &rows {
         assert_eq!(r["messages"], 300, "{r}");
@@ -204,26 +204,19 @@ fn bench_data_on_the_simulator() {
 
 #[test]
 fn bench_data_measures_sealed_and_plain_multicast() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("data.json");
-    let out = conclave_tests::output_ok(
-        Command::new(env!("CARGO_BIN_EXE_conclave"))
-            .args([
-                "bench",
-                "data",
-                "--cipher",
-                "none,aes-gcm,blowfish",
-                "--sizes",
-                "100,1024",
-                "--messages",
-                "200",
-                "--members",
-                "3",
-            ])
-            .arg("--json")
-            .arg(&json),
-    );
-    let rows: Vec<Value> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let (out, json) = bench(&[
+        "bench",
+        "data",
+        "--cipher",
+        "none,aes-gcm,blowfish",
+        "--sizes",
+        "100,1024",
+        "--messages",
+        "200",
+        "--members",
+        "3",
+    ]);
+    let rows: Vec<Value> = serde_json::from_value(json).unwrap();
     assert_eq!(rows.len(), 6);
     for r in &rows {
         assert_eq!(r["messages"], 200, "{r}");
