@@ -74,7 +74,7 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
     let address = args
         .connect
         .as_ref()
-        .ok_or("--connect is needed with the daemon")?;
+        .ok_or("--connect ADDRESS is needed with --engine daemon (the default)")?;
     let session = Session::connect(address, identity, registry, policy, trust)
         .await
         .map_err(|e| e.to_string())?;

@@ -424,7 +424,7 @@ async fn run_demo(args: DemoArgs) -> Result<Report, String> {
         conclave_corosync::CpgConnection::connect(
             conclave_gcs::MemberName::new("probe").map_err(|e| e.to_string())?,
         )
-        .map_err(|e| format!("{e} (is corosync running on this machine?)"))?;
+        .map_err(|e| e.to_string())?;
         member_files(dir.path(), &registry, &settings, &all)?;
         Some(Processes {
             dir: dir.path().to_path_buf(),

@@ -124,8 +124,16 @@ fn on_confchg(
 }
 
 fn cs(what: &str, e: CsError) -> GcsError {
+    let why = match e {
+        CsError::CsErrLibrary => {
+            "no corosync answers here (is it running on this machine, in this network namespace?)"
+                .to_string()
+        }
+        CsError::CsErrAccess => "corosync refused this user (see its uidgid settings)".into(),
+        other => other.to_string(),
+    };
     GcsError::Disconnected {
-        reason: format!("corosync: {what}: {e}"),
+        reason: format!("corosync: {what}: {why}"),
     }
 }
 
