@@ -519,3 +519,57 @@ fn random_histories_keep_view_synchrony() {
         bus.check();
     }
 }
+
+/// Malformed, truncated and foreign frames are refused with an error and change
+/// nothing: the member goes on as if they had not come.
+#[test]
+fn malformed_frames_are_refused_without_effect() {
+    let mut bus = Bus::new(2, 4);
+    for p in 0..2 {
+        join(&mut bus, p);
+    }
+    bus.quiesce();
+    let view = bus.procs[0].g.view().unwrap().clone();
+    let from = bus.procs[1].addr;
+    // A real data frame and a real marker-shaped prefix, cut at every length, then
+    // flipped bytes, then random bytes.
+    let data = bus.procs[1]
+        .g
+        .data(&Delivery::Multicast(Service::Agreed), b"payload")
+        .unwrap();
+    let mut frames: Vec<Vec<u8>> = (0..data.len()).map(|n| data[..n].to_vec()).collect();
+    for i in 0..data.len() {
+        let mut f = data.to_vec();
+        f[i] ^= 0xff;
+        frames.push(f);
+    }
+    let mut rng = Rng(99);
+    for _ in 0..2000 {
+        let len = rng.below(80);
+        frames.push((0..len).map(|_| rng.next() as u8).collect());
+    }
+    // Markers claiming absurd member counts.
+    frames.push([&[1u8, 2, 1, b'x', 0][..], &[0; 16], &[0xff; 4]].concat());
+    let mut refused = 0;
+    for f in &frames {
+        let mut out = Vec::new();
+        match bus.procs[0].g.deliver(from, f, &mut out) {
+            Err(_) => {
+                refused += 1;
+                assert!(out.is_empty());
+            }
+            Ok(()) => {
+                // Only well-formed data of another view, or flipped payload bytes, may
+                // pass: at most a message, never a view change.
+                assert!(
+                    out.iter()
+                        .all(|o| matches!(o, Output::Event(Event::Message { .. }))),
+                    "{out:?}"
+                );
+            }
+        }
+    }
+    assert!(refused > frames.len() / 2, "{refused} of {}", frames.len());
+    assert_eq!(bus.procs[0].g.view().unwrap(), &view);
+    assert!(!bus.procs[0].g.is_flushing());
+}
