@@ -47,6 +47,17 @@ impl Report {
         self.skipped.push(name.into());
     }
 
+    /// Panics, with the whole report, unless every check passed and the check that
+    /// what provider `a` seals provider `b` opens (and back) ran among them.
+    pub fn assert_interoperates(&self, a: &str, b: &str) {
+        assert!(self.failed.is_empty(), "{self}");
+        let check = format!("{a} <-> {b}: interoperates");
+        assert!(
+            self.passed.iter().any(|p| p.contains(&check)),
+            "no interoperability check ran: {self}"
+        );
+    }
+
     /// The same report with `prefix` before every entry (to combine suites).
     pub fn prefixed(mut self, prefix: &str) -> Report {
         for list in [&mut self.passed, &mut self.failed, &mut self.skipped] {
