@@ -84,6 +84,28 @@ enum Rec {
     Left(GroupName),
 }
 
+impl Rec {
+    /// What the checker keeps of `event`; `msg` numbers a message.
+    fn of(event: &Event, msg: u64) -> Rec {
+        match event {
+            Event::View(v) => Rec::View(v.clone()),
+            Event::FlushRequest { group } => Rec::Flush(group.clone()),
+            Event::Left { group, .. } => Rec::Left(group.clone()),
+            Event::Message {
+                group,
+                sender,
+                view_id,
+                ..
+            } => Rec::Msg {
+                group: group.clone(),
+                view: *view_id,
+                sender: sender.clone(),
+                msg,
+            },
+        }
+    }
+}
+
 /// A message a member handed to the engine.
 #[derive(Clone, Debug)]
 struct Sent {
@@ -219,22 +241,7 @@ impl Net {
                     break;
                 };
                 m.session.observe(&event);
-                m.log.push(match &event {
-                    Event::View(v) => Rec::View(v.clone()),
-                    Event::FlushRequest { group } => Rec::Flush(group.clone()),
-                    Event::Left { group, .. } => Rec::Left(group.clone()),
-                    Event::Message {
-                        group,
-                        sender,
-                        view_id,
-                        ..
-                    } => Rec::Msg {
-                        group: group.clone(),
-                        view: *view_id,
-                        sender: sender.clone(),
-                        msg: msg.unwrap_or(u64::MAX),
-                    },
-                });
+                m.log.push(Rec::of(&event, msg.unwrap_or(u64::MAX)));
                 m.received.push_back(event);
             }
         }
@@ -991,22 +998,7 @@ impl Trace {
         let Some((_, log, _)) = self.members.get_mut(member) else {
             return;
         };
-        log.push(match event {
-            Event::View(v) => Rec::View(v.clone()),
-            Event::FlushRequest { group } => Rec::Flush(group.clone()),
-            Event::Left { group, .. } => Rec::Left(group.clone()),
-            Event::Message {
-                group,
-                sender,
-                view_id,
-                ..
-            } => Rec::Msg {
-                group: group.clone(),
-                view: *view_id,
-                sender: sender.clone(),
-                msg,
-            },
-        });
+        log.push(Rec::of(event, msg));
     }
 
     /// Records a message `member` handed to the engine while in view `view`.
