@@ -116,11 +116,7 @@ impl Runner<'_> {
                         first = false;
                         let d = k.counts.since(&m.counts);
                         m.counts = k.counts;
-                        out.counts.exponentiations += d.exponentiations;
-                        out.counts.signatures += d.signatures;
-                        out.counts.verifications += d.verifications;
-                        out.counts.messages += d.messages;
-                        out.counts.bytes += d.bytes;
+                        out.counts += d;
                         break;
                     }
                     SessionEvent::SecurityError { error, .. } => {

@@ -152,6 +152,16 @@ pub struct AgreementCounts {
     pub bytes: u64,
 }
 
+impl std::ops::AddAssign for AgreementCounts {
+    fn add_assign(&mut self, other: AgreementCounts) {
+        self.exponentiations += other.exponentiations;
+        self.signatures += other.signatures;
+        self.verifications += other.verifications;
+        self.messages += other.messages;
+        self.bytes += other.bytes;
+    }
+}
+
 impl AgreementCounts {
     /// The counts done since `earlier` (saturating: a switch of plugins restarts them).
     pub fn since(&self, earlier: &AgreementCounts) -> AgreementCounts {
@@ -422,19 +432,12 @@ impl Session<Client> {
     /// `events` is closed: each event goes to `events` as `wrap(arrival, event)`, and
     /// commands come in through the returned handle.
     pub fn spawn<T: Send + 'static>(
-        mut self,
+        self,
         events: tokio::sync::mpsc::UnboundedSender<T>,
         wrap: impl Fn(Instant, SessionEvent) -> T + Send + 'static,
     ) -> (SessionHandle, tokio::task::JoinHandle<()>) {
         let handle = self.handle();
-        let task = tokio::spawn(async move {
-            while let Ok(e) = self.next_event().await {
-                if events.send(wrap(Instant::now(), e)).is_err() {
-                    break;
-                }
-            }
-        });
-        (handle, task)
+        (handle, tokio::spawn(self.forward(events, wrap)))
     }
 }
 
@@ -496,7 +499,7 @@ impl<C: Connection> Session<C> {
     /// (for engines whose futures are not `Send`, such as the simulator's members), as
     /// [`Session::spawn`] does in a task of its own.
     pub fn spawn_local<T: 'static>(
-        mut self,
+        self,
         events: tokio::sync::mpsc::UnboundedSender<T>,
         wrap: impl Fn(Instant, SessionEvent) -> T + 'static,
     ) -> (SessionHandle, tokio::task::JoinHandle<()>)
@@ -504,14 +507,21 @@ impl<C: Connection> Session<C> {
         C: 'static,
     {
         let handle = self.handle();
-        let task = tokio::task::spawn_local(async move {
-            while let Ok(e) = self.next_event().await {
-                if events.send(wrap(Instant::now(), e)).is_err() {
-                    break;
-                }
+        (handle, tokio::task::spawn_local(self.forward(events, wrap)))
+    }
+
+    /// The event loop of [`Session::spawn`] and [`Session::spawn_local`]: until the
+    /// session ends or `events` is closed.
+    async fn forward<T>(
+        mut self,
+        events: tokio::sync::mpsc::UnboundedSender<T>,
+        wrap: impl Fn(Instant, SessionEvent) -> T,
+    ) {
+        while let Ok(e) = self.next_event().await {
+            if events.send(wrap(Instant::now(), e)).is_err() {
+                break;
             }
-        });
-        (handle, task)
+        }
     }
 
     /// This member's name.
