@@ -448,8 +448,4 @@ impl Connection for CpgConnection {
             self.on_raw(group, raw)?;
         }
     }
-
-    async fn close(self) {
-        drop(self);
-    }
 }

@@ -594,18 +594,13 @@ impl Group {
         // view, the other answers from an older view or as a joiner): one of them was
         // sent before a change its sender has since seen, and that sender's next marker
         // is on its way. Wait for it.
-        let stale: BTreeSet<Addr> = self
-            .markers
-            .iter()
-            .filter(|(x, mx)| {
-                let older = mx.previous.map_or(0, |(v, _)| v.counter);
-                self.markers.iter().any(|(_, my)| {
-                    my.previous.is_some_and(|(v, _)| v.counter > older) && my.together.contains(x)
-                })
+        let disagree = self.markers.iter().any(|(x, mx)| {
+            let older = mx.previous.map_or(0, |(v, _)| v.counter);
+            self.markers.iter().any(|(_, my)| {
+                my.previous.is_some_and(|(v, _)| v.counter > older) && my.together.contains(x)
             })
-            .map(|(x, _)| *x)
-            .collect();
-        if !stale.is_empty() {
+        });
+        if disagree {
             return;
         }
         // Components: the members of one previous view that stayed together (oldest
@@ -634,32 +629,24 @@ impl Group {
             .unwrap_or(0);
         // A view whose members come back in several groups: each group first gets a
         // view of its own.
-        let mut split_views: BTreeSet<(u64, u32)> = BTreeSet::new();
-        let mut seen_views: BTreeMap<(u64, u32), usize> = BTreeMap::new();
+        let mut groups_of_view: BTreeMap<(u64, u32), usize> = BTreeMap::new();
         for (counter, origin, _) in components.keys() {
-            *seen_views.entry((*counter, *origin)).or_default() += 1;
-        }
-        for (k, n) in seen_views {
-            if n > 1 {
-                split_views.insert(k);
-            }
+            *groups_of_view.entry((*counter, *origin)).or_default() += 1;
         }
         let mut order: Vec<(Addr, MemberName)> = Vec::new();
         let mut counter = base;
-        let mut intermediate: Option<Vec<(Addr, MemberName)>> = None;
-        let mut intermediate_id = None;
+        let mut intermediate: Option<(ViewId, Vec<(Addr, MemberName)>)> = None;
         for ((vc, vo, _), mut c) in components {
             c.sort_by_key(|(rank, a, _)| (*rank, *a));
             let members: Vec<(Addr, MemberName)> = c.into_iter().map(|(_, a, n)| (a, n)).collect();
-            if split_views.contains(&(vc, vo)) {
+            if groups_of_view[&(vc, vo)] > 1 {
                 let id = ViewId {
                     origin: members.iter().map(|(a, _)| a.node).min().unwrap_or(0),
                     counter,
                 };
                 counter += 1;
                 if members.iter().any(|(a, _)| *a == self.me) {
-                    intermediate = Some(members.clone());
-                    intermediate_id = Some(id);
+                    intermediate = Some((id, members.clone()));
                 }
             }
             order.extend(members);
@@ -676,7 +663,7 @@ impl Group {
             }));
             return;
         }
-        if let (Some(members), Some(id)) = (intermediate, intermediate_id) {
+        if let Some((id, members)) = intermediate {
             self.install(id, &members, Some(Cause::Partition), out);
         }
         let id = ViewId {
