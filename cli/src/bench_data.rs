@@ -304,10 +304,7 @@ pub fn run(args: DataArgs) -> Result<(), String> {
             .enable_all()
             .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
+        crate::embedded::runtime()
     }
     .map_err(|e| e.to_string())?;
     let registry = Arc::new(Registry::with_builtins().map_err(|e| e.to_string())?);

@@ -338,11 +338,7 @@ async fn measure_all(
 /// measurement (partitions and merges are not measured: see the module's text).
 pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Vec<Sample>, String> {
     let registry = Arc::new(Registry::with_builtins().map_err(|e| e.to_string())?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let runtime = crate::embedded::runtime().map_err(|e| e.to_string())?;
     let mut samples = Vec::new();
     for combo in &config.combos {
         let costs = keys::calibrate(combo)?;

@@ -154,11 +154,7 @@ async fn run_session<C: Connection>(
 
 /// Runs `conclave chat`.
 pub fn run(args: ChatArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::embedded::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("conclave chat: cannot start the runtime: {e}");

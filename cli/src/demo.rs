@@ -537,11 +537,7 @@ async fn run_demo(args: DemoArgs) -> Result<Report, String> {
 /// Runs `conclave demo`.
 pub fn run(args: DemoArgs) -> ExitCode {
     let json = args.json;
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::embedded::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("conclave demo: cannot start the runtime: {e}");

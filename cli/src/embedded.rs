@@ -1,5 +1,5 @@
-//! What the demo and the benchmarks share: an embedded daemon, and members with fresh
-//! identities that trust each other.
+//! What the demo, the chat and the benchmarks share: their runtime, an embedded daemon,
+//! and members with fresh identities that trust each other.
 
 use std::{path::Path, sync::Arc, time::Duration};
 
@@ -9,6 +9,15 @@ use conclave::{
     sdk::{Options, ka_kit::MapTrustStore},
 };
 use conclave_gcs::{Address, Daemon, DaemonConfig};
+
+/// The runtime of a command's members: two worker threads (this project's machines have
+/// two cores).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
 
 /// A daemon inside this process on a private Unix socket in `dir`.
 pub async fn daemon(
