@@ -96,6 +96,11 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
                     source(&s.rekey_interval),
                 ),
                 (
+                    "agreement_timeout",
+                    humantime_like(r.agreement_timeout),
+                    source(&s.agreement_timeout),
+                ),
+                (
                     "members",
                     r.members
                         .as_ref()
@@ -124,7 +129,7 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
                     _ => out!("group {group:?}: no rule matches; [defaults] and built-ins"),
                 }
                 for (k, v, src) in rows {
-                    out!("  {k:<15} {v:<34} from {src}");
+                    out!("  {k:<17} {v:<34} from {src}");
                 }
             }
             ExitCode::SUCCESS
@@ -133,6 +138,13 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
 }
 
 fn humantime_like(d: std::time::Duration) -> String {
+    if d.subsec_nanos() != 0 {
+        // "1500ms", or Duration's own form below a millisecond's precision.
+        return match d.subsec_nanos() % 1_000_000 {
+            0 => format!("{}ms", d.as_millis()),
+            _ => format!("{d:?}"),
+        };
+    }
     let s = d.as_secs();
     match s {
         s if s % 3600 == 0 && s > 0 => format!("{}h", s / 3600),

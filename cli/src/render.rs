@@ -52,6 +52,15 @@ pub fn describe(e: &SessionEvent) -> String {
         SessionEvent::CommandFailed { command, message } => {
             format!("FAILED   {command}: {message}")
         }
+        SessionEvent::Excluded {
+            member,
+            reason,
+            detail,
+            ..
+        } => format!("EXCLUDED {member} ({}): {detail}", reason.name()),
+        SessionEvent::Undelivered { sends, reason, .. } => {
+            format!("UNSENT   {} message(s): {reason}", sends.len())
+        }
         SessionEvent::Left { cause, .. } => format!("left     ({cause})"),
         SessionEvent::PolicyReloaded { changed } => {
             format!("policy   reloaded; changes {changed:?}")

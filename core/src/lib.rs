@@ -15,12 +15,14 @@
 
 pub mod identity;
 pub mod plugins;
+pub mod secure;
 pub mod policy;
 pub mod session;
 pub mod settings;
 
 pub use identity::Identity;
 pub use policy::{PolicyFile, PolicyLoadError};
+pub use secure::Exclusion;
 pub use session::{
     AgreementCounts, CoreError, KeyEstablished, SecurityError, Session, SessionEvent,
 };

@@ -116,6 +116,13 @@ impl PolicyFile {
     }
 }
 
+// The policy crate's built-in agreement timeout (it does not depend on this crate) is
+// the one sessions use without a policy.
+const _: () = assert!(
+    conclave_policy::builtin::AGREEMENT_TIMEOUT.as_nanos()
+        == crate::settings::DEFAULT_AGREEMENT_TIMEOUT.as_nanos()
+);
+
 impl From<&Resolved> for GroupSettings {
     fn from(r: &Resolved) -> Self {
         GroupSettings {
@@ -131,6 +138,7 @@ impl From<&Resolved> for GroupSettings {
             signature: r.signature.clone(),
             rekey_interval: r.rekey_interval,
             members: r.members.clone(),
+            agreement_timeout: r.agreement_timeout,
         }
     }
 }

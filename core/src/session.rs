@@ -13,19 +13,32 @@
 //! | key-agreement message | the group's key agreement |
 //! | application message | the group's cipher (opened under the epoch it names) |
 //!
-//! While a group has no key for its current view, the application's sends are held and
-//! go out sealed under the new key once every member has confirmed it; older epochs'
-//! keys are retired when the new key is ready (every message of the old view was
-//! delivered before the view changed). A message that cannot be opened is reported as a
-//! [`SessionEvent::SecurityError`], never dropped silently.
+//! While a group has no key for its current secure view, the application's sends are
+//! held and go out sealed under the new key once every member has confirmed it; older
+//! epochs' keys are retired when the new key is ready (every message sealed under them
+//! by a member of the new secure view was delivered before its confirmation). A held
+//! send that cannot go out is returned as [`SessionEvent::Undelivered`]; a message that
+//! cannot be opened is reported as a [`SessionEvent::SecurityError`] (once per sender
+//! and reason in a view), never dropped silently.
 //!
-//! The modules of a group (key agreement, cipher, DH group, signature, plugin versions)
-//! are bound into every key-agreement message, and the group's oldest member announces
-//! them when members join: a member whose policy disagrees gets a security error and
-//! leaves the group, so that the others can go on.
+//! # The secure view
+//!
+//! The key agreement does not run among the engine's view but among its *secure view*
+//! (see [`crate::secure`]): the members that this member's policy admits (a trusted
+//! key, allowed by the rule's `members`) and that announced the same modules in a
+//! signed announcement. Members left out are reported once each as
+//! [`SessionEvent::Excluded`] and what they send is refused without effect. A member
+//! that does not take part within the group's `agreement_timeout` is left out by a
+//! signed cut that every member applies at the same point of the agreed order. Every
+//! control message (announcement, switch, cut, liveness) is signed and bound to the
+//! group, view, stage and round: nothing an outsider sends changes a member's state.
+//!
+//! A member on other modules is not thrown out: it forms a secure view with the
+//! members on its modules (alone, if none), and each side reports the other once as
+//! `other-modules`.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -40,7 +53,7 @@ use conclave_plugin_sdk::{
         cipher::CipherConfig,
         key_agreement::{Action, KeyAgreementConfig, MembershipView, ViewCause},
     },
-    host::{Cipher, KeyAgreement, Provider},
+    host::{Cipher, KeyAgreement, Provider, Signer},
     ka_kit::MapTrustStore,
 };
 use serde::{Deserialize, Serialize};
@@ -48,17 +61,26 @@ use serde::{Deserialize, Serialize};
 use crate::{
     identity::Identity,
     plugins::{LoadError, Registry},
+    secure::{
+        AgreementId, Exclusion, Output, SecureView,
+        control::{Body, Control},
+    },
     settings::{GroupSettings, PolicySource, Security},
 };
 
 /// Payload tags of the messages the core sends through the engine.
 mod tag {
+    /// A key-agreement message: the agreement's stage and round (u32 each, big endian),
+    /// then the plugin's message.
     pub const KEY_AGREEMENT: u8 = 1;
     pub const SEALED: u8 = 2;
     pub const PLAIN: u8 = 3;
-    pub const MODULES: u8 = 4;
-    pub const SWITCH: u8 = 5;
+    /// A signed control message ([`crate::secure::control`]).
+    pub const CONTROL: u8 = 4;
 }
+
+/// How many key-agreement messages of a round not yet started a group keeps.
+const MAX_EARLY: usize = 1024;
 
 const AAD_DOMAIN: &[u8] = b"conclave/app/v1\0";
 
@@ -92,9 +114,14 @@ pub enum CoreError {
         /// Why.
         why: String,
     },
-    /// The group refused this member's modules; it left the group.
-    #[error("group {0} uses other modules than this member's policy allows")]
-    Refused(String),
+    /// This member is left out of the group's secure view: it cannot send there.
+    #[error("this member is left out of group {group}'s secure view ({reason})")]
+    Excluded {
+        /// The group.
+        group: String,
+        /// Why (`silent`, `other-modules`, ...).
+        reason: String,
+    },
     /// The engine connection was made under another name than the identity's.
     #[error("the engine connection is member {connection}, the identity is {identity}")]
     IdentityMismatch {
@@ -262,6 +289,29 @@ pub enum SessionEvent {
         /// Why.
         message: String,
     },
+    /// A member of the view is not in the group's secure view: it gets no key and what
+    /// it sends is refused. Reported once per member and reason in a view; `member` is
+    /// this member itself when it is the one left out.
+    Excluded {
+        /// The group.
+        group: String,
+        /// Who.
+        member: String,
+        /// Why.
+        reason: Exclusion,
+        /// Details.
+        detail: String,
+    },
+    /// Sends that this member accepted (see [`Session::multicast`]) and will never send:
+    /// it left the group or was left out while they were held.
+    Undelivered {
+        /// The group.
+        group: String,
+        /// The send ids.
+        sends: Vec<u64>,
+        /// Why.
+        reason: String,
+    },
     /// This member is out of the group.
     Left {
         /// The group.
@@ -304,15 +354,30 @@ struct Secured {
     provider: Provider,
     ka: KeyAgreement,
     cipher: Cipher,
-    /// Added to the key agreement's epochs: the group's epoch when these modules started.
-    epoch_base: u64,
-    /// The group epoch of the current key, if the current view has one.
+    /// This member's identity key, for control messages.
+    signer: Signer,
+    /// The group epoch of the current key, if the current secure view has one.
     current: Option<u64>,
     installed: Vec<u64>,
+    /// The members that hold each installed epoch's key.
+    epoch_members: BTreeMap<u64, Vec<String>>,
     started: Instant,
     last_key: Instant,
-    /// Synthetic views of module switches within the current engine view.
-    switches: u32,
+    /// The agreement the key agreement runs (or last ran).
+    agreement: Option<AgreementId>,
+    /// The epoch the next key counts up from, if the stage has no key yet.
+    base: Option<u64>,
+    /// The members of the key agreement's last view.
+    ka_members: Vec<String>,
+    /// Key-agreement messages of an agreement not started yet here.
+    early: Vec<(String, AgreementId, Vec<u8>)>,
+}
+
+/// A send accepted and not yet given to the engine.
+struct Held {
+    id: u64,
+    delivery: Delivery,
+    data: Vec<u8>,
 }
 
 struct GroupState {
@@ -322,13 +387,21 @@ struct GroupState {
     /// Settings from a reloaded policy, for the next agreement.
     pending: Option<GroupSettings>,
     secured: Option<Secured>,
+    /// The secure view (secure groups only).
+    sv: Option<SecureView>,
     view: Option<View>,
     flushing: bool,
-    held: VecDeque<(Delivery, Vec<u8>)>,
-    refused: bool,
+    held: VecDeque<Held>,
     last_epoch: u64,
+    /// (sender, error code) pairs reported in this view: each is reported once.
+    reported: BTreeSet<(String, u32)>,
+    /// The last modules each member announced in this view (for reports).
+    announced: BTreeMap<String, Vec<u8>>,
+    /// The stage in which this member asked for a rekey (its sender key ran out).
+    rekey_asked: Option<(Vec<u8>, u32)>,
+    /// Messages refused without a report (their sender was already reported).
+    refused: u64,
 }
-
 /// A request to a session from another task (see [`Session::handle`]).
 #[derive(Clone)]
 pub enum Command {
@@ -402,6 +475,8 @@ pub struct Session<C: Connection = Client> {
     trust: MapTrustStore,
     groups: BTreeMap<String, GroupState>,
     events: VecDeque<SessionEvent>,
+    /// The id of the last send accepted.
+    last_send: u64,
 }
 
 impl<C: Connection> std::fmt::Debug for Session<C> {
@@ -469,6 +544,7 @@ impl<C: Connection> Session<C> {
             trust,
             groups: BTreeMap::new(),
             events: VecDeque::new(),
+            last_send: 0,
         })
     }
 
@@ -485,8 +561,10 @@ impl<C: Connection> Session<C> {
                 group,
                 service,
                 data,
-            } => self.multicast(&group, service, &data).await,
-            Command::Unicast { group, to, data } => self.unicast(&group, &to, &data).await,
+            } => self.multicast(&group, service, &data).await.map(drop),
+            Command::Unicast { group, to, data } => {
+                self.unicast(&group, &to, &data).await.map(drop)
+            }
             Command::Refresh(g) => self.refresh(&g).await,
             Command::ReloadPolicy(p) => {
                 self.reload_policy(p);
@@ -556,6 +634,7 @@ impl<C: Connection> Session<C> {
             .push_back(SessionEvent::PolicyReloaded { changed });
     }
 
+
     fn instantiate(
         &self,
         group: &str,
@@ -592,16 +671,26 @@ impl<C: Connection> Session<C> {
             context: descriptor.to_vec().into(),
             options: Options::default(),
         })?;
+        let signer = provider
+            .signer(&settings.signature, self.identity.secret().expose())
+            .map_err(crypto(format!(
+                "making a {} signer for group {group}",
+                settings.signature
+            )))?;
         Ok(Secured {
             provider,
             ka,
             cipher,
-            epoch_base: 0,
+            signer,
             current: None,
             installed: Vec::new(),
+            epoch_members: BTreeMap::new(),
             started: Instant::now(),
             last_key: Instant::now(),
-            switches: 0,
+            agreement: None,
+            base: None,
+            ka_members: Vec::new(),
+            early: Vec::new(),
         })
     }
 
@@ -628,8 +717,8 @@ impl<C: Connection> Session<C> {
             });
         }
         let descriptor = settings.descriptor(&self.registry);
-        let secured = match settings.security {
-            Security::None => None,
+        let (secured, sv) = match settings.security {
+            Security::None => (None, None),
             Security::Required => {
                 if self.trust.lookup_key(&me).is_none() {
                     return Err(CoreError::NotAllowed {
@@ -638,7 +727,14 @@ impl<C: Connection> Session<C> {
                         why: "its public key is not in the trust store".into(),
                     });
                 }
-                Some(self.instantiate(group, &settings, &descriptor)?)
+                (
+                    Some(self.instantiate(group, &settings, &descriptor)?),
+                    Some(SecureView::new(
+                        &me,
+                        settings.agreement_timeout,
+                        Instant::now(),
+                    )),
+                )
             }
         };
         self.client.join(&name).await?;
@@ -650,17 +746,22 @@ impl<C: Connection> Session<C> {
                 descriptor,
                 pending: None,
                 secured,
+                sv,
                 view: None,
                 flushing: false,
                 held: VecDeque::new(),
-                refused: false,
                 last_epoch: 0,
+                reported: BTreeSet::new(),
+                announced: BTreeMap::new(),
+                rekey_asked: None,
+                refused: 0,
             },
         );
         Ok(())
     }
 
-    /// Leaves `group`; [`SessionEvent::Left`] confirms it.
+    /// Leaves `group`; [`SessionEvent::Left`] confirms it (with
+    /// [`SessionEvent::Undelivered`] before it for sends still held).
     pub async fn leave(&mut self, group: &str) -> Result<(), CoreError> {
         let g = self
             .groups
@@ -672,18 +773,21 @@ impl<C: Connection> Session<C> {
     }
 
     /// Multicasts `data` to `group` with `service` (sealed in a secure group; held while
-    /// the group rekeys).
+    /// the group rekeys). Returns the send's id, increasing in this session: a send
+    /// that is held and can then not go out is reported with it in
+    /// [`SessionEvent::Undelivered`].
     pub async fn multicast(
         &mut self,
         group: &str,
         service: Service,
         data: &[u8],
-    ) -> Result<(), CoreError> {
+    ) -> Result<u64, CoreError> {
         self.send(group, Delivery::Multicast(service), data).await
     }
 
-    /// Sends `data` to one member of `group` (FIFO; sealed in a secure group).
-    pub async fn unicast(&mut self, group: &str, to: &str, data: &[u8]) -> Result<(), CoreError> {
+    /// Sends `data` to one member of `group` (FIFO; sealed in a secure group). Returns
+    /// the send's id, as [`Session::multicast`] does.
+    pub async fn unicast(&mut self, group: &str, to: &str, data: &[u8]) -> Result<u64, CoreError> {
         let to = MemberName::new(to).map_err(GcsError::from)?;
         self.send(group, Delivery::Unicast(to), data).await
     }
@@ -693,16 +797,44 @@ impl<C: Connection> Session<C> {
         group: &str,
         delivery: Delivery,
         data: &[u8],
-    ) -> Result<(), CoreError> {
+    ) -> Result<u64, CoreError> {
         let g = self
             .groups
             .get_mut(group)
             .ok_or_else(|| CoreError::NotJoined(group.into()))?;
-        if g.refused {
-            return Err(CoreError::Refused(group.into()));
+        if let Some(sv) = &g.sv
+            && sv.is_out()
+        {
+            return Err(CoreError::Excluded {
+                group: group.into(),
+                reason: sv
+                    .exclusion(self.identity.name())
+                    .map_or("left out", Exclusion::name)
+                    .into(),
+            });
         }
-        g.held.push_back((delivery, data.to_vec()));
-        self.release(group).await
+        self.last_send += 1;
+        let id = self.last_send;
+        g.held.push_back(Held {
+            id,
+            delivery,
+            data: data.to_vec(),
+        });
+        self.release(group).await?;
+        Ok(id)
+    }
+
+    fn undelivered(&mut self, group: &str, sends: Vec<u64>, reason: impl Into<String>) {
+        if sends.is_empty() {
+            return;
+        }
+        let reason = reason.into();
+        tracing::warn!(group, count = sends.len(), %reason, "sends not delivered");
+        self.events.push_back(SessionEvent::Undelivered {
+            group: group.into(),
+            sends,
+            reason,
+        });
     }
 
     /// Sends what is held, if the group may send now.
@@ -713,23 +845,36 @@ impl<C: Connection> Session<C> {
             };
             let ready = g.view.is_some()
                 && !g.flushing
-                && g.secured.as_ref().is_none_or(|s| s.current.is_some());
+                && match (&g.secured, &g.sv) {
+                    (None, _) => true,
+                    (Some(s), Some(sv)) => sv.keyed() && s.current.is_some(),
+                    (Some(_), None) => false,
+                };
             if !ready {
                 return Ok(());
             }
-            let Some((delivery, data)) = g.held.pop_front() else {
+            let Some(held) = g.held.pop_front() else {
                 return Ok(());
             };
             let payload = match &mut g.secured {
-                None => [&[tag::PLAIN][..], &data].concat(),
+                None => [&[tag::PLAIN][..], &held.data].concat(),
                 Some(s) => {
                     let epoch = s.current.unwrap_or_default();
                     let aad = [AAD_DOMAIN, group.as_bytes()].concat();
-                    let sealed = s
-                        .cipher
-                        .seal(epoch, &aad, &data)
-                        .map_err(crypto(format!("sealing for group {group}")))?;
-                    [&[tag::SEALED][..], &sealed].concat()
+                    match s.cipher.seal(epoch, &aad, &held.data) {
+                        Ok(sealed) => [&[tag::SEALED][..], &sealed].concat(),
+                        Err(e) if e.code == ErrorCode::KEY_EXHAUSTED => {
+                            // This member's sender key is used up: the send waits for
+                            // the next key, which this member asks for now.
+                            g.held.push_front(held);
+                            return self.ask_rekey(group).await;
+                        }
+                        Err(e) => {
+                            let id = held.id;
+                            self.undelivered(group, vec![id], format!("sealing failed: {e}"));
+                            continue;
+                        }
+                    }
                 }
             };
             let name = g.name.clone();
@@ -737,7 +882,7 @@ impl<C: Connection> Session<C> {
                 .client
                 .send(
                     &name,
-                    delivery.clone(),
+                    held.delivery.clone(),
                     payload.into(),
                     SendOptions::default(),
                 )
@@ -747,31 +892,51 @@ impl<C: Connection> Session<C> {
                 Err(GcsError::Flushing { .. }) => {
                     // Acknowledged a flush meanwhile: keep it for the next view.
                     if let Some(g) = self.groups.get_mut(group) {
-                        g.held.push_front((delivery, data));
+                        g.held.push_front(held);
                         g.flushing = true;
                     }
                     return Ok(());
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.undelivered(group, vec![held.id], e.to_string());
+                    return Err(e.into());
+                }
             }
         }
     }
 
+    /// Asks every member for a new key (a switch of the current stage), once per stage.
+    async fn ask_rekey(&mut self, group: &str) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        let Some(sv) = &g.sv else {
+            return Ok(());
+        };
+        let at = (sv.view_id().to_vec(), sv.current().stage);
+        if g.rekey_asked.as_ref() == Some(&at) {
+            return Ok(());
+        }
+        g.rekey_asked = Some(at);
+        tracing::info!(group, "sender key used up: asking for a new key");
+        self.send_control(group, Body::Switch).await
+    }
+
     /// Forces a new key for `group` now: with the new modules if a reloaded policy changed
-    /// them (every member must have reloaded), else a key refresh by this member (which
-    /// the protocol may reserve to its controller: an `OUT_OF_STEP` error then).
+    /// them (every member applies its own reloaded policy at the same point of the order
+    /// and announces again), else a key refresh by this member (which the protocol may
+    /// reserve to its controller: an `OUT_OF_STEP` error then).
     pub async fn refresh(&mut self, group: &str) -> Result<(), CoreError> {
         let g = self
             .groups
             .get_mut(group)
             .ok_or_else(|| CoreError::NotJoined(group.into()))?;
-        if let Some(pending) = &g.pending {
-            let descriptor = pending.descriptor(&self.registry);
-            let name = g.name.clone();
-            let payload = [&[tag::SWITCH][..], &descriptor].concat();
-            self.client
-                .multicast(&name, Service::Agreed, payload.into())
-                .await?;
+        if g.pending.is_some() || g.sv.as_ref().is_some_and(SecureView::is_out) {
+            // A switch: everyone announces again (and a member left out comes back).
+            if g.sv.is_some() {
+                return self.send_control(group, Body::Switch).await;
+            }
+            // A plain group moving to a secure one: at the next view.
             return Ok(());
         }
         let s = g.secured.as_mut().ok_or_else(|| CoreError::NotAllowed {
@@ -786,22 +951,17 @@ impl<C: Connection> Session<C> {
         self.perform(group, actions).await
     }
 
-    /// The next event. This call also runs the groups' key agreements: call it in a loop.
+    /// The next event. This call also runs the groups' key agreements and timers: call
+    /// it in a loop.
     pub async fn next_event(&mut self) -> Result<SessionEvent, CoreError> {
         loop {
             if let Some(e) = self.events.pop_front() {
                 return Ok(e);
             }
-            let deadline = self
-                .next_rekey()
-                .map(|(g, at)| (g, tokio::time::Instant::from_std(at)));
-            let (group, at) = match deadline {
-                Some((g, at)) => (Some(g), at),
-                None => (
-                    None,
-                    tokio::time::Instant::now() + Duration::from_secs(3600),
-                ),
-            };
+            let at = self
+                .next_timer()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             // Each branch is cancel-safe (a channel receive, a timer): whichever wins is
             // then processed to the end.
             let event = tokio::select! {
@@ -817,9 +977,7 @@ impl<C: Connection> Session<C> {
                     continue;
                 }
                 _ = tokio::time::sleep_until(at) => {
-                    if let Some(group) = group {
-                        self.timed_refresh(&group).await?;
-                    }
+                    self.on_timers().await?;
                     continue;
                 }
             };
@@ -827,22 +985,54 @@ impl<C: Connection> Session<C> {
         }
     }
 
-    fn next_rekey(&self) -> Option<(String, Instant)> {
+    /// The earliest of the groups' timers: periodic rekeys and agreement timeouts.
+    fn next_timer(&self) -> Option<Instant> {
         self.groups
-            .iter()
-            .filter_map(|(name, g)| {
-                let interval = g.settings.rekey_interval?;
-                let s = g.secured.as_ref()?;
-                s.current?;
-                Some((name.clone(), s.last_key + interval))
+            .values()
+            .flat_map(|g| {
+                let rekey = g.settings.rekey_interval.and_then(|interval| {
+                    let s = g.secured.as_ref()?;
+                    s.current?;
+                    Some(s.last_key + interval)
+                });
+                let timeout = g.sv.as_ref().and_then(SecureView::poll_timeout);
+                [rekey, timeout]
             })
-            .min_by_key(|(_, at)| *at)
+            .flatten()
+            .min()
+    }
+
+    async fn on_timers(&mut self) -> Result<(), CoreError> {
+        let now = Instant::now();
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for group in names {
+            let Some(g) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            if let Some(sv) = g.sv.as_mut()
+                && sv.poll_timeout().is_some_and(|at| at <= now)
+            {
+                sv.on_timeout(now);
+                self.drain(&group).await?;
+            }
+            let due = self.groups.get(&group).is_some_and(|g| {
+                g.settings.rekey_interval.is_some_and(|interval| {
+                    g.secured
+                        .as_ref()
+                        .is_some_and(|s| s.current.is_some() && s.last_key + interval <= now)
+                })
+            });
+            if due {
+                self.timed_refresh(&group).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn timed_refresh(&mut self, group: &str) -> Result<(), CoreError> {
         // A reloaded policy takes effect at this periodic agreement too: every member's
         // timer asks for the switch; the first request in the total order wins and the
-        // others find the modules already in place.
+        // others' requests are moot.
         if self.groups.get(group).is_some_and(|g| g.pending.is_some()) {
             if let Some(s) = self.groups.get_mut(group).and_then(|g| g.secured.as_mut()) {
                 s.last_key = Instant::now();
@@ -889,7 +1079,14 @@ impl<C: Connection> Session<C> {
                     .await
             }
             Event::Left { group, cause } => {
-                self.groups.remove(group.as_str());
+                if let Some(g) = self.groups.remove(group.as_str()) {
+                    let sends = g.held.iter().map(|h| h.id).collect();
+                    self.undelivered(
+                        group.as_str(),
+                        sends,
+                        format!("this member left the group ({})", cause_name(cause)),
+                    );
+                }
                 self.events.push_back(SessionEvent::Left {
                     group: group.as_str().into(),
                     cause: cause_name(cause).into(),
@@ -899,14 +1096,63 @@ impl<C: Connection> Session<C> {
         }
     }
 
+    /// Applies a reloaded policy's settings to `group`, if it has some.
+    fn apply_pending(&mut self, group: &str) -> Result<(), CoreError> {
+        let Some(new) = self.groups.get_mut(group).and_then(|g| g.pending.take()) else {
+            return Ok(());
+        };
+        let descriptor = new.descriptor(&self.registry);
+        let secured = match new.security {
+            Security::None => None,
+            Security::Required => Some(self.instantiate(group, &new, &descriptor)?),
+        };
+        let me = self.identity.name().to_string();
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| CoreError::NotJoined(group.into()))?;
+        match (&secured, &mut g.sv) {
+            (None, _) => g.sv = None,
+            (Some(_), Some(sv)) => sv.set_timeout(new.agreement_timeout),
+            (Some(_), None) => {
+                g.sv = Some(SecureView::new(&me, new.agreement_timeout, Instant::now()));
+            }
+        }
+        g.settings = new;
+        g.descriptor = descriptor;
+        g.secured = secured;
+        Ok(())
+    }
+
+    /// The exclusions this member's policy gives members of `group` without hearing
+    /// from them.
+    fn refusals(&self, g: &GroupState, members: &[MemberName]) -> BTreeMap<String, Exclusion> {
+        let mut refused = BTreeMap::new();
+        for m in members.iter().map(MemberName::as_str) {
+            let trusted = self
+                .trust
+                .lookup_key(m)
+                .is_some_and(|k| k.algorithm.as_str() == g.settings.signature);
+            if !trusted {
+                refused.insert(m.to_string(), Exclusion::Untrusted);
+            } else if let Some(allowed) = &g.settings.members
+                && !allowed.iter().any(|a| a == m)
+            {
+                refused.insert(m.to_string(), Exclusion::NotAllowed);
+            }
+        }
+        refused
+    }
+
     async fn on_view(&mut self, view: View) -> Result<(), CoreError> {
         let group = view.group.as_str().to_string();
-        let me = self.identity.name().to_string();
         let Some(g) = self.groups.get_mut(&group) else {
             return Ok(());
         };
         g.flushing = false;
         g.view = Some(view.clone());
+        g.reported.clear();
+        g.announced.clear();
         let names = |v: &[MemberName]| v.iter().map(|m| m.as_str().to_string()).collect::<Vec<_>>();
         self.events.push_back(SessionEvent::Membership {
             group: group.clone(),
@@ -917,93 +1163,244 @@ impl<C: Connection> Session<C> {
             cause: cause_name(view.cause).into(),
         });
         // A reloaded policy takes effect at this agreement.
-        if let Some(new) = g.pending.take() {
-            let descriptor = new.descriptor(&self.registry);
-            let mut secured = match new.security {
-                Security::None => None,
-                Security::Required => Some(self.instantiate(&group, &new, &descriptor)?),
-            };
-            let g = self
-                .groups
-                .get_mut(&group)
-                .ok_or_else(|| CoreError::NotJoined(group.clone()))?;
-            if let Some(s) = &mut secured {
-                s.epoch_base = g.last_epoch;
-            }
-            g.settings = new;
-            g.descriptor = descriptor;
-            g.secured = secured;
-        }
-        // Members the policy does not admit: no key for this view (sends stay held).
-        let intruders: Vec<String> = self
-            .groups
-            .get(&group)
-            .filter(|g| g.secured.is_some())
-            .and_then(|g| g.settings.members.as_ref())
-            .map(|allowed| {
-                view.members
-                    .iter()
-                    .map(|m| m.as_str().to_string())
-                    .filter(|m| !allowed.contains(m))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !intruders.is_empty() {
-            if let Some(s) = self.groups.get_mut(&group).and_then(|g| g.secured.as_mut()) {
-                s.current = None;
-            }
-            let e = PluginError::new(
-                ErrorCode::NOT_A_MEMBER,
-                format!(
-                    "group {group}: {} may not join under this member's policy; no key until the view changes",
-                    intruders.join(", ")
-                ),
-            );
-            self.security_error(&group, None, &e);
+        self.apply_pending(&group)?;
+        let Some(g) = self.groups.get(&group) else {
             return Ok(());
+        };
+        if g.sv.is_none() {
+            return self.release(&group).await;
         }
+        let refused = self.refusals(g, &view.members);
         let g = self
             .groups
             .get_mut(&group)
             .ok_or_else(|| CoreError::NotJoined(group.clone()))?;
-        let Some(s) = g.secured.as_mut() else {
-            return self.release(&group).await;
-        };
-        s.current = None;
-        s.started = Instant::now();
-        s.switches = 0;
-        let membership = MembershipView {
-            group: group.as_str().into(),
-            view_id: view.id.to_bytes().to_vec().into(),
-            members: view.members.iter().map(|m| m.as_str().into()).collect(),
-            joined: view.joined.iter().map(|m| m.as_str().into()).collect(),
-            left: view.left.iter().map(|m| m.as_str().into()).collect(),
-            cause: view_cause(view.cause),
-        };
-        let actions = s.ka.on_view(&membership);
-        // The oldest member announces the group's modules to the members that joined.
-        let oldest = view
-            .members
-            .first()
-            .map(|m| m.as_str() == me)
-            .unwrap_or(false);
-        if oldest && !view.joined.is_empty() && view.members.len() > 1 {
-            let payload = [&[tag::MODULES][..], &g.descriptor].concat();
-            let name = g.name.clone();
-            self.client
-                .multicast(&name, Service::Agreed, payload.into())
-                .await?;
+        if let Some(s) = g.secured.as_mut() {
+            s.current = None;
+            s.early.clear();
         }
-        match actions {
-            Ok(actions) => self.perform(&group, actions).await,
-            Err(e) => {
-                self.security_error(&group, None, &e);
-                Ok(())
+        if let Some(sv) = g.sv.as_mut() {
+            sv.on_view(
+                &view.id.to_bytes(),
+                &names(&view.members),
+                &refused,
+                Instant::now(),
+            );
+        }
+        self.drain(&group).await
+    }
+
+    /// Carries out what the group's secure view decided, then sends what may go.
+    async fn drain(&mut self, group: &str) -> Result<(), CoreError> {
+        loop {
+            let Some(out) = self
+                .groups
+                .get_mut(group)
+                .and_then(|g| g.sv.as_mut())
+                .and_then(SecureView::poll_output)
+            else {
+                break;
+            };
+            match out {
+                Output::Announce { switched } => {
+                    if switched {
+                        self.apply_pending(group)?;
+                    }
+                    let Some(g) = self.groups.get(group) else {
+                        break;
+                    };
+                    let body = Body::Announce {
+                        descriptor: g.descriptor.clone(),
+                        last_epoch: g.last_epoch,
+                    };
+                    self.send_control(group, body).await?;
+                }
+                Output::Alive => self.send_control(group, Body::Alive).await?,
+                Output::Cut(keep) => self.send_control(group, Body::Cut(keep)).await?,
+                Output::Rejoin => self.send_control(group, Body::Switch).await?,
+                Output::Start { id, members, base } => {
+                    self.start_agreement(group, id, members, base).await?;
+                }
+                Output::Excluded { member, reason } => self.report_exclusion(group, &member, reason),
+                Output::Out { reason } => self.left_out(group, reason)?,
             }
+        }
+        self.release(group).await
+    }
+
+    fn report_exclusion(&mut self, group: &str, member: &str, reason: Exclusion) {
+        let Some(g) = self.groups.get(group) else {
+            return;
+        };
+        let detail = match reason {
+            Exclusion::Untrusted => format!(
+                "the trust store has no {} key for {member}",
+                g.settings.signature
+            ),
+            Exclusion::NotAllowed => format!(
+                "{member} is not among the members the policy admits to {group}"
+            ),
+            Exclusion::OtherModules => format!(
+                "{member} announced [{}], this member's policy gives [{}]",
+                g.announced.get(member).map(|d| describe(d)).unwrap_or_default(),
+                describe(&g.descriptor)
+            ),
+            Exclusion::Silent => format!(
+                "{member} did not take part within the agreement timeout ({:?})",
+                g.settings.agreement_timeout
+            ),
+        };
+        tracing::warn!(group, member, reason = reason.name(), %detail, "member excluded from the secure view");
+        self.events.push_back(SessionEvent::Excluded {
+            group: group.into(),
+            member: member.into(),
+            reason,
+            detail,
+        });
+    }
+
+    /// This member is not in its group's secure view: it drops its keys (a fresh key
+    /// agreement and cipher) and returns its held sends.
+    fn left_out(&mut self, group: &str, reason: Exclusion) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get(group) else {
+            return Ok(());
+        };
+        let (settings, descriptor) = (g.settings.clone(), g.descriptor.clone());
+        let fresh = self.instantiate(group, &settings, &descriptor)?;
+        let me = self.identity.name().to_string();
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        g.secured = Some(fresh);
+        let sends: Vec<u64> = g.held.drain(..).map(|h| h.id).collect();
+        self.undelivered(
+            group,
+            sends,
+            format!("this member is left out of the secure view ({})", reason.name()),
+        );
+        self.report_exclusion(group, &me, reason);
+        Ok(())
+    }
+
+    /// Signs and multicasts a control message for the group's current stage and round.
+    async fn send_control(&mut self, group: &str, body: Body) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get(group) else {
+            return Ok(());
+        };
+        let (Some(sv), Some(s)) = (&g.sv, &g.secured) else {
+            return Ok(());
+        };
+        let id = sv.current();
+        let control = Control {
+            group: group.into(),
+            view_id: sv.view_id().to_vec(),
+            stage: id.stage,
+            round: id.round,
+            sender: self.identity.name().into(),
+            body,
+        };
+        let sealed = control
+            .seal(&s.signer)
+            .map_err(crypto(format!("signing a control message of group {group}")))?;
+        let payload = [&[tag::CONTROL][..], &sealed].concat();
+        let name = g.name.clone();
+        match self
+            .client
+            .multicast(&name, Service::Agreed, payload.into())
+            .await
+        {
+            // After the flush acknowledgement the round is moot: the next view starts
+            // another.
+            Ok(())
+            | Err(GcsError::Flushing { .. })
+            | Err(GcsError::NotMember { .. })
+            | Err(GcsError::Leaving { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
+    /// Runs the key agreement `id` among `members`, then the messages of it that came
+    /// early.
+    async fn start_agreement(
+        &mut self,
+        group: &str,
+        id: AgreementId,
+        members: Vec<String>,
+        base: Option<u64>,
+    ) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        let Some(view) = g.view.clone() else {
+            return Ok(());
+        };
+        let Some(s) = g.secured.as_mut() else {
+            return Ok(());
+        };
+        s.current = None;
+        s.started = Instant::now();
+        s.agreement = Some(id);
+        if base.is_some() {
+            s.base = base;
+        }
+        // Every member of the secure view derives the same id for the agreement.
+        let mut view_id = view.id.to_bytes().to_vec();
+        view_id.extend_from_slice(b"/stage/");
+        view_id.extend_from_slice(&id.stage.to_be_bytes());
+        view_id.extend_from_slice(b"/round/");
+        view_id.extend_from_slice(&id.round.to_be_bytes());
+        let previous = std::mem::replace(&mut s.ka_members, members.clone());
+        let joined: Vec<&String> = members.iter().filter(|m| !previous.contains(m)).collect();
+        let left: Vec<&String> = previous.iter().filter(|m| !members.contains(m)).collect();
+        let cause = if id == AgreementId::default() && members.len() == view.members.len() {
+            view_cause(view.cause)
+        } else if !joined.is_empty() {
+            if left.is_empty() {
+                ViewCause::Join
+            } else {
+                ViewCause::Merge
+            }
+        } else {
+            ViewCause::Leave
+        };
+        let membership = MembershipView {
+            group: group.into(),
+            view_id: view_id.into(),
+            members: members.iter().map(|m| m.as_str().into()).collect(),
+            joined: joined.iter().map(|m| m.as_str().into()).collect(),
+            left: left.iter().map(|m| m.as_str().into()).collect(),
+            cause,
+        };
+        let actions = s.ka.on_view(&membership);
+        let early: Vec<_> = std::mem::take(&mut s.early);
+        match actions {
+            Ok(actions) => self.perform(group, actions).await?,
+            Err(e) => self.security_error(group, None, &e),
+        }
+        for (sender, at, payload) in early {
+            if at == id {
+                self.on_key_agreement(group, &sender, at, &payload).await?;
+            } else if at > id
+                && let Some(s) = self.groups.get_mut(group).and_then(|g| g.secured.as_mut())
+            {
+                s.early.push((sender, at, payload));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports a refused message or a failed step: once per sender and error code in a
+    /// view, then only counted.
     fn security_error(&mut self, group: &str, sender: Option<&str>, e: &PluginError) {
+        if let Some(g) = self.groups.get_mut(group)
+            && !g
+                .reported
+                .insert((sender.unwrap_or_default().to_string(), e.code.0))
+        {
+            g.refused += 1;
+            tracing::debug!(group, sender, error = %e, "security error (already reported)");
+            return;
+        }
         tracing::warn!(group, sender, error = %e, "security error");
         self.events.push_back(SessionEvent::SecurityError {
             group: group.into(),
@@ -1012,29 +1409,58 @@ impl<C: Connection> Session<C> {
         });
     }
 
+    /// Refuses a message from a member outside the secure view: silently if its
+    /// exclusion was reported, else once as a security error.
+    fn refuse_outsider(&mut self, group: &str, sender: &str, what: &str) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        if g.sv.as_ref().and_then(|sv| sv.exclusion(sender)).is_some() {
+            g.refused += 1;
+            tracing::debug!(group, sender, what, "refused: sender excluded");
+            return;
+        }
+        let e = PluginError::new(
+            ErrorCode::NOT_A_MEMBER,
+            format!("{what} from {sender}, who is not in the secure view of {group}"),
+        );
+        self.security_error(group, Some(sender), &e);
+    }
+
     async fn perform(&mut self, group: &str, actions: Vec<Action>) -> Result<(), CoreError> {
         for action in actions {
             let Some(g) = self.groups.get_mut(group) else {
                 return Ok(());
             };
             let name = g.name.clone();
+            let id = g
+                .secured
+                .as_ref()
+                .and_then(|s| s.agreement)
+                .unwrap_or_default();
+            let header = |payload: &[u8]| {
+                let mut b = Vec::with_capacity(9 + payload.len());
+                b.push(tag::KEY_AGREEMENT);
+                b.extend_from_slice(&id.stage.to_be_bytes());
+                b.extend_from_slice(&id.round.to_be_bytes());
+                b.extend_from_slice(payload);
+                b
+            };
             let sent = match action {
                 Action::Unicast { to, payload } => {
                     let to = MemberName::new(to.as_str()).map_err(GcsError::from)?;
-                    let payload = [&[tag::KEY_AGREEMENT][..], payload.as_slice()].concat();
                     self.client
                         .send(
                             &name,
                             Delivery::Unicast(to),
-                            payload.into(),
+                            header(&payload).into(),
                             SendOptions::default(),
                         )
                         .await
                 }
                 Action::Multicast { payload } => {
-                    let payload = [&[tag::KEY_AGREEMENT][..], payload.as_slice()].concat();
                     self.client
-                        .multicast(&name, Service::Agreed, payload.into())
+                        .multicast(&name, Service::Agreed, header(&payload).into())
                         .await
                 }
                 Action::KeyReady(ready) => {
@@ -1056,7 +1482,7 @@ impl<C: Connection> Session<C> {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.release(group).await
+        Ok(())
     }
 
     fn key_ready(
@@ -1067,19 +1493,42 @@ impl<C: Connection> Session<C> {
         let Some(g) = self.groups.get_mut(group) else {
             return Ok(());
         };
-        let Some(s) = g.secured.as_mut() else {
+        let (Some(s), Some(sv)) = (g.secured.as_mut(), g.sv.as_mut()) else {
             return Ok(());
         };
-        let epoch = s.epoch_base + ready.epoch;
+        let members: Vec<String> = ready.members.iter().map(|m| m.to_string()).collect();
+        // A key is held, checked against the secure view, and only then installed.
+        if sv.secure() != Some(members.as_slice()) {
+            let e = PluginError::new(
+                ErrorCode::NOT_A_MEMBER,
+                format!(
+                    "the key agreement produced a key for [{}], the secure view is [{}]; not installed",
+                    members.join(", "),
+                    sv.secure().unwrap_or_default().join(", ")
+                ),
+            );
+            self.security_error(group, None, &e);
+            return Ok(());
+        }
+        let epoch = match s.base.take() {
+            Some(base) => base.max(g.last_epoch) + 1,
+            None => g.last_epoch + 1,
+        };
         s.cipher
             .install_key(epoch, ready.key.expose())
             .map_err(crypto(format!("installing the key of group {group}")))?;
-        // Every message of older epochs was delivered before this view: retire them.
+        // Every message sealed under older epochs by a member of this secure view was
+        // delivered before its key confirmation: retire them.
         for old in std::mem::take(&mut s.installed) {
             s.cipher.retire_key(old);
+            s.epoch_members.remove(&old);
         }
         s.installed.push(epoch);
+        s.epoch_members.insert(epoch, members.clone());
         s.current = Some(epoch);
+        if let Some(id) = s.agreement {
+            sv.on_key(id);
+        }
         g.last_epoch = epoch;
         let took = s.started.elapsed();
         s.last_key = Instant::now();
@@ -1101,7 +1550,7 @@ impl<C: Connection> Session<C> {
                 cipher: format!("{} ({})", settings.cipher, settings.cipher_algorithm),
                 dh_group: settings.dh_group.clone(),
                 provider: settings.provider.clone(),
-                members: ready.members.iter().map(|m| m.to_string()).collect(),
+                members,
                 took,
                 fingerprint,
                 counts,
@@ -1124,8 +1573,9 @@ impl<C: Connection> Session<C> {
             self.security_error(group, Some(sender), &e);
             return Ok(());
         };
+        let secure = g.secured.is_some();
         match kind {
-            tag::PLAIN if g.secured.is_none() => {
+            tag::PLAIN if !secure => {
                 self.events.push_back(SessionEvent::Message {
                     group: group.into(),
                     sender: sender.into(),
@@ -1135,59 +1585,32 @@ impl<C: Connection> Session<C> {
                 });
                 Ok(())
             }
-            tag::SEALED if g.secured.is_some() => {
-                let s = g
-                    .secured
-                    .as_mut()
-                    .ok_or_else(|| CoreError::NotJoined(group.into()))?;
-                let aad = [AAD_DOMAIN, group.as_bytes()].concat();
-                match s.cipher.open(sender, &aad, body) {
-                    Ok(opened) => self.events.push_back(SessionEvent::Message {
-                        group: group.into(),
-                        sender: sender.into(),
-                        service: service.into(),
-                        epoch: Some(opened.epoch),
-                        data: opened.plaintext.to_vec(),
-                    }),
-                    Err(e) => self.security_error(group, Some(sender), &e),
-                }
-                Ok(())
+            tag::SEALED if secure => {
+                self.on_sealed(group, sender, service, body);
+                self.release(group).await
             }
-            tag::KEY_AGREEMENT if g.secured.is_some() => {
-                let s = g
-                    .secured
-                    .as_mut()
-                    .ok_or_else(|| CoreError::NotJoined(group.into()))?;
-                match s.ka.on_message(sender, body) {
-                    Ok(actions) => self.perform(group, actions).await,
-                    Err(e) => {
-                        self.security_error(group, Some(sender), &e);
-                        Ok(())
-                    }
-                }
+            tag::KEY_AGREEMENT if secure => {
+                let Some((id, ka_body)) = parse_agreement(body) else {
+                    let e = PluginError::new(
+                        ErrorCode::BAD_MESSAGE,
+                        "key-agreement message without its agreement id",
+                    );
+                    self.security_error(group, Some(sender), &e);
+                    return Ok(());
+                };
+                self.on_key_agreement(group, sender, id, ka_body).await?;
+                self.release(group).await
             }
-            tag::MODULES => {
-                let oldest = g
-                    .view
-                    .as_ref()
-                    .and_then(|v| v.members.first())
-                    .map(|m| m.as_str() == sender);
-                if oldest == Some(true) && body != g.descriptor.as_slice() && !g.refused {
-                    self.refuse(group, body).await?;
-                }
-                Ok(())
+            tag::CONTROL if secure => {
+                self.on_control(group, sender, body).await?;
+                self.drain(group).await
             }
-            tag::SWITCH => self.on_switch(group, sender, body).await,
             _ => {
                 let e = PluginError::new(
                     ErrorCode::BAD_MESSAGE,
                     format!(
                         "unexpected message kind {kind} in a {} group",
-                        if g.secured.is_some() {
-                            "secure"
-                        } else {
-                            "plain"
-                        }
+                        if secure { "secure" } else { "plain" }
                     ),
                 );
                 self.security_error(group, Some(sender), &e);
@@ -1196,102 +1619,177 @@ impl<C: Connection> Session<C> {
         }
     }
 
-    /// The group's modules differ from this member's policy: report, send nothing more,
-    /// and leave so that the others can agree on a key.
-    async fn refuse(&mut self, group: &str, theirs: &[u8]) -> Result<(), CoreError> {
+    fn on_sealed(&mut self, group: &str, sender: &str, service: &str, body: &[u8]) {
         let Some(g) = self.groups.get_mut(group) else {
-            return Ok(());
+            return;
         };
-        g.refused = true;
-        g.held.clear();
-        let e = PluginError::new(
-            ErrorCode::PARAMETER_MISMATCH,
-            format!(
-                "group {group} uses modules this member's policy does not allow: the group has [{}], the policy says [{}]; leaving the group",
-                describe(theirs),
-                describe(&g.descriptor)
-            ),
-        );
-        let name = g.name.clone();
-        self.security_error(group, None, &e);
-        match self.client.leave(&name).await {
-            Ok(()) | Err(GcsError::Leaving { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+        let (Some(s), Some(sv)) = (g.secured.as_mut(), g.sv.as_ref()) else {
+            return;
+        };
+        if sv.exclusion(sender).is_some_and(|e| e != Exclusion::Silent) {
+            // Excluded and reported: refused without opening.
+            g.refused += 1;
+            return;
         }
-    }
-
-    /// A member asked every member to switch to new modules now.
-    async fn on_switch(
-        &mut self,
-        group: &str,
-        sender: &str,
-        descriptor: &[u8],
-    ) -> Result<(), CoreError> {
-        let Some(g) = self.groups.get_mut(group) else {
-            return Ok(());
-        };
-        let Some(view) = g.view.clone() else {
-            return Ok(());
-        };
-        if g.pending.is_none() && descriptor == g.descriptor.as_slice() {
-            // Another member's request for the switch this member already made.
-            return Ok(());
-        }
-        let new = g.pending.clone().unwrap_or_else(|| g.settings.clone());
-        let ours = new.descriptor(&self.registry);
-        if ours != descriptor {
-            tracing::warn!(
-                group,
-                sender,
-                "module switch to modules this member's policy does not give"
-            );
-            return self.refuse(group, descriptor).await;
-        }
-        let switches = g.secured.as_ref().map(|s| s.switches).unwrap_or(0) + 1;
-        let mut secured = match new.security {
-            Security::None => None,
-            Security::Required => Some(self.instantiate(group, &new, &ours)?),
-        };
-        let g = self
-            .groups
-            .get_mut(group)
-            .ok_or_else(|| CoreError::NotJoined(group.into()))?;
-        if let Some(s) = &mut secured {
-            s.epoch_base = g.last_epoch;
-            s.switches = switches;
-        }
-        // Keep the old cipher's keys? No: messages of the old modules were all delivered
-        // before this switch in the total order, except the ones racing with it, which
-        // the new cipher reports as unknown epochs.
-        g.settings = new;
-        g.descriptor = ours;
-        g.pending = None;
-        g.secured = secured;
-        let Some(s) = g.secured.as_mut() else {
-            return self.release(group).await;
-        };
-        // A synthetic view: the same members, a fresh id that every member derives alike.
-        let mut id = view.id.to_bytes().to_vec();
-        id.extend_from_slice(b"/switch/");
-        id.extend_from_slice(&switches.to_be_bytes());
-        let membership = MembershipView {
-            group: group.into(),
-            view_id: id.into(),
-            members: view.members.iter().map(|m| m.as_str().into()).collect(),
-            joined: view.members.iter().map(|m| m.as_str().into()).collect(),
-            left: Default::default(),
-            cause: ViewCause::Join,
-        };
-        s.started = Instant::now();
-        match s.ka.on_view(&membership) {
-            Ok(actions) => self.perform(group, actions).await,
-            Err(e) => {
+        let aad = [AAD_DOMAIN, group.as_bytes()].concat();
+        match s.cipher.open(sender, &aad, body) {
+            Ok(opened)
+                if s
+                    .epoch_members
+                    .get(&opened.epoch)
+                    .is_some_and(|m| m.iter().any(|x| x == sender)) =>
+            {
+                self.events.push_back(SessionEvent::Message {
+                    group: group.into(),
+                    sender: sender.into(),
+                    service: service.into(),
+                    epoch: Some(opened.epoch),
+                    data: opened.plaintext.to_vec(),
+                });
+            }
+            Ok(opened) => {
+                let e = PluginError::new(
+                    ErrorCode::NOT_A_MEMBER,
+                    format!(
+                        "{sender} sealed a message under epoch {} without being among its members",
+                        opened.epoch
+                    ),
+                );
                 self.security_error(group, Some(sender), &e);
-                Ok(())
+            }
+            Err(e) => {
+                if sv.exclusion(sender).is_some() {
+                    g.refused += 1;
+                } else {
+                    self.security_error(group, Some(sender), &e);
+                }
             }
         }
     }
 
+    async fn on_key_agreement(
+        &mut self,
+        group: &str,
+        sender: &str,
+        id: AgreementId,
+        body: &[u8],
+    ) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        let (Some(s), Some(sv)) = (g.secured.as_mut(), g.sv.as_ref()) else {
+            return Ok(());
+        };
+        if sv.exclusion(sender).is_some_and(|e| e != Exclusion::Silent) {
+            g.refused += 1;
+            return Ok(());
+        }
+        let running = s.agreement.filter(|_| sv.secure().is_some());
+        if running == Some(id) {
+            if !sv.admits(sender) {
+                self.refuse_outsider(group, sender, "key-agreement message");
+                return Ok(());
+            }
+            return match s.ka.on_message(sender, body) {
+                Ok(actions) => self.perform(group, actions).await,
+                Err(e) => {
+                    self.security_error(group, Some(sender), &e);
+                    Ok(())
+                }
+            };
+        }
+        let current = sv.current();
+        if id < current || running.is_some_and(|r| id < r) {
+            // Of an agreement that a cut or a switch ended: moot.
+            tracing::debug!(group, sender, ?id, "key-agreement message of an earlier round");
+            return Ok(());
+        }
+        if id > current {
+            let e = PluginError::new(
+                ErrorCode::OUT_OF_STEP,
+                format!("key-agreement message of a later round ({id:?}) than this member's ({current:?})"),
+            );
+            self.security_error(group, Some(sender), &e);
+            return Ok(());
+        }
+        // Of the current round, whose agreement has not started here yet.
+        if s.early.len() >= MAX_EARLY {
+            let e = PluginError::new(
+                ErrorCode::OUT_OF_STEP,
+                format!("more than {MAX_EARLY} key-agreement messages before the agreement started"),
+            );
+            self.security_error(group, Some(sender), &e);
+            return Ok(());
+        }
+        s.early.push((sender.into(), id, body.to_vec()));
+        Ok(())
+    }
+
+    async fn on_control(&mut self, group: &str, sender: &str, body: &[u8]) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        let (Some(s), Some(sv)) = (g.secured.as_ref(), g.sv.as_ref()) else {
+            return Ok(());
+        };
+        if sv
+            .exclusion(sender)
+            .is_some_and(|e| matches!(e, Exclusion::Untrusted | Exclusion::NotAllowed))
+        {
+            // Its exclusion was reported: refused without a signature check.
+            g.refused += 1;
+            return Ok(());
+        }
+        let control = match Control::open(
+            body,
+            group,
+            sender,
+            &self.trust,
+            &s.provider,
+            &g.settings.signature,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                self.security_error(group, Some(sender), &e);
+                return Ok(());
+            }
+        };
+        if control.view_id != sv.view_id() {
+            let e = PluginError::new(
+                ErrorCode::STALE_VIEW,
+                format!("{} from {sender} of another view", control.body.name()),
+            );
+            self.security_error(group, Some(sender), &e);
+            return Ok(());
+        }
+        let now = Instant::now();
+        let id = AgreementId {
+            stage: control.stage,
+            round: control.round,
+        };
+        let descriptor = g.descriptor.clone();
+        let Some(sv) = g.sv.as_mut() else {
+            return Ok(());
+        };
+        let result = match control.body {
+            Body::Announce {
+                descriptor: theirs,
+                last_epoch,
+            } => {
+                let same = theirs == descriptor;
+                let r = sv.on_announce(sender, control.stage, same, last_epoch, now);
+                g.announced.insert(sender.into(), theirs);
+                r
+            }
+            Body::Switch => sv.on_switch(sender, control.stage, now),
+            Body::Cut(keep) => sv.on_cut(sender, id, &keep, now),
+            Body::Alive => sv.on_alive(sender, id),
+        };
+        if let Err(e) = result {
+            self.security_error(group, Some(sender), &e);
+        }
+        Ok(())
+    }
     /// Counters of a group's key agreement (for benchmarks and tests).
     pub fn key_agreement_stats(
         &self,
@@ -1329,4 +1827,11 @@ fn fingerprint(provider: &Provider, key: &SecretBytes) -> Result<String, CoreErr
         .hash("sha256", &[b"conclave/key-fingerprint/v1\0", key.expose()])
         .map_err(crypto("fingerprinting a key"))?;
     Ok(hex::encode(&digest[..8.min(digest.len())]))
+}
+
+/// The agreement id and the plugin's message of a key-agreement payload.
+fn parse_agreement(body: &[u8]) -> Option<(AgreementId, &[u8])> {
+    let stage = u32::from_be_bytes(body.get(..4)?.try_into().ok()?);
+    let round = u32::from_be_bytes(body.get(4..8)?.try_into().ok()?);
+    Some((AgreementId { stage, round }, &body[8..]))
 }

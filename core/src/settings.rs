@@ -39,6 +39,18 @@ pub struct GroupSettings {
     pub rekey_interval: Option<Duration>,
     /// The identities allowed to join (any trusted one if `None`).
     pub members: Option<Vec<String>>,
+    /// How long an agreement may wait for a member of the secure view: a member that has
+    /// not taken part by then is left out (by a signed decision delivered in agreed
+    /// order), and the others key without it.
+    #[serde(serialize_with = "secs")]
+    pub agreement_timeout: Duration,
+}
+
+/// The default [`GroupSettings::agreement_timeout`].
+pub const DEFAULT_AGREEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 mod duration_secs {
@@ -64,6 +76,7 @@ impl Default for GroupSettings {
             signature: "ed25519".into(),
             rekey_interval: None,
             members: None,
+            agreement_timeout: DEFAULT_AGREEMENT_TIMEOUT,
         }
     }
 }

@@ -142,6 +142,20 @@ pub enum PolicyError {
         /// Why it does not parse.
         reason: String,
     },
+    /// `agreement_timeout` is not a duration, is zero, or is longer than
+    /// [`crate::MAX_AGREEMENT_TIMEOUT`].
+    #[error(
+        "{at}: agreement_timeout \"{value}\" is not a positive duration of at most {} ({reason}; e.g. \"5s\", \"1500ms\", \"1m\")",
+        humantime::format_duration(crate::MAX_AGREEMENT_TIMEOUT)
+    )]
+    BadAgreementTimeout {
+        /// The line of the value.
+        at: Position,
+        /// The value as written.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A group rule's `match` is not a valid glob.
     #[error("{at}: match pattern \"{value}\" is not a valid glob: {reason}")]
     BadGlob {
@@ -314,6 +328,7 @@ impl PolicyError {
             | MissingKey { at, .. }
             | Empty { at, .. }
             | BadDuration { at, .. }
+            | BadAgreementTimeout { at, .. }
             | BadGlob { at, .. }
             | BadPin { at, .. }
             | BadSecurity { at, .. }

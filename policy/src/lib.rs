@@ -35,7 +35,7 @@ mod trust;
 
 pub use catalog::{Catalog, CatalogPlugin, Kind, class};
 pub use error::{Located, PolicyError, PolicyErrors, Position};
-pub use policy::{ENV_PREFIX, GroupRule, Policy, Security, Settings};
+pub use policy::{ENV_PREFIX, GroupRule, MAX_AGREEMENT_TIMEOUT, Policy, Security, Settings};
 pub use resolve::{CONTEXT_LABEL, Resolved, Source, Sources, builtin, encode_context};
 pub use trust::{
     DEFAULT_SIGNATURE, KeyFormatError, PublicKey, PublicKeyFile, Trust, TrustedIdentity,

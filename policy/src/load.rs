@@ -11,16 +11,17 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use crate::error::{Located, PolicyError, PolicyErrors, Position};
-use crate::policy::{GroupRule, Policy, Security, Settings};
+use crate::policy::{GroupRule, MAX_AGREEMENT_TIMEOUT, Policy, Security, Settings};
 use crate::trust::{PublicKey, Trust, check_identity};
 
 /// The keys of `[defaults]` and of a `[[group]]` rule (besides `match` and `members`).
-pub(crate) const SETTING_KEYS: [&str; 7] = [
+pub(crate) const SETTING_KEYS: [&str; 8] = [
     "key_agreement",
     "cipher",
     "dh_group",
     "provider",
     "rekey_interval",
+    "agreement_timeout",
     "security",
     "signature",
 ];
@@ -326,6 +327,7 @@ struct RawSettings {
     dh_group: Option<String>,
     provider: Option<String>,
     rekey_interval: Option<String>,
+    agreement_timeout: Option<String>,
     security: Option<String>,
     signature: Option<String>,
 }
@@ -340,6 +342,7 @@ struct RawGroup {
     dh_group: Option<String>,
     provider: Option<String>,
     rekey_interval: Option<String>,
+    agreement_timeout: Option<String>,
     security: Option<String>,
     signature: Option<String>,
     members: Option<Vec<String>>,
@@ -353,6 +356,7 @@ impl RawGroup {
             dh_group: self.dh_group.take(),
             provider: self.provider.take(),
             rekey_interval: self.rekey_interval.take(),
+            agreement_timeout: self.agreement_timeout.take(),
             security: self.security.take(),
             signature: self.signature.take(),
         }
@@ -758,6 +762,20 @@ fn settings(
             }
         }
     });
+    let agreement_timeout = raw.agreement_timeout.and_then(|v| {
+        let pos = at("agreement_timeout");
+        match parse_timeout(&v) {
+            Ok(d) => Some(Located::new(d, pos)),
+            Err(reason) => {
+                errors.push(PolicyError::BadAgreementTimeout {
+                    at: pos,
+                    value: v,
+                    reason,
+                });
+                None
+            }
+        }
+    });
     let security = raw.security.and_then(|v| {
         let pos = at("security");
         match v.as_str() {
@@ -775,6 +793,7 @@ fn settings(
         dh_group,
         provider,
         rekey_interval,
+        agreement_timeout,
         security,
         signature,
     }
@@ -784,6 +803,18 @@ fn parse_interval(v: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(v.trim()).map_err(|e| e.to_string())?;
     if d.is_zero() {
         return Err("it is zero".into());
+    }
+    Ok(d)
+}
+
+/// A positive duration, at most [`MAX_AGREEMENT_TIMEOUT`].
+fn parse_timeout(v: &str) -> Result<Duration, String> {
+    let d = parse_interval(v)?;
+    if d > MAX_AGREEMENT_TIMEOUT {
+        return Err(format!(
+            "it is longer than {}",
+            humantime::format_duration(MAX_AGREEMENT_TIMEOUT)
+        ));
     }
     Ok(d)
 }

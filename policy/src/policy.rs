@@ -13,6 +13,10 @@ use crate::trust::Trust;
 /// The default prefix of environment overrides: `CONCLAVE_POLICY__SECTION__KEY`.
 pub const ENV_PREFIX: &str = "CONCLAVE_POLICY";
 
+/// The longest `agreement_timeout` a policy may set: a member that keeps a key
+/// agreement waiting longer than this stalls its group for too long.
+pub const MAX_AGREEMENT_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Whether a group is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Security {
@@ -46,6 +50,11 @@ pub struct Settings {
     pub provider: Option<Located<String>>,
     /// Rekey at least this often (besides every membership change).
     pub rekey_interval: Option<Located<Duration>>,
+    /// How long a key agreement may wait for a member of the secure view: a member
+    /// that has not taken part by then is left out (by a signed decision delivered in
+    /// agreed order), and the others key without it. Positive, at most
+    /// [`MAX_AGREEMENT_TIMEOUT`].
+    pub agreement_timeout: Option<Located<Duration>>,
     /// `required` or `none`.
     pub security: Option<Located<Security>>,
     /// Signature algorithm of identity keys (`ed25519`).

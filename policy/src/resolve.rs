@@ -11,6 +11,8 @@ use crate::trust::Trust;
 
 /// Conclave's built-in defaults, used where neither a rule nor `[defaults]` says.
 pub mod builtin {
+    use std::time::Duration;
+
     use crate::policy::Security;
 
     /// Key agreement: Cliques group Diffie-Hellman.
@@ -26,6 +28,9 @@ pub mod builtin {
     pub const SIGNATURE: &str = crate::trust::DEFAULT_SIGNATURE;
     /// Groups are secured unless the policy says `security = "none"`.
     pub const SECURITY: Security = Security::Required;
+    /// A key agreement waits 5 s for each member of the secure view before leaving it
+    /// out (equal to `conclave::settings::DEFAULT_AGREEMENT_TIMEOUT`).
+    pub const AGREEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 }
 
 /// Where a resolved setting comes from.
@@ -88,6 +93,8 @@ pub struct Sources {
     pub signature: Source,
     /// Of [`Resolved::rekey_interval`].
     pub rekey_interval: Source,
+    /// Of [`Resolved::agreement_timeout`].
+    pub agreement_timeout: Source,
     /// Of [`Resolved::members`].
     pub members: Source,
 }
@@ -117,6 +124,9 @@ pub struct Resolved {
     pub signature: String,
     /// Periodic rekey, if any.
     pub rekey_interval: Option<Duration>,
+    /// How long a key agreement may wait for a member of the secure view before it is
+    /// left out ([`builtin::AGREEMENT_TIMEOUT`] unless the policy says).
+    pub agreement_timeout: Duration,
     /// The identities allowed to join; `None`: any trusted identity.
     pub members: Option<Vec<String>>,
     /// Where each setting comes from.
@@ -164,8 +174,8 @@ impl Resolved {
     ///
     /// ```text
     /// group ops-1: group rule #1 (match "ops-*")
-    ///   security        required                 built-in default
-    ///   key_agreement   ckd                      group rule #1 (match "ops-*") at policy.toml:10
+    ///   security          required                 built-in default
+    ///   key_agreement     ckd                      group rule #1 (match "ops-*") at policy.toml:10
     ///   ...
     /// ```
     pub fn explain(&self) -> String {
@@ -185,7 +195,7 @@ impl Resolved {
             || "none".to_owned(),
             |d| humantime::format_duration(d).to_string(),
         );
-        let rows: [(&str, String, &Source); 8] = [
+        let rows: [(&str, String, &Source); 9] = [
             (
                 "security",
                 self.security.to_string(),
@@ -205,17 +215,23 @@ impl Resolved {
             ("provider", self.provider.clone(), &self.sources.provider),
             ("signature", self.signature.clone(), &self.sources.signature),
             ("rekey_interval", rekey, &self.sources.rekey_interval),
+            (
+                "agreement_timeout",
+                humantime::format_duration(self.agreement_timeout).to_string(),
+                &self.sources.agreement_timeout,
+            ),
             ("members", members, &self.sources.members),
         ];
         for (key, value, source) in rows {
-            out.push_str(&format!("  {key:<15} {value:<24} {source}\n"));
+            out.push_str(&format!("  {key:<17} {value:<24} {source}\n"));
         }
         out
     }
 
     /// The settings every member must agree on, in a fixed order: key agreement,
     /// cipher plugin, cipher algorithm, DH group, signature. Not the provider (members
-    /// may compute on different ones) nor the rekey interval or members list.
+    /// may compute on different ones) nor the rekey interval, agreement timeout or
+    /// members list.
     pub fn context_fields(&self) -> Vec<(&'static str, String)> {
         vec![
             ("key_agreement", self.key_agreement.clone()),
@@ -255,6 +271,7 @@ struct Effective {
     provider: Eff<String>,
     signature: Eff<String>,
     rekey_interval: Eff<Option<Duration>>,
+    agreement_timeout: Eff<Duration>,
     members: Eff<Option<Vec<Located<String>>>>,
 }
 
@@ -341,6 +358,12 @@ impl Policy {
                 value: (rekey.source != Source::BuiltIn).then_some(rekey.value),
                 source: rekey.source,
             },
+            agreement_timeout: pick(
+                rule,
+                r.and_then(|r| r.agreement_timeout.as_ref()),
+                d.agreement_timeout.as_ref(),
+                builtin::AGREEMENT_TIMEOUT,
+            ),
             members: match rule.and_then(|r| r.members.as_ref().map(|m| (r, m))) {
                 Some((r, m)) => Eff {
                     value: Some(m.clone()),
@@ -425,6 +448,7 @@ impl Policy {
             provider: eff.provider.value,
             signature: eff.signature.value,
             rekey_interval: eff.rekey_interval.value,
+            agreement_timeout: eff.agreement_timeout.value,
             members: eff
                 .members
                 .value
@@ -437,6 +461,7 @@ impl Policy {
                 provider: eff.provider.source,
                 signature: eff.signature.source,
                 rekey_interval: eff.rekey_interval.source,
+                agreement_timeout: eff.agreement_timeout.source,
                 members: eff.members.source,
             },
             trust: self.trust.clone(),

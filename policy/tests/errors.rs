@@ -24,7 +24,7 @@ fn unknown_key_in_defaults() {
     assert_eq!(
         e,
         "policy.toml:3: unknown key \"ciphr\" in [defaults] (known: key_agreement, cipher, \
-         dh_group, provider, rekey_interval, security, signature)"
+         dh_group, provider, rekey_interval, agreement_timeout, security, signature)"
     );
 }
 
@@ -40,7 +40,8 @@ fn unknown_key_at_top_level_and_in_sections() {
             "policy.toml:3: unknown key \"path\" in [plugins] (known: paths, pins)",
             "policy.toml:5: unknown key \"key\" in [trust] (known: keys, members)",
             "policy.toml:10: unknown key \"member\" in [[group]] #2 (known: match, key_agreement, \
-             cipher, dh_group, provider, rekey_interval, security, signature, members)",
+             cipher, dh_group, provider, rekey_interval, agreement_timeout, security, signature, \
+             members)",
         ]
     );
 }
@@ -109,6 +110,68 @@ fn bad_duration() {
     assert_eq!(
         e,
         "policy.toml:3: rekey_interval \"0s\" is not a positive duration (it is zero; e.g. \"30s\", \"10m\", \"1h 30m\")"
+    );
+}
+
+#[test]
+fn bad_agreement_timeout() {
+    let e = error("[defaults]\nagreement_timeout = \"0s\"\n");
+    assert_eq!(
+        e,
+        "policy.toml:2: agreement_timeout \"0s\" is not a positive duration of at most 1h (it is \
+         zero; e.g. \"5s\", \"1500ms\", \"1m\")"
+    );
+    let e = error("[[group]]\nmatch = \"a\"\nagreement_timeout = \"1h 1s\"\n");
+    assert_eq!(
+        e,
+        "policy.toml:3: agreement_timeout \"1h 1s\" is not a positive duration of at most 1h (it \
+         is longer than 1h; e.g. \"5s\", \"1500ms\", \"1m\")"
+    );
+    let e = error("[defaults]\n\nagreement_timeout = \"soon\"\n");
+    assert_eq!(
+        e,
+        "policy.toml:3: agreement_timeout \"soon\" is not a positive duration of at most 1h \
+         (expected number at 0; e.g. \"5s\", \"1500ms\", \"1m\")"
+    );
+    let e = error("[defaults]\nagreement_timeout = \"5 fortnights\"\n");
+    assert!(
+        e.starts_with(
+            "policy.toml:2: agreement_timeout \"5 fortnights\" is not a positive duration of at \
+             most 1h (unknown time unit \"fortnights\""
+        ),
+        "{e}"
+    );
+    let e = error("[defaults]\nagreement_timeout = 5\n");
+    assert_eq!(
+        e,
+        "policy.toml:2: \"agreement_timeout\" in [defaults] must be a string, not an integer (5)"
+    );
+    // Every wrong value is reported, each at its line.
+    let e = errors(
+        "[defaults]\nagreement_timeout = \"0ms\"\n[[group]]\nmatch = \"a\"\nagreement_timeout = \"2h\"\n",
+    );
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].starts_with("policy.toml:2: agreement_timeout \"0ms\""),
+        "{e:#?}"
+    );
+    assert!(
+        e[1].starts_with("policy.toml:5: agreement_timeout \"2h\""),
+        "{e:#?}"
+    );
+    // From the environment, the error names the variable.
+    let e = conclave_policy::Policy::from_str_with_env(
+        "",
+        "policy.toml",
+        "CONCLAVE_POLICY",
+        [("CONCLAVE_POLICY__DEFAULTS__AGREEMENT_TIMEOUT", "0s")],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "environment variable CONCLAVE_POLICY__DEFAULTS__AGREEMENT_TIMEOUT: agreement_timeout \
+         \"0s\" is not a positive duration of at most 1h (it is zero; e.g. \"5s\", \"1500ms\", \
+         \"1m\")"
     );
 }
 

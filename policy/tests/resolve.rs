@@ -123,6 +123,11 @@ fn builtin_defaults() {
     assert_eq!(r.provider, "rustcrypto");
     assert_eq!(r.signature, "ed25519");
     assert_eq!(r.rekey_interval, None);
+    assert_eq!(r.agreement_timeout, Duration::from_secs(5));
+    assert_eq!(
+        conclave_policy::builtin::AGREEMENT_TIMEOUT,
+        Duration::from_secs(5)
+    );
     for s in [
         &r.sources.security,
         &r.sources.key_agreement,
@@ -131,6 +136,7 @@ fn builtin_defaults() {
         &r.sources.provider,
         &r.sources.signature,
         &r.sources.rekey_interval,
+        &r.sources.agreement_timeout,
         &r.sources.members,
     ] {
         assert_eq!(s, &Source::BuiltIn);
@@ -233,7 +239,7 @@ fn env_errors_name_the_variable() {
     assert_eq!(
         msgs,
         [
-            "environment variable CONCLAVE_POLICY__DEFAULTS__CIPHR: unknown key \"ciphr\" in [defaults] (known: key_agreement, cipher, dh_group, provider, rekey_interval, security, signature)",
+            "environment variable CONCLAVE_POLICY__DEFAULTS__CIPHR: unknown key \"ciphr\" in [defaults] (known: key_agreement, cipher, dh_group, provider, rekey_interval, agreement_timeout, security, signature)",
             "environment variable CONCLAVE_POLICY__GROUP__0__CIPHER: [[group]] rules cannot be set from the environment",
             "environment variable CONCLAVE_POLICY__PLUGINS__PINS__X: plugin pins cannot be set from the environment",
             "environment variable CONCLAVE_POLICY__TRUSTED: unknown key \"trusted\" in the top level (known: plugins, trust, defaults, group)",
@@ -446,14 +452,15 @@ fn explain_lists_every_setting_with_its_source() {
     assert_eq!(r.rule_pattern.as_deref(), Some("ops-*"));
     let expected = [
         "group ops-1: group rule #1 (match \"ops-*\")",
-        "  security        required                 built-in default",
-        "  key_agreement   ckd                      group rule #1 (match \"ops-*\") at policy.toml:10",
-        "  cipher          blowfish (blowfish-cbc-hmac-sha256) group rule #1 (match \"ops-*\") at policy.toml:11",
-        "  dh_group        ffdhe3072                [defaults] at policy.toml:4",
-        "  provider        openssl                  [defaults] at policy.toml:5",
-        "  signature       ed25519                  built-in default",
-        "  rekey_interval  1h                       [defaults] at policy.toml:6",
-        "  members         alice, bob               group rule #1 (match \"ops-*\") at policy.toml:12",
+        "  security          required                 built-in default",
+        "  key_agreement     ckd                      group rule #1 (match \"ops-*\") at policy.toml:10",
+        "  cipher            blowfish (blowfish-cbc-hmac-sha256) group rule #1 (match \"ops-*\") at policy.toml:11",
+        "  dh_group          ffdhe3072                [defaults] at policy.toml:4",
+        "  provider          openssl                  [defaults] at policy.toml:5",
+        "  signature         ed25519                  built-in default",
+        "  rekey_interval    1h                       [defaults] at policy.toml:6",
+        "  agreement_timeout 5s                       built-in default",
+        "  members           alice, bob               group rule #1 (match \"ops-*\") at policy.toml:12",
         "",
     ]
     .join("\n");
@@ -461,6 +468,115 @@ fn explain_lists_every_setting_with_its_source() {
     let r = p.resolve("lab", &catalog()).unwrap();
     assert!(r.explain().starts_with("group lab: no rule matches"));
     assert!(r.explain().contains("any trusted identity"));
+}
+
+#[test]
+fn agreement_timeout_from_rule_defaults_env_or_builtin() {
+    let text = r#"[defaults]
+agreement_timeout = "1500ms"
+
+[[group]]
+match = "slow-*"
+agreement_timeout = "1m"
+
+[[group]]
+match = "ops-*"
+cipher = "blowfish"
+"#;
+    let p = parse(text).unwrap();
+    p.validate(&catalog()).unwrap();
+    let c = catalog();
+    assert_eq!(
+        p.defaults().agreement_timeout.as_ref().unwrap().value,
+        Duration::from_millis(1500)
+    );
+
+    // A rule's value beats the defaults.
+    let r = p.resolve("slow-1", &c).unwrap();
+    assert_eq!(r.agreement_timeout, Duration::from_secs(60));
+    assert_eq!(
+        r.sources.agreement_timeout,
+        Source::Rule {
+            index: 1,
+            pattern: "slow-*".into(),
+            at: line(6)
+        }
+    );
+    assert!(
+        r.explain()
+            .contains("  agreement_timeout 1m                       group rule #1 (match \"slow-*\") at policy.toml:6\n"),
+        "{}",
+        r.explain()
+    );
+
+    // A rule without it inherits the defaults, as does a group no rule matches.
+    for group in ["ops-1", "lab"] {
+        let r = p.resolve(group, &c).unwrap();
+        assert_eq!(r.agreement_timeout, Duration::from_millis(1500), "{group}");
+        assert_eq!(
+            r.sources.agreement_timeout,
+            Source::Defaults { at: line(2) },
+            "{group}"
+        );
+        assert_eq!(
+            r.sources.agreement_timeout.to_string(),
+            "[defaults] at policy.toml:2"
+        );
+        assert!(
+            r.explain().contains("  agreement_timeout 1s 500ms "),
+            "{}",
+            r.explain()
+        );
+    }
+
+    // Neither says: the built-in 5 s.
+    let r = parse("[[group]]\nmatch = \"x\"\n")
+        .unwrap()
+        .resolve("x", &c)
+        .unwrap();
+    assert_eq!(
+        r.agreement_timeout,
+        conclave_policy::builtin::AGREEMENT_TIMEOUT
+    );
+    assert_eq!(r.sources.agreement_timeout, Source::BuiltIn);
+
+    // Exactly the limit is allowed.
+    let r = parse("[defaults]\nagreement_timeout = \"1h\"\n")
+        .unwrap()
+        .resolve("g", &c)
+        .unwrap();
+    assert_eq!(r.agreement_timeout, conclave_policy::MAX_AGREEMENT_TIMEOUT);
+
+    // An environment override of [defaults], blamed on its variable; a rule still wins.
+    let p = env(
+        text,
+        &[("CONCLAVE_POLICY__DEFAULTS__AGREEMENT_TIMEOUT", "250ms")],
+    )
+    .unwrap();
+    let r = p.resolve("lab", &c).unwrap();
+    assert_eq!(r.agreement_timeout, Duration::from_millis(250));
+    assert_eq!(
+        r.sources.agreement_timeout,
+        Source::Defaults {
+            at: Position::Env {
+                var: "CONCLAVE_POLICY__DEFAULTS__AGREEMENT_TIMEOUT".into()
+            }
+        }
+    );
+    assert_eq!(
+        p.resolve("slow-1", &c).unwrap().agreement_timeout,
+        Duration::from_secs(60)
+    );
+
+    // Not bound into the context: each member's own, like rekey_interval.
+    assert_eq!(
+        parse("").unwrap().resolve("g", &c).unwrap().context_bytes(),
+        parse("[defaults]\nagreement_timeout = \"30s\"\n")
+            .unwrap()
+            .resolve("g", &c)
+            .unwrap()
+            .context_bytes()
+    );
 }
 
 #[test]

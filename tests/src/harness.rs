@@ -169,6 +169,16 @@ impl Member {
         }
     }
 
+    /// Every event received so far and not yet picked (the backlog and what is queued),
+    /// without waiting.
+    pub fn drain_now(&mut self) -> Vec<SessionEvent> {
+        let mut all = std::mem::take(&mut self.backlog);
+        while let Ok(e) = self.events.try_recv() {
+            all.push(e);
+        }
+        all
+    }
+
     /// The key for a view of exactly `members`.
     pub async fn key_for(&mut self, group: &str, members: &[&str]) -> KeyEstablished {
         self.until(&format!("key of {group} for {members:?}"), |e| match e {

@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, sync::Arc};
 
 use conclave::{
-    FixedPolicy, GroupSettings, PolicySource, PrefixPolicy, SessionEvent,
+    Exclusion, FixedPolicy, GroupSettings, PolicySource, PrefixPolicy, SessionEvent,
     session::{Command, KeyEstablished},
 };
 use conclave_gcs::Service;
@@ -169,7 +169,7 @@ async fn a_reloaded_policy_switches_modules_at_the_forced_refresh() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_with_a_disagreeing_policy_is_told_and_the_group_goes_on() {
+async fn a_member_on_other_modules_is_left_out_without_leaving_and_the_group_goes_on() {
     let net = Net::new().await;
     let mut members = Vec::new();
     for n in ["alice", "bob"] {
@@ -177,52 +177,71 @@ async fn a_member_with_a_disagreeing_policy_is_told_and_the_group_goes_on() {
         m.join("g").await;
         members.push(m);
     }
-    agreed(&mut members, "g", &["alice", "bob"]).await;
+    let before = agreed(&mut members, "g", &["alice", "bob"]).await;
     let odd = GroupSettings {
         cipher: "chacha20-poly1305".into(),
         cipher_algorithm: "chacha20-poly1305".into(),
         ..GroupSettings::default()
     };
     let mut mallory = net.member("mallory", policy(odd)).await;
-    mallory.send(Command::Join("g".into()));
-    let error = mallory
-        .until("security error", |e| match e {
-            // The key agreement refuses the others' messages first (parameter-mismatch
-            // too); the core's refusal names both module sets and leaves.
-            SessionEvent::SecurityError { error, .. }
-                if error.code == "parameter-mismatch" && error.message.contains("leaving") =>
-            {
-                Some(error.clone())
-            }
-            _ => None,
-        })
-        .await;
-    assert!(
-        error.message.contains("chacha20-poly1305"),
-        "{}",
-        error.message
-    );
-    mallory
-        .until("left", |e| {
-            matches!(e, SessionEvent::Left { .. }).then_some(())
-        })
-        .await;
-    // The others end up with a key for the view without mallory.
+    mallory.join("g").await;
+    // Each side reports the other once, naming both module sets; nobody leaves.
     for m in members.iter_mut() {
-        m.until("key without mallory", |e| match e {
-            SessionEvent::KeyEstablished(k) if k.members == ["alice", "bob"] && k.epoch > 1 => {
-                Some(())
-            }
-            SessionEvent::SecurityError { .. } => None,
-            _ => None,
-        })
-        .await;
+        let (reason, detail) = m
+            .until("exclusion of mallory", |e| match e {
+                SessionEvent::Excluded {
+                    member,
+                    reason,
+                    detail,
+                    ..
+                } if member == "mallory" => Some((*reason, detail.clone())),
+                _ => None,
+            })
+            .await;
+        assert_eq!(reason, Exclusion::OtherModules);
+        assert!(detail.contains("chacha20-poly1305"), "{detail}");
+    }
+    let after = agreed(&mut members, "g", &["alice", "bob"]).await;
+    assert!(after.epoch > before.epoch);
+    assert_ne!(after.fingerprint, before.fingerprint);
+    // mallory keys alone, on its own modules, and is told who is on others.
+    let own = mallory.key_for("g", &["mallory"]).await;
+    assert!(own.cipher.starts_with("chacha20-poly1305"), "{own:?}");
+    for m in &members {
+        assert_ne!(own.fingerprint, after.fingerprint, "{}", m.name);
+    }
+    // The group goes on; mallory's messages reach nobody.
+    mallory.send(Command::Multicast {
+        group: "g".into(),
+        service: Service::Agreed,
+        data: b"from the other side".to_vec(),
+    });
+    members[0].send(Command::Multicast {
+        group: "g".into(),
+        service: Service::Agreed,
+        data: b"hello bob".to_vec(),
+    });
+    let got = members[1].messages("g", 1).await;
+    assert_eq!(got[0].0, "alice");
+    assert_eq!(got[0].2, b"hello bob");
+    assert_eq!(got[0].1, after.epoch);
+    for m in members.iter_mut().chain(std::iter::once(&mut mallory)) {
+        let lefts = m
+            .drain_now()
+            .into_iter()
+            .filter(|e| {
+                matches!(e, SessionEvent::Left { .. })
+                    || matches!(e, SessionEvent::Message { sender, .. }
+                        if sender == "mallory" && m.name != "mallory")
+            })
+            .count();
+        assert_eq!(lefts, 0, "{} left or got mallory's message", m.name);
     }
     net.daemon.unwrap().shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn members_refuse_a_key_with_an_identity_their_policy_does_not_admit() {
+async fn members_key_without_an_identity_their_policy_does_not_admit() {
     let net = Net::new().await;
     let closed = GroupSettings {
         members: Some(vec!["alice".into(), "bob".into()]),
@@ -239,17 +258,17 @@ async fn members_refuse_a_key_with_an_identity_their_policy_does_not_admit() {
     let mut carol = net.member("carol", policy(GroupSettings::default())).await;
     carol.join("board").await;
     for m in members.iter_mut() {
-        let e = m
-            .until("security error about carol", |e| match e {
-                SessionEvent::SecurityError { error, .. } if error.code == "not-a-member" => {
-                    Some(error.message.clone())
+        let reason = m
+            .until("exclusion of carol", |e| match e {
+                SessionEvent::Excluded { member, reason, .. } if member == "carol" => {
+                    Some(*reason)
                 }
                 _ => None,
             })
             .await;
-        assert!(e.contains("carol"), "{e}");
+        assert_eq!(reason, Exclusion::NotAllowed);
     }
-    carol.send(Command::Leave("board".into()));
+    // With carol still in the view, alice and bob hold a new key.
     let after = agreed(&mut members, "board", &["alice", "bob"]).await;
     assert!(after.epoch > before.epoch);
     // No key was ever reported for a view with carol.

@@ -260,6 +260,11 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| self.str8()).collect()
     }
 
+    /// How many bytes are left to read.
+    pub fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Fails unless every byte was read.
     pub fn finish(&self) -> Result<()> {
         if self.buf.is_empty() {
