@@ -15,8 +15,8 @@
 
 pub mod identity;
 pub mod plugins;
-pub mod secure;
 pub mod policy;
+pub mod secure;
 pub mod session;
 pub mod settings;
 

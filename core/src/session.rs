@@ -634,7 +634,6 @@ impl<C: Connection> Session<C> {
             .push_back(SessionEvent::PolicyReloaded { changed });
     }
 
-
     fn instantiate(
         &self,
         group: &str,
@@ -1151,7 +1150,9 @@ impl<C: Connection> Session<C> {
         };
         g.flushing = false;
         g.view = Some(view.clone());
-        g.reported.clear();
+        // Reports stand while their member stays in the group.
+        g.reported
+            .retain(|(m, _)| m.is_empty() || view.members.iter().any(|x| x.as_str() == m));
         g.announced.clear();
         let names = |v: &[MemberName]| v.iter().map(|m| m.as_str().to_string()).collect::<Vec<_>>();
         self.events.push_back(SessionEvent::Membership {
@@ -1192,15 +1193,12 @@ impl<C: Connection> Session<C> {
 
     /// Carries out what the group's secure view decided, then sends what may go.
     async fn drain(&mut self, group: &str) -> Result<(), CoreError> {
-        loop {
-            let Some(out) = self
-                .groups
-                .get_mut(group)
-                .and_then(|g| g.sv.as_mut())
-                .and_then(SecureView::poll_output)
-            else {
-                break;
-            };
+        while let Some(out) = self
+            .groups
+            .get_mut(group)
+            .and_then(|g| g.sv.as_mut())
+            .and_then(SecureView::poll_output)
+        {
             match out {
                 Output::Announce { switched } => {
                     if switched {
@@ -1221,7 +1219,9 @@ impl<C: Connection> Session<C> {
                 Output::Start { id, members, base } => {
                     self.start_agreement(group, id, members, base).await?;
                 }
-                Output::Excluded { member, reason } => self.report_exclusion(group, &member, reason),
+                Output::Excluded { member, reason } => {
+                    self.report_exclusion(group, &member, reason)
+                }
                 Output::Out { reason } => self.left_out(group, reason)?,
             }
         }
@@ -1237,12 +1237,15 @@ impl<C: Connection> Session<C> {
                 "the trust store has no {} key for {member}",
                 g.settings.signature
             ),
-            Exclusion::NotAllowed => format!(
-                "{member} is not among the members the policy admits to {group}"
-            ),
+            Exclusion::NotAllowed => {
+                format!("{member} is not among the members the policy admits to {group}")
+            }
             Exclusion::OtherModules => format!(
                 "{member} announced [{}], this member's policy gives [{}]",
-                g.announced.get(member).map(|d| describe(d)).unwrap_or_default(),
+                g.announced
+                    .get(member)
+                    .map(|d| describe(d))
+                    .unwrap_or_default(),
                 describe(&g.descriptor)
             ),
             Exclusion::Silent => format!(
@@ -1276,7 +1279,10 @@ impl<C: Connection> Session<C> {
         self.undelivered(
             group,
             sends,
-            format!("this member is left out of the secure view ({})", reason.name()),
+            format!(
+                "this member is left out of the secure view ({})",
+                reason.name()
+            ),
         );
         self.report_exclusion(group, &me, reason);
         Ok(())
@@ -1299,9 +1305,10 @@ impl<C: Connection> Session<C> {
             sender: self.identity.name().into(),
             body,
         };
-        let sealed = control
-            .seal(&s.signer)
-            .map_err(crypto(format!("signing a control message of group {group}")))?;
+        tracing::debug!(group, me = self.identity.name(), ?control.body, stage = id.stage, round = id.round, "control out");
+        let sealed = control.seal(&s.signer).map_err(crypto(format!(
+            "signing a control message of group {group}"
+        )))?;
         let payload = [&[tag::CONTROL][..], &sealed].concat();
         let name = g.name.clone();
         match self
@@ -1568,6 +1575,15 @@ impl<C: Connection> Session<C> {
         let Some(g) = self.groups.get_mut(group) else {
             return Ok(());
         };
+        if let Some(why) = g.sv.as_ref().and_then(|sv| sv.exclusion(sender)) {
+            // Excluded and reported: refused without effect (a member on other modules
+            // is still heard on control messages: it may switch to this member's).
+            let heard = payload.first() == Some(&tag::CONTROL) && why == Exclusion::OtherModules;
+            if why != Exclusion::Silent && !heard {
+                g.refused += 1;
+                return Ok(());
+            }
+        }
         let Some((&kind, body)) = payload.split_first() else {
             let e = PluginError::new(ErrorCode::BAD_MESSAGE, "empty message");
             self.security_error(group, Some(sender), &e);
@@ -1634,8 +1650,7 @@ impl<C: Connection> Session<C> {
         let aad = [AAD_DOMAIN, group.as_bytes()].concat();
         match s.cipher.open(sender, &aad, body) {
             Ok(opened)
-                if s
-                    .epoch_members
+                if s.epoch_members
                     .get(&opened.epoch)
                     .is_some_and(|m| m.iter().any(|x| x == sender)) =>
             {
@@ -1701,22 +1716,23 @@ impl<C: Connection> Session<C> {
         let current = sv.current();
         if id < current || running.is_some_and(|r| id < r) {
             // Of an agreement that a cut or a switch ended: moot.
-            tracing::debug!(group, sender, ?id, "key-agreement message of an earlier round");
-            return Ok(());
-        }
-        if id > current {
-            let e = PluginError::new(
-                ErrorCode::OUT_OF_STEP,
-                format!("key-agreement message of a later round ({id:?}) than this member's ({current:?})"),
+            tracing::debug!(
+                group,
+                sender,
+                ?id,
+                "key-agreement message of an earlier round"
             );
-            self.security_error(group, Some(sender), &e);
             return Ok(());
         }
-        // Of the current round, whose agreement has not started here yet.
+        // Of the current round, whose agreement has not started here yet, or of a later
+        // one: a member that already delivered the cut or switch that starts it may
+        // send its unicasts before this member delivers that (agreed) message.
         if s.early.len() >= MAX_EARLY {
             let e = PluginError::new(
                 ErrorCode::OUT_OF_STEP,
-                format!("more than {MAX_EARLY} key-agreement messages before the agreement started"),
+                format!(
+                    "more than {MAX_EARLY} key-agreement messages before the agreement started"
+                ),
             );
             self.security_error(group, Some(sender), &e);
             return Ok(());
@@ -1725,7 +1741,12 @@ impl<C: Connection> Session<C> {
         Ok(())
     }
 
-    async fn on_control(&mut self, group: &str, sender: &str, body: &[u8]) -> Result<(), CoreError> {
+    async fn on_control(
+        &mut self,
+        group: &str,
+        sender: &str,
+        body: &[u8],
+    ) -> Result<(), CoreError> {
         let Some(g) = self.groups.get_mut(group) else {
             return Ok(());
         };
@@ -1771,6 +1792,7 @@ impl<C: Connection> Session<C> {
         let Some(sv) = g.sv.as_mut() else {
             return Ok(());
         };
+        tracing::debug!(group, me = self.identity.name(), sender, ?control.body, stage = control.stage, round = control.round, "control in");
         let result = match control.body {
             Body::Announce {
                 descriptor: theirs,

@@ -260,9 +260,7 @@ async fn members_key_without_an_identity_their_policy_does_not_admit() {
     for m in members.iter_mut() {
         let reason = m
             .until("exclusion of carol", |e| match e {
-                SessionEvent::Excluded { member, reason, .. } if member == "carol" => {
-                    Some(*reason)
-                }
+                SessionEvent::Excluded { member, reason, .. } if member == "carol" => Some(*reason),
                 _ => None,
             })
             .await;

@@ -131,7 +131,9 @@ impl Control {
     pub fn parse(bytes: &[u8]) -> Result<(Control, &[u8], &[u8]), PluginError> {
         let mut r = Reader::new(bytes, "control message");
         if r.take(4)? != MAGIC {
-            return Err(bad("not a signed control message (an old or forged format)"));
+            return Err(bad(
+                "not a signed control message (an old or forged format)",
+            ));
         }
         let version = r.u8()?;
         if version != VERSION {

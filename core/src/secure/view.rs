@@ -279,7 +279,8 @@ impl SecureView {
         self.stage = 0;
         self.round = 0;
         self.excluded.clear();
-        self.reported.clear();
+        // An exclusion is reported again only if its member left and came back.
+        self.reported.retain(|m, _| members.contains(m));
         self.rejoined = false;
         self.start_round(now);
         for (m, why) in refused {
@@ -423,13 +424,14 @@ impl SecureView {
             .filter(|m| admitted.contains_key(*m))
             .cloned()
             .collect();
-        self.set_secure(secure, now, false);
+        // The agreement's own timers start now: an announcement says nothing of a
+        // member's part in the agreement that follows.
+        self.set_secure(secure, now);
     }
 
-    fn set_secure(&mut self, secure: Vec<String>, now: Instant, new_round: bool) {
-        if new_round {
-            self.start_round(now);
-        }
+    /// Sets the round's secure view; the round's timers start again.
+    fn set_secure(&mut self, secure: Vec<String>, now: Instant) {
+        self.start_round(now);
         if secure.contains(&self.me) {
             let base = (!self.stage_keyed).then(|| {
                 secure
@@ -561,7 +563,7 @@ impl SecureView {
             .filter(|m| keep_set.contains(m))
             .cloned()
             .collect();
-        self.set_secure(secure, now, true);
+        self.set_secure(secure, now);
         Ok(())
     }
 
