@@ -38,51 +38,28 @@
 //! `other-modules`.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use conclave_gcs::{
-    Address, Cause, Client, Connection, Delivery, Event, GcsError, GroupName, MemberName,
-    SendOptions, Service, View,
-};
-use conclave_plugin_sdk::{
-    ErrorCode, Options, PluginError, SecretBytes,
-    api::{
-        cipher::CipherConfig,
-        key_agreement::{Action, KeyAgreementConfig, MembershipView, ViewCause},
-    },
-    host::{Cipher, KeyAgreement, Provider, Signer},
-    ka_kit::MapTrustStore,
-};
+use conclave_gcs::{Address, Client, Connection, GcsError, MemberName, SendOptions, Service};
+use conclave_plugin_sdk::{PluginError, ka_kit::MapTrustStore};
 use serde::{Deserialize, Serialize};
 
 use crate::{
     identity::Identity,
     plugins::{LoadError, Registry},
     secure::{
-        AgreementId, Exclusion, Output, SecureView,
-        control::{Body, Control},
+        Exclusion,
+        layer::{EngineOp, SecureLayer},
     },
-    settings::{GroupSettings, PolicySource, Security},
+    settings::{GroupSettings, PolicySource},
 };
 
-/// Payload tags of the messages the core sends through the engine.
-mod tag {
-    /// A key-agreement message: the agreement's stage and round (u32 each, big endian),
-    /// then the plugin's message.
-    pub const KEY_AGREEMENT: u8 = 1;
-    pub const SEALED: u8 = 2;
-    pub const PLAIN: u8 = 3;
-    /// A signed control message ([`crate::secure::control`]).
-    pub const CONTROL: u8 = 4;
+pub(crate) fn crypto(context: impl Into<String>) -> impl FnOnce(PluginError) -> CoreError {
+    let context = context.into();
+    move |source| CoreError::Crypto { context, source }
 }
-
-/// How many key-agreement messages of a round not yet started a group keeps.
-const MAX_EARLY: usize = 1024;
-
-const AAD_DOMAIN: &[u8] = b"conclave/app/v1\0";
 
 /// Errors of the session API.
 #[derive(Debug, thiserror::Error)]
@@ -130,11 +107,6 @@ pub enum CoreError {
         /// The identity's name.
         identity: String,
     },
-}
-
-fn crypto(context: impl Into<String>) -> impl FnOnce(PluginError) -> CoreError {
-    let context = context.into();
-    move |source| CoreError::Crypto { context, source }
 }
 
 /// A key that a group now shares.
@@ -321,87 +293,6 @@ pub enum SessionEvent {
     },
 }
 
-fn cause_name(c: Cause) -> &'static str {
-    match c {
-        Cause::Join => "join",
-        Cause::Leave => "leave",
-        Cause::Disconnect => "disconnect",
-        Cause::Partition => "partition",
-        Cause::Merge => "merge",
-    }
-}
-
-fn view_cause(c: Cause) -> ViewCause {
-    match c {
-        Cause::Join => ViewCause::Join,
-        Cause::Leave => ViewCause::Leave,
-        Cause::Disconnect => ViewCause::Disconnect,
-        Cause::Partition => ViewCause::Partition,
-        Cause::Merge => ViewCause::Merge,
-    }
-}
-
-fn service_name(s: Service) -> &'static str {
-    match s {
-        Service::Fifo => "fifo",
-        Service::Causal => "causal",
-        Service::Agreed => "agreed",
-    }
-}
-
-/// The modules of a secure group, instantiated.
-struct Secured {
-    provider: Provider,
-    ka: KeyAgreement,
-    cipher: Cipher,
-    /// This member's identity key, for control messages.
-    signer: Signer,
-    /// The group epoch of the current key, if the current secure view has one.
-    current: Option<u64>,
-    installed: Vec<u64>,
-    /// The members that hold each installed epoch's key.
-    epoch_members: BTreeMap<u64, Vec<String>>,
-    started: Instant,
-    last_key: Instant,
-    /// The agreement the key agreement runs (or last ran).
-    agreement: Option<AgreementId>,
-    /// The epoch the next key counts up from, if the stage has no key yet.
-    base: Option<u64>,
-    /// The members of the key agreement's last view.
-    ka_members: Vec<String>,
-    /// Key-agreement messages of an agreement not started yet here.
-    early: Vec<(String, AgreementId, Vec<u8>)>,
-}
-
-/// A send accepted and not yet given to the engine.
-struct Held {
-    id: u64,
-    delivery: Delivery,
-    data: Vec<u8>,
-}
-
-struct GroupState {
-    name: GroupName,
-    settings: GroupSettings,
-    descriptor: Vec<u8>,
-    /// Settings from a reloaded policy, for the next agreement.
-    pending: Option<GroupSettings>,
-    secured: Option<Secured>,
-    /// The secure view (secure groups only).
-    sv: Option<SecureView>,
-    view: Option<View>,
-    flushing: bool,
-    held: VecDeque<Held>,
-    last_epoch: u64,
-    /// (sender, error code) pairs reported in this view: each is reported once.
-    reported: BTreeSet<(String, u32)>,
-    /// The last modules each member announced in this view (for reports).
-    announced: BTreeMap<String, Vec<u8>>,
-    /// The stage in which this member asked for a rekey (its sender key ran out).
-    rekey_asked: Option<(Vec<u8>, u32)>,
-    /// Messages refused without a report (their sender was already reported).
-    refused: u64,
-}
 /// A request to a session from another task (see [`Session::handle`]).
 #[derive(Clone)]
 pub enum Command {
@@ -464,26 +355,18 @@ impl SessionHandle {
 
 /// One member's connection to the secure-group layer, over the engine connection `C`:
 /// the daemon's [`Client`] by default, or any other [`Connection`] (the simulator's
-/// members, Corosync).
+/// members, Corosync). The thin async driver of a [`SecureLayer`].
 pub struct Session<C: Connection = Client> {
     commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
     handle: tokio::sync::mpsc::UnboundedSender<Command>,
     client: C,
-    identity: Identity,
-    registry: Arc<Registry>,
-    policy: Arc<dyn PolicySource>,
-    trust: MapTrustStore,
-    groups: BTreeMap<String, GroupState>,
-    events: VecDeque<SessionEvent>,
-    /// The id of the last send accepted.
-    last_send: u64,
+    layer: SecureLayer,
 }
 
 impl<C: Connection> std::fmt::Debug for Session<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("member", &self.identity.name())
-            .field("groups", &self.groups.keys().collect::<Vec<_>>())
+            .field("layer", &self.layer)
             .finish_non_exhaustive()
     }
 }
@@ -538,13 +421,7 @@ impl<C: Connection> Session<C> {
             commands,
             handle,
             client: connection,
-            identity,
-            registry,
-            policy,
-            trust,
-            groups: BTreeMap::new(),
-            events: VecDeque::new(),
-            last_send: 0,
+            layer: SecureLayer::new(identity, registry, policy, trust, Instant::now()),
         })
     }
 
@@ -604,171 +481,75 @@ impl<C: Connection> Session<C> {
 
     /// This member's name.
     pub fn member(&self) -> &str {
-        self.identity.name()
+        self.layer.member()
     }
 
     /// The settings a group runs with.
     pub fn settings(&self, group: &str) -> Option<&GroupSettings> {
-        self.groups.get(group).map(|g| &g.settings)
+        self.layer.settings(group)
     }
 
     /// Replaces the policy: each group picks its new settings at its next key agreement,
     /// or at once with [`Session::refresh`].
     pub fn reload_policy(&mut self, policy: Arc<dyn PolicySource>) {
-        self.policy = policy;
-        let mut changed = Vec::new();
-        for (name, g) in &mut self.groups {
-            match self.policy.settings(name) {
-                Ok(new) => {
-                    g.pending = (new != g.settings).then_some(new);
-                    if g.pending.is_some() {
-                        changed.push(name.clone());
-                    }
-                }
-                Err(why) => {
-                    tracing::error!(group = %name, %why, "the reloaded policy gives no settings; keeping the current ones");
-                }
-            }
-        }
-        self.events
-            .push_back(SessionEvent::PolicyReloaded { changed });
+        self.layer.reload_policy(policy);
     }
 
-    fn instantiate(
-        &self,
-        group: &str,
-        settings: &GroupSettings,
-        descriptor: &[u8],
-    ) -> Result<Secured, CoreError> {
-        let provider = self
-            .registry
-            .new_provider(&settings.provider, Options::default())?;
-        let cipher_plugin = self
-            .registry
-            .get_kind(&settings.cipher, conclave_plugin_sdk::PluginKind::Cipher)?;
-        let cipher = cipher_plugin.new_cipher(&CipherConfig {
-            algorithm: settings.cipher_algorithm.as_str().into(),
-            group: group.into(),
-            local_member: self.identity.name().into(),
-            provider: provider.to_abi(),
-            options: Options::default(),
-        })?;
-        let ka_plugin = self.registry.get_kind(
-            &settings.key_agreement,
-            conclave_plugin_sdk::PluginKind::KeyAgreement,
-        )?;
-        let ka = ka_plugin.new_key_agreement(&KeyAgreementConfig {
-            algorithm: settings.key_agreement.as_str().into(),
-            group: group.into(),
-            local_member: self.identity.name().into(),
-            dh_group: settings.dh_group.as_str().into(),
-            provider: provider.to_abi(),
-            key_len: cipher.key_len(),
-            signature_algorithm: settings.signature.as_str().into(),
-            identity_key: self.identity.secret().clone(),
-            trust: self.trust.clone().into_abi(),
-            context: descriptor.to_vec().into(),
-            options: Options::default(),
-        })?;
-        let signer = provider
-            .signer(&settings.signature, self.identity.secret().expose())
-            .map_err(crypto(format!(
-                "making a {} signer for group {group}",
-                settings.signature
-            )))?;
-        Ok(Secured {
-            provider,
-            ka,
-            cipher,
-            signer,
-            current: None,
-            installed: Vec::new(),
-            epoch_members: BTreeMap::new(),
-            started: Instant::now(),
-            last_key: Instant::now(),
-            agreement: None,
-            base: None,
-            ka_members: Vec::new(),
-            early: Vec::new(),
-        })
+    /// Carries out the secure layer's engine operations, in order. An operation the
+    /// engine refuses goes back to the layer; a lost connection ends the session. When
+    /// `strict`, a refused join or leave is also this call's error (the application's
+    /// own call), else the layer reports it as an event.
+    async fn run_ops(&mut self, strict: bool) -> Result<(), CoreError> {
+        let mut refused = None;
+        while let Some(op) = self.layer.poll_op() {
+            let result = match &op {
+                EngineOp::Join(g) => self.client.join(g).await,
+                EngineOp::Leave(g) => self.client.leave(g).await,
+                EngineOp::FlushOk(g) => self.client.flush_ok(g).await,
+                EngineOp::Send {
+                    group,
+                    delivery,
+                    payload,
+                    ..
+                } => {
+                    self.client
+                        .send(
+                            group,
+                            delivery.clone(),
+                            payload.clone(),
+                            SendOptions::default(),
+                        )
+                        .await
+                }
+            };
+            let Err(e) = result else {
+                continue;
+            };
+            let fatal = matches!(e, GcsError::Disconnected { .. } | GcsError::Protocol(_));
+            let own = strict && matches!(op, EngineOp::Join(_) | EngineOp::Leave(_));
+            self.layer.op_failed(op, &e, !own);
+            if fatal {
+                return Err(e.into());
+            }
+            if own && refused.is_none() {
+                refused = Some(e);
+            }
+        }
+        refused.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// Joins `group` with the settings the policy gives it. The first view, and for a
     /// secure group the first key, follow as events.
     pub async fn join(&mut self, group: &str) -> Result<(), CoreError> {
-        let name = GroupName::new(group).map_err(GcsError::from)?;
-        let me = self.identity.name().to_string();
-        let settings = self
-            .policy
-            .settings(group)
-            .map_err(|why| CoreError::NotAllowed {
-                group: group.into(),
-                identity: me.clone(),
-                why,
-            })?;
-        if let Some(allowed) = &settings.members
-            && !allowed.contains(&me)
-        {
-            return Err(CoreError::NotAllowed {
-                group: group.into(),
-                identity: me,
-                why: format!("the policy admits only {}", allowed.join(", ")),
-            });
-        }
-        let descriptor = settings.descriptor(&self.registry);
-        let (secured, sv) = match settings.security {
-            Security::None => (None, None),
-            Security::Required => {
-                if self.trust.lookup_key(&me).is_none() {
-                    return Err(CoreError::NotAllowed {
-                        group: group.into(),
-                        identity: me,
-                        why: "its public key is not in the trust store".into(),
-                    });
-                }
-                (
-                    Some(self.instantiate(group, &settings, &descriptor)?),
-                    Some(SecureView::new(
-                        &me,
-                        settings.agreement_timeout,
-                        Instant::now(),
-                    )),
-                )
-            }
-        };
-        self.client.join(&name).await?;
-        self.groups.insert(
-            group.to_string(),
-            GroupState {
-                name,
-                settings,
-                descriptor,
-                pending: None,
-                secured,
-                sv,
-                view: None,
-                flushing: false,
-                held: VecDeque::new(),
-                last_epoch: 0,
-                reported: BTreeSet::new(),
-                announced: BTreeMap::new(),
-                rekey_asked: None,
-                refused: 0,
-            },
-        );
-        Ok(())
+        self.layer.join(group, Instant::now())?;
+        self.run_ops(true).await
     }
 
     /// Leaves `group`; [`SessionEvent::Left`] confirms it (with
     /// [`SessionEvent::Undelivered`] before it for sends still held).
     pub async fn leave(&mut self, group: &str) -> Result<(), CoreError> {
-        let g = self
-            .groups
-            .get(group)
-            .ok_or_else(|| CoreError::NotJoined(group.into()))?;
-        let name = g.name.clone();
-        self.client.leave(&name).await?;
-        Ok(())
+        self.layer.leave(group)?;
+        self.run_ops(true).await
     }
 
     /// Multicasts `data` to `group` with `service` (sealed in a secure group; held while
@@ -781,144 +562,17 @@ impl<C: Connection> Session<C> {
         service: Service,
         data: &[u8],
     ) -> Result<u64, CoreError> {
-        self.send(group, Delivery::Multicast(service), data).await
+        let id = self.layer.multicast(group, service, data)?;
+        self.run_ops(true).await?;
+        Ok(id)
     }
 
     /// Sends `data` to one member of `group` (FIFO; sealed in a secure group). Returns
     /// the send's id, as [`Session::multicast`] does.
     pub async fn unicast(&mut self, group: &str, to: &str, data: &[u8]) -> Result<u64, CoreError> {
-        let to = MemberName::new(to).map_err(GcsError::from)?;
-        self.send(group, Delivery::Unicast(to), data).await
-    }
-
-    async fn send(
-        &mut self,
-        group: &str,
-        delivery: Delivery,
-        data: &[u8],
-    ) -> Result<u64, CoreError> {
-        let g = self
-            .groups
-            .get_mut(group)
-            .ok_or_else(|| CoreError::NotJoined(group.into()))?;
-        if let Some(sv) = &g.sv
-            && sv.is_out()
-        {
-            return Err(CoreError::Excluded {
-                group: group.into(),
-                reason: sv
-                    .exclusion(self.identity.name())
-                    .map_or("left out", Exclusion::name)
-                    .into(),
-            });
-        }
-        self.last_send += 1;
-        let id = self.last_send;
-        g.held.push_back(Held {
-            id,
-            delivery,
-            data: data.to_vec(),
-        });
-        self.release(group).await?;
+        let id = self.layer.unicast(group, to, data)?;
+        self.run_ops(true).await?;
         Ok(id)
-    }
-
-    fn undelivered(&mut self, group: &str, sends: Vec<u64>, reason: impl Into<String>) {
-        if sends.is_empty() {
-            return;
-        }
-        let reason = reason.into();
-        tracing::warn!(group, count = sends.len(), %reason, "sends not delivered");
-        self.events.push_back(SessionEvent::Undelivered {
-            group: group.into(),
-            sends,
-            reason,
-        });
-    }
-
-    /// Sends what is held, if the group may send now.
-    async fn release(&mut self, group: &str) -> Result<(), CoreError> {
-        loop {
-            let Some(g) = self.groups.get_mut(group) else {
-                return Ok(());
-            };
-            let ready = g.view.is_some()
-                && !g.flushing
-                && match (&g.secured, &g.sv) {
-                    (None, _) => true,
-                    (Some(s), Some(sv)) => sv.keyed() && s.current.is_some(),
-                    (Some(_), None) => false,
-                };
-            if !ready {
-                return Ok(());
-            }
-            let Some(held) = g.held.pop_front() else {
-                return Ok(());
-            };
-            let payload = match &mut g.secured {
-                None => [&[tag::PLAIN][..], &held.data].concat(),
-                Some(s) => {
-                    let epoch = s.current.unwrap_or_default();
-                    let aad = [AAD_DOMAIN, group.as_bytes()].concat();
-                    match s.cipher.seal(epoch, &aad, &held.data) {
-                        Ok(sealed) => [&[tag::SEALED][..], &sealed].concat(),
-                        Err(e) if e.code == ErrorCode::KEY_EXHAUSTED => {
-                            // This member's sender key is used up: the send waits for
-                            // the next key, which this member asks for now.
-                            g.held.push_front(held);
-                            return self.ask_rekey(group).await;
-                        }
-                        Err(e) => {
-                            let id = held.id;
-                            self.undelivered(group, vec![id], format!("sealing failed: {e}"));
-                            continue;
-                        }
-                    }
-                }
-            };
-            let name = g.name.clone();
-            match self
-                .client
-                .send(
-                    &name,
-                    held.delivery.clone(),
-                    payload.into(),
-                    SendOptions::default(),
-                )
-                .await
-            {
-                Ok(()) => {}
-                Err(GcsError::Flushing { .. }) => {
-                    // Acknowledged a flush meanwhile: keep it for the next view.
-                    if let Some(g) = self.groups.get_mut(group) {
-                        g.held.push_front(held);
-                        g.flushing = true;
-                    }
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.undelivered(group, vec![held.id], e.to_string());
-                    return Err(e.into());
-                }
-            }
-        }
-    }
-
-    /// Asks every member for a new key (a switch of the current stage), once per stage.
-    async fn ask_rekey(&mut self, group: &str) -> Result<(), CoreError> {
-        let Some(g) = self.groups.get_mut(group) else {
-            return Ok(());
-        };
-        let Some(sv) = &g.sv else {
-            return Ok(());
-        };
-        let at = (sv.view_id().to_vec(), sv.current().stage);
-        if g.rekey_asked.as_ref() == Some(&at) {
-            return Ok(());
-        }
-        g.rekey_asked = Some(at);
-        tracing::info!(group, "sender key used up: asking for a new key");
-        self.send_control(group, Body::Switch).await
     }
 
     /// Forces a new key for `group` now: with the new modules if a reloaded policy changed
@@ -926,902 +580,54 @@ impl<C: Connection> Session<C> {
     /// and announces again), else a key refresh by this member (which the protocol may
     /// reserve to its controller: an `OUT_OF_STEP` error then).
     pub async fn refresh(&mut self, group: &str) -> Result<(), CoreError> {
-        let g = self
-            .groups
-            .get_mut(group)
-            .ok_or_else(|| CoreError::NotJoined(group.into()))?;
-        if g.pending.is_some() || g.sv.as_ref().is_some_and(SecureView::is_out) {
-            // A switch: everyone announces again (and a member left out comes back).
-            if g.sv.is_some() {
-                return self.send_control(group, Body::Switch).await;
-            }
-            // A plain group moving to a secure one: at the next view.
-            return Ok(());
-        }
-        let s = g.secured.as_mut().ok_or_else(|| CoreError::NotAllowed {
-            group: group.into(),
-            identity: String::new(),
-            why: "a plain group has no key to refresh".into(),
-        })?;
-        s.started = Instant::now();
-        let actions =
-            s.ka.refresh()
-                .map_err(crypto(format!("refreshing group {group}")))?;
-        self.perform(group, actions).await
+        self.layer.refresh(group, Instant::now())?;
+        self.run_ops(true).await
     }
 
     /// The next event. This call also runs the groups' key agreements and timers: call
     /// it in a loop.
     pub async fn next_event(&mut self) -> Result<SessionEvent, CoreError> {
         loop {
-            if let Some(e) = self.events.pop_front() {
+            self.run_ops(false).await?;
+            if let Some(e) = self.layer.poll_event() {
                 return Ok(e);
             }
             let at = self
-                .next_timer()
+                .layer
+                .poll_timeout()
                 .map(tokio::time::Instant::from_std)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             // Each branch is cancel-safe (a channel receive, a timer): whichever wins is
             // then processed to the end.
-            let event = tokio::select! {
-                e = self.client.next_event() => e?,
+            tokio::select! {
+                e = self.client.next_event() => {
+                    let event = e?;
+                    self.layer.handle_event(event, Instant::now())?;
+                }
                 Some(command) = self.commands.recv() => {
                     let what = format!("{command:?}");
                     if let Err(e) = self.execute(command).await {
-                        self.events.push_back(SessionEvent::CommandFailed {
-                            command: what,
-                            message: e.to_string(),
-                        });
+                        self.layer.command_failed(what, &e);
                     }
-                    continue;
                 }
                 _ = tokio::time::sleep_until(at) => {
-                    self.on_timers().await?;
-                    continue;
-                }
-            };
-            self.dispatch(event).await?;
-        }
-    }
-
-    /// The earliest of the groups' timers: periodic rekeys and agreement timeouts.
-    fn next_timer(&self) -> Option<Instant> {
-        self.groups
-            .values()
-            .flat_map(|g| {
-                let rekey = g.settings.rekey_interval.and_then(|interval| {
-                    let s = g.secured.as_ref()?;
-                    s.current?;
-                    Some(s.last_key + interval)
-                });
-                let timeout = g.sv.as_ref().and_then(SecureView::poll_timeout);
-                [rekey, timeout]
-            })
-            .flatten()
-            .min()
-    }
-
-    async fn on_timers(&mut self) -> Result<(), CoreError> {
-        let now = Instant::now();
-        let names: Vec<String> = self.groups.keys().cloned().collect();
-        for group in names {
-            let Some(g) = self.groups.get_mut(&group) else {
-                continue;
-            };
-            if let Some(sv) = g.sv.as_mut()
-                && sv.poll_timeout().is_some_and(|at| at <= now)
-            {
-                sv.on_timeout(now);
-                self.drain(&group).await?;
-            }
-            let due = self.groups.get(&group).is_some_and(|g| {
-                g.settings.rekey_interval.is_some_and(|interval| {
-                    g.secured
-                        .as_ref()
-                        .is_some_and(|s| s.current.is_some() && s.last_key + interval <= now)
-                })
-            });
-            if due {
-                self.timed_refresh(&group).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn timed_refresh(&mut self, group: &str) -> Result<(), CoreError> {
-        // A reloaded policy takes effect at this periodic agreement too: every member's
-        // timer asks for the switch; the first request in the total order wins and the
-        // others' requests are moot.
-        if self.groups.get(group).is_some_and(|g| g.pending.is_some()) {
-            if let Some(s) = self.groups.get_mut(group).and_then(|g| g.secured.as_mut()) {
-                s.last_key = Instant::now();
-            }
-            return self.refresh(group).await;
-        }
-        let Some(s) = self.groups.get_mut(group).and_then(|g| g.secured.as_mut()) else {
-            return Ok(());
-        };
-        // Only the protocol's controller may start a refresh; the others wait for it.
-        s.last_key = Instant::now();
-        s.started = Instant::now();
-        match s.ka.refresh() {
-            Ok(actions) => self.perform(group, actions).await,
-            Err(e) if e.code == ErrorCode::OUT_OF_STEP => Ok(()),
-            Err(e) => Err(crypto(format!("refreshing group {group}"))(e)),
-        }
-    }
-
-    async fn dispatch(&mut self, event: Event) -> Result<(), CoreError> {
-        match event {
-            Event::FlushRequest { group } => {
-                if let Some(g) = self.groups.get_mut(group.as_str()) {
-                    g.flushing = true;
-                }
-                self.client.flush_ok(&group).await?;
-                Ok(())
-            }
-            Event::View(view) => self.on_view(view).await,
-            Event::Message {
-                group,
-                sender,
-                service,
-                unicast,
-                payload,
-                ..
-            } => {
-                let service = if unicast {
-                    "unicast"
-                } else {
-                    service_name(service)
-                };
-                self.on_message(group.as_str(), sender.as_str(), service, &payload)
-                    .await
-            }
-            Event::Left { group, cause } => {
-                if let Some(g) = self.groups.remove(group.as_str()) {
-                    let sends = g.held.iter().map(|h| h.id).collect();
-                    self.undelivered(
-                        group.as_str(),
-                        sends,
-                        format!("this member left the group ({})", cause_name(cause)),
-                    );
-                }
-                self.events.push_back(SessionEvent::Left {
-                    group: group.as_str().into(),
-                    cause: cause_name(cause).into(),
-                });
-                Ok(())
-            }
-        }
-    }
-
-    /// Applies a reloaded policy's settings to `group`, if it has some.
-    fn apply_pending(&mut self, group: &str) -> Result<(), CoreError> {
-        let Some(new) = self.groups.get_mut(group).and_then(|g| g.pending.take()) else {
-            return Ok(());
-        };
-        let descriptor = new.descriptor(&self.registry);
-        let secured = match new.security {
-            Security::None => None,
-            Security::Required => Some(self.instantiate(group, &new, &descriptor)?),
-        };
-        let me = self.identity.name().to_string();
-        let g = self
-            .groups
-            .get_mut(group)
-            .ok_or_else(|| CoreError::NotJoined(group.into()))?;
-        match (&secured, &mut g.sv) {
-            (None, _) => g.sv = None,
-            (Some(_), Some(sv)) => sv.set_timeout(new.agreement_timeout),
-            (Some(_), None) => {
-                g.sv = Some(SecureView::new(&me, new.agreement_timeout, Instant::now()));
-            }
-        }
-        g.settings = new;
-        g.descriptor = descriptor;
-        g.secured = secured;
-        Ok(())
-    }
-
-    /// The exclusions this member's policy gives members of `group` without hearing
-    /// from them.
-    fn refusals(&self, g: &GroupState, members: &[MemberName]) -> BTreeMap<String, Exclusion> {
-        let mut refused = BTreeMap::new();
-        for m in members.iter().map(MemberName::as_str) {
-            let trusted = self
-                .trust
-                .lookup_key(m)
-                .is_some_and(|k| k.algorithm.as_str() == g.settings.signature);
-            if !trusted {
-                refused.insert(m.to_string(), Exclusion::Untrusted);
-            } else if let Some(allowed) = &g.settings.members
-                && !allowed.iter().any(|a| a == m)
-            {
-                refused.insert(m.to_string(), Exclusion::NotAllowed);
-            }
-        }
-        refused
-    }
-
-    async fn on_view(&mut self, view: View) -> Result<(), CoreError> {
-        let group = view.group.as_str().to_string();
-        let Some(g) = self.groups.get_mut(&group) else {
-            return Ok(());
-        };
-        g.flushing = false;
-        g.view = Some(view.clone());
-        // Reports stand while their member stays in the group.
-        g.reported
-            .retain(|(m, _)| m.is_empty() || view.members.iter().any(|x| x.as_str() == m));
-        g.announced.clear();
-        let names = |v: &[MemberName]| v.iter().map(|m| m.as_str().to_string()).collect::<Vec<_>>();
-        self.events.push_back(SessionEvent::Membership {
-            group: group.clone(),
-            view_id: hex::encode(view.id.to_bytes()),
-            members: names(&view.members),
-            joined: names(&view.joined),
-            left: names(&view.left),
-            cause: cause_name(view.cause).into(),
-        });
-        // A reloaded policy takes effect at this agreement.
-        self.apply_pending(&group)?;
-        let Some(g) = self.groups.get(&group) else {
-            return Ok(());
-        };
-        if g.sv.is_none() {
-            return self.release(&group).await;
-        }
-        let refused = self.refusals(g, &view.members);
-        let g = self
-            .groups
-            .get_mut(&group)
-            .ok_or_else(|| CoreError::NotJoined(group.clone()))?;
-        if let Some(s) = g.secured.as_mut() {
-            s.current = None;
-            s.early.clear();
-        }
-        if let Some(sv) = g.sv.as_mut() {
-            sv.on_view(
-                &view.id.to_bytes(),
-                &names(&view.members),
-                &refused,
-                Instant::now(),
-            );
-        }
-        self.drain(&group).await
-    }
-
-    /// Carries out what the group's secure view decided, then sends what may go.
-    async fn drain(&mut self, group: &str) -> Result<(), CoreError> {
-        while let Some(out) = self
-            .groups
-            .get_mut(group)
-            .and_then(|g| g.sv.as_mut())
-            .and_then(SecureView::poll_output)
-        {
-            match out {
-                Output::Announce { switched } => {
-                    if switched {
-                        self.apply_pending(group)?;
-                    }
-                    let Some(g) = self.groups.get(group) else {
-                        break;
-                    };
-                    let body = Body::Announce {
-                        descriptor: g.descriptor.clone(),
-                        last_epoch: g.last_epoch,
-                    };
-                    self.send_control(group, body).await?;
-                }
-                Output::Alive => self.send_control(group, Body::Alive).await?,
-                Output::Cut(keep) => self.send_control(group, Body::Cut(keep)).await?,
-                Output::Rejoin => self.send_control(group, Body::Switch).await?,
-                Output::Start { id, members, base } => {
-                    self.start_agreement(group, id, members, base).await?;
-                }
-                Output::Excluded { member, reason } => {
-                    self.report_exclusion(group, &member, reason)
-                }
-                Output::Out { reason } => self.left_out(group, reason)?,
-            }
-        }
-        self.release(group).await
-    }
-
-    fn report_exclusion(&mut self, group: &str, member: &str, reason: Exclusion) {
-        let Some(g) = self.groups.get(group) else {
-            return;
-        };
-        let detail = match reason {
-            Exclusion::Untrusted => format!(
-                "the trust store has no {} key for {member}",
-                g.settings.signature
-            ),
-            Exclusion::NotAllowed => {
-                format!("{member} is not among the members the policy admits to {group}")
-            }
-            Exclusion::OtherModules => format!(
-                "{member} announced [{}], this member's policy gives [{}]",
-                g.announced
-                    .get(member)
-                    .map(|d| describe(d))
-                    .unwrap_or_default(),
-                describe(&g.descriptor)
-            ),
-            Exclusion::Silent => format!(
-                "{member} did not take part within the agreement timeout ({:?})",
-                g.settings.agreement_timeout
-            ),
-        };
-        tracing::warn!(group, member, reason = reason.name(), %detail, "member excluded from the secure view");
-        self.events.push_back(SessionEvent::Excluded {
-            group: group.into(),
-            member: member.into(),
-            reason,
-            detail,
-        });
-    }
-
-    /// This member is not in its group's secure view: it drops its keys (a fresh key
-    /// agreement and cipher) and returns its held sends.
-    fn left_out(&mut self, group: &str, reason: Exclusion) -> Result<(), CoreError> {
-        let Some(g) = self.groups.get(group) else {
-            return Ok(());
-        };
-        let (settings, descriptor) = (g.settings.clone(), g.descriptor.clone());
-        let fresh = self.instantiate(group, &settings, &descriptor)?;
-        let me = self.identity.name().to_string();
-        let Some(g) = self.groups.get_mut(group) else {
-            return Ok(());
-        };
-        g.secured = Some(fresh);
-        let sends: Vec<u64> = g.held.drain(..).map(|h| h.id).collect();
-        self.undelivered(
-            group,
-            sends,
-            format!(
-                "this member is left out of the secure view ({})",
-                reason.name()
-            ),
-        );
-        self.report_exclusion(group, &me, reason);
-        Ok(())
-    }
-
-    /// Signs and multicasts a control message for the group's current stage and round.
-    async fn send_control(&mut self, group: &str, body: Body) -> Result<(), CoreError> {
-        let Some(g) = self.groups.get(group) else {
-            return Ok(());
-        };
-        let (Some(sv), Some(s)) = (&g.sv, &g.secured) else {
-            return Ok(());
-        };
-        let id = sv.current();
-        let control = Control {
-            group: group.into(),
-            view_id: sv.view_id().to_vec(),
-            stage: id.stage,
-            round: id.round,
-            sender: self.identity.name().into(),
-            body,
-        };
-        tracing::debug!(group, me = self.identity.name(), ?control.body, stage = id.stage, round = id.round, "control out");
-        let sealed = control.seal(&s.signer).map_err(crypto(format!(
-            "signing a control message of group {group}"
-        )))?;
-        let payload = [&[tag::CONTROL][..], &sealed].concat();
-        let name = g.name.clone();
-        match self
-            .client
-            .multicast(&name, Service::Agreed, payload.into())
-            .await
-        {
-            // After the flush acknowledgement the round is moot: the next view starts
-            // another.
-            Ok(())
-            | Err(GcsError::Flushing { .. })
-            | Err(GcsError::NotMember { .. })
-            | Err(GcsError::Leaving { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Runs the key agreement `id` among `members`, then the messages of it that came
-    /// early.
-    async fn start_agreement(
-        &mut self,
-        group: &str,
-        id: AgreementId,
-        members: Vec<String>,
-        base: Option<u64>,
-    ) -> Result<(), CoreError> {
-        let Some(g) = self.groups.get_mut(group) else {
-            return Ok(());
-        };
-        let Some(view) = g.view.clone() else {
-            return Ok(());
-        };
-        let Some(s) = g.secured.as_mut() else {
-            return Ok(());
-        };
-        s.current = None;
-        s.started = Instant::now();
-        s.agreement = Some(id);
-        if base.is_some() {
-            s.base = base;
-        }
-        // Every member of the secure view derives the same id for the agreement.
-        let mut view_id = view.id.to_bytes().to_vec();
-        view_id.extend_from_slice(b"/stage/");
-        view_id.extend_from_slice(&id.stage.to_be_bytes());
-        view_id.extend_from_slice(b"/round/");
-        view_id.extend_from_slice(&id.round.to_be_bytes());
-        let previous = std::mem::replace(&mut s.ka_members, members.clone());
-        let joined: Vec<&String> = members.iter().filter(|m| !previous.contains(m)).collect();
-        let left: Vec<&String> = previous.iter().filter(|m| !members.contains(m)).collect();
-        let cause = if id == AgreementId::default() && members.len() == view.members.len() {
-            view_cause(view.cause)
-        } else if !joined.is_empty() {
-            if left.is_empty() {
-                ViewCause::Join
-            } else {
-                ViewCause::Merge
-            }
-        } else {
-            ViewCause::Leave
-        };
-        let membership = MembershipView {
-            group: group.into(),
-            view_id: view_id.into(),
-            members: members.iter().map(|m| m.as_str().into()).collect(),
-            joined: joined.iter().map(|m| m.as_str().into()).collect(),
-            left: left.iter().map(|m| m.as_str().into()).collect(),
-            cause,
-        };
-        let actions = s.ka.on_view(&membership);
-        let early: Vec<_> = std::mem::take(&mut s.early);
-        match actions {
-            Ok(actions) => self.perform(group, actions).await?,
-            Err(e) => self.security_error(group, None, &e),
-        }
-        for (sender, at, payload) in early {
-            if at == id {
-                self.on_key_agreement(group, &sender, at, &payload).await?;
-            } else if at > id
-                && let Some(s) = self.groups.get_mut(group).and_then(|g| g.secured.as_mut())
-            {
-                s.early.push((sender, at, payload));
-            }
-        }
-        Ok(())
-    }
-
-    /// Reports a refused message or a failed step: once per sender and error code in a
-    /// view, then only counted.
-    fn security_error(&mut self, group: &str, sender: Option<&str>, e: &PluginError) {
-        if let Some(g) = self.groups.get_mut(group)
-            && !g
-                .reported
-                .insert((sender.unwrap_or_default().to_string(), e.code.0))
-        {
-            g.refused += 1;
-            tracing::debug!(group, sender, error = %e, "security error (already reported)");
-            return;
-        }
-        tracing::warn!(group, sender, error = %e, "security error");
-        self.events.push_back(SessionEvent::SecurityError {
-            group: group.into(),
-            sender: sender.map(str::to_string),
-            error: e.into(),
-        });
-    }
-
-    /// Refuses a message from a member outside the secure view: silently if its
-    /// exclusion was reported, else once as a security error.
-    fn refuse_outsider(&mut self, group: &str, sender: &str, what: &str) {
-        let Some(g) = self.groups.get_mut(group) else {
-            return;
-        };
-        if g.sv.as_ref().and_then(|sv| sv.exclusion(sender)).is_some() {
-            g.refused += 1;
-            tracing::debug!(group, sender, what, "refused: sender excluded");
-            return;
-        }
-        let e = PluginError::new(
-            ErrorCode::NOT_A_MEMBER,
-            format!("{what} from {sender}, who is not in the secure view of {group}"),
-        );
-        self.security_error(group, Some(sender), &e);
-    }
-
-    async fn perform(&mut self, group: &str, actions: Vec<Action>) -> Result<(), CoreError> {
-        for action in actions {
-            let Some(g) = self.groups.get_mut(group) else {
-                return Ok(());
-            };
-            let name = g.name.clone();
-            let id = g
-                .secured
-                .as_ref()
-                .and_then(|s| s.agreement)
-                .unwrap_or_default();
-            let header = |payload: &[u8]| {
-                let mut b = Vec::with_capacity(9 + payload.len());
-                b.push(tag::KEY_AGREEMENT);
-                b.extend_from_slice(&id.stage.to_be_bytes());
-                b.extend_from_slice(&id.round.to_be_bytes());
-                b.extend_from_slice(payload);
-                b
-            };
-            let sent = match action {
-                Action::Unicast { to, payload } => {
-                    let to = MemberName::new(to.as_str()).map_err(GcsError::from)?;
-                    self.client
-                        .send(
-                            &name,
-                            Delivery::Unicast(to),
-                            header(&payload).into(),
-                            SendOptions::default(),
-                        )
-                        .await
-                }
-                Action::Multicast { payload } => {
-                    self.client
-                        .multicast(&name, Service::Agreed, header(&payload).into())
-                        .await
-                }
-                Action::KeyReady(ready) => {
-                    self.key_ready(group, ready)?;
-                    Ok(())
-                }
-                Action::Failure(e) => {
-                    self.security_error(group, None, &e);
-                    Ok(())
-                }
-            };
-            match sent {
-                Ok(()) => {}
-                // After the flush acknowledgement the agreement is moot: the next view
-                // starts another.
-                Err(GcsError::Flushing { .. })
-                | Err(GcsError::NotMember { .. })
-                | Err(GcsError::Leaving { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    fn key_ready(
-        &mut self,
-        group: &str,
-        ready: conclave_plugin_sdk::api::key_agreement::KeyReady,
-    ) -> Result<(), CoreError> {
-        let Some(g) = self.groups.get_mut(group) else {
-            return Ok(());
-        };
-        let (Some(s), Some(sv)) = (g.secured.as_mut(), g.sv.as_mut()) else {
-            return Ok(());
-        };
-        let members: Vec<String> = ready.members.iter().map(|m| m.to_string()).collect();
-        // A key is held, checked against the secure view, and only then installed.
-        if sv.secure() != Some(members.as_slice()) {
-            let e = PluginError::new(
-                ErrorCode::NOT_A_MEMBER,
-                format!(
-                    "the key agreement produced a key for [{}], the secure view is [{}]; not installed",
-                    members.join(", "),
-                    sv.secure().unwrap_or_default().join(", ")
-                ),
-            );
-            self.security_error(group, None, &e);
-            return Ok(());
-        }
-        let epoch = match s.base.take() {
-            Some(base) => base.max(g.last_epoch) + 1,
-            None => g.last_epoch + 1,
-        };
-        s.cipher
-            .install_key(epoch, ready.key.expose())
-            .map_err(crypto(format!("installing the key of group {group}")))?;
-        // Every message sealed under older epochs by a member of this secure view was
-        // delivered before its key confirmation: retire them.
-        for old in std::mem::take(&mut s.installed) {
-            s.cipher.retire_key(old);
-            s.epoch_members.remove(&old);
-        }
-        s.installed.push(epoch);
-        s.epoch_members.insert(epoch, members.clone());
-        s.current = Some(epoch);
-        if let Some(id) = s.agreement {
-            sv.on_key(id);
-        }
-        g.last_epoch = epoch;
-        let took = s.started.elapsed();
-        s.last_key = Instant::now();
-        let fingerprint = fingerprint(&s.provider, &ready.key)?;
-        let stats = s.ka.stats();
-        let counts = AgreementCounts {
-            exponentiations: stats.crypto.exponentiations,
-            signatures: stats.crypto.signatures,
-            verifications: stats.crypto.verifications,
-            messages: stats.unicasts + stats.multicasts,
-            bytes: stats.bytes_sent,
-        };
-        let settings = &g.settings;
-        self.events
-            .push_back(SessionEvent::KeyEstablished(KeyEstablished {
-                group: group.into(),
-                epoch,
-                key_agreement: settings.key_agreement.clone(),
-                cipher: format!("{} ({})", settings.cipher, settings.cipher_algorithm),
-                dh_group: settings.dh_group.clone(),
-                provider: settings.provider.clone(),
-                members,
-                took,
-                fingerprint,
-                counts,
-            }));
-        Ok(())
-    }
-
-    async fn on_message(
-        &mut self,
-        group: &str,
-        sender: &str,
-        service: &str,
-        payload: &[u8],
-    ) -> Result<(), CoreError> {
-        let Some(g) = self.groups.get_mut(group) else {
-            return Ok(());
-        };
-        if let Some(why) = g.sv.as_ref().and_then(|sv| sv.exclusion(sender)) {
-            // Excluded and reported: refused without effect (a member on other modules
-            // is still heard on control messages: it may switch to this member's).
-            let heard = payload.first() == Some(&tag::CONTROL) && why == Exclusion::OtherModules;
-            if why != Exclusion::Silent && !heard {
-                g.refused += 1;
-                return Ok(());
-            }
-        }
-        let Some((&kind, body)) = payload.split_first() else {
-            let e = PluginError::new(ErrorCode::BAD_MESSAGE, "empty message");
-            self.security_error(group, Some(sender), &e);
-            return Ok(());
-        };
-        let secure = g.secured.is_some();
-        match kind {
-            tag::PLAIN if !secure => {
-                self.events.push_back(SessionEvent::Message {
-                    group: group.into(),
-                    sender: sender.into(),
-                    service: service.into(),
-                    epoch: None,
-                    data: body.to_vec(),
-                });
-                Ok(())
-            }
-            tag::SEALED if secure => {
-                self.on_sealed(group, sender, service, body);
-                self.release(group).await
-            }
-            tag::KEY_AGREEMENT if secure => {
-                let Some((id, ka_body)) = parse_agreement(body) else {
-                    let e = PluginError::new(
-                        ErrorCode::BAD_MESSAGE,
-                        "key-agreement message without its agreement id",
-                    );
-                    self.security_error(group, Some(sender), &e);
-                    return Ok(());
-                };
-                self.on_key_agreement(group, sender, id, ka_body).await?;
-                self.release(group).await
-            }
-            tag::CONTROL if secure => {
-                self.on_control(group, sender, body).await?;
-                self.drain(group).await
-            }
-            _ => {
-                let e = PluginError::new(
-                    ErrorCode::BAD_MESSAGE,
-                    format!(
-                        "unexpected message kind {kind} in a {} group",
-                        if secure { "secure" } else { "plain" }
-                    ),
-                );
-                self.security_error(group, Some(sender), &e);
-                Ok(())
-            }
-        }
-    }
-
-    fn on_sealed(&mut self, group: &str, sender: &str, service: &str, body: &[u8]) {
-        let Some(g) = self.groups.get_mut(group) else {
-            return;
-        };
-        let (Some(s), Some(sv)) = (g.secured.as_mut(), g.sv.as_ref()) else {
-            return;
-        };
-        if sv.exclusion(sender).is_some_and(|e| e != Exclusion::Silent) {
-            // Excluded and reported: refused without opening.
-            g.refused += 1;
-            return;
-        }
-        let aad = [AAD_DOMAIN, group.as_bytes()].concat();
-        match s.cipher.open(sender, &aad, body) {
-            Ok(opened)
-                if s.epoch_members
-                    .get(&opened.epoch)
-                    .is_some_and(|m| m.iter().any(|x| x == sender)) =>
-            {
-                self.events.push_back(SessionEvent::Message {
-                    group: group.into(),
-                    sender: sender.into(),
-                    service: service.into(),
-                    epoch: Some(opened.epoch),
-                    data: opened.plaintext.to_vec(),
-                });
-            }
-            Ok(opened) => {
-                let e = PluginError::new(
-                    ErrorCode::NOT_A_MEMBER,
-                    format!(
-                        "{sender} sealed a message under epoch {} without being among its members",
-                        opened.epoch
-                    ),
-                );
-                self.security_error(group, Some(sender), &e);
-            }
-            Err(e) => {
-                if sv.exclusion(sender).is_some() {
-                    g.refused += 1;
-                } else {
-                    self.security_error(group, Some(sender), &e);
+                    self.layer.handle_timeout(Instant::now())?;
                 }
             }
         }
     }
 
-    async fn on_key_agreement(
-        &mut self,
-        group: &str,
-        sender: &str,
-        id: AgreementId,
-        body: &[u8],
-    ) -> Result<(), CoreError> {
-        let Some(g) = self.groups.get_mut(group) else {
-            return Ok(());
-        };
-        let (Some(s), Some(sv)) = (g.secured.as_mut(), g.sv.as_ref()) else {
-            return Ok(());
-        };
-        if sv.exclusion(sender).is_some_and(|e| e != Exclusion::Silent) {
-            g.refused += 1;
-            return Ok(());
-        }
-        let running = s.agreement.filter(|_| sv.secure().is_some());
-        if running == Some(id) {
-            if !sv.admits(sender) {
-                self.refuse_outsider(group, sender, "key-agreement message");
-                return Ok(());
-            }
-            return match s.ka.on_message(sender, body) {
-                Ok(actions) => self.perform(group, actions).await,
-                Err(e) => {
-                    self.security_error(group, Some(sender), &e);
-                    Ok(())
-                }
-            };
-        }
-        let current = sv.current();
-        if id < current || running.is_some_and(|r| id < r) {
-            // Of an agreement that a cut or a switch ended: moot.
-            tracing::debug!(
-                group,
-                sender,
-                ?id,
-                "key-agreement message of an earlier round"
-            );
-            return Ok(());
-        }
-        // Of the current round, whose agreement has not started here yet, or of a later
-        // one: a member that already delivered the cut or switch that starts it may
-        // send its unicasts before this member delivers that (agreed) message.
-        if s.early.len() >= MAX_EARLY {
-            let e = PluginError::new(
-                ErrorCode::OUT_OF_STEP,
-                format!(
-                    "more than {MAX_EARLY} key-agreement messages before the agreement started"
-                ),
-            );
-            self.security_error(group, Some(sender), &e);
-            return Ok(());
-        }
-        s.early.push((sender.into(), id, body.to_vec()));
-        Ok(())
-    }
-
-    async fn on_control(
-        &mut self,
-        group: &str,
-        sender: &str,
-        body: &[u8],
-    ) -> Result<(), CoreError> {
-        let Some(g) = self.groups.get_mut(group) else {
-            return Ok(());
-        };
-        let (Some(s), Some(sv)) = (g.secured.as_ref(), g.sv.as_ref()) else {
-            return Ok(());
-        };
-        if sv
-            .exclusion(sender)
-            .is_some_and(|e| matches!(e, Exclusion::Untrusted | Exclusion::NotAllowed))
-        {
-            // Its exclusion was reported: refused without a signature check.
-            g.refused += 1;
-            return Ok(());
-        }
-        let control = match Control::open(
-            body,
-            group,
-            sender,
-            &self.trust,
-            &s.provider,
-            &g.settings.signature,
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                self.security_error(group, Some(sender), &e);
-                return Ok(());
-            }
-        };
-        if control.view_id != sv.view_id() {
-            let e = PluginError::new(
-                ErrorCode::STALE_VIEW,
-                format!("{} from {sender} of another view", control.body.name()),
-            );
-            self.security_error(group, Some(sender), &e);
-            return Ok(());
-        }
-        let now = Instant::now();
-        let id = AgreementId {
-            stage: control.stage,
-            round: control.round,
-        };
-        let descriptor = g.descriptor.clone();
-        let Some(sv) = g.sv.as_mut() else {
-            return Ok(());
-        };
-        tracing::debug!(group, me = self.identity.name(), sender, ?control.body, stage = control.stage, round = control.round, "control in");
-        let result = match control.body {
-            Body::Announce {
-                descriptor: theirs,
-                last_epoch,
-            } => {
-                let same = theirs == descriptor;
-                let r = sv.on_announce(sender, control.stage, same, last_epoch, now);
-                g.announced.insert(sender.into(), theirs);
-                r
-            }
-            Body::Switch => sv.on_switch(sender, control.stage, now),
-            Body::Cut(keep) => sv.on_cut(sender, id, &keep, now),
-            Body::Alive => sv.on_alive(sender, id),
-        };
-        if let Err(e) = result {
-            self.security_error(group, Some(sender), &e);
-        }
-        Ok(())
-    }
     /// Counters of a group's key agreement (for benchmarks and tests).
     pub fn key_agreement_stats(
         &self,
         group: &str,
     ) -> Option<conclave_plugin_sdk::api::key_agreement::KeyAgreementStats> {
-        self.groups
-            .get(group)?
-            .secured
-            .as_ref()
-            .map(|s| s.ka.stats())
+        self.layer.key_agreement_stats(group)
+    }
+
+    /// The secure layer this session drives.
+    pub fn layer(&self) -> &SecureLayer {
+        &self.layer
     }
 
     /// Closes the connection.
@@ -1833,27 +639,4 @@ impl<C: Connection> Session<C> {
     pub fn connection(&self) -> &C {
         &self.client
     }
-}
-
-fn describe(descriptor: &[u8]) -> String {
-    String::from_utf8_lossy(descriptor)
-        .lines()
-        .skip(1)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A one-way fingerprint of a key: 8 bytes of SHA-256 over a label and the key, in hex.
-fn fingerprint(provider: &Provider, key: &SecretBytes) -> Result<String, CoreError> {
-    let digest = provider
-        .hash("sha256", &[b"conclave/key-fingerprint/v1\0", key.expose()])
-        .map_err(crypto("fingerprinting a key"))?;
-    Ok(hex::encode(&digest[..8.min(digest.len())]))
-}
-
-/// The agreement id and the plugin's message of a key-agreement payload.
-fn parse_agreement(body: &[u8]) -> Option<(AgreementId, &[u8])> {
-    let stage = u32::from_be_bytes(body.get(..4)?.try_into().ok()?);
-    let round = u32::from_be_bytes(body.get(4..8)?.try_into().ok()?);
-    Some((AgreementId { stage, round }, &body[8..]))
 }

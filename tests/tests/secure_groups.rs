@@ -366,7 +366,11 @@ async fn a_blowfish_group_carries_64_mib_from_one_sender_over_its_key_limit() {
     for (i, (sender, epoch, data)) in got.iter().enumerate() {
         assert_eq!(sender, "alice");
         assert_eq!(data.len(), CHUNK);
-        assert_eq!(data[..8], (i as u64).to_be_bytes(), "message {i} out of order");
+        assert_eq!(
+            data[..8],
+            (i as u64).to_be_bytes(),
+            "message {i} out of order"
+        );
         assert!(data[8..].iter().all(|b| *b == (i % 251) as u8));
         epochs.insert(*epoch);
     }

@@ -8,6 +8,7 @@
 //! agreements and the timers, and reports what this module decides.
 
 pub mod control;
+pub mod layer;
 pub mod view;
 
 pub use view::{AgreementId, Exclusion, Output, SecureView};

@@ -1,0 +1,1428 @@
+//! The secure layer of one member, sans-IO: every group's views, secure view, key
+//! agreement, cipher and held sends, with no engine connection, no clock and no task.
+//!
+//! [`SecureLayer`] takes inputs (the engine's events with
+//! [`handle_event`](SecureLayer::handle_event), the passing of time with
+//! [`handle_timeout`](SecureLayer::handle_timeout), the application's commands) and
+//! queues outputs, which the driver takes after every input, in this order:
+//!
+//! 1. [`poll_op`](SecureLayer::poll_op): operations for the engine (join, leave, flush
+//!    acknowledgement, sends), to carry out in order; an operation the engine refuses
+//!    goes back through [`op_failed`](SecureLayer::op_failed);
+//! 2. [`poll_event`](SecureLayer::poll_event): events for the application;
+//! 3. [`poll_timeout`](SecureLayer::poll_timeout): when to call
+//!    [`handle_timeout`](SecureLayer::handle_timeout) next.
+//!
+//! A peer's input never makes an input method fail: what a member refuses becomes a
+//! [`SessionEvent::SecurityError`] or [`SessionEvent::Excluded`]. Errors are the
+//! application's own (a group it did not join) or local (a plugin that cannot be made).
+//! [`Session`](crate::Session) is the async driver over a real engine; tests drive the
+//! layer over the simulator in virtual time.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    sync::Arc,
+    time::Instant,
+};
+
+use bytes::Bytes;
+use conclave_gcs::{Cause, Delivery, Event, GcsError, GroupName, MemberName, Service, View};
+use conclave_plugin_sdk::{
+    ErrorCode, Options, PluginError, SecretBytes,
+    api::{
+        cipher::CipherConfig,
+        key_agreement::{Action, KeyAgreementConfig, MembershipView, ViewCause},
+    },
+    host::{Cipher, KeyAgreement, Provider, Signer},
+    ka_kit::MapTrustStore,
+};
+
+use crate::{
+    identity::Identity,
+    plugins::Registry,
+    secure::{
+        AgreementId, Exclusion, Output, SecureView,
+        control::{Body, Control},
+    },
+    session::{AgreementCounts, CoreError, KeyEstablished, SessionEvent, crypto},
+    settings::{GroupSettings, PolicySource, Security},
+};
+
+/// Payload tags of the messages the core sends through the engine.
+mod tag {
+    /// A key-agreement message: the agreement's stage and round (u32 each, big endian),
+    /// then the plugin's message.
+    pub const KEY_AGREEMENT: u8 = 1;
+    pub const SEALED: u8 = 2;
+    pub const PLAIN: u8 = 3;
+    /// A signed control message ([`crate::secure::control`]).
+    pub const CONTROL: u8 = 4;
+}
+
+/// How many key-agreement messages of a round not yet started a group keeps.
+const MAX_EARLY: usize = 1024;
+
+const AAD_DOMAIN: &[u8] = b"conclave/app/v1\0";
+
+fn cause_name(c: Cause) -> &'static str {
+    match c {
+        Cause::Join => "join",
+        Cause::Leave => "leave",
+        Cause::Disconnect => "disconnect",
+        Cause::Partition => "partition",
+        Cause::Merge => "merge",
+    }
+}
+
+fn view_cause(c: Cause) -> ViewCause {
+    match c {
+        Cause::Join => ViewCause::Join,
+        Cause::Leave => ViewCause::Leave,
+        Cause::Disconnect => ViewCause::Disconnect,
+        Cause::Partition => ViewCause::Partition,
+        Cause::Merge => ViewCause::Merge,
+    }
+}
+
+fn service_name(s: Service) -> &'static str {
+    match s {
+        Service::Fifo => "fifo",
+        Service::Causal => "causal",
+        Service::Agreed => "agreed",
+    }
+}
+
+/// The modules of a secure group, instantiated.
+struct Secured {
+    provider: Provider,
+    ka: KeyAgreement,
+    cipher: Cipher,
+    /// This member's identity key, for control messages.
+    signer: Signer,
+    /// The group epoch of the current key, if the current secure view has one.
+    current: Option<u64>,
+    installed: Vec<u64>,
+    /// The members that hold each installed epoch's key.
+    epoch_members: BTreeMap<u64, Vec<String>>,
+    started: Instant,
+    last_key: Instant,
+    /// The agreement the key agreement runs (or last ran).
+    agreement: Option<AgreementId>,
+    /// The epoch the next key counts up from, if the stage has no key yet.
+    base: Option<u64>,
+    /// The members of the key agreement's last view.
+    ka_members: Vec<String>,
+    /// Key-agreement messages of an agreement not started yet here.
+    early: Vec<(String, AgreementId, Vec<u8>)>,
+}
+
+/// A send accepted and not yet given to the engine.
+struct Held {
+    id: u64,
+    delivery: Delivery,
+    data: Vec<u8>,
+}
+
+struct GroupState {
+    name: GroupName,
+    settings: GroupSettings,
+    descriptor: Vec<u8>,
+    /// Settings from a reloaded policy, for the next agreement.
+    pending: Option<GroupSettings>,
+    secured: Option<Secured>,
+    /// The secure view (secure groups only).
+    sv: Option<SecureView>,
+    view: Option<View>,
+    flushing: bool,
+    held: VecDeque<Held>,
+    last_epoch: u64,
+    /// (sender, error code) pairs reported in this view: each is reported once.
+    reported: BTreeSet<(String, u32)>,
+    /// The last modules each member announced in this view (for reports).
+    announced: BTreeMap<String, Vec<u8>>,
+    /// The stage in which this member asked for a rekey (its sender key ran out).
+    rekey_asked: Option<(Vec<u8>, u32)>,
+    /// Messages refused without a report (their sender was already reported).
+    refused: u64,
+}
+
+/// An operation for the engine, from [`SecureLayer::poll_op`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineOp {
+    /// Join the group.
+    Join(GroupName),
+    /// Leave the group.
+    Leave(GroupName),
+    /// Acknowledge the group's flush request.
+    FlushOk(GroupName),
+    /// Send a payload (agreed multicasts are self-delivered).
+    Send {
+        /// The group.
+        group: GroupName,
+        /// To whom, how.
+        delivery: Delivery,
+        /// The payload.
+        payload: Bytes,
+        /// The application's send id, for the application's own messages.
+        send: Option<u64>,
+    },
+}
+
+/// One member's secure layer (see the module documentation).
+pub struct SecureLayer {
+    identity: Identity,
+    registry: Arc<Registry>,
+    policy: Arc<dyn PolicySource>,
+    trust: MapTrustStore,
+    groups: BTreeMap<String, GroupState>,
+    events: VecDeque<SessionEvent>,
+    ops: VecDeque<EngineOp>,
+    /// The id of the last send accepted.
+    last_send: u64,
+    /// The time of the input being handled.
+    now: Instant,
+}
+
+impl std::fmt::Debug for SecureLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureLayer")
+            .field("member", &self.identity.name())
+            .field("groups", &self.groups.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecureLayer {
+    /// The secure layer of `identity`, with the plugins of `registry`, the settings of
+    /// `policy` and the keys of `trust`.
+    pub fn new(
+        identity: Identity,
+        registry: Arc<Registry>,
+        policy: Arc<dyn PolicySource>,
+        trust: MapTrustStore,
+        now: Instant,
+    ) -> Self {
+        Self {
+            identity,
+            registry,
+            policy,
+            trust,
+            groups: BTreeMap::new(),
+            events: VecDeque::new(),
+            ops: VecDeque::new(),
+            last_send: 0,
+            now,
+        }
+    }
+
+    /// The next operation for the engine.
+    pub fn poll_op(&mut self) -> Option<EngineOp> {
+        self.ops.pop_front()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// A command from another task failed: reported as [`SessionEvent::CommandFailed`].
+    pub fn command_failed(&mut self, command: String, error: &CoreError) {
+        self.events.push_back(SessionEvent::CommandFailed {
+            command,
+            message: error.to_string(),
+        });
+    }
+
+    /// The engine refused `op` with `error`: an application message is returned as
+    /// [`SessionEvent::Undelivered`]; a refused join forgets the group; the secure
+    /// layer's own messages are moot once the group flushes or is left (the next view
+    /// starts over). A refused join or leave is reported as
+    /// [`SessionEvent::CommandFailed`] if `report` (else the caller reports it).
+    pub fn op_failed(&mut self, op: EngineOp, error: &GcsError, report: bool) {
+        match op {
+            EngineOp::Send {
+                group,
+                send: Some(id),
+                ..
+            } => self.undelivered(group.as_str(), vec![id], error.to_string()),
+            EngineOp::Join(group) => {
+                if self
+                    .groups
+                    .get(group.as_str())
+                    .is_some_and(|g| g.view.is_none())
+                {
+                    self.groups.remove(group.as_str());
+                }
+                if report {
+                    self.command_failed(format!("join {group}"), &CoreError::Engine(error.clone()));
+                }
+            }
+            EngineOp::Leave(group) if report => {
+                self.command_failed(format!("leave {group}"), &CoreError::Engine(error.clone()));
+            }
+            op => tracing::debug!(?op, %error, "engine operation refused"),
+        }
+    }
+
+    /// This member's name.
+    pub fn member(&self) -> &str {
+        self.identity.name()
+    }
+
+    /// The settings a group runs with.
+    pub fn settings(&self, group: &str) -> Option<&GroupSettings> {
+        self.groups.get(group).map(|g| &g.settings)
+    }
+
+    /// Replaces the policy: each group picks its new settings at its next key agreement,
+    /// or at once with [`Session::refresh`].
+    pub fn reload_policy(&mut self, policy: Arc<dyn PolicySource>) {
+        self.policy = policy;
+        let mut changed = Vec::new();
+        for (name, g) in &mut self.groups {
+            match self.policy.settings(name) {
+                Ok(new) => {
+                    g.pending = (new != g.settings).then_some(new);
+                    if g.pending.is_some() {
+                        changed.push(name.clone());
+                    }
+                }
+                Err(why) => {
+                    tracing::error!(group = %name, %why, "the reloaded policy gives no settings; keeping the current ones");
+                }
+            }
+        }
+        self.events
+            .push_back(SessionEvent::PolicyReloaded { changed });
+    }
+
+    fn instantiate(
+        &self,
+        group: &str,
+        settings: &GroupSettings,
+        descriptor: &[u8],
+    ) -> Result<Secured, CoreError> {
+        let provider = self
+            .registry
+            .new_provider(&settings.provider, Options::default())?;
+        let cipher_plugin = self
+            .registry
+            .get_kind(&settings.cipher, conclave_plugin_sdk::PluginKind::Cipher)?;
+        let cipher = cipher_plugin.new_cipher(&CipherConfig {
+            algorithm: settings.cipher_algorithm.as_str().into(),
+            group: group.into(),
+            local_member: self.identity.name().into(),
+            provider: provider.to_abi(),
+            options: Options::default(),
+        })?;
+        let ka_plugin = self.registry.get_kind(
+            &settings.key_agreement,
+            conclave_plugin_sdk::PluginKind::KeyAgreement,
+        )?;
+        let ka = ka_plugin.new_key_agreement(&KeyAgreementConfig {
+            algorithm: settings.key_agreement.as_str().into(),
+            group: group.into(),
+            local_member: self.identity.name().into(),
+            dh_group: settings.dh_group.as_str().into(),
+            provider: provider.to_abi(),
+            key_len: cipher.key_len(),
+            signature_algorithm: settings.signature.as_str().into(),
+            identity_key: self.identity.secret().clone(),
+            trust: self.trust.clone().into_abi(),
+            context: descriptor.to_vec().into(),
+            options: Options::default(),
+        })?;
+        let signer = provider
+            .signer(&settings.signature, self.identity.secret().expose())
+            .map_err(crypto(format!(
+                "making a {} signer for group {group}",
+                settings.signature
+            )))?;
+        Ok(Secured {
+            provider,
+            ka,
+            cipher,
+            signer,
+            current: None,
+            installed: Vec::new(),
+            epoch_members: BTreeMap::new(),
+            started: self.now,
+            last_key: self.now,
+            agreement: None,
+            base: None,
+            ka_members: Vec::new(),
+            early: Vec::new(),
+        })
+    }
+
+    /// Joins `group` with the settings the policy gives it. The first view, and for a
+    /// secure group the first key, follow as events.
+    pub fn join(&mut self, group: &str, now: Instant) -> Result<(), CoreError> {
+        self.now = now;
+        let name = GroupName::new(group).map_err(GcsError::from)?;
+        let me = self.identity.name().to_string();
+        let settings = self
+            .policy
+            .settings(group)
+            .map_err(|why| CoreError::NotAllowed {
+                group: group.into(),
+                identity: me.clone(),
+                why,
+            })?;
+        if let Some(allowed) = &settings.members
+            && !allowed.contains(&me)
+        {
+            return Err(CoreError::NotAllowed {
+                group: group.into(),
+                identity: me,
+                why: format!("the policy admits only {}", allowed.join(", ")),
+            });
+        }
+        let descriptor = settings.descriptor(&self.registry);
+        let (secured, sv) = match settings.security {
+            Security::None => (None, None),
+            Security::Required => {
+                if self.trust.lookup_key(&me).is_none() {
+                    return Err(CoreError::NotAllowed {
+                        group: group.into(),
+                        identity: me,
+                        why: "its public key is not in the trust store".into(),
+                    });
+                }
+                (
+                    Some(self.instantiate(group, &settings, &descriptor)?),
+                    Some(SecureView::new(&me, settings.agreement_timeout, self.now)),
+                )
+            }
+        };
+        self.ops.push_back(EngineOp::Join(name.clone()));
+        self.groups.insert(
+            group.to_string(),
+            GroupState {
+                name,
+                settings,
+                descriptor,
+                pending: None,
+                secured,
+                sv,
+                view: None,
+                flushing: false,
+                held: VecDeque::new(),
+                last_epoch: 0,
+                reported: BTreeSet::new(),
+                announced: BTreeMap::new(),
+                rekey_asked: None,
+                refused: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Leaves `group`; [`SessionEvent::Left`] confirms it (with
+    /// [`SessionEvent::Undelivered`] before it for sends still held).
+    pub fn leave(&mut self, group: &str) -> Result<(), CoreError> {
+        let g = self
+            .groups
+            .get(group)
+            .ok_or_else(|| CoreError::NotJoined(group.into()))?;
+        self.ops.push_back(EngineOp::Leave(g.name.clone()));
+        Ok(())
+    }
+
+    /// Multicasts `data` to `group` with `service` (sealed in a secure group; held while
+    /// the group rekeys). Returns the send's id, increasing in this session: a send
+    /// that is held and can then not go out is reported with it in
+    /// [`SessionEvent::Undelivered`].
+    pub fn multicast(
+        &mut self,
+        group: &str,
+        service: Service,
+        data: &[u8],
+    ) -> Result<u64, CoreError> {
+        self.send(group, Delivery::Multicast(service), data)
+    }
+
+    /// Sends `data` to one member of `group` (FIFO; sealed in a secure group). Returns
+    /// the send's id, as [`Session::multicast`] does.
+    pub fn unicast(&mut self, group: &str, to: &str, data: &[u8]) -> Result<u64, CoreError> {
+        let to = MemberName::new(to).map_err(GcsError::from)?;
+        self.send(group, Delivery::Unicast(to), data)
+    }
+
+    fn send(&mut self, group: &str, delivery: Delivery, data: &[u8]) -> Result<u64, CoreError> {
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| CoreError::NotJoined(group.into()))?;
+        if let Some(sv) = &g.sv
+            && sv.is_out()
+        {
+            return Err(CoreError::Excluded {
+                group: group.into(),
+                reason: sv
+                    .exclusion(self.identity.name())
+                    .map_or("left out", Exclusion::name)
+                    .into(),
+            });
+        }
+        self.last_send += 1;
+        let id = self.last_send;
+        g.held.push_back(Held {
+            id,
+            delivery,
+            data: data.to_vec(),
+        });
+        self.release(group)?;
+        Ok(id)
+    }
+
+    fn undelivered(&mut self, group: &str, sends: Vec<u64>, reason: impl Into<String>) {
+        if sends.is_empty() {
+            return;
+        }
+        let reason = reason.into();
+        tracing::warn!(group, count = sends.len(), %reason, "sends not delivered");
+        self.events.push_back(SessionEvent::Undelivered {
+            group: group.into(),
+            sends,
+            reason,
+        });
+    }
+
+    /// Sends what is held, if the group may send now.
+    fn release(&mut self, group: &str) -> Result<(), CoreError> {
+        loop {
+            let Some(g) = self.groups.get_mut(group) else {
+                return Ok(());
+            };
+            let ready = g.view.is_some()
+                && !g.flushing
+                && match (&g.secured, &g.sv) {
+                    (None, _) => true,
+                    (Some(s), Some(sv)) => sv.keyed() && s.current.is_some(),
+                    (Some(_), None) => false,
+                };
+            if !ready {
+                return Ok(());
+            }
+            let Some(held) = g.held.pop_front() else {
+                return Ok(());
+            };
+            let payload = match &mut g.secured {
+                None => [&[tag::PLAIN][..], &held.data].concat(),
+                Some(s) => {
+                    let epoch = s.current.unwrap_or_default();
+                    let aad = [AAD_DOMAIN, group.as_bytes()].concat();
+                    match s.cipher.seal(epoch, &aad, &held.data) {
+                        Ok(sealed) => [&[tag::SEALED][..], &sealed].concat(),
+                        Err(e) if e.code == ErrorCode::KEY_EXHAUSTED => {
+                            // This member's sender key is used up: the send waits for
+                            // the next key, which this member asks for now.
+                            g.held.push_front(held);
+                            return self.ask_rekey(group);
+                        }
+                        Err(e) => {
+                            let id = held.id;
+                            self.undelivered(group, vec![id], format!("sealing failed: {e}"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let op = EngineOp::Send {
+                group: g.name.clone(),
+                delivery: held.delivery,
+                payload: payload.into(),
+                send: Some(held.id),
+            };
+            self.ops.push_back(op);
+        }
+    }
+
+    /// Asks every member for a new key (a switch of the current stage), once per stage.
+    fn ask_rekey(&mut self, group: &str) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        let Some(sv) = &g.sv else {
+            return Ok(());
+        };
+        let at = (sv.view_id().to_vec(), sv.current().stage);
+        if g.rekey_asked.as_ref() == Some(&at) {
+            return Ok(());
+        }
+        g.rekey_asked = Some(at);
+        tracing::info!(group, "sender key used up: asking for a new key");
+        self.send_control(group, Body::Switch)
+    }
+
+    /// Forces a new key for `group` now: with the new modules if a reloaded policy changed
+    /// them (every member applies its own reloaded policy at the same point of the order
+    /// and announces again), else a key refresh by this member (which the protocol may
+    /// reserve to its controller: an `OUT_OF_STEP` error then).
+    pub fn refresh(&mut self, group: &str, now: Instant) -> Result<(), CoreError> {
+        self.now = now;
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| CoreError::NotJoined(group.into()))?;
+        if g.pending.is_some() || g.sv.as_ref().is_some_and(SecureView::is_out) {
+            // A switch: everyone announces again (and a member left out comes back).
+            if g.sv.is_some() {
+                return self.send_control(group, Body::Switch);
+            }
+            // A plain group moving to a secure one: at the next view.
+            return Ok(());
+        }
+        let s = g.secured.as_mut().ok_or_else(|| CoreError::NotAllowed {
+            group: group.into(),
+            identity: String::new(),
+            why: "a plain group has no key to refresh".into(),
+        })?;
+        s.started = self.now;
+        let actions =
+            s.ka.refresh()
+                .map_err(crypto(format!("refreshing group {group}")))?;
+        self.perform(group, actions)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has something to do: the
+    /// earliest of the groups' periodic rekeys and agreement timeouts.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.groups
+            .values()
+            .flat_map(|g| {
+                let rekey = g.settings.rekey_interval.and_then(|interval| {
+                    let s = g.secured.as_ref()?;
+                    s.current?;
+                    Some(s.last_key + interval)
+                });
+                let timeout = g.sv.as_ref().and_then(SecureView::poll_timeout);
+                [rekey, timeout]
+            })
+            .flatten()
+            .min()
+    }
+
+    /// Time passes: runs the timers that are due at `now` (none may be).
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), CoreError> {
+        self.now = now;
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        for group in names {
+            let Some(g) = self.groups.get_mut(&group) else {
+                continue;
+            };
+            if let Some(sv) = g.sv.as_mut()
+                && sv.poll_timeout().is_some_and(|at| at <= now)
+            {
+                sv.on_timeout(now);
+                self.drain(&group)?;
+            }
+            let due = self.groups.get(&group).is_some_and(|g| {
+                g.settings.rekey_interval.is_some_and(|interval| {
+                    g.secured
+                        .as_ref()
+                        .is_some_and(|s| s.current.is_some() && s.last_key + interval <= now)
+                })
+            });
+            if due {
+                self.timed_refresh(&group)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn timed_refresh(&mut self, group: &str) -> Result<(), CoreError> {
+        // A reloaded policy takes effect at this periodic agreement too: every member's
+        // timer asks for the switch; the first request in the total order wins and the
+        // others' requests are moot.
+        if self.groups.get(group).is_some_and(|g| g.pending.is_some()) {
+            if let Some(s) = self.groups.get_mut(group).and_then(|g| g.secured.as_mut()) {
+                s.last_key = self.now;
+            }
+            return self.refresh(group, self.now);
+        }
+        let Some(s) = self.groups.get_mut(group).and_then(|g| g.secured.as_mut()) else {
+            return Ok(());
+        };
+        // Only the protocol's controller may start a refresh; the others wait for it.
+        s.last_key = self.now;
+        s.started = self.now;
+        match s.ka.refresh() {
+            Ok(actions) => self.perform(group, actions),
+            Err(e) if e.code == ErrorCode::OUT_OF_STEP => Ok(()),
+            Err(e) => Err(crypto(format!("refreshing group {group}"))(e)),
+        }
+    }
+
+    /// An event from the engine, at `now`.
+    pub fn handle_event(&mut self, event: Event, now: Instant) -> Result<(), CoreError> {
+        self.now = now;
+        match event {
+            Event::FlushRequest { group } => {
+                if let Some(g) = self.groups.get_mut(group.as_str()) {
+                    g.flushing = true;
+                }
+                self.ops.push_back(EngineOp::FlushOk(group));
+                Ok(())
+            }
+            Event::View(view) => self.on_view(view),
+            Event::Message {
+                group,
+                sender,
+                service,
+                unicast,
+                payload,
+                ..
+            } => {
+                let service = if unicast {
+                    "unicast"
+                } else {
+                    service_name(service)
+                };
+                self.on_message(group.as_str(), sender.as_str(), service, &payload)
+            }
+            Event::Left { group, cause } => {
+                if let Some(g) = self.groups.remove(group.as_str()) {
+                    let sends = g.held.iter().map(|h| h.id).collect();
+                    self.undelivered(
+                        group.as_str(),
+                        sends,
+                        format!("this member left the group ({})", cause_name(cause)),
+                    );
+                }
+                self.events.push_back(SessionEvent::Left {
+                    group: group.as_str().into(),
+                    cause: cause_name(cause).into(),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies a reloaded policy's settings to `group`, if it has some.
+    fn apply_pending(&mut self, group: &str) -> Result<(), CoreError> {
+        let Some(new) = self.groups.get_mut(group).and_then(|g| g.pending.take()) else {
+            return Ok(());
+        };
+        let descriptor = new.descriptor(&self.registry);
+        let secured = match new.security {
+            Security::None => None,
+            Security::Required => Some(self.instantiate(group, &new, &descriptor)?),
+        };
+        let me = self.identity.name().to_string();
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| CoreError::NotJoined(group.into()))?;
+        match (&secured, &mut g.sv) {
+            (None, _) => g.sv = None,
+            (Some(_), Some(sv)) => sv.set_timeout(new.agreement_timeout),
+            (Some(_), None) => {
+                g.sv = Some(SecureView::new(&me, new.agreement_timeout, self.now));
+            }
+        }
+        g.settings = new;
+        g.descriptor = descriptor;
+        g.secured = secured;
+        Ok(())
+    }
+
+    /// The exclusions this member's policy gives members of `group` without hearing
+    /// from them.
+    fn refusals(&self, g: &GroupState, members: &[MemberName]) -> BTreeMap<String, Exclusion> {
+        let mut refused = BTreeMap::new();
+        for m in members.iter().map(MemberName::as_str) {
+            let trusted = self
+                .trust
+                .lookup_key(m)
+                .is_some_and(|k| k.algorithm.as_str() == g.settings.signature);
+            if !trusted {
+                refused.insert(m.to_string(), Exclusion::Untrusted);
+            } else if let Some(allowed) = &g.settings.members
+                && !allowed.iter().any(|a| a == m)
+            {
+                refused.insert(m.to_string(), Exclusion::NotAllowed);
+            }
+        }
+        refused
+    }
+
+    fn on_view(&mut self, view: View) -> Result<(), CoreError> {
+        let group = view.group.as_str().to_string();
+        let Some(g) = self.groups.get_mut(&group) else {
+            return Ok(());
+        };
+        g.flushing = false;
+        g.view = Some(view.clone());
+        // Reports stand while their member stays in the group.
+        g.reported
+            .retain(|(m, _)| m.is_empty() || view.members.iter().any(|x| x.as_str() == m));
+        g.announced.clear();
+        let names = |v: &[MemberName]| v.iter().map(|m| m.as_str().to_string()).collect::<Vec<_>>();
+        self.events.push_back(SessionEvent::Membership {
+            group: group.clone(),
+            view_id: hex::encode(view.id.to_bytes()),
+            members: names(&view.members),
+            joined: names(&view.joined),
+            left: names(&view.left),
+            cause: cause_name(view.cause).into(),
+        });
+        // A reloaded policy takes effect at this agreement.
+        self.apply_pending(&group)?;
+        let Some(g) = self.groups.get(&group) else {
+            return Ok(());
+        };
+        if g.sv.is_none() {
+            return self.release(&group);
+        }
+        let refused = self.refusals(g, &view.members);
+        let g = self
+            .groups
+            .get_mut(&group)
+            .ok_or_else(|| CoreError::NotJoined(group.clone()))?;
+        if let Some(s) = g.secured.as_mut() {
+            s.current = None;
+            s.early.clear();
+        }
+        if let Some(sv) = g.sv.as_mut() {
+            sv.on_view(
+                &view.id.to_bytes(),
+                &names(&view.members),
+                &refused,
+                self.now,
+            );
+        }
+        self.drain(&group)
+    }
+
+    /// Carries out what the group's secure view decided, then sends what may go.
+    fn drain(&mut self, group: &str) -> Result<(), CoreError> {
+        while let Some(out) = self
+            .groups
+            .get_mut(group)
+            .and_then(|g| g.sv.as_mut())
+            .and_then(SecureView::poll_output)
+        {
+            match out {
+                Output::Announce { switched } => {
+                    if switched {
+                        self.apply_pending(group)?;
+                    }
+                    let Some(g) = self.groups.get(group) else {
+                        break;
+                    };
+                    let body = Body::Announce {
+                        descriptor: g.descriptor.clone(),
+                        last_epoch: g.last_epoch,
+                    };
+                    self.send_control(group, body)?;
+                }
+                Output::Alive => self.send_control(group, Body::Alive)?,
+                Output::Cut(keep) => self.send_control(group, Body::Cut(keep))?,
+                Output::Rejoin => self.send_control(group, Body::Switch)?,
+                Output::Start { id, members, base } => {
+                    self.start_agreement(group, id, members, base)?;
+                }
+                Output::Excluded { member, reason } => {
+                    self.report_exclusion(group, &member, reason)
+                }
+                Output::Out { reason } => self.left_out(group, reason)?,
+            }
+        }
+        self.release(group)
+    }
+
+    fn report_exclusion(&mut self, group: &str, member: &str, reason: Exclusion) {
+        let Some(g) = self.groups.get(group) else {
+            return;
+        };
+        let detail = match reason {
+            Exclusion::Untrusted => format!(
+                "the trust store has no {} key for {member}",
+                g.settings.signature
+            ),
+            Exclusion::NotAllowed => {
+                format!("{member} is not among the members the policy admits to {group}")
+            }
+            Exclusion::OtherModules => format!(
+                "{member} announced [{}], this member's policy gives [{}]",
+                g.announced
+                    .get(member)
+                    .map(|d| describe(d))
+                    .unwrap_or_default(),
+                describe(&g.descriptor)
+            ),
+            Exclusion::Silent => format!(
+                "{member} did not take part within the agreement timeout ({:?})",
+                g.settings.agreement_timeout
+            ),
+        };
+        tracing::warn!(group, member, reason = reason.name(), %detail, "member excluded from the secure view");
+        self.events.push_back(SessionEvent::Excluded {
+            group: group.into(),
+            member: member.into(),
+            reason,
+            detail,
+        });
+    }
+
+    /// This member is not in its group's secure view: it drops its keys (a fresh key
+    /// agreement and cipher) and returns its held sends.
+    fn left_out(&mut self, group: &str, reason: Exclusion) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get(group) else {
+            return Ok(());
+        };
+        let (settings, descriptor) = (g.settings.clone(), g.descriptor.clone());
+        let fresh = self.instantiate(group, &settings, &descriptor)?;
+        let me = self.identity.name().to_string();
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        g.secured = Some(fresh);
+        let sends: Vec<u64> = g.held.drain(..).map(|h| h.id).collect();
+        self.undelivered(
+            group,
+            sends,
+            format!(
+                "this member is left out of the secure view ({})",
+                reason.name()
+            ),
+        );
+        self.report_exclusion(group, &me, reason);
+        Ok(())
+    }
+
+    /// Signs and multicasts a control message for the group's current stage and round.
+    fn send_control(&mut self, group: &str, body: Body) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get(group) else {
+            return Ok(());
+        };
+        let (Some(sv), Some(s)) = (&g.sv, &g.secured) else {
+            return Ok(());
+        };
+        let id = sv.current();
+        let control = Control {
+            group: group.into(),
+            view_id: sv.view_id().to_vec(),
+            stage: id.stage,
+            round: id.round,
+            sender: self.identity.name().into(),
+            body,
+        };
+        tracing::debug!(group, me = self.identity.name(), ?control.body, stage = id.stage, round = id.round, "control out");
+        let sealed = control.seal(&s.signer).map_err(crypto(format!(
+            "signing a control message of group {group}"
+        )))?;
+        let payload = [&[tag::CONTROL][..], &sealed].concat();
+        self.ops.push_back(EngineOp::Send {
+            group: g.name.clone(),
+            delivery: Delivery::Multicast(Service::Agreed),
+            payload: payload.into(),
+            send: None,
+        });
+        Ok(())
+    }
+
+    /// Runs the key agreement `id` among `members`, then the messages of it that came
+    /// early.
+    fn start_agreement(
+        &mut self,
+        group: &str,
+        id: AgreementId,
+        members: Vec<String>,
+        base: Option<u64>,
+    ) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        let Some(view) = g.view.clone() else {
+            return Ok(());
+        };
+        let Some(s) = g.secured.as_mut() else {
+            return Ok(());
+        };
+        s.current = None;
+        s.started = self.now;
+        s.agreement = Some(id);
+        if base.is_some() {
+            s.base = base;
+        }
+        // Every member of the secure view derives the same id for the agreement.
+        let mut view_id = view.id.to_bytes().to_vec();
+        view_id.extend_from_slice(b"/stage/");
+        view_id.extend_from_slice(&id.stage.to_be_bytes());
+        view_id.extend_from_slice(b"/round/");
+        view_id.extend_from_slice(&id.round.to_be_bytes());
+        let previous = std::mem::replace(&mut s.ka_members, members.clone());
+        let joined: Vec<&String> = members.iter().filter(|m| !previous.contains(m)).collect();
+        let left: Vec<&String> = previous.iter().filter(|m| !members.contains(m)).collect();
+        let cause = if id == AgreementId::default() && members.len() == view.members.len() {
+            view_cause(view.cause)
+        } else if !joined.is_empty() {
+            if left.is_empty() {
+                ViewCause::Join
+            } else {
+                ViewCause::Merge
+            }
+        } else {
+            ViewCause::Leave
+        };
+        let membership = MembershipView {
+            group: group.into(),
+            view_id: view_id.into(),
+            members: members.iter().map(|m| m.as_str().into()).collect(),
+            joined: joined.iter().map(|m| m.as_str().into()).collect(),
+            left: left.iter().map(|m| m.as_str().into()).collect(),
+            cause,
+        };
+        let actions = s.ka.on_view(&membership);
+        let early: Vec<_> = std::mem::take(&mut s.early);
+        match actions {
+            Ok(actions) => self.perform(group, actions)?,
+            Err(e) => self.security_error(group, None, &e),
+        }
+        for (sender, at, payload) in early {
+            if at == id {
+                self.on_key_agreement(group, &sender, at, &payload)?;
+            } else if at > id
+                && let Some(s) = self.groups.get_mut(group).and_then(|g| g.secured.as_mut())
+            {
+                s.early.push((sender, at, payload));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports a refused message or a failed step: once per sender and error code in a
+    /// view, then only counted.
+    fn security_error(&mut self, group: &str, sender: Option<&str>, e: &PluginError) {
+        if let Some(g) = self.groups.get_mut(group)
+            && !g
+                .reported
+                .insert((sender.unwrap_or_default().to_string(), e.code.0))
+        {
+            g.refused += 1;
+            tracing::debug!(group, sender, error = %e, "security error (already reported)");
+            return;
+        }
+        tracing::warn!(group, sender, error = %e, "security error");
+        self.events.push_back(SessionEvent::SecurityError {
+            group: group.into(),
+            sender: sender.map(str::to_string),
+            error: e.into(),
+        });
+    }
+
+    /// Refuses a message from a member outside the secure view: silently if its
+    /// exclusion was reported, else once as a security error.
+    fn refuse_outsider(&mut self, group: &str, sender: &str, what: &str) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        if g.sv.as_ref().and_then(|sv| sv.exclusion(sender)).is_some() {
+            g.refused += 1;
+            tracing::debug!(group, sender, what, "refused: sender excluded");
+            return;
+        }
+        let e = PluginError::new(
+            ErrorCode::NOT_A_MEMBER,
+            format!("{what} from {sender}, who is not in the secure view of {group}"),
+        );
+        self.security_error(group, Some(sender), &e);
+    }
+
+    fn perform(&mut self, group: &str, actions: Vec<Action>) -> Result<(), CoreError> {
+        for action in actions {
+            let Some(g) = self.groups.get_mut(group) else {
+                return Ok(());
+            };
+            let name = g.name.clone();
+            let id = g
+                .secured
+                .as_ref()
+                .and_then(|s| s.agreement)
+                .unwrap_or_default();
+            let header = |payload: &[u8]| {
+                let mut b = Vec::with_capacity(9 + payload.len());
+                b.push(tag::KEY_AGREEMENT);
+                b.extend_from_slice(&id.stage.to_be_bytes());
+                b.extend_from_slice(&id.round.to_be_bytes());
+                b.extend_from_slice(payload);
+                b
+            };
+            match action {
+                Action::Unicast { to, payload } => {
+                    let to = MemberName::new(to.as_str()).map_err(GcsError::from)?;
+                    self.ops.push_back(EngineOp::Send {
+                        group: name,
+                        delivery: Delivery::Unicast(to),
+                        payload: header(&payload).into(),
+                        send: None,
+                    });
+                }
+                Action::Multicast { payload } => {
+                    self.ops.push_back(EngineOp::Send {
+                        group: name,
+                        delivery: Delivery::Multicast(Service::Agreed),
+                        payload: header(&payload).into(),
+                        send: None,
+                    });
+                }
+                Action::KeyReady(ready) => self.key_ready(group, ready)?,
+                Action::Failure(e) => self.security_error(group, None, &e),
+            }
+        }
+        Ok(())
+    }
+
+    fn key_ready(
+        &mut self,
+        group: &str,
+        ready: conclave_plugin_sdk::api::key_agreement::KeyReady,
+    ) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        let (Some(s), Some(sv)) = (g.secured.as_mut(), g.sv.as_mut()) else {
+            return Ok(());
+        };
+        let members: Vec<String> = ready.members.iter().map(|m| m.to_string()).collect();
+        // A key is held, checked against the secure view, and only then installed.
+        if sv.secure() != Some(members.as_slice()) {
+            let e = PluginError::new(
+                ErrorCode::NOT_A_MEMBER,
+                format!(
+                    "the key agreement produced a key for [{}], the secure view is [{}]; not installed",
+                    members.join(", "),
+                    sv.secure().unwrap_or_default().join(", ")
+                ),
+            );
+            self.security_error(group, None, &e);
+            return Ok(());
+        }
+        let epoch = match s.base.take() {
+            Some(base) => base.max(g.last_epoch) + 1,
+            None => g.last_epoch + 1,
+        };
+        s.cipher
+            .install_key(epoch, ready.key.expose())
+            .map_err(crypto(format!("installing the key of group {group}")))?;
+        // Every message sealed under older epochs by a member of this secure view was
+        // delivered before its key confirmation: retire them.
+        for old in std::mem::take(&mut s.installed) {
+            s.cipher.retire_key(old);
+            s.epoch_members.remove(&old);
+        }
+        s.installed.push(epoch);
+        s.epoch_members.insert(epoch, members.clone());
+        s.current = Some(epoch);
+        if let Some(id) = s.agreement {
+            sv.on_key(id);
+        }
+        g.last_epoch = epoch;
+        let took = self.now.saturating_duration_since(s.started);
+        s.last_key = self.now;
+        let fingerprint = fingerprint(&s.provider, &ready.key)?;
+        let stats = s.ka.stats();
+        let counts = AgreementCounts {
+            exponentiations: stats.crypto.exponentiations,
+            signatures: stats.crypto.signatures,
+            verifications: stats.crypto.verifications,
+            messages: stats.unicasts + stats.multicasts,
+            bytes: stats.bytes_sent,
+        };
+        let settings = &g.settings;
+        self.events
+            .push_back(SessionEvent::KeyEstablished(KeyEstablished {
+                group: group.into(),
+                epoch,
+                key_agreement: settings.key_agreement.clone(),
+                cipher: format!("{} ({})", settings.cipher, settings.cipher_algorithm),
+                dh_group: settings.dh_group.clone(),
+                provider: settings.provider.clone(),
+                members,
+                took,
+                fingerprint,
+                counts,
+            }));
+        Ok(())
+    }
+
+    fn on_message(
+        &mut self,
+        group: &str,
+        sender: &str,
+        service: &str,
+        payload: &[u8],
+    ) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        if let Some(why) = g.sv.as_ref().and_then(|sv| sv.exclusion(sender)) {
+            // Excluded and reported: refused without effect (a member on other modules
+            // is still heard on control messages: it may switch to this member's).
+            let heard = payload.first() == Some(&tag::CONTROL) && why == Exclusion::OtherModules;
+            if why != Exclusion::Silent && !heard {
+                g.refused += 1;
+                return Ok(());
+            }
+        }
+        let Some((&kind, body)) = payload.split_first() else {
+            let e = PluginError::new(ErrorCode::BAD_MESSAGE, "empty message");
+            self.security_error(group, Some(sender), &e);
+            return Ok(());
+        };
+        let secure = g.secured.is_some();
+        match kind {
+            tag::PLAIN if !secure => {
+                self.events.push_back(SessionEvent::Message {
+                    group: group.into(),
+                    sender: sender.into(),
+                    service: service.into(),
+                    epoch: None,
+                    data: body.to_vec(),
+                });
+                Ok(())
+            }
+            tag::SEALED if secure => {
+                self.on_sealed(group, sender, service, body);
+                self.release(group)
+            }
+            tag::KEY_AGREEMENT if secure => {
+                let Some((id, ka_body)) = parse_agreement(body) else {
+                    let e = PluginError::new(
+                        ErrorCode::BAD_MESSAGE,
+                        "key-agreement message without its agreement id",
+                    );
+                    self.security_error(group, Some(sender), &e);
+                    return Ok(());
+                };
+                self.on_key_agreement(group, sender, id, ka_body)?;
+                self.release(group)
+            }
+            tag::CONTROL if secure => {
+                self.on_control(group, sender, body)?;
+                self.drain(group)
+            }
+            _ => {
+                let e = PluginError::new(
+                    ErrorCode::BAD_MESSAGE,
+                    format!(
+                        "unexpected message kind {kind} in a {} group",
+                        if secure { "secure" } else { "plain" }
+                    ),
+                );
+                self.security_error(group, Some(sender), &e);
+                Ok(())
+            }
+        }
+    }
+
+    fn on_sealed(&mut self, group: &str, sender: &str, service: &str, body: &[u8]) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        let (Some(s), Some(sv)) = (g.secured.as_mut(), g.sv.as_ref()) else {
+            return;
+        };
+        if sv.exclusion(sender).is_some_and(|e| e != Exclusion::Silent) {
+            // Excluded and reported: refused without opening.
+            g.refused += 1;
+            return;
+        }
+        let aad = [AAD_DOMAIN, group.as_bytes()].concat();
+        match s.cipher.open(sender, &aad, body) {
+            Ok(opened)
+                if s.epoch_members
+                    .get(&opened.epoch)
+                    .is_some_and(|m| m.iter().any(|x| x == sender)) =>
+            {
+                self.events.push_back(SessionEvent::Message {
+                    group: group.into(),
+                    sender: sender.into(),
+                    service: service.into(),
+                    epoch: Some(opened.epoch),
+                    data: opened.plaintext.to_vec(),
+                });
+            }
+            Ok(opened) => {
+                let e = PluginError::new(
+                    ErrorCode::NOT_A_MEMBER,
+                    format!(
+                        "{sender} sealed a message under epoch {} without being among its members",
+                        opened.epoch
+                    ),
+                );
+                self.security_error(group, Some(sender), &e);
+            }
+            Err(e) => {
+                if sv.exclusion(sender).is_some() {
+                    g.refused += 1;
+                } else {
+                    self.security_error(group, Some(sender), &e);
+                }
+            }
+        }
+    }
+
+    fn on_key_agreement(
+        &mut self,
+        group: &str,
+        sender: &str,
+        id: AgreementId,
+        body: &[u8],
+    ) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        let (Some(s), Some(sv)) = (g.secured.as_mut(), g.sv.as_ref()) else {
+            return Ok(());
+        };
+        if sv.exclusion(sender).is_some_and(|e| e != Exclusion::Silent) {
+            g.refused += 1;
+            return Ok(());
+        }
+        let running = s.agreement.filter(|_| sv.secure().is_some());
+        if running == Some(id) {
+            if !sv.admits(sender) {
+                self.refuse_outsider(group, sender, "key-agreement message");
+                return Ok(());
+            }
+            return match s.ka.on_message(sender, body) {
+                Ok(actions) => self.perform(group, actions),
+                Err(e) => {
+                    self.security_error(group, Some(sender), &e);
+                    Ok(())
+                }
+            };
+        }
+        let current = sv.current();
+        if id < current || running.is_some_and(|r| id < r) {
+            // Of an agreement that a cut or a switch ended: moot.
+            tracing::debug!(
+                group,
+                sender,
+                ?id,
+                "key-agreement message of an earlier round"
+            );
+            return Ok(());
+        }
+        // Of the current round, whose agreement has not started here yet, or of a later
+        // one: a member that already delivered the cut or switch that starts it may
+        // send its unicasts before this member delivers that (agreed) message.
+        if s.early.len() >= MAX_EARLY {
+            let e = PluginError::new(
+                ErrorCode::OUT_OF_STEP,
+                format!(
+                    "more than {MAX_EARLY} key-agreement messages before the agreement started"
+                ),
+            );
+            self.security_error(group, Some(sender), &e);
+            return Ok(());
+        }
+        s.early.push((sender.into(), id, body.to_vec()));
+        Ok(())
+    }
+
+    fn on_control(&mut self, group: &str, sender: &str, body: &[u8]) -> Result<(), CoreError> {
+        let Some(g) = self.groups.get_mut(group) else {
+            return Ok(());
+        };
+        let (Some(s), Some(sv)) = (g.secured.as_ref(), g.sv.as_ref()) else {
+            return Ok(());
+        };
+        if sv
+            .exclusion(sender)
+            .is_some_and(|e| matches!(e, Exclusion::Untrusted | Exclusion::NotAllowed))
+        {
+            // Its exclusion was reported: refused without a signature check.
+            g.refused += 1;
+            return Ok(());
+        }
+        let control = match Control::open(
+            body,
+            group,
+            sender,
+            &self.trust,
+            &s.provider,
+            &g.settings.signature,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                self.security_error(group, Some(sender), &e);
+                return Ok(());
+            }
+        };
+        if control.view_id != sv.view_id() {
+            let e = PluginError::new(
+                ErrorCode::STALE_VIEW,
+                format!("{} from {sender} of another view", control.body.name()),
+            );
+            self.security_error(group, Some(sender), &e);
+            return Ok(());
+        }
+        let now = self.now;
+        let id = AgreementId {
+            stage: control.stage,
+            round: control.round,
+        };
+        let descriptor = g.descriptor.clone();
+        let Some(sv) = g.sv.as_mut() else {
+            return Ok(());
+        };
+        tracing::debug!(group, me = self.identity.name(), sender, ?control.body, stage = control.stage, round = control.round, "control in");
+        let result = match control.body {
+            Body::Announce {
+                descriptor: theirs,
+                last_epoch,
+            } => {
+                let same = theirs == descriptor;
+                let r = sv.on_announce(sender, control.stage, same, last_epoch, now);
+                g.announced.insert(sender.into(), theirs);
+                r
+            }
+            Body::Switch => sv.on_switch(sender, control.stage, now),
+            Body::Cut(keep) => sv.on_cut(sender, id, &keep, now),
+            Body::Alive => sv.on_alive(sender, id),
+        };
+        if let Err(e) = result {
+            self.security_error(group, Some(sender), &e);
+        }
+        Ok(())
+    }
+    /// Counters of a group's key agreement (for benchmarks and tests).
+    pub fn key_agreement_stats(
+        &self,
+        group: &str,
+    ) -> Option<conclave_plugin_sdk::api::key_agreement::KeyAgreementStats> {
+        self.groups
+            .get(group)?
+            .secured
+            .as_ref()
+            .map(|s| s.ka.stats())
+    }
+}
+
+fn describe(descriptor: &[u8]) -> String {
+    String::from_utf8_lossy(descriptor)
+        .lines()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A one-way fingerprint of a key: 8 bytes of SHA-256 over a label and the key, in hex.
+fn fingerprint(provider: &Provider, key: &SecretBytes) -> Result<String, CoreError> {
+    let digest = provider
+        .hash("sha256", &[b"conclave/key-fingerprint/v1\0", key.expose()])
+        .map_err(crypto("fingerprinting a key"))?;
+    Ok(hex::encode(&digest[..8.min(digest.len())]))
+}
+
+/// The agreement id and the plugin's message of a key-agreement payload.
+fn parse_agreement(body: &[u8]) -> Option<(AgreementId, &[u8])> {
+    let stage = u32::from_be_bytes(body.get(..4)?.try_into().ok()?);
+    let round = u32::from_be_bytes(body.get(4..8)?.try_into().ok()?);
+    Some((AgreementId { stage, round }, &body[8..]))
+}
