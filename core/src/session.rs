@@ -124,8 +124,12 @@ pub struct KeyEstablished {
     pub dh_group: String,
     /// This member's provider.
     pub provider: String,
-    /// The members that hold the key, in join order.
+    /// The members that hold the key (the secure view), in join order.
     pub members: Vec<String>,
+    /// The agreement's view, in hex: the engine's view id, then the stage and round of
+    /// the secure view within it (equal at every member that holds the key).
+    #[serde(default)]
+    pub view_id: String,
     /// From the view (or refresh) to the confirmed key.
     #[serde(serialize_with = "millis", deserialize_with = "from_millis")]
     pub took: Duration,

@@ -361,6 +361,14 @@ impl SecureLayer {
         self.now = now;
         let name = GroupName::new(group).map_err(GcsError::from)?;
         let me = self.identity.name().to_string();
+        if self.groups.contains_key(group) {
+            // Joined, or still leaving: one membership at a time.
+            return Err(GcsError::AlreadyMember {
+                group: name,
+                member: MemberName::new(&me).map_err(GcsError::from)?,
+            }
+            .into());
+        }
         let settings = self
             .policy
             .settings(group)
@@ -1108,9 +1116,13 @@ impl SecureLayer {
         s.cipher
             .install_key(epoch, ready.key.expose())
             .map_err(crypto(format!("installing the key of group {group}")))?;
-        // Every message sealed under older epochs by a member of this secure view was
-        // delivered before its key confirmation: retire them.
-        for old in std::mem::take(&mut s.installed) {
+        // Two key slots, as knet keeps them: the new key and the one before it. A new
+        // agreement holds sends, but a refresh within a secure view runs while members
+        // still send under the current key, and those messages may arrive after the
+        // new key; anything older was delivered before (every member of the secure view
+        // sent it before its confirmation of the previous key).
+        while s.installed.len() > 1 {
+            let old = s.installed.remove(0);
             s.cipher.retire_key(old);
             s.epoch_members.remove(&old);
         }
@@ -1142,6 +1154,7 @@ impl SecureLayer {
                 dh_group: settings.dh_group.clone(),
                 provider: settings.provider.clone(),
                 members,
+                view_id: hex::encode(ready.view_id.as_slice()),
                 took,
                 fingerprint,
                 counts,
