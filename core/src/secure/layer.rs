@@ -215,6 +215,12 @@ impl SecureLayer {
         }
     }
 
+    /// How many messages of `group` were refused without a report (their sender's
+    /// exclusion or the same error from it was already reported), since it was joined.
+    pub fn refused(&self, group: &str) -> Option<u64> {
+        self.groups.get(group).map(|g| g.refused)
+    }
+
     /// The next operation for the engine.
     pub fn poll_op(&mut self) -> Option<EngineOp> {
         self.ops.pop_front()
