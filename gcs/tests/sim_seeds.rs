@@ -37,7 +37,7 @@ fn run_seeds(seeds: impl Iterator<Item = u64>) -> RunStats {
 
 #[test]
 fn random_schedules_keep_view_synchrony() {
-    let total = run_seeds(0..300);
+    let total = run_seeds(0..10_000);
     eprintln!("{total:?}");
     // The schedules must exercise what they claim to.
     assert!(
