@@ -23,8 +23,9 @@ pub struct ChatArgs {
     /// corosync of this machine, through CPG: groups that span machines).
     #[arg(long, default_value = "daemon", value_parser = ["daemon", "corosync"])]
     engine: String,
-    /// The daemon: `unix:PATH` or `tcp:IP:PORT` (with `--engine daemon`).
-    #[arg(long, value_name = "ADDRESS", required_if_eq("engine", "daemon"))]
+    /// The daemon: `unix:PATH` or `tcp:IP:PORT` (with `--engine daemon`; default: the
+    /// address a plain `conclave daemon` of this user listens on).
+    #[arg(long, value_name = "ADDRESS")]
     connect: Option<Address>,
     /// The group to join.
     #[arg(long)]
@@ -73,11 +74,11 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
     }
     let address = args
         .connect
-        .as_ref()
-        .ok_or("--connect ADDRESS is needed with --engine daemon (the default)")?;
-    let session = Session::connect(address, identity, registry, policy, trust)
+        .clone()
+        .unwrap_or_else(conclave_gcs::daemon::default_address);
+    let session = Session::connect(&address, identity, registry, policy, trust)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?;
     run_session(session, &args, live_trust).await
 }
 

@@ -6,35 +6,70 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use conclave_gcs::daemon::DEFAULT_ADDRESS;
 use conclave_gcs::{Address, Daemon, DaemonConfig};
 
-/// Options of `conclave daemon`.
+/// Options of `conclave daemon`. Every value is checked against its range.
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
     /// Where to listen: `unix:PATH` or `tcp:IP:PORT` (port 0 picks one; the address is
-    /// printed on stdout).
-    #[arg(long, value_name = "ADDRESS", default_value = DEFAULT_ADDRESS)]
-    listen: Address,
+    /// printed on stdout). Default: `conclave.sock` in `$XDG_RUNTIME_DIR`, else in
+    /// `/tmp/conclave-UID` (a directory of this user's own).
+    #[arg(long, value_name = "ADDRESS")]
+    listen: Option<Address>,
     /// Milliseconds a member may take to answer a flush request before it is removed.
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     flush_timeout_ms: u64,
-    /// Bound of each client's outbound queue, in MiB (at least one 16 MiB message).
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
-    queue_limit_mib: usize,
-    /// Milliseconds a client's queue may stay full before the client is disconnected.
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    /// Bound of each client's outbound queue, in MiB (at least one 16 MiB message): an
+    /// event that does not fit disconnects that client alone.
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(17..=65_536))]
+    queue_limit_mib: u64,
+    /// Milliseconds the daemon may make no progress writing to a client (it reads
+    /// nothing) before that client is disconnected.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     stall_timeout_ms: u64,
+    /// Milliseconds a frame may take to arrive once its first byte did.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    frame_timeout_ms: u64,
+    /// MiB of incomplete frames the daemon buffers for all clients together.
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(17..=65_536))]
+    receive_budget_mib: u64,
+    /// The most connections at once.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    max_connections: u64,
+    /// Permission bits of the Unix socket, in octal (owner and group by default).
+    #[arg(long, value_name = "OCTAL", default_value = "660", value_parser = parse_mode)]
+    socket_mode: u32,
+}
+
+/// An octal mode of at most 777 that lets the owner read and write.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(s, 8).map_err(|_| format!("{s:?} is not an octal mode"))?;
+    if mode > 0o777 || mode & 0o600 != 0o600 {
+        return Err(format!(
+            "{s} must be at most 777 and let the owner read and write (6xx)"
+        ));
+    }
+    Ok(mode)
 }
 
 impl DaemonArgs {
     fn config(&self) -> DaemonConfig {
+        let mib = |m: u64| {
+            usize::try_from(m)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1 << 20)
+        };
+        let defaults = DaemonConfig::default();
         DaemonConfig {
-            listen: self.listen.clone(),
+            listen: self.listen.clone().unwrap_or(defaults.listen.clone()),
             flush_timeout: Duration::from_millis(self.flush_timeout_ms),
-            queue_limit: self.queue_limit_mib.saturating_mul(1 << 20),
+            queue_limit: mib(self.queue_limit_mib),
             stall_timeout: Duration::from_millis(self.stall_timeout_ms),
-            ..DaemonConfig::default()
+            frame_timeout: Duration::from_millis(self.frame_timeout_ms),
+            receive_budget: mib(self.receive_budget_mib),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            socket_mode: self.socket_mode,
+            ..defaults
         }
     }
 }

@@ -1,16 +1,37 @@
 //! The daemon engine: one [`Domain`] served to clients over Unix or TCP sockets with the
 //! [wire protocol](crate::wire).
 //!
-//! # Flow control
+//! # Isolation: one slow client hurts no one else
 //!
-//! Every client has an outbound queue bounded in bytes ([`DaemonConfig::queue_limit`]).
-//! The daemon orders everything in one task; when a recipient's queue is full, that task
-//! waits for room, so it stops reading requests, and senders are slowed by TCP (or
-//! Unix-socket) backpressure: a slow receiver slows the group rather than being
-//! silently dropped. A client whose queue stays full for
-//! [`DaemonConfig::stall_timeout`] is disconnected, and the others see it leave with
-//! cause `Disconnect`. The reason is logged; the client, which reads nothing, gets its
-//! connection closed mid-stream.
+//! The daemon orders everything in one task, which never waits for a client. Every
+//! client has an outbound queue bounded in bytes ([`DaemonConfig::queue_limit`]); the
+//! slow-consumer rule is explicit: an event that does not fit in its recipient's queue,
+//! or a queue whose writer makes no progress for [`DaemonConfig::stall_timeout`],
+//! disconnects that client alone, with a fatal `Error` frame that says why (when the
+//! connection can still take it); the others see it leave with cause `Disconnect`, and
+//! messages are delivered to the members that stay, as view synchrony requires. A
+//! client that stops reading therefore delays its own group's view changes by at most
+//! [`DaemonConfig::flush_timeout`] (it does not answer flushes) and other groups not at
+//! all.
+//!
+//! # Limits
+//!
+//! Connections are capped ([`DaemonConfig::max_connections`]; past it a connection gets
+//! an `Error` frame and is closed at once). Bytes of incomplete frames are accounted
+//! against one budget for all clients ([`DaemonConfig::receive_budget`]), and a frame
+//! whose first byte arrived must be complete within [`DaemonConfig::frame_timeout`].
+//! Accept errors (out of file descriptors) back off instead of spinning, and their log
+//! lines are rate-limited. Every value of the configuration is checked against its
+//! range ([`DaemonConfig::validate`]).
+//!
+//! # Access
+//!
+//! A Unix socket is created with an explicit mode ([`DaemonConfig::socket_mode`], owner
+//! and group by default) whatever the umask, and each client's peer credentials (uid,
+//! gid, pid) are recorded and logged. The default address is a Unix socket in a
+//! directory of the user's own ([`default_address`]); TCP is used only when asked for.
+//! Stale-socket cleanup removes only a socket that nobody answers on, never another
+//! kind of file.
 //!
 //! # Failures
 //!
@@ -33,7 +54,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::types::{GcsError, MemberName, SendOptions};
+use crate::types::{GcsError, GroupName, MemberName, SendOptions};
 use crate::vs::{Domain, Outgoing};
 use crate::wire::{Encoded, Frame, MAX_FRAME_LEN, VERSION};
 
@@ -46,8 +67,23 @@ pub enum Address {
     Tcp(SocketAddr),
 }
 
-/// The default address: TCP on the loopback interface, port 4804.
-pub const DEFAULT_ADDRESS: &str = "tcp:127.0.0.1:4804";
+/// The default address: a Unix socket named `conclave.sock` in `$XDG_RUNTIME_DIR` when
+/// it is set (a directory of the user's own), else in `/tmp/conclave-UID` (created mode
+/// 0710 by the daemon, which refuses it if another user owns it or others may write
+/// to it).
+pub fn default_address() -> Address {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(format!("/tmp/conclave-{}", current_uid())),
+    };
+    Address::Unix(dir.join("conclave.sock"))
+}
+
+/// This process's user id (the owner of `/proc/self`).
+fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+}
 
 /// An address that does not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -90,12 +126,23 @@ pub struct DaemonConfig {
     /// How long a member may take to answer a flush request before it is removed.
     pub flush_timeout: Duration,
     /// The bound of each client's outbound queue, in bytes (at least one maximal
-    /// frame).
+    /// frame): an event that does not fit disconnects that client.
     pub queue_limit: usize,
-    /// How long a client's queue may stay full before the client is disconnected.
+    /// How long the writer of a client's queue may make no progress (the client reads
+    /// nothing) before the client is disconnected.
     pub stall_timeout: Duration,
     /// How long a new connection may take to send its `Hello`.
     pub handshake_timeout: Duration,
+    /// How long a frame may take to arrive once its first byte did.
+    pub frame_timeout: Duration,
+    /// The most bytes of incomplete frames the daemon buffers for all clients together
+    /// (each client's first 64 KiB are not counted).
+    pub receive_budget: usize,
+    /// The most connections at once.
+    pub max_connections: usize,
+    /// The permission bits of a Unix socket (and of the directory of the default
+    /// address when the daemon creates it, with the group's read bit cleared).
+    pub socket_mode: u32,
     /// The origin in this daemon's view ids (default: derived from the clock and the
     /// process id, so that a restarted daemon does not reuse view ids).
     pub origin: Option<u32>,
@@ -104,13 +151,88 @@ pub struct DaemonConfig {
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
-            listen: Address::Tcp(SocketAddr::from(([127, 0, 0, 1], 4804))),
+            listen: default_address(),
             flush_timeout: Duration::from_secs(10),
             queue_limit: 64 << 20,
             stall_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(5),
+            frame_timeout: Duration::from_secs(10),
+            receive_budget: 256 << 20,
+            max_connections: 1024,
+            socket_mode: 0o660,
             origin: None,
         }
+    }
+}
+
+/// A configuration value out of its range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} = {value} is out of range: {range}")]
+pub struct ConfigError {
+    /// The setting.
+    pub setting: &'static str,
+    /// Its value, as given.
+    pub value: String,
+    /// The range it must be in.
+    pub range: String,
+}
+
+/// The range of every duration setting.
+pub const DURATION_RANGE: (Duration, Duration) =
+    (Duration::from_millis(10), Duration::from_secs(3600));
+/// The largest outbound queue and receive budget: 64 GiB.
+pub const MAX_BUFFER: usize = 64 << 30;
+/// The most connections a daemon accepts.
+pub const MAX_CONNECTIONS: usize = 1 << 20;
+
+impl DaemonConfig {
+    /// Checks every value against its range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let (lo, hi) = DURATION_RANGE;
+        for (setting, d) in [
+            ("flush_timeout", self.flush_timeout),
+            ("stall_timeout", self.stall_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("frame_timeout", self.frame_timeout),
+        ] {
+            if d < lo || d > hi {
+                return Err(ConfigError {
+                    setting,
+                    value: format!("{d:?}"),
+                    range: format!("{lo:?} to {hi:?}"),
+                });
+            }
+        }
+        let min_queue = MAX_FRAME_LEN + 4;
+        for (setting, v) in [
+            ("queue_limit", self.queue_limit),
+            ("receive_budget", self.receive_budget),
+        ] {
+            if !(min_queue..=MAX_BUFFER).contains(&v) {
+                return Err(ConfigError {
+                    setting,
+                    value: format!("{v} bytes"),
+                    range: format!(
+                        "{min_queue} bytes (one maximal frame) to {MAX_BUFFER} bytes (64 GiB)"
+                    ),
+                });
+            }
+        }
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(ConfigError {
+                setting: "max_connections",
+                value: self.max_connections.to_string(),
+                range: format!("1 to {MAX_CONNECTIONS}"),
+            });
+        }
+        if self.socket_mode & !0o777 != 0 || self.socket_mode & 0o600 != 0o600 {
+            return Err(ConfigError {
+                setting: "socket_mode",
+                value: format!("{:o}", self.socket_mode),
+                range: "permission bits (at most 777) that let the owner read and write".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -132,6 +254,49 @@ enum Cmd {
         member: MemberName,
         reason: String,
     },
+    /// A congested client's queue went below a quarter of its bound.
+    Drained { conn: u64, member: MemberName },
+}
+
+/// The groups whose senders wait because a member's outbound queue is more than half
+/// full: shared by the ordering task (which sets it) and the connections' readers
+/// (which hold back their clients' sends to those groups, and nothing else).
+struct Pressure {
+    groups: std::sync::Mutex<std::collections::BTreeSet<GroupName>>,
+    changed: tokio::sync::Notify,
+}
+
+impl Pressure {
+    fn new() -> Self {
+        Self {
+            groups: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn is_congested(&self, group: &GroupName) -> bool {
+        self.groups.lock().is_ok_and(|g| g.contains(group))
+    }
+
+    fn set(&self, groups: std::collections::BTreeSet<GroupName>) {
+        if let Ok(mut g) = self.groups.lock()
+            && *g != groups
+        {
+            *g = groups;
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Waits until `group` is not congested.
+    async fn clear(&self, group: &GroupName) {
+        loop {
+            let changed = self.changed.notified();
+            if !self.is_congested(group) {
+                return;
+            }
+            changed.await;
+        }
+    }
 }
 
 /// What the writer of a connection is told.
@@ -157,6 +322,19 @@ struct ClientOut {
     tx: mpsc::UnboundedSender<Out>,
     credit: Arc<Semaphore>,
     state: watch::Sender<ConnState>,
+    /// Why the connection is being killed, for its writer's last frame.
+    reason: Arc<std::sync::Mutex<Option<String>>>,
+    peer: Peer,
+    /// Since when its queue is more than half full (it holds back its groups' senders).
+    congested_since: Option<Instant>,
+    /// Set while congested: the writer reports when the queue drains.
+    watch_drain: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ClientOut {
+    fn queued(&self, limit: usize) -> usize {
+        limit.saturating_sub(self.credit.available_permits())
+    }
 }
 
 /// A running daemon.
@@ -167,73 +345,46 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Binds `config.listen` and starts serving. Fails if the address is in use (for a
-    /// Unix socket: if another daemon answers on it; a stale socket file is replaced).
+    /// Binds `config.listen` and starts serving. Fails if a value of `config` is out of
+    /// range, or if the address is in use (for a Unix socket: if another daemon answers
+    /// on it; a stale socket is replaced, any other file is left alone and refused).
     pub async fn bind(config: DaemonConfig) -> std::io::Result<Daemon> {
-        let queue_limit = config.queue_limit.max(MAX_FRAME_LEN + 4);
-        let config = DaemonConfig {
-            queue_limit,
-            ..config
-        };
+        config
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>(64);
         let mut tasks = JoinSet::new();
-        let address = match &config.listen {
+        let (listener, address) = match &config.listen {
             Address::Tcp(addr) => {
                 let listener = TcpListener::bind(addr).await?;
                 let local = listener.local_addr()?;
-                let (cfg, tx, sd) = (config.clone(), cmd_tx.clone(), shutdown_rx.clone());
-                tasks.spawn(async move {
-                    let mut conns = JoinSet::new();
-                    let mut sd2 = sd.clone();
-                    loop {
-                        tokio::select! {
-                            accepted = listener.accept() => match accepted {
-                                Ok((stream, peer)) => {
-                                    let _ = stream.set_nodelay(true);
-                                    debug!(%peer, "connection accepted");
-                                    conns.spawn(serve(stream, tx.clone(), cfg.clone(), sd.clone()));
-                                }
-                                Err(e) => warn!(error = %e, "accept failed"),
-                            },
-                            _ = sd2.changed() => break,
-                        }
-                    }
-                    drain_connections(conns).await;
-                });
-                Address::Tcp(local)
+                (Listener::Tcp(listener), Address::Tcp(local))
             }
             Address::Unix(path) => {
-                if path.exists() && tokio::net::UnixStream::connect(path).await.is_err() {
-                    info!(path = %path.display(), "removing stale socket file");
-                    let _ = std::fs::remove_file(path);
-                }
-                let listener = UnixListener::bind(path)?;
-                let (cfg, tx, sd) = (config.clone(), cmd_tx.clone(), shutdown_rx.clone());
-                let socket = path.clone();
-                tasks.spawn(async move {
-                    let mut conns = JoinSet::new();
-                    let mut sd2 = sd.clone();
-                    loop {
-                        tokio::select! {
-                            accepted = listener.accept() => match accepted {
-                                Ok((stream, _)) => {
-                                    conns.spawn(serve(stream, tx.clone(), cfg.clone(), sd.clone()));
-                                }
-                                Err(e) => warn!(error = %e, "accept failed"),
-                            },
-                            _ = sd2.changed() => break,
-                        }
-                    }
-                    drain_connections(conns).await;
-                    let _ = std::fs::remove_file(&socket);
-                });
-                Address::Unix(path.clone())
+                let listener = bind_unix(path, &config).await?;
+                (
+                    Listener::Unix(listener, path.clone()),
+                    Address::Unix(path.clone()),
+                )
             }
         };
+        let pressure = Arc::new(Pressure::new());
+        let limits = Arc::new(Limits {
+            pressure: Arc::clone(&pressure),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            receive: Arc::new(Semaphore::new(config.receive_budget)),
+        });
+        tasks.spawn(accept_loop(
+            listener,
+            cmd_tx.clone(),
+            config.clone(),
+            limits,
+            shutdown_rx.clone(),
+        ));
         drop(cmd_tx);
         let origin = config.origin.unwrap_or_else(default_origin);
-        tasks.spawn(order(config, origin, cmd_rx, shutdown_rx));
+        tasks.spawn(order(config, origin, pressure, cmd_rx, shutdown_rx));
         info!(address = %address, origin, "daemon listening");
         Ok(Daemon {
             address,
@@ -253,6 +404,276 @@ impl Daemon {
         info!("daemon shutting down");
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The daemon's shared budgets.
+struct Limits {
+    /// The groups whose senders wait.
+    pressure: Arc<Pressure>,
+    /// One permit per connection.
+    connections: Arc<Semaphore>,
+    /// One permit per byte of incomplete frames buffered (past each client's first
+    /// [`FREE_RECEIVE`] bytes).
+    receive: Arc<Semaphore>,
+}
+
+/// Bytes of an incomplete frame a client may have buffered without drawing on the
+/// receive budget.
+const FREE_RECEIVE: usize = 64 * 1024;
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// Who is at the other end of a connection, as the kernel says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Peer {
+    /// The user id (Unix sockets).
+    pub uid: Option<u32>,
+    /// The group id (Unix sockets).
+    pub gid: Option<u32>,
+    /// The process id (Unix sockets, where the kernel gives it).
+    pub pid: Option<i32>,
+    /// The address (TCP).
+    pub addr: Option<SocketAddr>,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.addr, self.uid) {
+            (Some(a), _) => write!(f, "{a}"),
+            (None, Some(uid)) => {
+                write!(f, "uid {uid}")?;
+                if let Some(gid) = self.gid {
+                    write!(f, " gid {gid}")?;
+                }
+                if let Some(pid) = self.pid {
+                    write!(f, " pid {pid}")?;
+                }
+                Ok(())
+            }
+            (None, None) => write!(f, "unknown peer"),
+        }
+    }
+}
+
+/// Binds a Unix socket at `path` with `config.socket_mode`, whatever the umask: it is
+/// bound under a temporary name, given its mode, then renamed into place. A file at
+/// `path` that is not a socket is refused; a socket that nobody answers on is replaced.
+async fn bind_unix(path: &std::path::Path, config: &DaemonConfig) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let invalid = |msg: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, msg);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if config.listen == default_address() && !dir.exists() {
+        // The default directory: made here, the owner's, reachable by the group only.
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))?;
+    }
+    if config.listen == default_address() {
+        let meta = std::fs::symlink_metadata(dir)?;
+        if !meta.is_dir() || meta.uid() != current_uid() || meta.mode() & 0o022 != 0 {
+            return Err(invalid(format!(
+                "{} must be a directory of this user (uid {}) that no one else may write to",
+                dir.display(),
+                current_uid()
+            )));
+        }
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; not replacing it",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(_) => {
+            if tokio::net::UnixStream::connect(path).await.is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("a daemon already answers on {}", path.display()),
+                ));
+            }
+            info!(path = %path.display(), "removing stale socket");
+            std::fs::remove_file(path)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| invalid(format!("{} names no file", path.display())))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(format!(".{}.tmp", std::process::id()));
+    let temp = dir.join(temp_name);
+    let _ = std::fs::remove_file(&temp);
+    let listener = UnixListener::bind(&temp)?;
+    let placed =
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(config.socket_mode))
+            .and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+/// Accepts connections until shutdown, within the connection limit; accept errors back
+/// off (10 ms doubling to 1 s) and are logged at most once a second.
+async fn accept_loop(
+    listener: Listener,
+    core: mpsc::Sender<Cmd>,
+    config: DaemonConfig,
+    limits: Arc<Limits>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut conns = JoinSet::new();
+    let mut stop = shutdown.clone();
+    let mut backoff = Duration::ZERO;
+    let mut errors = RateLimited::new(Duration::from_secs(1));
+    let mut refusals = RateLimited::new(Duration::from_secs(1));
+    loop {
+        let accepted = tokio::select! {
+            a = accept(&listener) => a,
+            _ = stop.changed() => break,
+        };
+        // Reap finished connections as we go.
+        while conns.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(x) => {
+                backoff = Duration::ZERO;
+                x
+            }
+            Err(e) => {
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                if let Some(more) = errors.hit() {
+                    warn!(error = %e, retry_in = ?backoff, more, "accept failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => break,
+                }
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&limits.connections).try_acquire_owned() else {
+            if let Some(more) = refusals.hit() {
+                warn!(%peer, limit = config.max_connections, more, "connection refused: too many connections");
+            }
+            stream.refuse_now(&format!(
+                "too many connections (the limit is {})",
+                config.max_connections
+            ));
+            continue;
+        };
+        debug!(%peer, "connection accepted");
+        let (tx, cfg, sd, lim) = (
+            core.clone(),
+            config.clone(),
+            shutdown.clone(),
+            Arc::clone(&limits),
+        );
+        match stream {
+            Stream::Tcp(s) => conns.spawn(async move {
+                serve(s, peer, tx, cfg, lim, sd).await;
+                drop(permit);
+            }),
+            Stream::Unix(s) => conns.spawn(async move {
+                serve(s, peer, tx, cfg, lim, sd).await;
+                drop(permit);
+            }),
+        };
+    }
+    drain_connections(conns).await;
+    if let Listener::Unix(_, path) = &listener {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Stream {
+    /// Writes a fatal `Error` frame if the socket takes it at once, and drops the
+    /// connection: no task, no wait.
+    fn refuse_now(self, reason: &str) {
+        let frame = Frame::Error {
+            fatal: true,
+            reason: reason.into(),
+        }
+        .encode();
+        let bytes = [&frame.head[..], &frame.payload[..]].concat();
+        let _ = match &self {
+            Stream::Tcp(s) => s.try_write(&bytes),
+            Stream::Unix(s) => s.try_write(&bytes),
+        };
+    }
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (stream, addr) = l.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((
+                Stream::Tcp(stream),
+                Peer {
+                    addr: Some(addr),
+                    ..Peer::default()
+                },
+            ))
+        }
+        Listener::Unix(l, _) => {
+            let (stream, _) = l.accept().await?;
+            let peer = stream.peer_cred().map_or(Peer::default(), |c| Peer {
+                uid: Some(c.uid()),
+                gid: Some(c.gid()),
+                pid: c.pid(),
+                addr: None,
+            });
+            Ok((Stream::Unix(stream), peer))
+        }
+    }
+}
+
+/// Counts events and lets one through per period: `Some(n)` with the number held back
+/// since the last one.
+struct RateLimited {
+    period: Duration,
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl RateLimited {
+    fn new(period: Duration) -> Self {
+        Self {
+            period,
+            last: None,
+            held: 0,
+        }
+    }
+
+    fn hit(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < self.period)
+        {
+            self.held += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
     }
 }
 
@@ -278,12 +699,17 @@ fn default_origin() -> u32 {
 async fn order(
     config: DaemonConfig,
     origin: u32,
+    pressure: Arc<Pressure>,
     mut rx: mpsc::Receiver<Cmd>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let timeout_ms = config.flush_timeout.as_millis().min(u64::MAX as u128) as u64;
     let mut domain = Domain::new(origin, Some(timeout_ms));
     let mut clients: BTreeMap<MemberName, ClientOut> = BTreeMap::new();
+    let mut o = Ordering {
+        config: &config,
+        pressure: &pressure,
+    };
     let start = Instant::now();
     let period =
         (config.flush_timeout / 4).clamp(Duration::from_millis(5), Duration::from_millis(100));
@@ -294,11 +720,12 @@ async fn order(
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 domain.advance(start.elapsed().as_millis() as u64);
-                handle(cmd, &mut domain, &mut clients, &config).await;
+                o.handle(cmd, &mut domain, &mut clients);
             }
             _ = tick.tick() => {
                 domain.advance(start.elapsed().as_millis() as u64);
-                dispatch(&mut domain, &mut clients, &config).await;
+                o.relieve(&mut domain, &mut clients, true);
+                o.dispatch(&mut domain, &mut clients);
             }
             _ = shutdown.changed() => break,
         }
@@ -310,138 +737,231 @@ async fn order(
     }
 }
 
-async fn handle(
-    cmd: Cmd,
-    domain: &mut Domain,
-    clients: &mut BTreeMap<MemberName, ClientOut>,
-    config: &DaemonConfig,
-) {
-    match cmd {
-        Cmd::Hello {
-            conn,
-            member,
-            client,
-            reply,
-        } => match clients.entry(member) {
-            std::collections::btree_map::Entry::Occupied(e) => {
-                let _ = reply.send(Err(GcsError::NameInUse(e.key().clone())));
+/// The ordering task's settings and shared state.
+struct Ordering<'a> {
+    config: &'a DaemonConfig,
+    pressure: &'a Pressure,
+}
+
+impl Ordering<'_> {
+    fn handle(
+        &mut self,
+        cmd: Cmd,
+        domain: &mut Domain,
+        clients: &mut BTreeMap<MemberName, ClientOut>,
+    ) {
+        let config = self.config;
+        match cmd {
+            Cmd::Drained { conn, member } => {
+                if clients.get(&member).is_some_and(|c| c.conn == conn) {
+                    self.relieve(domain, clients, false);
+                }
             }
-            std::collections::btree_map::Entry::Vacant(e) => {
-                info!(member = %e.key(), conn, "member connected");
-                e.insert(client);
-                let _ = reply.send(Ok(()));
+            Cmd::Hello {
+                conn,
+                member,
+                client,
+                reply,
+            } => match clients.entry(member) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    let _ = reply.send(Err(GcsError::NameInUse(e.key().clone())));
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    info!(member = %e.key(), conn, peer = %client.peer, "member connected");
+                    e.insert(client);
+                    let _ = reply.send(Ok(()));
+                }
+            },
+            Cmd::Gone {
+                conn,
+                member,
+                reason,
+            } => {
+                if clients.get(&member).is_some_and(|c| c.conn == conn) {
+                    info!(%member, %reason, "member disconnected");
+                    Self::remove_client(domain, clients, &member, reason, ConnState::Closing);
+                    self.update_pressure(domain, clients);
+                }
             }
-        },
-        Cmd::Gone {
-            conn,
-            member,
-            reason,
-        } => {
-            if clients.get(&member).is_some_and(|c| c.conn == conn) {
-                info!(%member, %reason, "member disconnected");
-                remove_client(domain, clients, &member, reason, ConnState::Closing);
-            }
-        }
-        Cmd::Request {
-            conn,
-            member,
-            frame,
-        } => {
-            if clients.get(&member).is_none_or(|c| c.conn != conn) {
-                return;
-            }
-            let result = match frame {
-                Frame::Join { group } => domain.join(&member, &group),
-                Frame::Leave { group } => domain.leave(&member, &group),
-                Frame::FlushOk { group } => domain.flush_ok(&member, &group),
-                Frame::Send {
-                    group,
-                    delivery,
-                    self_delivery,
-                    payload,
-                } => domain.send(
-                    &member,
-                    &group,
-                    &delivery,
-                    payload,
-                    SendOptions { self_delivery },
-                ),
-                _ => Ok(()),
-            };
-            if let Err(error) = result {
-                // Races (a send that crossed the member's removal) and client bugs.
-                debug!(%member, %error, "request refused");
-                if let Some(c) = clients.get(&member) {
-                    let frame = Frame::Error {
-                        fatal: false,
-                        reason: error.to_string(),
+            Cmd::Request {
+                conn,
+                member,
+                frame,
+            } => {
+                if clients.get(&member).is_none_or(|c| c.conn != conn) {
+                    return;
+                }
+                let result = match frame {
+                    Frame::Join { group } => domain.join(&member, &group),
+                    Frame::Leave { group } => domain.leave(&member, &group),
+                    Frame::FlushOk { group } => domain.flush_ok(&member, &group),
+                    Frame::Send {
+                        group,
+                        delivery,
+                        self_delivery,
+                        payload,
+                    } => domain.send(
+                        &member,
+                        &group,
+                        &delivery,
+                        payload,
+                        SendOptions { self_delivery },
+                    ),
+                    _ => Ok(()),
+                };
+                if let Err(error) = result {
+                    // Races (a send that crossed the member's removal) and client bugs.
+                    debug!(%member, %error, "request refused");
+                    if let Some(c) = clients.get(&member) {
+                        let frame = Frame::Error {
+                            fatal: false,
+                            reason: error.to_string(),
+                        }
+                        .encode();
+                        // Best effort: a client whose queue is full loses the notice.
+                        let _ = Self::queue(c, frame);
                     }
-                    .encode();
-                    queue(c, frame, config).await;
                 }
             }
         }
+        let _ = config;
+        self.dispatch(domain, clients);
     }
-    dispatch(domain, clients, config).await;
-}
 
-/// Removes a client: from the domain (the others see a disconnect) and from the
-/// clients, telling its connection why.
-fn remove_client(
-    domain: &mut Domain,
-    clients: &mut BTreeMap<MemberName, ClientOut>,
-    member: &MemberName,
-    reason: String,
-    state: ConnState,
-) {
-    domain.disconnect(member);
-    if let Some(client) = clients.remove(member) {
-        let _ = client.tx.send(Out::Close(reason));
-        let _ = client.state.send(state);
-    }
-}
-
-/// Waits for room in `client`'s queue and queues `frame`; `false` if the client stayed
-/// full past the stall timeout or is gone.
-async fn queue(client: &ClientOut, frame: Encoded, config: &DaemonConfig) -> bool {
-    let need = frame.len().min(u32::MAX as usize) as u32;
-    let acquire = Arc::clone(&client.credit).acquire_many_owned(need);
-    match tokio::time::timeout(config.stall_timeout, acquire).await {
-        Ok(Ok(permit)) => client.tx.send(Out::Frame(frame, permit)).is_ok(),
-        _ => false,
-    }
-}
-
-/// Delivers the domain's events, disconnecting clients that stay full.
-async fn dispatch(
-    domain: &mut Domain,
-    clients: &mut BTreeMap<MemberName, ClientOut>,
-    config: &DaemonConfig,
-) {
-    loop {
-        let out: Vec<Outgoing> = domain.drain();
-        if out.is_empty() {
-            return;
-        }
+    /// Clients whose queue went below a quarter of its bound stop holding back their
+    /// groups; with `timers`, a client congested for longer than the stall timeout is
+    /// disconnected (the slow-consumer rule's time bound).
+    fn relieve(
+        &mut self,
+        domain: &mut Domain,
+        clients: &mut BTreeMap<MemberName, ClientOut>,
+        timers: bool,
+    ) {
+        let limit = self.config.queue_limit;
+        let mut changed = false;
         let mut stalled = Vec::new();
-        for o in out {
-            if stalled.contains(&o.to) {
-                continue;
-            }
-            let Some(client) = clients.get(&o.to) else {
+        for (member, c) in clients.iter_mut() {
+            let Some(since) = c.congested_since else {
                 continue;
             };
-            if !queue(client, Frame::Event(o.event).encode(), config).await {
-                stalled.push(o.to);
+            if c.queued(limit) < limit / 4 {
+                c.congested_since = None;
+                c.watch_drain
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                changed = true;
+            } else if timers && since.elapsed() > self.config.stall_timeout {
+                stalled.push(member.clone());
             }
         }
         for member in stalled {
             let reason = format!(
-                "outbound queue stayed full ({} bytes) for {:?}: client too slow",
-                config.queue_limit, config.stall_timeout
+                "slow consumer: its outbound queue stayed more than half full ({} bytes) for {:?}",
+                limit / 2,
+                self.config.stall_timeout
             );
             warn!(%member, %reason, "disconnecting slow client");
-            remove_client(domain, clients, &member, reason, ConnState::Kill);
+            Self::remove_client(domain, clients, &member, reason, ConnState::Kill);
+            changed = true;
+        }
+        if changed {
+            self.update_pressure(domain, clients);
+        }
+    }
+
+    /// Recomputes the groups that wait for a congested member.
+    fn update_pressure(&self, domain: &Domain, clients: &BTreeMap<MemberName, ClientOut>) {
+        let congested: Vec<&MemberName> = clients
+            .iter()
+            .filter(|(_, c)| c.congested_since.is_some())
+            .map(|(m, _)| m)
+            .collect();
+        let groups = if congested.is_empty() {
+            Default::default()
+        } else {
+            domain
+                .groups()
+                .filter(|g| domain.members(g).iter().any(|m| congested.contains(&m)))
+                .cloned()
+                .collect()
+        };
+        self.pressure.set(groups);
+    }
+
+    /// Removes a client: from the domain (the others see a disconnect) and from the
+    /// clients, telling its connection why.
+    fn remove_client(
+        domain: &mut Domain,
+        clients: &mut BTreeMap<MemberName, ClientOut>,
+        member: &MemberName,
+        reason: String,
+        state: ConnState,
+    ) {
+        domain.disconnect(member);
+        if let Some(client) = clients.remove(member) {
+            if let Ok(mut r) = client.reason.lock() {
+                *r = Some(reason.clone());
+            }
+            let _ = client.tx.send(Out::Close(reason));
+            let _ = client.state.send(state);
+        }
+    }
+
+    /// Queues `frame` for `client` if its queue has room for it, without waiting; `false`
+    /// if it has not (the slow-consumer rule) or the client is gone.
+    fn queue(client: &ClientOut, frame: Encoded) -> bool {
+        let Ok(need) = u32::try_from(frame.len()) else {
+            return false;
+        };
+        match Arc::clone(&client.credit).try_acquire_many_owned(need) {
+            Ok(permit) => client.tx.send(Out::Frame(frame, permit)).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Delivers the domain's events; a client whose queue cannot take one is disconnected
+    /// (alone: the others see it leave with cause `Disconnect`).
+    fn dispatch(&mut self, domain: &mut Domain, clients: &mut BTreeMap<MemberName, ClientOut>) {
+        let config = self.config;
+        let mut changed = false;
+        loop {
+            let out: Vec<Outgoing> = domain.drain();
+            if out.is_empty() {
+                break;
+            }
+            let mut stalled = Vec::new();
+            for o in out {
+                if stalled.contains(&o.to) {
+                    continue;
+                }
+                let Some(client) = clients.get_mut(&o.to) else {
+                    continue;
+                };
+                if !Self::queue(client, Frame::Event(o.event).encode()) {
+                    stalled.push(o.to);
+                    continue;
+                }
+                if client.congested_since.is_none()
+                    && client.queued(config.queue_limit) > config.queue_limit / 2
+                {
+                    client.congested_since = Some(Instant::now());
+                    client
+                        .watch_drain
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    changed = true;
+                }
+            }
+            for member in stalled {
+                let reason = format!(
+                    "slow consumer: the outbound queue ({} bytes) is full; the client does not read fast enough",
+                    config.queue_limit
+                );
+                warn!(%member, %reason, "disconnecting slow client");
+                Self::remove_client(domain, clients, &member, reason, ConnState::Kill);
+                changed = true;
+            }
+        }
+        if changed {
+            self.update_pressure(domain, clients);
         }
     }
 }
@@ -449,8 +969,10 @@ async fn dispatch(
 /// Serves one connection: handshake, then a reader loop here and a writer task.
 async fn serve<S>(
     stream: S,
+    peer: Peer,
     core: mpsc::Sender<Cmd>,
     config: DaemonConfig,
+    limits: Arc<Limits>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -458,10 +980,10 @@ async fn serve<S>(
     static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let conn = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut inbound = Inbound::new(&config, &limits);
 
     // Handshake.
-    let hello = tokio::time::timeout(config.handshake_timeout, read_frame(&mut rd, &mut buf)).await;
+    let hello = tokio::time::timeout(config.handshake_timeout, inbound.next(&mut rd)).await;
     let member = match hello {
         Ok(Ok(Some(Frame::Hello { version, member }))) if version == VERSION => member,
         Ok(Ok(Some(Frame::Hello { version, .. }))) => {
@@ -496,8 +1018,12 @@ async fn serve<S>(
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
     let credit = Arc::new(Semaphore::new(config.queue_limit));
+    let queue_limit = config.queue_limit;
     let (state_tx, mut state) = watch::channel(ConnState::Open);
     let (reply_tx, reply_rx) = oneshot::channel();
+    let kill_reason = Arc::new(std::sync::Mutex::new(None::<String>));
+    let watch_drain = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer_credit = Arc::clone(&credit);
     let hello = Cmd::Hello {
         conn,
         member: member.clone(),
@@ -506,6 +1032,10 @@ async fn serve<S>(
             tx,
             credit,
             state: state_tx,
+            reason: Arc::clone(&kill_reason),
+            peer,
+            congested_since: None,
+            watch_drain: Arc::clone(&watch_drain),
         },
         reply: reply_tx,
     };
@@ -533,40 +1063,102 @@ async fn serve<S>(
         return;
     }
 
-    // Writer.
+    // Writer: frames in order; a frame that makes no progress for the stall timeout
+    // (the client reads nothing) disconnects the client; a kill drops what is queued
+    // and, at a frame boundary, says why in a last Error frame.
     let mut writer_state = state.clone();
+    let (writer_core, writer_member, stall) = (core.clone(), member.clone(), config.stall_timeout);
     let writer = tokio::spawn(async move {
         // Small frames are batched; the buffer is flushed whenever the queue is empty.
         let mut wr = tokio::io::BufWriter::with_capacity(64 * 1024, wr);
+        let last_words = |reason: String| {
+            Frame::Error {
+                fatal: true,
+                reason,
+            }
+            .encode()
+        };
         loop {
             let item = tokio::select! {
                 item = rx.recv() => item,
-                _ = wait_for(&mut writer_state, ConnState::Kill) => None,
+                _ = wait_for(&mut writer_state, ConnState::Kill) => {
+                    let reason = kill_reason.lock().ok().and_then(|r| r.clone());
+                    // Between frames here: the last words cannot cut one in two.
+                    if let Some(reason) = reason {
+                        let frame = last_words(reason);
+                        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+                            write_encoded(&mut wr, &frame).await?;
+                            wr.flush().await
+                        })
+                        .await;
+                    }
+                    break;
+                }
             };
             match item {
                 Some(Out::Frame(frame, permit)) => {
-                    let write = async {
+                    let mut write = Box::pin(async {
                         write_encoded(&mut wr, &frame).await?;
                         if rx.is_empty() {
                             wr.flush().await?;
                         }
                         Ok::<_, std::io::Error>(())
-                    };
+                    });
                     let written = tokio::select! {
-                        r = write => r.is_ok(),
-                        _ = wait_for(&mut writer_state, ConnState::Kill) => false,
+                        r = tokio::time::timeout(stall, &mut write) => Some(r),
+                        _ = wait_for(&mut writer_state, ConnState::Kill) => None,
                     };
-                    drop(permit);
-                    if !written {
+                    let Some(written) = written else {
+                        // Killed inside a frame: finish it if the client takes it
+                        // soon, so that the last words can follow it.
+                        let finished = tokio::time::timeout(Duration::from_millis(200), &mut write)
+                            .await
+                            .is_ok_and(|r| r.is_ok());
+                        drop(write);
+                        drop(permit);
+                        let reason = kill_reason.lock().ok().and_then(|r| r.clone());
+                        if let (true, Some(reason)) = (finished, reason) {
+                            let frame = last_words(reason);
+                            let _ = tokio::time::timeout(Duration::from_millis(200), async {
+                                write_encoded(&mut wr, &frame).await?;
+                                wr.flush().await
+                            })
+                            .await;
+                        }
                         break;
+                    };
+                    drop(write);
+                    drop(permit);
+                    if watch_drain.load(std::sync::atomic::Ordering::Relaxed)
+                        && writer_credit.available_permits() > queue_limit - queue_limit / 4
+                    {
+                        watch_drain.store(false, std::sync::atomic::Ordering::Relaxed);
+                        let _ = writer_core.try_send(Cmd::Drained {
+                            conn,
+                            member: writer_member.clone(),
+                        });
+                    }
+                    match written {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break,
+                        Err(_) => {
+                            let reason = format!(
+                                "slow consumer: no progress writing to the client for {stall:?}"
+                            );
+                            warn!(member = %writer_member, %reason, "disconnecting slow client");
+                            let _ = writer_core
+                                .send(Cmd::Gone {
+                                    conn,
+                                    member: writer_member,
+                                    reason,
+                                })
+                                .await;
+                            break;
+                        }
                     }
                 }
                 Some(Out::Close(reason)) => {
-                    let frame = Frame::Error {
-                        fatal: true,
-                        reason,
-                    }
-                    .encode();
+                    let frame = last_words(reason);
                     let _ = tokio::time::timeout(Duration::from_secs(1), async {
                         write_encoded(&mut wr, &frame).await?;
                         wr.flush().await
@@ -583,7 +1175,7 @@ async fn serve<S>(
     // Reader.
     let reason = loop {
         let frame = tokio::select! {
-            f = read_frame(&mut rd, &mut buf) => f,
+            f = inbound.next(&mut rd) => f,
             _ = wait_for(&mut state, ConnState::Closing) => break None,
             _ = shutdown.changed() => break None,
         };
@@ -594,12 +1186,24 @@ async fn serve<S>(
                 | Frame::FlushOk { .. }
                 | Frame::Send { .. }),
             )) => {
+                if let Frame::Send { group, .. } = &frame {
+                    // A member of the group reads slowly: hold this sender back (its
+                    // other requests, and other groups, are not affected).
+                    let held = tokio::select! {
+                        _ = limits.pressure.clear(group) => false,
+                        _ = wait_for(&mut state, ConnState::Closing) => true,
+                    };
+                    if held {
+                        break None;
+                    }
+                }
                 let cmd = Cmd::Request {
                     conn,
                     member: member.clone(),
                     frame,
                 };
-                // Bounded: when the ordering task waits, reading stops (backpressure).
+                // Bounded: when the ordering task is busy, reading stops (backpressure
+                // on the senders, never on the ordering task).
                 let sent = tokio::select! {
                     r = core.send(cmd) => r.is_ok(),
                     _ = wait_for(&mut state, ConnState::Closing) => false,
@@ -618,6 +1222,7 @@ async fn serve<S>(
             Err(reason) => break Some(reason),
         }
     };
+    drop(inbound);
     if let Some(reason) = reason {
         if reason.starts_with("connection closed") {
             debug!(%member, conn, %reason, "connection ended");
@@ -633,6 +1238,112 @@ async fn serve<S>(
             .await;
     }
     let _ = writer.await;
+}
+
+/// A connection's inbound side: frames read with the receive budget and the frame
+/// timeout applied.
+struct Inbound {
+    buf: BytesMut,
+    budget: Arc<Semaphore>,
+    /// Permits held for the bytes buffered past [`FREE_RECEIVE`].
+    held: Option<OwnedSemaphorePermit>,
+    frame_timeout: Duration,
+    total: usize,
+}
+
+impl Inbound {
+    fn new(config: &DaemonConfig, limits: &Limits) -> Self {
+        Self {
+            buf: BytesMut::with_capacity(FREE_RECEIVE),
+            budget: Arc::clone(&limits.receive),
+            held: None,
+            frame_timeout: config.frame_timeout,
+            total: config.receive_budget,
+        }
+    }
+
+    fn holding(&self) -> usize {
+        self.held
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+
+    /// Holds permits for exactly the buffered bytes past the free allowance, waiting
+    /// until `deadline` for more.
+    async fn account(&mut self, deadline: tokio::time::Instant) -> Result<(), String> {
+        let need = self.buf.len().saturating_sub(FREE_RECEIVE);
+        let have = self.holding();
+        if need < have {
+            if let Some(held) = &mut self.held {
+                drop(held.split(have - need));
+            }
+        } else if need > have {
+            let more = u32::try_from(need - have).map_err(|_| "frame too large".to_string())?;
+            let acquire = Arc::clone(&self.budget).acquire_many_owned(more);
+            match tokio::time::timeout_at(deadline, acquire).await {
+                Ok(Ok(p)) => match &mut self.held {
+                    Some(held) => held.merge(p),
+                    None => self.held = Some(p),
+                },
+                _ => {
+                    return Err(format!(
+                        "receive budget exhausted: the daemon buffers at most {} bytes of incomplete frames for all clients",
+                        self.total
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame: `Ok(None)` at a clean end of stream; `Err` with a reason for an
+    /// I/O error, a malformed frame, a stream that ends inside a frame, a frame that
+    /// does not complete in time, or an exhausted receive budget.
+    async fn next<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> Result<Option<Frame>, String> {
+        let mut deadline = None;
+        loop {
+            match Frame::decode(&mut self.buf) {
+                Ok(Some(frame)) => {
+                    let far = tokio::time::Instant::now() + self.frame_timeout;
+                    self.account(far).await?;
+                    return Ok(Some(frame));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("malformed frame: {e}")),
+            }
+            if !self.buf.is_empty() && deadline.is_none() {
+                deadline = Some(tokio::time::Instant::now() + self.frame_timeout);
+            }
+            let until =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.frame_timeout);
+            self.account(until).await?;
+            if self.buf.capacity() - self.buf.len() < 4096 {
+                self.buf.reserve(64 * 1024);
+            }
+            let read = rd.read_buf(&mut self.buf);
+            let n = match deadline {
+                Some(at) => tokio::time::timeout_at(at, read).await.map_err(|_| {
+                    format!(
+                        "a frame did not complete within {:?} ({} bytes of it arrived)",
+                        self.frame_timeout,
+                        self.buf.len()
+                    )
+                })?,
+                None => read.await,
+            };
+            match n {
+                Ok(0) if self.buf.is_empty() => return Ok(None),
+                Ok(0) => {
+                    return Err(format!(
+                        "stream ended inside a frame ({} bytes)",
+                        self.buf.len()
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+        }
+    }
 }
 
 /// Resolves once the connection state is at least `level`.
@@ -729,12 +1440,57 @@ mod tests {
             "tcp:127.0.0.1:4804".parse::<Address>().unwrap().to_string(),
             "tcp:127.0.0.1:4804"
         );
-        assert_eq!(
-            DEFAULT_ADDRESS.parse::<Address>().unwrap(),
-            DaemonConfig::default().listen
+        assert_eq!(default_address(), DaemonConfig::default().listen);
+        assert!(
+            matches!(default_address(), Address::Unix(p) if p.ends_with("conclave.sock")),
+            "the default is a Unix socket"
         );
         for bad in ["", "unix:", "tcp:localhost", "udp:1.2.3.4:5", "/tmp/x"] {
             assert!(bad.parse::<Address>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_value_is_checked_against_its_range() {
+        let ok = DaemonConfig::default();
+        assert_eq!(ok.validate(), Ok(()));
+        let bad = [
+            DaemonConfig {
+                flush_timeout: Duration::ZERO,
+                ..ok.clone()
+            },
+            DaemonConfig {
+                stall_timeout: Duration::from_secs(7200),
+                ..ok.clone()
+            },
+            DaemonConfig {
+                queue_limit: usize::MAX,
+                ..ok.clone()
+            },
+            DaemonConfig {
+                queue_limit: 1,
+                ..ok.clone()
+            },
+            DaemonConfig {
+                receive_budget: 1 << 62,
+                ..ok.clone()
+            },
+            DaemonConfig {
+                max_connections: 0,
+                ..ok.clone()
+            },
+            DaemonConfig {
+                socket_mode: 0o1777,
+                ..ok.clone()
+            },
+            DaemonConfig {
+                socket_mode: 0o066,
+                ..ok.clone()
+            },
+        ];
+        for config in bad {
+            let e = config.validate().unwrap_err();
+            assert!(e.to_string().contains("out of range"), "{e}");
         }
     }
 }
