@@ -248,6 +248,8 @@ enum Cmd {
         conn: u64,
         member: MemberName,
         frame: Frame,
+        /// The frame's share of the bytes in flight to the ordering task.
+        _inflight: Option<OwnedSemaphorePermit>,
     },
     Gone {
         conn: u64,
@@ -372,6 +374,7 @@ impl Daemon {
         let pressure = Arc::new(Pressure::new());
         let limits = Arc::new(Limits {
             pressure: Arc::clone(&pressure),
+            inflight: Arc::new(Semaphore::new(INFLIGHT)),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             receive: Arc::new(Semaphore::new(config.receive_budget)),
         });
@@ -411,12 +414,19 @@ impl Daemon {
 struct Limits {
     /// The groups whose senders wait.
     pressure: Arc<Pressure>,
+    /// Bytes of messages on their way from the readers to the ordering task: bounded
+    /// in bytes, so that what is already in flight when a group becomes congested
+    /// cannot overflow a healthy member's queue.
+    inflight: Arc<Semaphore>,
     /// One permit per connection.
     connections: Arc<Semaphore>,
     /// One permit per byte of incomplete frames buffered (past each client's first
     /// [`FREE_RECEIVE`] bytes).
     receive: Arc<Semaphore>,
 }
+
+/// Bytes of messages in flight from all readers to the ordering task.
+const INFLIGHT: usize = 4 << 20;
 
 /// Bytes of an incomplete frame a client may have buffered without drawing on the
 /// receive budget.
@@ -787,6 +797,7 @@ impl Ordering<'_> {
                 conn,
                 member,
                 frame,
+                _inflight,
             } => {
                 if clients.get(&member).is_none_or(|c| c.conn != conn) {
                     return;
@@ -1186,21 +1197,30 @@ async fn serve<S>(
                 | Frame::FlushOk { .. }
                 | Frame::Send { .. }),
             )) => {
-                if let Frame::Send { group, .. } = &frame {
+                let mut inflight = None;
+                if let Frame::Send { group, payload, .. } = &frame {
                     // A member of the group reads slowly: hold this sender back (its
-                    // other requests, and other groups, are not affected).
-                    let held = tokio::select! {
-                        _ = limits.pressure.clear(group) => false,
-                        _ = wait_for(&mut state, ConnState::Closing) => true,
+                    // other groups are not affected), then take the message's share of
+                    // the bytes in flight.
+                    let share = u32::try_from(payload.len().clamp(1, INFLIGHT)).unwrap_or(1);
+                    let ready = async {
+                        limits.pressure.clear(group).await;
+                        Arc::clone(&limits.inflight).acquire_many_owned(share).await
                     };
-                    if held {
+                    let permit = tokio::select! {
+                        p = ready => p.ok(),
+                        _ = wait_for(&mut state, ConnState::Closing) => None,
+                    };
+                    let Some(permit) = permit else {
                         break None;
-                    }
+                    };
+                    inflight = Some(permit);
                 }
                 let cmd = Cmd::Request {
                     conn,
                     member: member.clone(),
                     frame,
+                    _inflight: inflight,
                 };
                 // Bounded: when the ordering task is busy, reading stops (backpressure
                 // on the senders, never on the ordering task).

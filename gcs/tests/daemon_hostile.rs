@@ -1,0 +1,402 @@
+//! The daemon against hostile or careless clients, played by raw sockets: each test
+//! asserts the bound that holds (who keeps working, what memory, what delay).
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use conclave_gcs::wire::{Frame, MAX_FRAME_LEN, VERSION};
+use conclave_gcs::{
+    Address, Cause, Client, Daemon, DaemonConfig, Delivery, Event, GroupName, MemberName,
+    SendOptions, Service,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn m(s: &str) -> MemberName {
+    MemberName::new(s).unwrap()
+}
+
+fn grp(s: &str) -> GroupName {
+    GroupName::new(s).unwrap()
+}
+
+async fn daemon(config: DaemonConfig) -> Daemon {
+    Daemon::bind(DaemonConfig {
+        listen: "tcp:127.0.0.1:0".parse().unwrap(),
+        ..config
+    })
+    .await
+    .unwrap()
+}
+
+async fn next(c: &mut Client) -> Event {
+    timeout(WAIT, c.next_event())
+        .await
+        .expect("timed out waiting for an event")
+        .expect("connection lost")
+}
+
+/// Joins `group` and answers flushes until a view with `n` members.
+async fn joined(c: &mut Client, group: &str, n: usize) {
+    c.join(&grp(group)).await.unwrap();
+    until_members(c, n).await;
+}
+
+async fn until_members(c: &mut Client, n: usize) {
+    loop {
+        match next(c).await {
+            Event::View(v) if v.members.len() == n => return,
+            Event::FlushRequest { group } => c.flush_ok(&group).await.unwrap(),
+            _ => {}
+        }
+    }
+}
+
+/// A raw connection that completed the handshake as `name`.
+async fn raw(d: &Daemon, name: &str) -> TcpStream {
+    let Address::Tcp(addr) = d.address() else {
+        unreachable!()
+    };
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        &Frame::Hello {
+            version: VERSION,
+            member: m(name),
+        }
+        .encode()
+        .to_vec(),
+    )
+    .await
+    .unwrap();
+    let mut welcome = [0u8; 7];
+    s.read_exact(&mut welcome).await.unwrap();
+    s
+}
+
+/// Reads until the daemon closes the connection; returns what was read.
+async fn read_to_close(s: &mut TcpStream, within: Duration) -> Vec<u8> {
+    let mut all = Vec::new();
+    timeout(within, s.read_to_end(&mut all))
+        .await
+        .expect("the daemon kept the connection open")
+        .ok();
+    all
+}
+
+/// The resident memory of this process, in bytes.
+fn rss() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incomplete_frames_stay_within_the_receive_budget_and_time_out() {
+    const BUDGET: usize = 32 << 20;
+    let d = daemon(DaemonConfig {
+        receive_budget: BUDGET,
+        frame_timeout: Duration::from_secs(2),
+        ..DaemonConfig::default()
+    })
+    .await;
+    // A pair in another group that must keep working.
+    let mut p = Client::connect(d.address(), m("p")).await.unwrap();
+    joined(&mut p, "other", 1).await;
+    let before = rss();
+    // 40 clients each start a maximal frame and send 12 MiB of it, then nothing.
+    let chunk = Bytes::from(vec![0x55u8; 1 << 20]);
+    let mut holders = Vec::new();
+    for i in 0..40 {
+        let mut s = raw(&d, &format!("h{i}")).await;
+        let chunk = chunk.clone();
+        holders.push(tokio::spawn(async move {
+            let len = u32::try_from(MAX_FRAME_LEN - 8).unwrap();
+            let _ = s.write_all(&len.to_be_bytes()).await;
+            for _ in 0..12 {
+                // The daemon stops reading past the budget: the write then waits.
+                if timeout(Duration::from_millis(500), s.write_all(&chunk))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            let started = Instant::now();
+            let rest = read_to_close(&mut s, Duration::from_secs(10)).await;
+            (
+                started.elapsed(),
+                String::from_utf8_lossy(&rest).into_owned(),
+            )
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let grown = rss().saturating_sub(before);
+    assert!(
+        grown < BUDGET + (48 << 20),
+        "the daemon grew by {} MiB holding incomplete frames (budget {} MiB)",
+        grown >> 20,
+        BUDGET >> 20
+    );
+    // The other group works meanwhile.
+    p.multicast(&grp("other"), Service::Agreed, "ping")
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut p).await, Event::Message { .. }));
+    // Every holder is cut off, with a reason, within the frame timeout.
+    let mut reasons = std::collections::BTreeSet::new();
+    for h in holders {
+        let (waited, rest) = h.await.unwrap();
+        assert!(waited < Duration::from_secs(5), "held {waited:?}");
+        if rest.contains("receive budget") {
+            reasons.insert("budget");
+        } else if rest.contains("did not complete") {
+            reasons.insert("timeout");
+        }
+    }
+    assert!(!reasons.is_empty(), "no holder was told why");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_connection_limit_connections_are_refused_at_once() {
+    let d = daemon(DaemonConfig {
+        max_connections: 8,
+        ..DaemonConfig::default()
+    })
+    .await;
+    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
+    let mut held = Vec::new();
+    for i in 0..7 {
+        held.push(raw(&d, &format!("r{i}")).await);
+    }
+    let Address::Tcp(addr) = d.address().clone() else {
+        unreachable!()
+    };
+    for _ in 0..12 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        let rest = read_to_close(&mut s, Duration::from_secs(5)).await;
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(
+            String::from_utf8_lossy(&rest).contains("too many connections"),
+            "{rest:?}"
+        );
+    }
+    // The member connected before keeps working; a slot that frees is taken again.
+    joined(&mut a, "g", 1).await;
+    a.multicast(&grp("g"), Service::Agreed, "x").await.unwrap();
+    assert!(matches!(next(&mut a).await, Event::Message { .. }));
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(c) = Client::connect(d.address(), m("late")).await {
+            again = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a freed slot was not reused");
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_reader_in_one_group_does_not_delay_another_group() {
+    let d = daemon(DaemonConfig {
+        stall_timeout: Duration::from_secs(2),
+        queue_limit: 24 << 20,
+        ..DaemonConfig::default()
+    })
+    .await;
+    // Group "flood": a sender, a healthy reader, and a member that stops reading.
+    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
+    joined(&mut a, "flood", 1).await;
+    let mut b = Client::connect(d.address(), m("b")).await.unwrap();
+    b.join(&grp("flood")).await.unwrap();
+    tokio::join!(until_members(&mut a, 2), until_members(&mut b, 2));
+    let mut slow = raw(&d, "slow").await;
+    slow.write_all(
+        &Frame::Join {
+            group: grp("flood"),
+        }
+        .encode()
+        .to_vec(),
+    )
+    .await
+    .unwrap();
+    tokio::join!(until_members(&mut a, 3), until_members(&mut b, 3));
+    // Group "chat": a pair that pings.
+    let mut p = Client::connect(d.address(), m("p")).await.unwrap();
+    joined(&mut p, "chat", 1).await;
+    let mut q = Client::connect(d.address(), m("q")).await.unwrap();
+    q.join(&grp("chat")).await.unwrap();
+    tokio::join!(until_members(&mut p, 2), until_members(&mut q, 2));
+
+    const FLOOD: usize = 64;
+    let reader = tokio::spawn(async move {
+        let mut got = 0;
+        let mut left = Vec::new();
+        while got < FLOOD || left.is_empty() {
+            match next(&mut b).await {
+                Event::Message { .. } => got += 1,
+                Event::FlushRequest { group } => b.flush_ok(&group).await.unwrap(),
+                Event::View(v) => left.extend(v.left),
+                _ => {}
+            }
+        }
+        (got, left)
+    });
+    let sender = tokio::spawn(async move {
+        let chunk = Bytes::from(vec![1u8; 1 << 20]);
+        for _ in 0..FLOOD {
+            a.send(
+                &grp("flood"),
+                Delivery::Multicast(Service::Agreed),
+                chunk.clone(),
+                SendOptions {
+                    self_delivery: false,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let view = loop {
+            match next(&mut a).await {
+                Event::FlushRequest { group } => a.flush_ok(&group).await.unwrap(),
+                Event::View(v) => break v,
+                _ => {}
+            }
+        };
+        (a, view)
+    });
+    // Meanwhile p and q ping each other through the daemon.
+    let echo = tokio::spawn(async move {
+        for _ in 0..40 {
+            loop {
+                match next(&mut q).await {
+                    Event::Message { .. } => break,
+                    Event::FlushRequest { group } => q.flush_ok(&group).await.unwrap(),
+                    _ => {}
+                }
+            }
+            q.multicast(&grp("chat"), Service::Agreed, "pong")
+                .await
+                .unwrap();
+        }
+        q
+    });
+    let mut rtts = Vec::new();
+    for _ in 0..40 {
+        let t = Instant::now();
+        p.multicast(&grp("chat"), Service::Agreed, "ping")
+            .await
+            .unwrap();
+        // p gets its own ping back, then q's pong.
+        let mut seen = 0;
+        while seen < 2 {
+            match next(&mut p).await {
+                Event::Message { .. } => seen += 1,
+                Event::FlushRequest { group } => p.flush_ok(&group).await.unwrap(),
+                _ => {}
+            }
+        }
+        rtts.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    rtts.sort();
+    let p99 = rtts[rtts.len() * 99 / 100];
+    assert!(
+        p99 < Duration::from_millis(250),
+        "round trips in the other group: p99 {p99:?}, all {rtts:?}"
+    );
+    let (_a, view) = timeout(WAIT, sender).await.unwrap().unwrap();
+    assert_eq!(
+        (view.cause, view.left),
+        (Cause::Disconnect, vec![m("slow")])
+    );
+    let (got, left) = timeout(WAIT, reader).await.unwrap().unwrap();
+    assert_eq!(got, FLOOD, "the healthy reader lost messages");
+    assert_eq!(left, vec![m("slow")], "a healthy member was removed");
+    let _ = echo.await;
+    // The stopped member is told why when it reads at last.
+    let rest = read_to_close(&mut slow, Duration::from_secs(10)).await;
+    assert!(rest.len() < 40 << 20);
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_sockets_get_their_mode_and_only_sockets_are_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.sock");
+    let addr: Address = format!("unix:{}", path.display()).parse().unwrap();
+    let d = Daemon::bind(DaemonConfig {
+        listen: addr.clone(),
+        ..DaemonConfig::default()
+    })
+    .await
+    .unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "socket mode {mode:o}");
+    // A second daemon on the same path is refused while the first answers.
+    let e = Daemon::bind(DaemonConfig {
+        listen: addr.clone(),
+        ..DaemonConfig::default()
+    })
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+    d.shutdown().await;
+    // A regular file is never taken for a stale socket.
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, b"precious").unwrap();
+    let e = Daemon::bind(DaemonConfig {
+        listen: format!("unix:{}", file.display()).parse().unwrap(),
+        ..DaemonConfig::default()
+    })
+    .await
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("not a socket"), "{e}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+    // A stale socket (nobody answers) is replaced.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let d = Daemon::bind(DaemonConfig {
+        listen: format!("unix:{}", stale.display()).parse().unwrap(),
+        socket_mode: 0o600,
+        ..DaemonConfig::default()
+    })
+    .await
+    .unwrap();
+    let mode = std::fs::metadata(&stale).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_settings_are_refused_before_binding() {
+    for config in [
+        DaemonConfig {
+            flush_timeout: Duration::ZERO,
+            ..DaemonConfig::default()
+        },
+        DaemonConfig {
+            queue_limit: usize::MAX,
+            ..DaemonConfig::default()
+        },
+    ] {
+        let e = Daemon::bind(DaemonConfig {
+            listen: "tcp:127.0.0.1:0".parse().unwrap(),
+            ..config
+        })
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("out of range"), "{e}");
+    }
+}
