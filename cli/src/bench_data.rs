@@ -46,6 +46,15 @@ pub struct DataArgs {
     /// daemons, no sockets: the cost of the secure layer and the ordering alone).
     #[arg(long, default_value = "daemon", value_parser = ["daemon", "sim"])]
     engine: String,
+    /// Messages per second the sender sends (0: as fast as it can, a flood: latency is
+    /// then mostly queueing).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    rate: u64,
+    /// Measure each row twice in one run: alone, and with a client that stopped reading
+    /// in another group of the same daemon while a second sender floods that group
+    /// (daemon engine only).
+    #[arg(long)]
+    stopped_client: bool,
     /// Write the rows as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
@@ -68,6 +77,10 @@ pub struct DataRow {
     pub p50_us: f64,
     /// One-way latency, 99th percentile, microseconds.
     pub p99_us: f64,
+    /// Messages per second asked for (0: a flood).
+    pub rate: u64,
+    /// Whether a stopped client sat in another group, flooded by another sender.
+    pub stopped_client: bool,
 }
 
 struct Member {
@@ -174,6 +187,76 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// A client that joins `group` and then reads nothing, and a flooder that sends 48 MiB
+/// to that group: the load of another group that a slow reader must not spread.
+async fn disturb(
+    address: &Address,
+) -> Result<(conclave_gcs::Client, tokio::task::JoinHandle<()>), String> {
+    use conclave_gcs::{Client, Delivery, Event, GroupName, SendOptions};
+    let group = GroupName::new("other").map_err(|e| e.to_string())?;
+    let name = |n: &str| MemberName::new(n).map_err(|e| e.to_string());
+    let mut flooder = Client::connect(address, name("flooder")?)
+        .await
+        .map_err(|e| e.to_string())?;
+    flooder.join(&group).await.map_err(|e| e.to_string())?;
+    let mut stopped = Client::connect(address, name("stopped")?)
+        .await
+        .map_err(|e| e.to_string())?;
+    stopped.join(&group).await.map_err(|e| e.to_string())?;
+    // The flooder answers flushes until the stopped client is in its view.
+    loop {
+        match flooder.next_event().await.map_err(|e| e.to_string())? {
+            Event::FlushRequest { group } => {
+                flooder.flush_ok(&group).await.map_err(|e| e.to_string())?;
+            }
+            Event::View(v) if v.members.len() == 2 => break,
+            _ => {}
+        }
+    }
+    // The measurement starts once the flood is held back (the stopped client's queue is
+    // more than half full): the steady state of a daemon with a stopped client.
+    let (held, held_back) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let chunk = bytes::Bytes::from(vec![0u8; 64 << 10]);
+        let mut held = Some(held);
+        let sends = async {
+            for _ in 0..(48 << 20) / chunk.len() {
+                let t = Instant::now();
+                let sent = flooder
+                    .send(
+                        &group,
+                        Delivery::Multicast(Service::Agreed),
+                        chunk.clone(),
+                        SendOptions {
+                            self_delivery: false,
+                        },
+                    )
+                    .await;
+                if sent.is_err() {
+                    break;
+                }
+                if t.elapsed() > Duration::from_millis(100)
+                    && let Some(h) = held.take()
+                {
+                    let _ = h.send(());
+                }
+            }
+            if let Some(h) = held.take() {
+                let _ = h.send(());
+            }
+        };
+        sends.await;
+        // Then it stays, answering flushes.
+        while let Ok(e) = flooder.next_event().await {
+            if let Event::FlushRequest { group } = e {
+                let _ = flooder.flush_ok(&group).await;
+            }
+        }
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(30), held_back).await;
+    Ok((stopped, task))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn measure(
     engine: &str,
@@ -183,9 +266,16 @@ async fn measure(
     size: usize,
     members: usize,
     messages: usize,
+    rate: u64,
+    stopped_client: bool,
 ) -> Result<DataRow, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let engine = Engine::start(engine, dir.path()).await?;
+    let disturbance = match (&engine, stopped_client) {
+        (Engine::Daemon(_, address), true) => Some(disturb(address).await?),
+        (Engine::Sim(_), true) => return Err("--stopped-client needs the daemon engine".into()),
+        _ => None,
+    };
     let settings = if cipher == "none" {
         GroupSettings {
             security: Security::None,
@@ -241,7 +331,7 @@ async fn measure(
     let base = Instant::now();
     let start = Instant::now();
     let sender = group[0].handle.clone();
-    for _ in 0..count {
+    let send_one = || {
         let mut data = vec![0u8; size.max(8)];
         let t = base.elapsed().as_nanos() as u64;
         data[..8].copy_from_slice(&t.to_be_bytes());
@@ -249,6 +339,31 @@ async fn measure(
             group: "bench".into(),
             service: Service::Agreed,
             data,
+        });
+    };
+    if rate == 0 {
+        for _ in 0..count {
+            send_one();
+        }
+    } else {
+        // Paced from a task of its own, so that receiving runs meanwhile.
+        let period = Duration::from_secs_f64(1.0 / rate as f64);
+        let pacer = sender.clone();
+        let size = size.max(8);
+        tokio::task::spawn_local(async move {
+            let mut next = tokio::time::Instant::now();
+            for _ in 0..count {
+                tokio::time::sleep_until(next).await;
+                let mut data = vec![0u8; size];
+                let t = base.elapsed().as_nanos() as u64;
+                data[..8].copy_from_slice(&t.to_be_bytes());
+                pacer.send(Command::Multicast {
+                    group: "bench".into(),
+                    service: Service::Agreed,
+                    data,
+                });
+                next += period;
+            }
         });
     }
     let mut latencies = Vec::with_capacity(count * (n - 1));
@@ -282,6 +397,10 @@ async fn measure(
     for m in group {
         m.task.abort();
     }
+    if let Some((stopped, flooder)) = disturbance {
+        flooder.abort();
+        drop(stopped);
+    }
     engine.stop().await;
     Ok(DataRow {
         cipher: cipher.into(),
@@ -291,6 +410,8 @@ async fn measure(
         mb_per_s: (count * size) as f64 / elapsed / 1e6,
         p50_us: percentile(&latencies, 0.5),
         p99_us: percentile(&latencies, 0.99),
+        rate,
+        stopped_client,
     })
 }
 
@@ -311,31 +432,53 @@ pub fn run(args: DataArgs) -> Result<(), String> {
     let mut rows = Vec::new();
     for cipher in &args.cipher {
         for &size in &args.sizes {
-            eprintln!("measuring {cipher} at {size} B ...");
-            let local = tokio::task::LocalSet::new();
-            rows.push(local.block_on(
-                &runtime,
-                measure(
-                    &args.engine,
-                    &registry,
-                    cipher,
-                    &args.provider,
-                    size,
-                    args.members,
-                    args.messages,
-                ),
-            )?);
+            let variants: &[bool] = if args.stopped_client {
+                &[false, true]
+            } else {
+                &[false]
+            };
+            for &stopped in variants {
+                let with = if stopped {
+                    " with a stopped client elsewhere"
+                } else {
+                    ""
+                };
+                eprintln!("measuring {cipher} at {size} B{with} ...");
+                let local = tokio::task::LocalSet::new();
+                rows.push(local.block_on(
+                    &runtime,
+                    measure(
+                        &args.engine,
+                        &registry,
+                        cipher,
+                        &args.provider,
+                        size,
+                        args.members,
+                        args.messages,
+                        args.rate,
+                        stopped,
+                    ),
+                )?);
+            }
         }
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
     t.set_header([
-        "cipher", "size B", "messages", "msg/s", "MB/s", "p50 µs", "p99 µs",
+        "cipher",
+        "size B",
+        "stopped client elsewhere",
+        "messages",
+        "msg/s",
+        "MB/s",
+        "p50 µs",
+        "p99 µs",
     ]);
     for r in &rows {
         t.add_row([
             r.cipher.clone(),
             r.size.to_string(),
+            if r.stopped_client { "yes" } else { "no" }.into(),
             r.messages.to_string(),
             format!("{:.0}", r.messages_per_s),
             format!("{:.1}", r.mb_per_s),
@@ -350,9 +493,24 @@ pub fn run(args: DataArgs) -> Result<(), String> {
         "an embedded daemon (Unix socket)"
     };
     crate::out!(
-        "1 sender, {} receivers, agreed multicast through {through}; rates per receiver; latency one-way under load (queueing included)",
-        args.members.max(2) - 1
+        "1 sender, {} receivers, agreed multicast through {through}; {}; rates per receiver; latency one-way{}",
+        args.members.max(2) - 1,
+        if args.rate == 0 {
+            "as fast as the sender can".to_string()
+        } else {
+            format!("paced at {} msg/s", args.rate)
+        },
+        if args.rate == 0 {
+            " under load (queueing included)"
+        } else {
+            ""
+        }
     );
+    if args.stopped_client {
+        crate::out!(
+            "stopped client elsewhere: in another group of the same daemon, a client that reads nothing while a second sender floods that group with 48 MiB"
+        );
+    }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&rows).map_err(|e| e.to_string())?;
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -231,3 +231,33 @@ fn bench_data_measures_sealed_and_plain_multicast() {
         "{table}"
     );
 }
+
+#[test]
+fn bench_data_paced_with_and_without_a_stopped_client_elsewhere() {
+    let (out, json) = bench(&[
+        "bench",
+        "data",
+        "--cipher",
+        "aes-gcm",
+        "--sizes",
+        "100",
+        "--messages",
+        "300",
+        "--rate",
+        "2000",
+        "--stopped-client",
+    ]);
+    let rows: Vec<Value> = serde_json::from_value(json).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["stopped_client"], false);
+    assert_eq!(rows[1]["stopped_client"], true);
+    for r in &rows {
+        assert_eq!(r["messages"], 300, "{r}");
+        assert_eq!(r["rate"], 2000, "{r}");
+        // Paced: about the rate asked for, not a flood (nor a stall).
+        let rate = r["messages_per_s"].as_f64().unwrap();
+        assert!((1000.0..=2500.0).contains(&rate), "{r}");
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("paced at 2000 msg/s"), "{text}");
+}
