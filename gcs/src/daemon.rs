@@ -1082,26 +1082,13 @@ async fn serve<S>(
     let writer = tokio::spawn(async move {
         // Small frames are batched; the buffer is flushed whenever the queue is empty.
         let mut wr = tokio::io::BufWriter::with_capacity(64 * 1024, wr);
-        let last_words = |reason: String| {
-            Frame::Error {
-                fatal: true,
-                reason,
-            }
-            .encode()
-        };
         loop {
             let item = tokio::select! {
                 item = rx.recv() => item,
                 _ = wait_for(&mut writer_state, ConnState::Kill) => {
-                    let reason = kill_reason.lock().ok().and_then(|r| r.clone());
                     // Between frames here: the last words cannot cut one in two.
-                    if let Some(reason) = reason {
-                        let frame = last_words(reason);
-                        let _ = tokio::time::timeout(Duration::from_millis(200), async {
-                            write_encoded(&mut wr, &frame).await?;
-                            wr.flush().await
-                        })
-                        .await;
+                    if let Some(reason) = kill_reason.lock().ok().and_then(|r| r.clone()) {
+                        last_words(&mut wr, reason, Duration::from_millis(200)).await;
                     }
                     break;
                 }
@@ -1129,12 +1116,7 @@ async fn serve<S>(
                         drop(permit);
                         let reason = kill_reason.lock().ok().and_then(|r| r.clone());
                         if let (true, Some(reason)) = (finished, reason) {
-                            let frame = last_words(reason);
-                            let _ = tokio::time::timeout(Duration::from_millis(200), async {
-                                write_encoded(&mut wr, &frame).await?;
-                                wr.flush().await
-                            })
-                            .await;
+                            last_words(&mut wr, reason, Duration::from_millis(200)).await;
                         }
                         break;
                     };
@@ -1169,12 +1151,7 @@ async fn serve<S>(
                     }
                 }
                 Some(Out::Close(reason)) => {
-                    let frame = last_words(reason);
-                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                        write_encoded(&mut wr, &frame).await?;
-                        wr.flush().await
-                    })
-                    .await;
+                    last_words(&mut wr, reason, Duration::from_secs(1)).await;
                     break;
                 }
                 None => break,
@@ -1364,6 +1341,21 @@ impl Inbound {
             }
         }
     }
+}
+
+/// Writes a fatal `Error` frame saying `reason` and flushes it, giving up after
+/// `within` (a client that reads nothing must not hold the writer).
+async fn last_words<W: AsyncWrite + Unpin>(wr: &mut W, reason: String, within: Duration) {
+    let frame = Frame::Error {
+        fatal: true,
+        reason,
+    }
+    .encode();
+    let _ = tokio::time::timeout(within, async {
+        write_encoded(wr, &frame).await?;
+        wr.flush().await
+    })
+    .await;
 }
 
 /// Resolves once the connection state is at least `level`.
