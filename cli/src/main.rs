@@ -17,6 +17,7 @@ mod bench_data;
 mod bench_keys_daemon;
 mod chat;
 mod daemon;
+mod daemon_config;
 mod demo;
 mod embedded;
 mod keygen;

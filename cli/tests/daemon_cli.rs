@@ -139,3 +139,49 @@ fn out_of_file_descriptors_the_daemon_backs_off_instead_of_spinning() {
     assert!(lines < 40, "{lines} log lines in 2 s");
     drop(held);
 }
+
+#[test]
+fn check_config_reports_every_error_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "listen = \"tcp:127.0.0.1:0\"\n[limits]\nstall_timeout = \"2s\"\n[[names]]\nmatch = \"*\"\nuids = [0]\n",
+    )
+    .unwrap();
+    let out = conclave()
+        .args(["daemon", "--check-config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[limits]\nflush_timeout = \"0s\"\n\n[[groups]]\nmatch = \"ops-*\"\n",
+    )
+    .unwrap();
+    for args in [["--check-config"], ["--config"]] {
+        let out = conclave()
+            .arg("daemon")
+            .args(args)
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        let file = bad.display().to_string();
+        assert!(
+            stderr.contains(&format!(
+                "{file}:5: the groups rule \"ops-*\" admits no one"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("{file}:2: flush_timeout = 0ns is out of range")),
+            "{stderr}"
+        );
+    }
+}

@@ -143,6 +143,8 @@ pub struct DaemonConfig {
     /// The permission bits of a Unix socket (and of the directory of the default
     /// address when the daemon creates it, with the group's read bit cleared).
     pub socket_mode: u32,
+    /// Who may use which member names and join which groups.
+    pub access: Access,
     /// The origin in this daemon's view ids (default: derived from the clock and the
     /// process id, so that a restarted daemon does not reuse view ids).
     pub origin: Option<u32>,
@@ -160,7 +162,103 @@ impl Default for DaemonConfig {
             receive_budget: 256 << 20,
             max_connections: 1024,
             socket_mode: 0o660,
+            access: Access::default(),
             origin: None,
+        }
+    }
+}
+
+/// Who a rule lets in: Unix clients by user or group id, and TCP clients (which have
+/// no credentials) if `tcp`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Principals {
+    /// User ids.
+    pub uids: Vec<u32>,
+    /// Group ids (the client's primary group, as the kernel reports it).
+    pub gids: Vec<u32>,
+    /// TCP clients.
+    pub tcp: bool,
+}
+
+impl Principals {
+    /// Whether `peer` is among them.
+    pub fn admit(&self, peer: &Peer) -> bool {
+        match (peer.uid, peer.addr) {
+            (Some(uid), _) => {
+                self.uids.contains(&uid) || peer.gid.is_some_and(|g| self.gids.contains(&g))
+            }
+            (None, Some(_)) => self.tcp,
+            (None, None) => false,
+        }
+    }
+}
+
+/// A rule over names (member or group names) matched by a glob (`*`, `?`, `[...]`).
+#[derive(Clone, Debug)]
+pub struct Rule {
+    /// The glob.
+    pub pattern: glob::Pattern,
+    /// Who it lets in.
+    pub who: Principals,
+}
+
+/// Access rules: who may use which member names, and join which groups. For each, the
+/// first rule whose pattern matches decides; a name that no rule matches is refused,
+/// unless there are no rules of that kind at all, in which case the default holds:
+/// any member name for the daemon's own user, root and TCP clients (whose address the
+/// administrator chose), any group for every client.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// Member-name rules.
+    pub names: Vec<Rule>,
+    /// Group rules.
+    pub groups: Vec<Rule>,
+}
+
+impl Access {
+    /// Why `peer` may not use the member name `member`, if it may not.
+    pub fn refuse_name(&self, member: &MemberName, peer: &Peer) -> Option<String> {
+        if self.names.is_empty() {
+            let own = peer.uid.is_none_or(|uid| uid == 0 || uid == current_uid());
+            return (!own).then(|| {
+                format!(
+                    "member names are this daemon's user's ({}): {peer} may not use {member}",
+                    current_uid()
+                )
+            });
+        }
+        match self
+            .names
+            .iter()
+            .find(|r| r.pattern.matches(member.as_str()))
+        {
+            Some(r) if r.who.admit(peer) => None,
+            Some(r) => Some(format!(
+                "member name {member} is reserved (rule {:?}): {peer} may not use it",
+                r.pattern.as_str()
+            )),
+            None => Some(format!("no rule lets anyone use the member name {member}")),
+        }
+    }
+
+    /// Why `peer` may not join `group`, if it may not.
+    pub fn refuse_group(&self, group: &GroupName, peer: &Peer) -> Option<String> {
+        if self.groups.is_empty() {
+            return None;
+        }
+        match self
+            .groups
+            .iter()
+            .find(|r| r.pattern.matches(group.as_str()))
+        {
+            Some(r) if r.who.admit(peer) => None,
+            Some(r) => Some(format!(
+                "access denied: group {group} (rule {:?}) does not admit {peer}",
+                r.pattern.as_str()
+            )),
+            None => Some(format!(
+                "access denied: no rule admits anyone to group {group}"
+            )),
         }
     }
 }
@@ -802,6 +900,18 @@ impl Ordering<'_> {
                 if clients.get(&member).is_none_or(|c| c.conn != conn) {
                     return;
                 }
+                if let Frame::Join { group } = &frame {
+                    let peer = clients.get(&member).map(|c| c.peer).unwrap_or_default();
+                    if let Some(reason) = config.access.refuse_group(group, &peer) {
+                        // An access violation is fatal, as a refused name is: the
+                        // client is told why and disconnected.
+                        warn!(%member, %reason, "join refused");
+                        Self::remove_client(domain, clients, &member, reason, ConnState::Closing);
+                        self.update_pressure(domain, clients);
+                        self.dispatch(domain, clients);
+                        return;
+                    }
+                }
                 let result = match frame {
                     Frame::Join { group } => domain.join(&member, &group),
                     Frame::Leave { group } => domain.leave(&member, &group),
@@ -996,7 +1106,13 @@ async fn serve<S>(
     // Handshake.
     let hello = tokio::time::timeout(config.handshake_timeout, inbound.next(&mut rd)).await;
     let member = match hello {
-        Ok(Ok(Some(Frame::Hello { version, member }))) if version == VERSION => member,
+        Ok(Ok(Some(Frame::Hello { version, member }))) if version == VERSION => {
+            if let Some(reason) = config.access.refuse_name(&member, &peer) {
+                refuse(&mut wr, conn, reason).await;
+                return;
+            }
+            member
+        }
         Ok(Ok(Some(Frame::Hello { version, .. }))) => {
             let reason =
                 format!("unsupported protocol version {version} (this daemon speaks {VERSION})");

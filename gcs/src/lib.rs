@@ -21,7 +21,7 @@ pub mod vs;
 pub mod wire;
 
 pub use client::Client;
-pub use daemon::{Address, Daemon, DaemonConfig};
+pub use daemon::{Access, Address, Daemon, DaemonConfig, Peer, Principals, Rule};
 pub use engine::Connection;
 pub use session::Session;
 pub use types::{

@@ -400,3 +400,103 @@ async fn out_of_range_settings_are_refused_before_binding() {
         assert!(e.to_string().contains("out of range"), "{e}");
     }
 }
+
+fn my_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+fn rule(pattern: &str, uids: &[u32]) -> conclave_gcs::Rule {
+    conclave_gcs::Rule {
+        pattern: glob::Pattern::new(pattern).unwrap(),
+        who: conclave_gcs::Principals {
+            uids: uids.to_vec(),
+            ..Default::default()
+        },
+    }
+}
+
+async fn unix_daemon(dir: &std::path::Path, access: conclave_gcs::Access) -> Daemon {
+    Daemon::bind(DaemonConfig {
+        listen: format!("unix:{}", dir.join("d.sock").display())
+            .parse()
+            .unwrap(),
+        access,
+        ..DaemonConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_names_are_bound_to_credentials_so_none_can_be_squatted() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = my_uid();
+    // "alice" belongs to another user; this user may use any other name.
+    let d = unix_daemon(
+        dir.path(),
+        conclave_gcs::Access {
+            names: vec![rule("alice", &[me + 1]), rule("*", &[me])],
+            groups: vec![],
+        },
+    )
+    .await;
+    match Client::connect(d.address(), m("alice")).await {
+        Err(conclave_gcs::GcsError::Disconnected { reason }) => {
+            assert!(reason.contains("reserved"), "{reason}");
+            assert!(reason.contains(&format!("uid {me}")), "{reason}");
+        }
+        other => panic!("alice's name was taken: {:?}", other.map(|_| ())),
+    }
+    let mut bob = Client::connect(d.address(), m("bob")).await.unwrap();
+    joined(&mut bob, "g", 1).await;
+    d.shutdown().await;
+
+    // No rule for a name: refused.
+    let d = unix_daemon(
+        dir.path(),
+        conclave_gcs::Access {
+            names: vec![rule("svc-*", &[me])],
+            groups: vec![],
+        },
+    )
+    .await;
+    assert!(Client::connect(d.address(), m("bob")).await.is_err());
+    assert!(Client::connect(d.address(), m("svc-1")).await.is_ok());
+    d.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_admit_only_the_principals_their_rule_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = my_uid();
+    let d = unix_daemon(
+        dir.path(),
+        conclave_gcs::Access {
+            names: vec![],
+            groups: vec![rule("secret-*", &[me + 1]), rule("*", &[me])],
+        },
+    )
+    .await;
+    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
+    joined(&mut a, "public", 1).await;
+    let mut b = Client::connect(d.address(), m("b")).await.unwrap();
+    b.join(&grp("public")).await.unwrap();
+    tokio::join!(until_members(&mut a, 2), until_members(&mut b, 2));
+    // b tries a group it may not join: it is told why and disconnected; a stays.
+    b.join(&grp("secret-plans")).await.unwrap();
+    let err = loop {
+        match timeout(WAIT, b.next_event()).await.unwrap() {
+            Ok(Event::FlushRequest { group }) => b.flush_ok(&group).await.unwrap(),
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(err.to_string().contains("access denied"), "{err}");
+    until_members(&mut a, 1).await;
+    a.multicast(&grp("public"), Service::Agreed, "still here")
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut a).await, Event::Message { .. }));
+    d.shutdown().await;
+}
