@@ -26,7 +26,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use conclave_gcs::{Cause, Delivery, Event, GcsError, GroupName, MemberName, Service, View};
+use conclave_gcs::{
+    Cause, Delivery, Event, GcsError, GroupName, MemberName, Service, View, ViewId,
+};
 use conclave_plugin_sdk::{
     ErrorCode, Options, PluginError, SecretBytes,
     api::{
@@ -112,6 +114,8 @@ struct Secured {
     base: Option<u64>,
     /// The members of the key agreement's last view.
     ka_members: Vec<String>,
+    /// The engine view of the key agreement's last view, if it had one.
+    ka_engine_view: Option<ViewId>,
     /// Key-agreement messages of an agreement not started yet here.
     early: Vec<(String, AgreementId, Vec<u8>)>,
 }
@@ -133,6 +137,8 @@ struct GroupState {
     /// The secure view (secure groups only).
     sv: Option<SecureView>,
     view: Option<View>,
+    /// The engine view before `view`.
+    previous_view: Option<ViewId>,
     flushing: bool,
     held: VecDeque<Held>,
     last_epoch: u64,
@@ -357,6 +363,7 @@ impl SecureLayer {
             agreement: None,
             base: None,
             ka_members: Vec::new(),
+            ka_engine_view: None,
             early: Vec::new(),
         })
     }
@@ -420,6 +427,7 @@ impl SecureLayer {
                 secured,
                 sv,
                 view: None,
+                previous_view: None,
                 flushing: false,
                 held: VecDeque::new(),
                 last_epoch: 0,
@@ -768,6 +776,7 @@ impl SecureLayer {
             return Ok(());
         };
         g.flushing = false;
+        g.previous_view = g.view.as_ref().map(|v| v.id);
         g.view = Some(view.clone());
         // Reports stand while their member stays in the group.
         g.reported
@@ -782,8 +791,11 @@ impl SecureLayer {
             left: names(&view.left),
             cause: cause_name(view.cause).into(),
         });
-        // A reloaded policy takes effect at this agreement.
-        self.apply_pending(&group)?;
+        // A plain group takes a reloaded policy at the view; a secure group when its
+        // members announce (or by a switch, see below).
+        if self.groups.get(&group).is_some_and(|g| g.sv.is_none()) {
+            self.apply_pending(&group)?;
+        }
         let Some(g) = self.groups.get(&group) else {
             return Ok(());
         };
@@ -803,11 +815,24 @@ impl SecureLayer {
             sv.on_view(
                 &view.id.to_bytes(),
                 &names(&view.members),
+                &names(&view.joined),
                 &refused,
                 self.now,
             );
         }
-        self.drain(&group)
+        self.drain(&group)?;
+        // The fast path kept the secure view without announcements: a reloaded policy
+        // then takes effect by a switch, where everyone announces again.
+        let switch = self.groups.get(&group).is_some_and(|g| {
+            g.pending.is_some()
+                && g.sv
+                    .as_ref()
+                    .is_some_and(|sv| !sv.collecting() && !sv.is_out())
+        });
+        if switch {
+            self.send_control(&group, Body::Switch)?;
+        }
+        Ok(())
     }
 
     /// Carries out what the group's secure view decided, then sends what may go.
@@ -819,10 +844,9 @@ impl SecureLayer {
             .and_then(SecureView::poll_output)
         {
             match out {
-                Output::Announce { switched } => {
-                    if switched {
-                        self.apply_pending(group)?;
-                    }
+                Output::Announce { .. } => {
+                    // A reloaded policy takes effect here, at every member alike.
+                    self.apply_pending(group)?;
                     let Some(g) = self.groups.get(group) else {
                         break;
                     };
@@ -947,6 +971,25 @@ impl SecureLayer {
         members: Vec<String>,
         base: Option<u64>,
     ) -> Result<(), CoreError> {
+        // The key agreement relies on view synchrony: members that move together from
+        // one of its views to the next delivered the same messages. That holds if its
+        // last view was of this engine view or the one just before; a member whose
+        // last agreement is older (its secure view never closed in between) starts
+        // afresh, as a joiner, like the others take it.
+        let stale = self.groups.get(group).is_some_and(|g| {
+            let ka_view = g.secured.as_ref().and_then(|s| s.ka_engine_view);
+            ka_view.is_some()
+                && ka_view != g.view.as_ref().map(|v| v.id)
+                && ka_view != g.previous_view
+        });
+        if stale && let Some(g) = self.groups.get(group) {
+            let (settings, descriptor) = (g.settings.clone(), g.descriptor.clone());
+            let fresh = self.instantiate(group, &settings, &descriptor)?;
+            if let Some(s) = self.groups.get_mut(group).and_then(|g| g.secured.as_mut()) {
+                s.ka = fresh.ka;
+                s.ka_members.clear();
+            }
+        }
         let Some(g) = self.groups.get_mut(group) else {
             return Ok(());
         };
@@ -959,6 +1002,7 @@ impl SecureLayer {
         s.current = None;
         s.started = self.now;
         s.agreement = Some(id);
+        s.ka_engine_view = Some(view.id);
         if base.is_some() {
             s.base = base;
         }

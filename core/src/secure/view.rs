@@ -265,15 +265,41 @@ impl SecureView {
         self.sent_cut = false;
     }
 
-    /// A new engine view: `members` in view order, with the exclusions this member's
-    /// policy gives without hearing from them (untrusted, not allowed).
+    /// A new engine view: `members` in view order (`joined` the new ones), with the
+    /// exclusions this member's policy gives without hearing from them (untrusted, not
+    /// allowed).
+    ///
+    /// **Fast path**: when nobody joined, the previous view ended keyed, and every
+    /// member of the new view was in that keyed secure view or is refused outright, the
+    /// secure view is the old one less those who left, at once, without announcements:
+    /// every member of it moved from the same keyed view (view synchrony) and takes the
+    /// same decision. A member that was left out of it (silent, other modules) prevents
+    /// the fast path, so that it is heard again.
     pub fn on_view(
         &mut self,
         view_id: &[u8],
         members: &[String],
+        joined: &[String],
         refused: &BTreeMap<String, Exclusion>,
         now: Instant,
     ) {
+        let kept = match &self.phase {
+            Phase::Keyed { secure }
+                if joined.is_empty()
+                    && members
+                        .iter()
+                        .all(|m| secure.contains(m) || refused.contains_key(m)) =>
+            {
+                Some(
+                    members
+                        .iter()
+                        .filter(|m| secure.contains(m))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )
+            }
+            _ => None,
+        };
         self.view_id = view_id.to_vec();
         self.members = members.to_vec();
         self.stage = 0;
@@ -288,7 +314,19 @@ impl SecureView {
                 self.exclude(m, *why);
             }
         }
+        if let Some(secure) = kept.filter(|k| k.contains(&self.me)) {
+            // The stage's keys continue the old view's: count on from the last epoch.
+            self.stage_keyed = true;
+            self.announced.clear();
+            self.set_secure(secure, now);
+            return;
+        }
         self.collect(now, false);
+    }
+
+    /// Whether the current stage is still collecting announcements.
+    pub fn collecting(&self) -> bool {
+        matches!(self.phase, Phase::Collecting { .. })
     }
 
     /// Starts collecting the current stage's announcements.
