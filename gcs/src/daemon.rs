@@ -79,10 +79,11 @@ pub fn default_address() -> Address {
     Address::Unix(dir.join("conclave.sock"))
 }
 
-/// This process's user id (the owner of `/proc/self`).
+/// This process's user id (the owner of `/proc/self`), read once.
 fn current_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+    static UID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UID.get_or_init(|| std::fs::metadata("/proc/self").map_or(0, |m| m.uid()))
 }
 
 /// An address that does not parse.
@@ -215,6 +216,21 @@ pub struct Access {
     pub groups: Vec<Rule>,
 }
 
+/// What the first rule matching a name says of a peer.
+enum Verdict<'a> {
+    Admitted,
+    Refused(&'a Rule),
+    Unmatched,
+}
+
+fn verdict<'a>(rules: &'a [Rule], name: &str, peer: &Peer) -> Verdict<'a> {
+    match rules.iter().find(|r| r.pattern.matches(name)) {
+        Some(r) if r.who.admit(peer) => Verdict::Admitted,
+        Some(r) => Verdict::Refused(r),
+        None => Verdict::Unmatched,
+    }
+}
+
 impl Access {
     /// Why `peer` may not use the member name `member`, if it may not.
     pub fn refuse_name(&self, member: &MemberName, peer: &Peer) -> Option<String> {
@@ -227,17 +243,13 @@ impl Access {
                 )
             });
         }
-        match self
-            .names
-            .iter()
-            .find(|r| r.pattern.matches(member.as_str()))
-        {
-            Some(r) if r.who.admit(peer) => None,
-            Some(r) => Some(format!(
+        match verdict(&self.names, member.as_str(), peer) {
+            Verdict::Admitted => None,
+            Verdict::Refused(r) => Some(format!(
                 "member name {member} is reserved (rule {:?}): {peer} may not use it",
                 r.pattern.as_str()
             )),
-            None => Some(format!("no rule lets anyone use the member name {member}")),
+            Verdict::Unmatched => Some(format!("no rule lets anyone use the member name {member}")),
         }
     }
 
@@ -246,17 +258,13 @@ impl Access {
         if self.groups.is_empty() {
             return None;
         }
-        match self
-            .groups
-            .iter()
-            .find(|r| r.pattern.matches(group.as_str()))
-        {
-            Some(r) if r.who.admit(peer) => None,
-            Some(r) => Some(format!(
+        match verdict(&self.groups, group.as_str(), peer) {
+            Verdict::Admitted => None,
+            Verdict::Refused(r) => Some(format!(
                 "access denied: group {group} (rule {:?}) does not admit {peer}",
                 r.pattern.as_str()
             )),
-            None => Some(format!(
+            Verdict::Unmatched => Some(format!(
                 "access denied: no rule admits anyone to group {group}"
             )),
         }
@@ -577,12 +585,12 @@ async fn bind_unix(path: &std::path::Path, config: &DaemonConfig) -> std::io::Re
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    if config.listen == default_address() && !dir.exists() {
-        // The default directory: made here, the owner's, reachable by the group only.
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))?;
-    }
     if config.listen == default_address() {
+        if !dir.exists() {
+            // The default directory: made here, the owner's, reachable by the group only.
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))?;
+        }
         let meta = std::fs::symlink_metadata(dir)?;
         if !meta.is_dir() || meta.uid() != current_uid() || meta.mode() & 0o022 != 0 {
             return Err(invalid(format!(
@@ -720,7 +728,7 @@ impl Stream {
             reason: reason.into(),
         }
         .encode();
-        let bytes = [&frame.head[..], &frame.payload[..]].concat();
+        let bytes = frame.to_vec();
         let _ = match &self {
             Stream::Tcp(s) => s.try_write(&bytes),
             Stream::Unix(s) => s.try_write(&bytes),
@@ -945,7 +953,6 @@ impl Ordering<'_> {
                 }
             }
         }
-        let _ = config;
         self.dispatch(domain, clients);
     }
 

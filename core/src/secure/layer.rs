@@ -1289,11 +1289,7 @@ impl SecureLayer {
         let (Some(s), Some(sv)) = (g.secured.as_mut(), g.sv.as_ref()) else {
             return;
         };
-        if sv.exclusion(sender).is_some_and(|e| e != Exclusion::Silent) {
-            // Excluded and reported: refused without opening.
-            g.refused += 1;
-            return;
-        }
+        // Senders excluded for good were refused in `on_message`, before opening.
         let aad = [AAD_DOMAIN, group.as_bytes()].concat();
         match s.cipher.open(sender, &aad, body) {
             Ok(opened)
@@ -1395,14 +1391,8 @@ impl SecureLayer {
         let (Some(s), Some(sv)) = (g.secured.as_ref(), g.sv.as_ref()) else {
             return Ok(());
         };
-        if sv
-            .exclusion(sender)
-            .is_some_and(|e| matches!(e, Exclusion::Untrusted | Exclusion::NotAllowed))
-        {
-            // Its exclusion was reported: refused without a signature check.
-            g.refused += 1;
-            return Ok(());
-        }
+        // Untrusted and not-allowed senders were refused in `on_message`, before any
+        // signature check.
         let control = match Control::open(
             body,
             group,

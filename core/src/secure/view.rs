@@ -501,6 +501,16 @@ impl SecureView {
         }
     }
 
+    /// Whether `member` may decide the current round's cut, and be kept by it (without
+    /// building the set: this is asked at every event, through `poll_timeout`).
+    fn is_candidate(&self, member: &str) -> bool {
+        match &self.phase {
+            Phase::Collecting { admitted, .. } => admitted.contains_key(member),
+            Phase::Agreeing { secure } => secure.iter().any(|m| m == member),
+            _ => false,
+        }
+    }
+
     /// The members that may decide the current round's cut, and be kept by it.
     fn candidates(&self) -> Option<BTreeSet<String>> {
         match &self.phase {
@@ -534,7 +544,7 @@ impl SecureView {
         if !self.check_round(sender, id, "liveness message")? {
             return Ok(());
         }
-        if self.candidates().is_some_and(|c| c.contains(sender)) {
+        if self.is_candidate(sender) {
             self.alive.insert(sender.into());
         }
         Ok(())
@@ -619,8 +629,7 @@ impl SecureView {
 
     /// When [`on_timeout`](Self::on_timeout) next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let candidates = self.candidates()?;
-        if !candidates.contains(&self.me) {
+        if !self.is_candidate(&self.me) {
             return None;
         }
         if !self.sent_alive {
