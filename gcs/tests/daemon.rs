@@ -4,43 +4,24 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use conclave_gcs::wire::{Frame, MAX_FRAME_LEN, VERSION};
+use conclave_gcs::wire::{Frame, MAX_FRAME_LEN};
 use conclave_gcs::{
     Address, Cause, Client, Connection, Daemon, DaemonConfig, Delivery, Event, GcsError, GroupName,
-    MAX_MESSAGE_SIZE, MemberName, SendOptions, Service, View,
+    MAX_MESSAGE_SIZE, SendOptions, Service, View,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-const WAIT: Duration = Duration::from_secs(20);
+mod common;
+use common::{WAIT, daemon, m, next, raw_member};
 
 fn g() -> GroupName {
     GroupName::new("room").unwrap()
 }
 
-fn m(s: &str) -> MemberName {
-    MemberName::new(s).unwrap()
-}
-
-async fn daemon(config: DaemonConfig) -> Daemon {
-    Daemon::bind(DaemonConfig {
-        listen: "tcp:127.0.0.1:0".parse().unwrap(),
-        ..config
-    })
-    .await
-    .unwrap()
-}
-
 async fn connect(d: &Daemon, name: &str) -> Client {
     Client::connect(d.address(), m(name)).await.unwrap()
-}
-
-async fn next(c: &mut Client) -> Event {
-    timeout(WAIT, c.next_event())
-        .await
-        .expect("timed out waiting for an event")
-        .expect("connection lost")
 }
 
 /// Reads events (answering flush requests) until a view of `n` members; returns the
@@ -326,24 +307,6 @@ async fn messages_of_1_byte_1_mib_and_16_mib() {
         }
     }
     d.shutdown().await;
-}
-
-/// Opens a raw connection and completes the handshake as `name`.
-async fn raw_member(d: &Daemon, name: &str) -> TcpStream {
-    let Address::Tcp(addr) = d.address() else {
-        unreachable!()
-    };
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let hello = Frame::Hello {
-        version: VERSION,
-        member: m(name),
-    }
-    .encode()
-    .to_vec();
-    s.write_all(&hello).await.unwrap();
-    let mut welcome = [0u8; 7];
-    s.read_exact(&mut welcome).await.unwrap();
-    s
 }
 
 /// Reads until the daemon closes; returns everything read.

@@ -4,16 +4,16 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use conclave_gcs::wire::{Frame, MAX_FRAME_LEN, VERSION};
+use conclave_gcs::wire::{Frame, MAX_FRAME_LEN};
 use conclave_gcs::{
-    Address, Cause, Client, Daemon, DaemonConfig, Delivery, Event, GroupName, MemberName,
-    SendOptions, Service,
+    Address, Cause, Client, Daemon, DaemonConfig, Delivery, Event, GroupName, SendOptions, Service,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
+use common::{WAIT, daemon, m, next, raw_member};
 
 /// The tests that measure delays or memory run one at a time: on two cores, one's load
 /// would be the other's noise.
@@ -25,28 +25,8 @@ async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
         .await
 }
 
-fn m(s: &str) -> MemberName {
-    MemberName::new(s).unwrap()
-}
-
 fn grp(s: &str) -> GroupName {
     GroupName::new(s).unwrap()
-}
-
-async fn daemon(config: DaemonConfig) -> Daemon {
-    Daemon::bind(DaemonConfig {
-        listen: "tcp:127.0.0.1:0".parse().unwrap(),
-        ..config
-    })
-    .await
-    .unwrap()
-}
-
-async fn next(c: &mut Client) -> Event {
-    timeout(WAIT, c.next_event())
-        .await
-        .expect("timed out waiting for an event")
-        .expect("connection lost")
 }
 
 /// Joins `group` and answers flushes until a view with `n` members.
@@ -63,27 +43,6 @@ async fn until_members(c: &mut Client, n: usize) {
             _ => {}
         }
     }
-}
-
-/// A raw connection that completed the handshake as `name`.
-async fn raw(d: &Daemon, name: &str) -> TcpStream {
-    let Address::Tcp(addr) = d.address() else {
-        unreachable!()
-    };
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(
-        &Frame::Hello {
-            version: VERSION,
-            member: m(name),
-        }
-        .encode()
-        .to_vec(),
-    )
-    .await
-    .unwrap();
-    let mut welcome = [0u8; 7];
-    s.read_exact(&mut welcome).await.unwrap();
-    s
 }
 
 /// Reads until the daemon closes the connection; returns what was read.
@@ -121,7 +80,7 @@ async fn incomplete_frames_stay_within_the_receive_budget_and_time_out() {
     let chunk = Bytes::from(vec![0x55u8; 1 << 20]);
     let mut holders = Vec::new();
     for i in 0..40 {
-        let mut s = raw(&d, &format!("h{i}")).await;
+        let mut s = raw_member(&d, &format!("h{i}")).await;
         let chunk = chunk.clone();
         holders.push(tokio::spawn(async move {
             let len = u32::try_from(MAX_FRAME_LEN - 8).unwrap();
@@ -182,7 +141,7 @@ async fn past_the_connection_limit_connections_are_refused_at_once() {
     let mut a = Client::connect(d.address(), m("a")).await.unwrap();
     let mut held = Vec::new();
     for i in 0..7 {
-        held.push(raw(&d, &format!("r{i}")).await);
+        held.push(raw_member(&d, &format!("r{i}")).await);
     }
     let Address::Tcp(addr) = d.address().clone() else {
         unreachable!()
@@ -229,7 +188,7 @@ async fn a_stopped_reader_in_one_group_does_not_delay_another_group() {
     let mut b = Client::connect(d.address(), m("b")).await.unwrap();
     b.join(&grp("flood")).await.unwrap();
     tokio::join!(until_members(&mut a, 2), until_members(&mut b, 2));
-    let mut slow = raw(&d, "slow").await;
+    let mut slow = raw_member(&d, "slow").await;
     slow.write_all(
         &Frame::Join {
             group: grp("flood"),
