@@ -14,6 +14,7 @@
 pub mod client;
 pub mod daemon;
 pub mod engine;
+pub mod noise;
 pub mod session;
 pub mod sim;
 pub mod types;
