@@ -5,21 +5,55 @@
 //! dependency tree small and reports what matters here: messages/s, MB/s, p50/p99.
 //! `CONCLAVE_BENCH_QUICK=1` runs a short smoke version.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use conclave_gcs::noise::{TcpIdentity, TcpTrust};
 use conclave_gcs::sim::Simulator;
 use conclave_gcs::{
     Address, Client, Daemon, DaemonConfig, Delivery, Event, GroupName, MemberName, SendOptions,
-    Service,
+    Service, TcpCredentials, TcpSecurity,
 };
 
 fn g() -> GroupName {
     GroupName::new("bench").expect("name")
 }
 
+/// The members' names, and the identities they prove over TCP (bench keys: a seed
+/// made of the name).
+const NAMES: [&str; 6] = ["sender", "r1", "r2", "lsender", "l1", "l2"];
+const DAEMON: &str = "conclave-daemon";
+
+fn identity(name: &str) -> TcpIdentity {
+    let mut seed = [0u8; 32];
+    seed[..name.len()].copy_from_slice(name.as_bytes());
+    TcpIdentity::from_seed(name, &seed).expect("identity")
+}
+
+fn tcp_security() -> TcpSecurity {
+    let mut clients = TcpTrust::new();
+    for name in NAMES {
+        clients
+            .insert(name, &identity(name).public_key())
+            .expect("key");
+    }
+    TcpSecurity {
+        identity: Arc::new(identity(DAEMON)),
+        clients,
+    }
+}
+
 async fn connect(addr: &Address, name: &str) -> Client {
-    Client::connect(addr, MemberName::new(name).expect("name"))
+    let mut daemon = TcpTrust::new();
+    daemon
+        .insert(DAEMON, &identity(DAEMON).public_key())
+        .expect("key");
+    let credentials = TcpCredentials {
+        identity: Arc::new(identity(name)),
+        daemon,
+    };
+    Client::connect_with(addr, MemberName::new(name).expect("name"), Some(&credentials))
         .await
         .expect("connect")
 }
@@ -171,13 +205,14 @@ fn main() {
         for listen in addrs {
             let d = Daemon::bind(DaemonConfig {
                 listen,
+                tcp: Some(tcp_security()),
                 ..DaemonConfig::default()
             })
             .await
             .expect("bind");
             let addr = d.address().clone();
             let transport = match addr {
-                Address::Tcp(_) => "tcp",
+                Address::Tcp(_) => "tcp (noise)",
                 Address::Unix(_) => "unix",
             };
             for size in [100usize, 1000, 10_000] {

@@ -30,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::daemon::{Address, read_frame, write_encoded};
+use crate::noise::{self, TcpIdentity, TcpTrust};
 use crate::session::Session;
 use crate::types::{Delivery, Event, GcsError, GroupName, MemberName, SendOptions, Service, View};
 use crate::wire::{Frame, VERSION};
@@ -81,13 +82,54 @@ fn io_error(e: std::io::Error) -> GcsError {
     }
 }
 
+/// What a client needs to connect over TCP: its identity (whose name must be the
+/// member name) and the daemon's identity, pinned.
+#[derive(Clone, Debug)]
+pub struct TcpCredentials {
+    /// The member's identity.
+    pub identity: Arc<TcpIdentity>,
+    /// The daemon's identity (the daemon must prove one of these).
+    pub daemon: TcpTrust,
+}
+
 impl Client {
-    /// Connects to the daemon at `address` as `member` and completes the handshake.
+    /// Connects to the daemon at the Unix socket `address` as `member` and completes
+    /// the handshake (TCP needs credentials: [`Client::connect_with`]).
     pub async fn connect(address: &Address, member: MemberName) -> Result<Client, GcsError> {
+        Self::connect_with(address, member, None).await
+    }
+
+    /// Connects to the daemon at `address` as `member`: over TCP, authenticated and
+    /// encrypted with `tcp` (see [`crate::noise`]); over a Unix socket, `tcp` is unused
+    /// (the kernel tells the daemon who we are).
+    pub async fn connect_with(
+        address: &Address,
+        member: MemberName,
+        tcp: Option<&TcpCredentials>,
+    ) -> Result<Client, GcsError> {
         match address {
             Address::Tcp(addr) => {
+                let Some(credentials) = tcp else {
+                    return Err(GcsError::Authentication(format!(
+                        "{address} is TCP: connecting needs this member's identity and the daemon's public key"
+                    )));
+                };
+                if credentials.identity.name() != member.as_str() {
+                    return Err(GcsError::Authentication(format!(
+                        "the identity {} cannot connect as member {member}",
+                        credentials.identity.name()
+                    )));
+                }
                 let stream = TcpStream::connect(addr).await.map_err(io_error)?;
                 let _ = stream.set_nodelay(true);
+                let handshake =
+                    noise::connect(stream, &credentials.identity, &credentials.daemon);
+                let (stream, _) = tokio::time::timeout(Duration::from_secs(10), handshake)
+                    .await
+                    .map_err(|_| GcsError::Disconnected {
+                        reason: "no noise handshake with the daemon within 10 s".into(),
+                    })?
+                    .map_err(|e| GcsError::Authentication(e.to_string()))?;
                 Self::handshake(stream, member).await
             }
             Address::Unix(path) => {
@@ -109,6 +151,7 @@ impl Client {
         }
         .encode();
         write_encoded(&mut writer, &hello).await.map_err(io_error)?;
+        writer.flush().await.map_err(io_error)?;
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let answer = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut rd, &mut buf))
             .await
@@ -208,7 +251,11 @@ impl Client {
 
     async fn write(&mut self, frame: Frame) -> Result<(), GcsError> {
         let encoded = frame.encode();
-        if let Err(e) = write_encoded(&mut self.writer, &encoded).await {
+        let written = async {
+            write_encoded(&mut self.writer, &encoded).await?;
+            self.writer.flush().await
+        };
+        if let Err(e) = written.await {
             let reason = format!("write failed: {e}");
             self.closed = Some(reason.clone());
             return Err(GcsError::Disconnected { reason });

@@ -54,6 +54,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use crate::noise::{self, NoiseStream, TcpIdentity, TcpTrust};
 use crate::types::{GcsError, GroupName, MemberName, SendOptions};
 use crate::vs::{Domain, Outgoing};
 use crate::wire::{Encoded, Frame, MAX_FRAME_LEN, VERSION};
@@ -146,6 +147,9 @@ pub struct DaemonConfig {
     pub socket_mode: u32,
     /// Who may use which member names and join which groups.
     pub access: Access,
+    /// The daemon's identity and the clients' keys for TCP (needed to listen on TCP:
+    /// TCP connections are authenticated and encrypted, see [`crate::noise`]).
+    pub tcp: Option<TcpSecurity>,
     /// The origin in this daemon's view ids (default: derived from the clock and the
     /// process id, so that a restarted daemon does not reuse view ids).
     pub origin: Option<u32>,
@@ -164,31 +168,44 @@ impl Default for DaemonConfig {
             max_connections: 1024,
             socket_mode: 0o660,
             access: Access::default(),
+            tcp: None,
             origin: None,
         }
     }
 }
 
-/// Who a rule lets in: Unix clients by user or group id, and TCP clients (which have
-/// no credentials) if `tcp`.
+/// The daemon's side of authenticated TCP: its identity, and the clients' identities
+/// it accepts (a TCP client may only use the member name of the identity it proved).
+#[derive(Clone, Debug)]
+pub struct TcpSecurity {
+    /// The daemon's identity (the clients pin its public key).
+    pub identity: Arc<TcpIdentity>,
+    /// The clients' identities.
+    pub clients: TcpTrust,
+}
+
+/// Who a rule lets in: Unix clients by user or group id, TCP clients by the identity
+/// they proved (`identities`), or every authenticated TCP client (`tcp`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Principals {
     /// User ids.
     pub uids: Vec<u32>,
     /// Group ids (the client's primary group, as the kernel reports it).
     pub gids: Vec<u32>,
-    /// TCP clients.
+    /// Identities proved over TCP.
+    pub identities: Vec<String>,
+    /// Every authenticated TCP client.
     pub tcp: bool,
 }
 
 impl Principals {
     /// Whether `peer` is among them.
     pub fn admit(&self, peer: &Peer) -> bool {
-        match (peer.uid, peer.addr) {
+        match (peer.uid, &peer.identity) {
             (Some(uid), _) => {
                 self.uids.contains(&uid) || peer.gid.is_some_and(|g| self.gids.contains(&g))
             }
-            (None, Some(_)) => self.tcp,
+            (None, Some(identity)) => self.tcp || self.identities.contains(identity),
             (None, None) => false,
         }
     }
@@ -234,6 +251,13 @@ fn verdict<'a>(rules: &'a [Rule], name: &str, peer: &Peer) -> Verdict<'a> {
 impl Access {
     /// Why `peer` may not use the member name `member`, if it may not.
     pub fn refuse_name(&self, member: &MemberName, peer: &Peer) -> Option<String> {
+        if let Some(identity) = &peer.identity
+            && identity != member.as_str()
+        {
+            return Some(format!(
+                "{peer} may only use the member name of its identity ({identity}), not {member}"
+            ));
+        }
         if self.names.is_empty() {
             let own = peer.uid.is_none_or(|uid| uid == 0 || uid == current_uid());
             return (!own).then(|| {
@@ -464,6 +488,13 @@ impl Daemon {
         let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>(64);
         let mut tasks = JoinSet::new();
         let (listener, address) = match &config.listen {
+            Address::Tcp(_) if config.tcp.is_none() => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "listening on TCP needs the daemon's identity and its clients' keys \
+                     (TCP is authenticated and encrypted with Noise)",
+                ));
+            }
             Address::Tcp(addr) => {
                 let listener = TcpListener::bind(addr).await?;
                 let local = listener.local_addr()?;
@@ -544,7 +575,7 @@ enum Listener {
 }
 
 /// Who is at the other end of a connection, as the kernel says.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Peer {
     /// The user id (Unix sockets).
     pub uid: Option<u32>,
@@ -554,12 +585,17 @@ pub struct Peer {
     pub pid: Option<i32>,
     /// The address (TCP).
     pub addr: Option<SocketAddr>,
+    /// The identity it proved (TCP, once the Noise handshake succeeded).
+    pub identity: Option<String>,
 }
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.addr, self.uid) {
-            (Some(a), _) => write!(f, "{a}"),
+            (Some(a), _) => match &self.identity {
+                Some(identity) => write!(f, "identity {identity} at {a}"),
+                None => write!(f, "{a}"),
+            },
             (None, Some(uid)) => {
                 write!(f, "uid {uid}")?;
                 if let Some(gid) = self.gid {
@@ -699,7 +735,9 @@ async fn accept_loop(
         );
         match stream {
             Stream::Tcp(s) => conns.spawn(async move {
-                serve(s, peer, tx, cfg, lim, sd).await;
+                if let Some((s, peer)) = secure_tcp(s, peer, &cfg).await {
+                    serve(s, peer, tx, cfg, lim, sd).await;
+                }
                 drop(permit);
             }),
             Stream::Unix(s) => conns.spawn(async move {
@@ -711,6 +749,36 @@ async fn accept_loop(
     drain_connections(conns).await;
     if let Listener::Unix(_, path) = &listener {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The Noise handshake of a TCP connection, within the handshake timeout: the secured
+/// stream and the peer with the identity it proved, or `None` (the refusal logged and,
+/// when there is a secure channel to say it in, told to the client).
+async fn secure_tcp(
+    stream: tokio::net::TcpStream,
+    mut peer: Peer,
+    config: &DaemonConfig,
+) -> Option<(NoiseStream<tokio::net::TcpStream>, Peer)> {
+    let tcp = config.tcp.as_ref()?;
+    let handshake = noise::accept(stream, &tcp.identity, &tcp.clients);
+    match tokio::time::timeout(config.handshake_timeout, handshake).await {
+        Ok(Ok((stream, Ok(identity)))) => {
+            peer.identity = Some(identity);
+            Some((stream, peer))
+        }
+        Ok(Ok((mut stream, Err(refused)))) => {
+            refuse(&mut stream, 0, format!("{peer}: {refused}")).await;
+            None
+        }
+        Ok(Err(e)) => {
+            warn!(%peer, error = %e, "connection refused");
+            None
+        }
+        Err(_) => {
+            warn!(%peer, "connection refused: no noise handshake within the handshake timeout");
+            None
+        }
     }
 }
 
@@ -755,7 +823,7 @@ async fn accept(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
                 uid: Some(c.uid()),
                 gid: Some(c.gid()),
                 pid: c.pid(),
-                addr: None,
+                ..Peer::default()
             });
             Ok((Stream::Unix(stream), peer))
         }
@@ -909,8 +977,10 @@ impl Ordering<'_> {
                     return;
                 }
                 if let Frame::Join { group } = &frame {
-                    let peer = clients.get(&member).map(|c| c.peer).unwrap_or_default();
-                    if let Some(reason) = config.access.refuse_group(group, &peer) {
+                    let refused = clients
+                        .get(&member)
+                        .and_then(|c| config.access.refuse_group(group, &c.peer));
+                    if let Some(reason) = refused {
                         // An access violation is fatal, as a refused name is: the
                         // client is told why and disconnected.
                         warn!(%member, %reason, "join refused");
@@ -1186,7 +1256,11 @@ async fn serve<S>(
         Err(_) => return,
     }
     let welcome = Frame::Welcome { version: VERSION }.encode();
-    if write_encoded(&mut wr, &welcome).await.is_err() {
+    let sent = async {
+        write_encoded(&mut wr, &welcome).await?;
+        wr.flush().await
+    };
+    if sent.await.is_err() {
         let _ = core
             .send(Cmd::Gone {
                 conn,

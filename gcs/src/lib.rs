@@ -21,8 +21,8 @@ pub mod types;
 pub mod vs;
 pub mod wire;
 
-pub use client::Client;
-pub use daemon::{Access, Address, Daemon, DaemonConfig, Peer, Principals, Rule};
+pub use client::{Client, TcpCredentials};
+pub use daemon::{Access, Address, Daemon, DaemonConfig, Peer, Principals, Rule, TcpSecurity};
 pub use engine::Connection;
 pub use session::Session;
 pub use types::{

@@ -420,6 +420,10 @@ pub enum GcsError {
     /// The peer broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A TCP connection could not be authenticated (missing credentials, a daemon that
+    /// is not the pinned one, a failed Noise handshake).
+    #[error("authentication failed: {0}")]
+    Authentication(String),
 }
 
 #[cfg(test)]

@@ -10,11 +10,11 @@ use conclave_gcs::{
     MAX_MESSAGE_SIZE, SendOptions, Service, View,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::UnixStream;
 use tokio::time::timeout;
 
 mod common;
-use common::{WAIT, daemon, m, next, raw_member};
+use common::{WAIT, daemon, m, next, raw_connect, raw_member};
 
 fn g() -> GroupName {
     GroupName::new("room").unwrap()
@@ -310,7 +310,7 @@ async fn messages_of_1_byte_1_mib_and_16_mib() {
 }
 
 /// Reads until the daemon closes; returns everything read.
-async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+async fn read_to_close(s: &mut UnixStream) -> Vec<u8> {
     let mut all = Vec::new();
     let _ = timeout(WAIT, s.read_to_end(&mut all))
         .await
@@ -321,9 +321,6 @@ async fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_truncated_and_oversized_frames_close_only_their_connection() {
     let d = daemon(DaemonConfig::default()).await;
-    let Address::Tcp(addr) = d.address().clone() else {
-        unreachable!()
-    };
     let cs = group_of(&d, &["a", "b"]).await;
     // Steady traffic between a and b while the attacks run.
     const N: u32 = 400;
@@ -349,7 +346,7 @@ async fn garbage_truncated_and_oversized_frames_close_only_their_connection() {
     }
 
     // Garbage instead of a Hello: refused with a reason.
-    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut s = raw_connect(&d).await;
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();

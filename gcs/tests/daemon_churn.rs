@@ -151,7 +151,14 @@ async fn member(addr: Address, plan: Plan, seed: u64, t0: Instant, active: Durat
 
 async fn churn(seed: u64) {
     let d = Daemon::bind(DaemonConfig {
-        listen: "tcp:127.0.0.1:0".parse().unwrap(),
+        listen: format!(
+            "unix:{}",
+            std::env::temp_dir()
+                .join(format!("conclave-churn-{}-{seed}.sock", std::process::id()))
+                .display()
+        )
+        .parse()
+        .unwrap(),
         flush_timeout: Duration::from_millis(200),
         ..DaemonConfig::default()
     })

@@ -9,11 +9,11 @@ use conclave_gcs::{
     Address, Cause, Client, Daemon, DaemonConfig, Delivery, Event, GroupName, SendOptions, Service,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::UnixStream;
 use tokio::time::timeout;
 
 mod common;
-use common::{WAIT, daemon, m, next, raw_member};
+use common::{WAIT, daemon, m, next, raw_connect, raw_member};
 
 /// The tests that measure delays or memory run one at a time: on two cores, one's load
 /// would be the other's noise.
@@ -46,7 +46,7 @@ async fn until_members(c: &mut Client, n: usize) {
 }
 
 /// Reads until the daemon closes the connection; returns what was read.
-async fn read_to_close(s: &mut TcpStream, within: Duration) -> Vec<u8> {
+async fn read_to_close(s: &mut UnixStream, within: Duration) -> Vec<u8> {
     let mut all = Vec::new();
     timeout(within, s.read_to_end(&mut all))
         .await
@@ -143,11 +143,8 @@ async fn past_the_connection_limit_connections_are_refused_at_once() {
     for i in 0..7 {
         held.push(raw_member(&d, &format!("r{i}")).await);
     }
-    let Address::Tcp(addr) = d.address().clone() else {
-        unreachable!()
-    };
     for _ in 0..12 {
-        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut s = raw_connect(&d).await;
         let started = Instant::now();
         let rest = read_to_close(&mut s, Duration::from_secs(5)).await;
         assert!(started.elapsed() < Duration::from_secs(2));
@@ -362,7 +359,7 @@ async fn out_of_range_settings_are_refused_before_binding() {
         },
     ] {
         let e = Daemon::bind(DaemonConfig {
-            listen: "tcp:127.0.0.1:0".parse().unwrap(),
+            listen: common::socket_address(),
             ..config
         })
         .await
