@@ -27,6 +27,10 @@ pub struct ChatArgs {
     /// address a plain `conclave daemon` of this user listens on).
     #[arg(long, value_name = "ADDRESS")]
     connect: Option<Address>,
+    /// The daemon's public-key file (`NAME.pub`, from `conclave keygen`): needed for a
+    /// `tcp:` address, where the daemon must prove this key (Noise, both ways).
+    #[arg(long, value_name = "FILE")]
+    daemon_key: Option<PathBuf>,
     /// The group to join.
     #[arg(long)]
     group: String,
@@ -76,9 +80,25 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
         .connect
         .clone()
         .unwrap_or_else(conclave_gcs::daemon::default_address);
-    let session = Session::connect(&address, identity, registry, policy, trust)
-        .await
-        .map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?;
+    let daemon_key = match &args.daemon_key {
+        Some(path) => Some(conclave_policy::PublicKeyFile::read(path).map_err(|e| e.to_string())?),
+        None if matches!(address, Address::Tcp(_)) => {
+            return Err(format!(
+                "{address} is TCP: give the daemon's public key with --daemon-key FILE"
+            ));
+        }
+        None => None,
+    };
+    let session = Session::connect_pinned(
+        &address,
+        identity,
+        daemon_key.as_ref(),
+        registry,
+        policy,
+        trust,
+    )
+    .await
+    .map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?;
     run_session(session, &args, live_trust).await
 }
 

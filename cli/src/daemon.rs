@@ -13,7 +13,7 @@ use conclave_gcs::{Address, Daemon, DaemonConfig};
 pub struct DaemonArgs {
     /// Take the settings from this TOML file instead of the flags (listener, limits,
     /// who may use which member names and join which groups; see docs/daemon.md).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "flush_timeout_ms", "queue_limit_mib", "stall_timeout_ms", "frame_timeout_ms", "receive_budget_mib", "max_connections", "socket_mode"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "flush_timeout_ms", "queue_limit_mib", "stall_timeout_ms", "frame_timeout_ms", "receive_budget_mib", "max_connections", "socket_mode", "tcp_identity", "tcp_trust"])]
     config: Option<std::path::PathBuf>,
     /// Check this configuration file, print every error as FILE:LINE, and exit
     /// (status 0 if it is valid, 2 if not).
@@ -47,6 +47,14 @@ pub struct DaemonArgs {
     /// Permission bits of the Unix socket, in octal (owner and group by default).
     #[arg(long, value_name = "OCTAL", default_value = "660", value_parser = parse_mode)]
     socket_mode: u32,
+    /// The daemon's identity file (from `conclave keygen`, Ed25519), which TCP clients
+    /// pin: needed with a `tcp:` address (TCP is authenticated and encrypted, Noise).
+    #[arg(long, value_name = "FILE", requires = "tcp_trust")]
+    tcp_identity: Option<std::path::PathBuf>,
+    /// The directory of the public keys (`NAME.pub`) of the clients that may connect
+    /// over TCP; each may use only its own name as member name.
+    #[arg(long, value_name = "DIR", requires = "tcp_identity")]
+    tcp_trust: Option<std::path::PathBuf>,
 }
 
 /// An octal mode of at most 777 that lets the owner read and write.
@@ -61,15 +69,28 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 impl DaemonArgs {
-    fn config(&self) -> DaemonConfig {
+    fn config(&self) -> Result<DaemonConfig, String> {
         let mib = |m: u64| {
             usize::try_from(m)
                 .unwrap_or(usize::MAX)
                 .saturating_mul(1 << 20)
         };
         let defaults = DaemonConfig::default();
-        DaemonConfig {
-            listen: self.listen.clone().unwrap_or(defaults.listen.clone()),
+        let tcp = match (&self.tcp_identity, &self.tcp_trust) {
+            (Some(identity), Some(trust)) => {
+                Some(crate::daemon_config::tcp_security(identity, trust)?)
+            }
+            _ => None,
+        };
+        let listen = self.listen.clone().unwrap_or(defaults.listen.clone());
+        if matches!(listen, Address::Tcp(_)) && tcp.is_none() {
+            return Err(format!(
+                "--listen {listen} needs --tcp-identity FILE and --tcp-trust DIR: TCP clients are authenticated and encrypted with Noise"
+            ));
+        }
+        Ok(DaemonConfig {
+            listen,
+            tcp,
             flush_timeout: Duration::from_millis(self.flush_timeout_ms),
             queue_limit: mib(self.queue_limit_mib),
             stall_timeout: Duration::from_millis(self.stall_timeout_ms),
@@ -78,7 +99,7 @@ impl DaemonArgs {
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             socket_mode: self.socket_mode,
             ..defaults
-        }
+        })
     }
 }
 
@@ -87,8 +108,15 @@ pub fn run(args: DaemonArgs) -> ExitCode {
     if let Some(path) = &args.check_config {
         return match crate::daemon_config::load(path) {
             Ok(config) => {
+                let tcp = config.tcp.as_ref().map_or(String::new(), |t| {
+                    format!(
+                        ", tcp as {} for {} client key(s)",
+                        t.identity.name(),
+                        t.clients.len()
+                    )
+                });
                 println!(
-                    "{}: ok (listen {}, {} name rule(s), {} group rule(s))",
+                    "{}: ok (listen {}, {} name rule(s), {} group rule(s){tcp})",
                     path.display(),
                     config.listen,
                     config.access.names.len(),
@@ -110,7 +138,13 @@ pub fn run(args: DaemonArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => args.config(),
+        None => match args.config() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("conclave daemon: {e}");
+                return ExitCode::from(2);
+            }
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -212,9 +246,12 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            // A socket another daemon answers on.
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("d.sock");
+            let _taken = std::os::unix::net::UnixListener::bind(&path).unwrap();
             let config = DaemonConfig {
-                listen: Address::Tcp(taken.local_addr().unwrap()),
+                listen: Address::Unix(path),
                 ..DaemonConfig::default()
             };
             assert_eq!(serve(config, async {}).await, ExitCode::from(2));

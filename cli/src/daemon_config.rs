@@ -6,9 +6,13 @@ use std::path::Path;
 #[cfg(test)]
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use conclave::{Identity, plugins::Registry, sdk::Options};
 use conclave_gcs::{
-    Access, Address, DaemonConfig, Principals, Rule,
+    Access, Address, DaemonConfig, Principals, Rule, TcpSecurity,
     daemon::{ConfigError, DURATION_RANGE},
+    noise::TcpTrust,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -24,6 +28,14 @@ struct Raw {
     names: Vec<RawRule>,
     #[serde(default)]
     groups: Vec<RawRule>,
+    tcp: Option<Spanned<RawTcp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTcp {
+    identity: Spanned<String>,
+    trust: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -47,6 +59,8 @@ struct RawRule {
     uids: Vec<u32>,
     #[serde(default)]
     gids: Vec<u32>,
+    #[serde(default)]
+    identities: Vec<String>,
     #[serde(default)]
     tcp: bool,
 }
@@ -80,16 +94,56 @@ impl Lines<'_> {
     }
 }
 
-/// Reads and checks `path`: the daemon's settings, or every error found.
+/// Reads and checks `path`: the daemon's settings, or every error found. Relative
+/// paths in it are taken from the file's directory.
 pub fn load(path: &Path) -> Result<DaemonConfig, ConfigErrors> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigErrors(vec![format!("{file}: cannot read it: {e}")]))?;
-    parse(&file, &text)
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&file, &text, base)
 }
 
-/// Parses the text of a configuration file named `file`.
-pub fn parse(file: &str, text: &str) -> Result<DaemonConfig, ConfigErrors> {
+/// The daemon's side of authenticated TCP: its identity file (from `conclave keygen`,
+/// Ed25519) and the directory of its clients' public keys (`NAME.pub`, as a policy's
+/// trust directory).
+pub fn tcp_security(identity: &Path, trust: &Path) -> Result<TcpSecurity, String> {
+    let registry = Registry::with_builtins().map_err(|e| e.to_string())?;
+    let provider = registry
+        .new_provider("rustcrypto", Options::default())
+        .map_err(|e| e.to_string())?;
+    let me = Identity::read_file(&provider, identity)
+        .and_then(|i| i.tcp_identity())
+        .map_err(|e| e.to_string())?;
+    let keys = conclave_policy::Trust::load_dir(trust).map_err(|e| e.to_string())?;
+    let mut clients = TcpTrust::new();
+    for (name, key) in keys.iter() {
+        if key.algorithm() != "ed25519" {
+            return Err(format!(
+                "{}: the key of {name} is {}: TCP clients authenticate with Ed25519 keys",
+                trust.display(),
+                key.algorithm()
+            ));
+        }
+        clients
+            .insert(name, key.bytes())
+            .map_err(|e| format!("{}: {e}", trust.display()))?;
+    }
+    if clients.is_empty() {
+        return Err(format!(
+            "{}: no client keys (NAME.pub files): no one could connect over TCP",
+            trust.display()
+        ));
+    }
+    Ok(TcpSecurity {
+        identity: Arc::new(me),
+        clients,
+    })
+}
+
+/// Parses the text of a configuration file named `file`, whose relative paths are
+/// taken from `base`.
+pub fn parse(file: &str, text: &str, base: &Path) -> Result<DaemonConfig, ConfigErrors> {
     let lines = Lines { file, text };
     let raw: Raw = toml::from_str(text).map_err(|e| {
         let at = e
@@ -169,9 +223,9 @@ pub fn parse(file: &str, text: &str) -> Result<DaemonConfig, ConfigErrors> {
             let at = lines.of(&r.pattern);
             match glob::Pattern::new(r.pattern.get_ref()) {
                 Ok(pattern) => {
-                    if r.uids.is_empty() && r.gids.is_empty() && !r.tcp {
+                    if r.uids.is_empty() && r.gids.is_empty() && r.identities.is_empty() && !r.tcp {
                         errors.push(format!(
-                            "{at}: the {what} rule {:?} admits no one (give uids, gids or tcp = true)",
+                            "{at}: the {what} rule {:?} admits no one (give uids, gids, identities or tcp = true)",
                             r.pattern.get_ref()
                         ));
                     }
@@ -180,6 +234,7 @@ pub fn parse(file: &str, text: &str) -> Result<DaemonConfig, ConfigErrors> {
                         who: Principals {
                             uids: r.uids.clone(),
                             gids: r.gids.clone(),
+                            identities: r.identities.clone(),
                             tcp: r.tcp,
                         },
                     });
@@ -195,6 +250,26 @@ pub fn parse(file: &str, text: &str) -> Result<DaemonConfig, ConfigErrors> {
     let names = rules(&raw.names, "names");
     let groups = rules(&raw.groups, "groups");
     config.access = Access { names, groups };
+    if let Some(tcp) = &raw.tcp {
+        let t = tcp.get_ref();
+        match tcp_security(
+            &base.join(t.identity.get_ref()),
+            &base.join(t.trust.get_ref()),
+        ) {
+            Ok(security) => config.tcp = Some(security),
+            Err(e) => errors.push(format!("{}: [tcp]: {e}", lines.of(tcp))),
+        }
+    }
+    if matches!(config.listen, Address::Tcp(_))
+        && raw.tcp.is_none()
+        && let Some(listen) = &raw.listen
+    {
+        errors.push(format!(
+            "{}: listen = {:?} needs a [tcp] section (identity, trust): TCP clients are authenticated and encrypted with Noise",
+            lines.of(listen),
+            listen.get_ref()
+        ));
+    }
     if let Err(ConfigError {
         setting,
         value,
@@ -221,7 +296,7 @@ mod tests {
     use super::*;
 
     fn errors(text: &str) -> Vec<String> {
-        parse("daemon.toml", text).unwrap_err().0
+        parse("daemon.toml", text, Path::new(".")).unwrap_err().0
     }
 
     #[test]
@@ -253,7 +328,9 @@ tcp = true
 [[groups]]
 match = "ops-*"
 uids = [1000, 1001]
+identities = ["ops"]
 "#,
+            Path::new("."),
         )
         .unwrap();
         assert_eq!(
@@ -274,6 +351,55 @@ uids = [1000, 1001]
         assert_eq!(c.access.names[1].who.gids, vec![50]);
         assert!(c.access.names[1].who.tcp);
         assert_eq!(c.access.groups[0].pattern.as_str(), "ops-*");
+        assert_eq!(c.access.groups[0].who.identities, vec!["ops".to_string()]);
+        assert!(c.tcp.is_none());
+    }
+
+    /// Writes the identity `name` (its `.key` in `dir`, its `.pub` in `dir/trust`).
+    fn keygen(dir: &Path, name: &str) {
+        let registry = Registry::with_builtins().unwrap();
+        let provider = registry
+            .new_provider("rustcrypto", Options::default())
+            .unwrap();
+        let id = Identity::generate(&provider, name, "ed25519").unwrap();
+        let (_, public) = id.write_files(dir).unwrap();
+        std::fs::create_dir_all(dir.join("trust")).unwrap();
+        std::fs::rename(&public, dir.join("trust").join(format!("{name}.pub"))).unwrap();
+    }
+
+    #[test]
+    fn tcp_takes_the_daemons_identity_and_the_clients_keys_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["conclave-daemon", "alice", "bob"] {
+            keygen(dir.path(), name);
+        }
+        std::fs::remove_file(dir.path().join("trust/conclave-daemon.pub")).unwrap();
+        let text = "listen = \"tcp:127.0.0.1:0\"\n[tcp]\nidentity = \"conclave-daemon.key\"\ntrust = \"trust\"\n";
+        let c = parse("daemon.toml", text, dir.path()).unwrap();
+        let tcp = c.tcp.unwrap();
+        assert_eq!(tcp.identity.name(), "conclave-daemon");
+        assert_eq!(tcp.clients.len(), 2);
+        assert!(tcp.clients.contains("alice") && tcp.clients.contains("bob"));
+        // A missing key file or an empty trust directory: at the line of [tcp].
+        let e = parse(
+            "daemon.toml",
+            &text.replace("conclave-daemon.key", "nope.key"),
+            dir.path(),
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("daemon.toml:2: [tcp]: "), "{e:?}");
+        assert!(e[0].contains("nope.key"), "{e:?}");
+        std::fs::create_dir(dir.path().join("empty")).unwrap();
+        let e = parse(
+            "daemon.toml",
+            &text.replace("\"trust\"", "\"empty\""),
+            dir.path(),
+        )
+        .unwrap_err()
+        .0;
+        assert!(e[0].contains("no client keys"), "{e:?}");
     }
 
     #[test]
@@ -281,7 +407,7 @@ uids = [1000, 1001]
         assert_eq!(
             errors("listen = \"unix:/x\"\nlimit = 3\n"),
             [
-                "daemon.toml:2: unknown field `limit`, expected one of `listen`, `socket_mode`, `limits`, `names`, `groups`"
+                "daemon.toml:2: unknown field `limit`, expected one of `listen`, `socket_mode`, `limits`, `names`, `groups`, `tcp`"
             ]
         );
         assert_eq!(
@@ -299,7 +425,7 @@ uids = [1000, 1001]
             errors("[[names]]\nmatch = \"a[\"\nuids = [1]\n\n[[groups]]\nmatch = \"g\"\n"),
             [
                 "daemon.toml:2: match \"a[\" is not a glob: Pattern syntax error near position 1: invalid range pattern",
-                "daemon.toml:6: the groups rule \"g\" admits no one (give uids, gids or tcp = true)"
+                "daemon.toml:6: the groups rule \"g\" admits no one (give uids, gids, identities or tcp = true)"
             ]
         );
         assert_eq!(
@@ -310,6 +436,12 @@ uids = [1000, 1001]
             errors("listen = \"udp:1.2.3.4:5\"\n"),
             [
                 "daemon.toml:1: listen: invalid address \"udp:1.2.3.4:5\": expected unix:PATH or tcp:HOST:PORT (an IP address)"
+            ]
+        );
+        assert_eq!(
+            errors("listen = \"tcp:127.0.0.1:4804\"\n"),
+            [
+                "daemon.toml:1: listen = \"tcp:127.0.0.1:4804\" needs a [tcp] section (identity, trust): TCP clients are authenticated and encrypted with Noise"
             ]
         );
         assert_eq!(

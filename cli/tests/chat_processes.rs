@@ -34,10 +34,19 @@ impl Drop for Killer {
 }
 
 fn spawn_chat(dir: &Path, name: &str, tx: mpsc::Sender<(String, Value)>) -> Chat {
+    let unix = format!("unix:{}", dir.join("daemon.sock").display());
+    spawn_chat_at(dir, name, &["--connect", &unix], tx)
+}
+
+fn spawn_chat_at(
+    dir: &Path,
+    name: &str,
+    connect: &[&str],
+    tx: mpsc::Sender<(String, Value)>,
+) -> Chat {
     let mut child = conclave()
         .args(["chat", "--json", "--group", "room"])
-        .arg("--connect")
-        .arg(format!("unix:{}", dir.join("daemon.sock").display()))
+        .args(connect)
         .arg("--identity")
         .arg(dir.join("keys").join(format!("{name}.key")))
         .arg("--policy")
@@ -200,4 +209,141 @@ fn member_processes_agree_talk_and_survive_a_crash() {
     for c in chats {
         guard.0.push(c.child);
     }
+}
+
+/// `keygen` of `names` into `root/keys`, with the public keys of `trusted` copied into
+/// `root/trusted`, and a policy that trusts that directory.
+fn keys_and_policy(root: &Path, names: &[&str], trusted: &[&str]) {
+    for sub in ["keys", "trusted"] {
+        std::fs::create_dir(root.join(sub)).unwrap();
+    }
+    for name in names {
+        let ok = conclave()
+            .args(["keygen", "--name", name, "--out"])
+            .arg(root.join("keys"))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+    for name in trusted {
+        std::fs::copy(
+            root.join("keys").join(format!("{name}.pub")),
+            root.join("trusted").join(format!("{name}.pub")),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        root.join("policy.toml"),
+        "[trust]\nkeys = \"trusted\"\n\n[defaults]\nkey_agreement = \"gdh\"\ncipher = \"aes-gcm\"\ndh_group = \"ristretto255\"\nprovider = \"rustcrypto\"\n",
+    )
+    .unwrap();
+}
+
+/// Runs `conclave chat` to its end with `connect`; its exit status and stderr.
+fn chat_fails(root: &Path, name: &str, connect: &[&str]) -> String {
+    let out = conclave()
+        .args(["chat", "--group", "room"])
+        .args(connect)
+        .arg("--identity")
+        .arg(root.join("keys").join(format!("{name}.key")))
+        .arg("--policy")
+        .arg(root.join("policy.toml"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn member_processes_talk_over_authenticated_tcp_and_others_are_told_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    keys_and_policy(
+        root,
+        &["alice", "bob", "mallory", "conclave-daemon"],
+        &["alice", "bob"],
+    );
+    // TCP without the daemon's identity: refused with what to give.
+    let out = conclave()
+        .args(["daemon", "--listen", "tcp:127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("needs --tcp-identity FILE and --tcp-trust DIR"),
+        "{stderr}"
+    );
+
+    let mut daemon = conclave()
+        .args(["daemon", "--listen", "tcp:127.0.0.1:0", "--tcp-identity"])
+        .arg(root.join("keys/conclave-daemon.key"))
+        .arg("--tcp-trust")
+        .arg(root.join("trusted"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(daemon.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _guard = Killer(vec![daemon]);
+    let address = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("{first:?}"))
+        .to_string();
+    assert!(address.starts_with("tcp:127.0.0.1:"), "{address}");
+    let pinned = root.join("keys/conclave-daemon.pub").display().to_string();
+    let connect = ["--connect", &address, "--daemon-key", &pinned];
+
+    let (tx, rx) = mpsc::channel();
+    let mut seen = Vec::new();
+    let mut chats = Vec::new();
+    for (i, name) in ["alice", "bob"].iter().enumerate() {
+        chats.push(spawn_chat_at(root, name, &connect, tx.clone()));
+        let present = &["alice", "bob"][..=i];
+        collect(&rx, &mut seen, |s| {
+            keys_for(s, present).len() == present.len()
+        });
+    }
+    writeln!(chats[0].stdin, "over noise").unwrap();
+    collect(&rx, &mut seen, |s| {
+        s.iter()
+            .filter(|(_, e)| e["event"] == "message" && e["text"] == "over noise")
+            .count()
+            == 2
+    });
+
+    // No pinned key; an identity the daemon does not trust; a daemon key that is not
+    // the daemon's (mallory's key under the daemon's name).
+    let stderr = chat_fails(root, "alice", &["--connect", &address]);
+    assert!(stderr.contains("--daemon-key"), "{stderr}");
+    let stderr = chat_fails(root, "mallory", &connect);
+    assert!(
+        stderr.contains("\"mallory\", which is not trusted"),
+        "{stderr}"
+    );
+    std::fs::create_dir(root.join("fake")).unwrap();
+    std::fs::copy(
+        root.join("keys/mallory.pub"),
+        root.join("fake/conclave-daemon.pub"),
+    )
+    .unwrap();
+    let fake = root.join("fake/conclave-daemon.pub").display().to_string();
+    let stderr = chat_fails(root, "bob", &["--connect", &address, "--daemon-key", &fake]);
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+    assert!(stderr.contains("did not prove it"), "{stderr}");
+
+    // alice and bob were not disturbed.
+    writeln!(chats[1].stdin, "still here").unwrap();
+    collect(&rx, &mut seen, |s| {
+        s.iter()
+            .filter(|(_, e)| e["event"] == "message" && e["text"] == "still here")
+            .count()
+            == 2
+    });
 }

@@ -146,7 +146,7 @@ fn check_config_reports_every_error_at_its_line() {
     let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
-        "listen = \"tcp:127.0.0.1:0\"\n[limits]\nstall_timeout = \"2s\"\n[[names]]\nmatch = \"*\"\nuids = [0]\n",
+        "listen = \"unix:/tmp/conclave-check.sock\"\n[limits]\nstall_timeout = \"2s\"\n[[names]]\nmatch = \"*\"\nuids = [0]\n",
     )
     .unwrap();
     let out = conclave()

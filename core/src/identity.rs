@@ -55,6 +55,15 @@ pub enum IdentityError {
         /// The provider's error.
         source: PluginError,
     },
+    /// The identity cannot authenticate a TCP connection to the daemon (which takes
+    /// Ed25519 identities only).
+    #[error("identity {name}: {why}")]
+    Tcp {
+        /// The identity.
+        name: String,
+        /// Why.
+        why: String,
+    },
 }
 
 /// A member's identity: its name and long-term signing key. The secret key is wiped on
@@ -122,6 +131,23 @@ impl Identity {
 }
 
 impl Identity {
+    /// This identity as the daemon's TCP transport proves it (Noise, see
+    /// [`conclave_gcs::noise`]): Ed25519 identities only.
+    pub fn tcp_identity(&self) -> Result<conclave_gcs::noise::TcpIdentity, IdentityError> {
+        let tcp = |why: String| IdentityError::Tcp {
+            name: self.name().into(),
+            why,
+        };
+        if self.signature() != "ed25519" {
+            return Err(tcp(format!(
+                "TCP connections are authenticated with Ed25519 identities, this one is {}",
+                self.signature()
+            )));
+        }
+        conclave_gcs::noise::TcpIdentity::from_seed(self.name(), self.secret().expose())
+            .map_err(|e| tcp(e.to_string()))
+    }
+
     /// Writes `dir/NAME.key` (mode 0600, refusing to overwrite) and `dir/NAME.pub`, and
     /// returns their paths.
     pub fn write_files(&self, dir: &Path) -> Result<(PathBuf, PathBuf), IdentityError> {

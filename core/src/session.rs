@@ -385,8 +385,38 @@ impl Session<Client> {
         policy: Arc<dyn PolicySource>,
         trust: MapTrustStore,
     ) -> Result<Self, CoreError> {
+        Self::connect_pinned(address, identity, None, registry, policy, trust).await
+    }
+
+    /// [`Session::connect`], with the daemon's public key pinned: needed for a TCP
+    /// address, where the connection is authenticated both ways and encrypted (Noise,
+    /// see [`conclave_gcs::noise`]) and the daemon must prove `daemon`'s key.
+    pub async fn connect_pinned(
+        address: &Address,
+        identity: Identity,
+        daemon: Option<&conclave_policy::PublicKeyFile>,
+        registry: Arc<Registry>,
+        policy: Arc<dyn PolicySource>,
+        trust: MapTrustStore,
+    ) -> Result<Self, CoreError> {
         let member = MemberName::new(identity.name()).map_err(GcsError::from)?;
-        let client = Client::connect(address, member).await?;
+        let credentials = match daemon {
+            Some(daemon) => {
+                let mut pinned = conclave_gcs::noise::TcpTrust::new();
+                pinned
+                    .insert(&daemon.identity, daemon.key.bytes())
+                    .map_err(|e| GcsError::Authentication(e.to_string()))?;
+                let me = identity
+                    .tcp_identity()
+                    .map_err(|e| GcsError::Authentication(e.to_string()))?;
+                Some(conclave_gcs::TcpCredentials {
+                    identity: Arc::new(me),
+                    daemon: pinned,
+                })
+            }
+            None => None,
+        };
+        let client = Client::connect_with(address, member, credentials.as_ref()).await?;
         Self::over(client, identity, registry, policy, trust)
     }
 

@@ -53,9 +53,13 @@ async fn connect(addr: &Address, name: &str) -> Client {
         identity: Arc::new(identity(name)),
         daemon,
     };
-    Client::connect_with(addr, MemberName::new(name).expect("name"), Some(&credentials))
-        .await
-        .expect("connect")
+    Client::connect_with(
+        addr,
+        MemberName::new(name).expect("name"),
+        Some(&credentials),
+    )
+    .await
+    .expect("connect")
 }
 
 /// Joins `clients` to the group one by one, answering flushes, until all see `n`.

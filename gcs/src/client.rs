@@ -122,8 +122,7 @@ impl Client {
                 }
                 let stream = TcpStream::connect(addr).await.map_err(io_error)?;
                 let _ = stream.set_nodelay(true);
-                let handshake =
-                    noise::connect(stream, &credentials.identity, &credentials.daemon);
+                let handshake = noise::connect(stream, &credentials.identity, &credentials.daemon);
                 let (stream, _) = tokio::time::timeout(Duration::from_secs(10), handshake)
                     .await
                     .map_err(|_| GcsError::Disconnected {

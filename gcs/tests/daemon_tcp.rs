@@ -42,7 +42,9 @@ fn daemon_trust(daemon: &TcpIdentity) -> TcpTrust {
 async fn tcp_daemon(config: DaemonConfig) -> Daemon {
     let mut clients = TcpTrust::new();
     for (name, seed) in MEMBERS {
-        clients.insert(name, &identity(name, seed).public_key()).unwrap();
+        clients
+            .insert(name, &identity(name, seed).public_key())
+            .unwrap();
     }
     Daemon::bind(DaemonConfig {
         listen: "tcp:127.0.0.1:0".parse().unwrap(),
@@ -109,10 +111,12 @@ async fn round(from: &mut Client, to: &mut Client, text: &str) -> Duration {
 }
 
 /// A TCP relay in front of `target` that records what passes each way.
+type Log = Arc<Mutex<Vec<u8>>>;
+
 struct Tap {
     addr: Address,
-    up: Arc<Mutex<Vec<u8>>>,
-    down: Arc<Mutex<Vec<u8>>>,
+    up: Log,
+    down: Log,
 }
 
 async fn tap(target: &Address) -> Tap {
@@ -121,8 +125,8 @@ async fn tap(target: &Address) -> Tap {
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = Address::Tcp(listener.local_addr().unwrap());
-    let (up, down) = (Arc::default(), Arc::default());
-    let (u, d): (Arc<Mutex<Vec<u8>>>, Arc<Mutex<Vec<u8>>>) = (Arc::clone(&up), Arc::clone(&down));
+    let (up, down): (Log, Log) = (Arc::default(), Arc::default());
+    let (u, d) = (Arc::clone(&up), Arc::clone(&down));
     tokio::spawn(async move {
         let (client, _) = listener.accept().await.unwrap();
         let server = TcpStream::connect(target).await.unwrap();
@@ -130,7 +134,7 @@ async fn tap(target: &Address) -> Tap {
         let (sr, sw) = server.into_split();
         let pump = |mut r: tokio::net::tcp::OwnedReadHalf,
                     mut w: tokio::net::tcp::OwnedWriteHalf,
-                    log: Arc<Mutex<Vec<u8>>>| async move {
+                    log: Log| async move {
             let mut buf = vec![0u8; 65536];
             loop {
                 let n = match r.read(&mut buf).await {
@@ -201,7 +205,12 @@ async fn members_talk_over_noise_and_the_wire_shows_no_plaintext() {
     bob.close().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (up, down) = (t.up.lock().unwrap().clone(), t.down.lock().unwrap().clone());
-    assert!(up.len() > 100 && down.len() > 100, "{} {}", up.len(), down.len());
+    assert!(
+        up.len() > 100 && down.len() > 100,
+        "{} {}",
+        up.len(),
+        down.len()
+    );
     for wire in [&up, &down] {
         for plain in [
             secret.as_bytes(),
@@ -230,7 +239,9 @@ async fn untrusted_impostor_and_misnamed_clients_are_told_why_and_others_keep_wo
 
     // An identity the daemon does not know.
     let started = Instant::now();
-    let e = connect_as(&addr, identity("mallory", 66)).await.unwrap_err();
+    let e = connect_as(&addr, identity("mallory", 66))
+        .await
+        .unwrap_err();
     assert!(
         e.to_string().contains("\"mallory\", which is not trusted"),
         "{e}"
@@ -302,8 +313,7 @@ async fn a_client_refuses_a_daemon_that_is_not_the_pinned_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_garbage_silent_and_replayed_connections_are_dropped_within_the_handshake_timeout()
-{
+async fn plain_garbage_silent_and_replayed_connections_are_dropped_within_the_handshake_timeout() {
     let d = tcp_daemon(DaemonConfig {
         handshake_timeout: Duration::from_secs(1),
         ..DaemonConfig::default()
@@ -373,7 +383,11 @@ async fn plain_garbage_silent_and_replayed_connections_are_dropped_within_the_ha
     for mut s in attackers {
         let mut rest = Vec::new();
         let read = timeout(Duration::from_secs(3), s.read_to_end(&mut rest)).await;
-        assert!(read.is_ok(), "an attacker still connected after {:?}", started.elapsed());
+        assert!(
+            read.is_ok(),
+            "an attacker still connected after {:?}",
+            started.elapsed()
+        );
         assert!(!contains(&rest, b"CONCLAVE"), "a plain frame went back");
     }
     assert!(started.elapsed() < Duration::from_secs(3));

@@ -22,7 +22,8 @@ pub fn m(s: &str) -> MemberName {
 pub fn socket_address() -> Address {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("conclave-gcs-test-{}-{n}.sock", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("conclave-gcs-test-{}-{n}.sock", std::process::id()));
     Address::Unix(path)
 }
 
