@@ -73,8 +73,25 @@ struct Run {
 
 impl Run {
     fn spawn(&self, name: &str, node: u32) -> Member {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &format!("conclave-n{node}")])
+        self.spawn_as(name, node, None)
+    }
+
+    /// `spawn`, as the user `uid` (and its group of the same number) with its key in
+    /// `keys/UID/` when given.
+    fn spawn_as(&self, name: &str, node: u32, uid: Option<u32>) -> Member {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &format!("conclave-n{node}")]);
+        let mut keys = self.dir.join("keys");
+        if let Some(uid) = uid {
+            command.args([
+                "setpriv",
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+            ]);
+            keys = keys.join(uid.to_string());
+        }
+        let mut child = command
             .arg(env!("CARGO_BIN_EXE_conclave"))
             .args([
                 "chat",
@@ -85,7 +102,7 @@ impl Run {
                 &self.group,
             ])
             .arg("--identity")
-            .arg(self.dir.join("keys").join(format!("{name}.key")))
+            .arg(keys.join(format!("{name}.key")))
             .arg("--policy")
             .arg(self.dir.join("policy.toml"))
             .stdin(Stdio::piped())
@@ -594,4 +611,66 @@ fn three_nodes_partition_merge_and_crashes_for_gdh_and_ckd() {
     assert!(epochs.len() >= 7, "{report}");
     assert!(epochs.iter().all(|e| e["agreed"] == true), "{report}");
     assert_eq!(report["security_errors"], 0);
+
+    cpg_access_follows_corosync_uidgid(dir.path());
+}
+
+/// Who may use the engine on Corosync is corosync's `uidgid`: a user that is not
+/// listed (here `nobody`) is refused with a clear error and joins nothing; listed, it
+/// joins and keys with root's members.
+fn cpg_access_follows_corosync_uidgid(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    const NOBODY: u32 = 65534;
+    // alice's key, readable by nobody only; the rest readable by all.
+    let keys = dir.join("keys").join(NOBODY.to_string());
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::copy(dir.join("keys/alice.key"), keys.join("alice.key")).unwrap();
+    std::os::unix::fs::chown(keys.join("alice.key"), Some(NOBODY), Some(NOBODY)).unwrap();
+    for d in [dir, &dir.join("keys"), &keys] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    cluster(&["up", "1"]);
+    let out = Command::new("ip")
+        .args(["netns", "exec", "conclave-n1", "setpriv"])
+        .args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}")])
+        .arg("--clear-groups")
+        .arg(env!("CARGO_BIN_EXE_conclave"))
+        .args(["chat", "--engine", "corosync", "--group", "room"])
+        .arg("--identity")
+        .arg(keys.join("alice.key"))
+        .arg("--policy")
+        .arg(dir.join("policy.toml"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("corosync refused this user (see its uidgid settings)"),
+        "{stderr}"
+    );
+
+    let up = Command::new(cluster_script())
+        .args(["up", "1"])
+        .env("CONCLAVE_CLUSTER_UIDS", NOBODY.to_string())
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{up:?}");
+    let (tx, rx) = mpsc::channel();
+    let mut run = Run {
+        dir: dir.to_path_buf(),
+        group: "room".into(),
+        tx,
+        rx,
+        seen: Vec::new(),
+    };
+    let alice = run.spawn_as("alice", 1, Some(NOBODY));
+    let bob = run.spawn("bob", 1);
+    run.until("nobody's alice and root's bob keyed together", |s| {
+        keys_in(s, 0, &["alice", "bob"]).len() == 2
+    });
+    let keys = keys_in(&run.seen, 0, &["alice", "bob"]);
+    assert_eq!(keys[0].2["fingerprint"], keys[1].2["fingerprint"]);
+    drop((alice, bob));
 }
