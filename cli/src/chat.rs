@@ -161,8 +161,12 @@ async fn run_session<C: Connection>(
         match session.next_event().await {
             Ok(e) => {
                 print(args.json, &e);
-                if matches!(e, SessionEvent::Left { .. }) {
-                    break Ok(());
+                match e {
+                    SessionEvent::Left { .. } => break Ok(()),
+                    SessionEvent::Refused { reason, .. } => {
+                        break Err(format!("the daemon refused to let us in: {reason}"));
+                    }
+                    _ => {}
                 }
             }
             Err(e) => break Err(e.to_string()),

@@ -62,6 +62,7 @@ pub fn describe(e: &SessionEvent) -> String {
             format!("UNSENT   {} message(s): {reason}", sends.len())
         }
         SessionEvent::Left { cause, .. } => format!("left     ({cause})"),
+        SessionEvent::Refused { reason, .. } => format!("REFUSED  {reason}"),
         SessionEvent::PolicyReloaded { changed } => {
             format!("policy   reloaded; changes {changed:?}")
         }

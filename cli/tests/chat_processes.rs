@@ -347,3 +347,55 @@ fn member_processes_talk_over_authenticated_tcp_and_others_are_told_why_not() {
             == 2
     });
 }
+
+#[test]
+fn a_join_the_daemons_group_rules_refuse_is_reported_and_ends_the_chat() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    keys_and_policy(root, &["alice"], &["alice"]);
+    let me = std::fs::metadata("/proc/self").unwrap().uid();
+    let socket = root.join("daemon.sock");
+    std::fs::write(
+        root.join("daemon.toml"),
+        format!(
+            "listen = \"unix:{}\"\n[[groups]]\nmatch = \"secret-*\"\nuids = [{}]\n[[groups]]\nmatch = \"*\"\nuids = [{me}]\n",
+            socket.display(),
+            me + 1
+        ),
+    )
+    .unwrap();
+    let daemon = conclave()
+        .args(["daemon", "--config"])
+        .arg(root.join("daemon.toml"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Killer(vec![daemon]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let unix = format!("unix:{}", socket.display());
+    let out = conclave()
+        .args(["chat", "--group", "secret-room", "--connect", &unix])
+        .arg("--identity")
+        .arg(root.join("keys/alice.key"))
+        .arg("--policy")
+        .arg(root.join("policy.toml"))
+        .stdin(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("the daemon refused to let us in: access denied: group secret-room"),
+        "{stderr}"
+    );
+    // The same member may use the groups the rules let it into.
+    let (tx, rx) = mpsc::channel();
+    let mut seen = Vec::new();
+    let _alice = spawn_chat(root, "alice", tx);
+    collect(&rx, &mut seen, |s| keys_for(s, &["alice"]).len() == 1);
+}

@@ -295,6 +295,14 @@ pub enum SessionEvent {
         /// Why.
         cause: String,
     },
+    /// The engine refused this member's join of the group (an access rule of the
+    /// daemon): it is not in the group; its other groups go on.
+    Refused {
+        /// The group.
+        group: String,
+        /// Why, as the engine says it.
+        reason: String,
+    },
 }
 
 /// A request to a session from another task (see [`Session::handle`]).

@@ -162,6 +162,7 @@ impl Bus {
             Event::Left { .. } => {
                 self.procs[p].left_events += 1;
             }
+            Event::Refused { .. } => panic!("the Flush layer refuses no join"),
         }
     }
 

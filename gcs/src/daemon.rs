@@ -55,7 +55,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::noise::{self, NoiseStream, TcpIdentity, TcpTrust};
-use crate::types::{GcsError, GroupName, MemberName, SendOptions};
+use crate::types::{Event, GcsError, GroupName, MemberName, SendOptions};
 use crate::vs::{Domain, Outgoing};
 use crate::wire::{Encoded, Frame, MAX_FRAME_LEN, VERSION};
 
@@ -981,11 +981,28 @@ impl Ordering<'_> {
                         .get(&member)
                         .and_then(|c| config.access.refuse_group(group, &c.peer));
                     if let Some(reason) = refused {
-                        // An access violation is fatal, as a refused name is: the
-                        // client is told why and disconnected.
-                        warn!(%member, %reason, "join refused");
-                        Self::remove_client(domain, clients, &member, reason, ConnState::Closing);
-                        self.update_pressure(domain, clients);
+                        // That join alone is refused: the member's other groups and
+                        // its connection go on.
+                        warn!(%member, %group, %reason, "join refused");
+                        if let Some(c) = clients.get(&member) {
+                            let refusal = Frame::Event(Event::Refused {
+                                group: group.clone(),
+                                reason,
+                            });
+                            if !Self::queue(c, refusal.encode()) {
+                                let reason =
+                                    "slow consumer: no room in the outbound queue for a refusal"
+                                        .to_string();
+                                Self::remove_client(
+                                    domain,
+                                    clients,
+                                    &member,
+                                    reason,
+                                    ConnState::Kill,
+                                );
+                                self.update_pressure(domain, clients);
+                            }
+                        }
                         self.dispatch(domain, clients);
                         return;
                     }

@@ -173,7 +173,7 @@ impl Session {
                     *flush_requested = true;
                 }
             }
-            Event::Left { group, .. } => {
+            Event::Left { group, .. } | Event::Refused { group, .. } => {
                 self.groups.remove(group);
             }
             Event::Message { .. } => {}

@@ -90,7 +90,7 @@ impl Rec {
         match event {
             Event::View(v) => Rec::View(v.clone()),
             Event::FlushRequest { group } => Rec::Flush(group.clone()),
-            Event::Left { group, .. } => Rec::Left(group.clone()),
+            Event::Left { group, .. } | Event::Refused { group, .. } => Rec::Left(group.clone()),
             Event::Message {
                 group,
                 sender,

@@ -346,6 +346,15 @@ pub enum Event {
         /// Why.
         cause: Cause,
     },
+    /// The engine refused to let the member into the group (an access rule): the join
+    /// is over, and no other event of the group follows until it joins again. The
+    /// member's other groups are not affected.
+    Refused {
+        /// The group.
+        group: GroupName,
+        /// Why, as the engine says it.
+        reason: String,
+    },
 }
 
 impl Event {
@@ -354,7 +363,8 @@ impl Event {
         match self {
             Event::FlushRequest { group }
             | Event::Message { group, .. }
-            | Event::Left { group, .. } => group,
+            | Event::Left { group, .. }
+            | Event::Refused { group, .. } => group,
             Event::View(view) => &view.group,
         }
     }

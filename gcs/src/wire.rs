@@ -36,6 +36,7 @@ mod kind {
     pub const MESSAGE: u8 = 0x84;
     pub const LEFT: u8 = 0x85;
     pub const ERROR: u8 = 0x86;
+    pub const REFUSED: u8 = 0x87;
 }
 
 /// The `kind` byte of a unicast `Send`.
@@ -267,6 +268,13 @@ impl Frame {
                 put_name(&mut b, group.as_str());
                 b.put_u8(cause.code());
             }
+            Frame::Event(Event::Refused { group, reason }) => {
+                b.put_u8(kind::REFUSED);
+                put_name(&mut b, group.as_str());
+                let text = truncate_utf8(reason, u16::MAX as usize);
+                b.put_u16(text.len() as u16);
+                b.put_slice(text.as_bytes());
+            }
             Frame::Error { fatal, reason } => {
                 b.put_u8(kind::ERROR);
                 b.put_u8(u8::from(*fatal));
@@ -408,6 +416,15 @@ impl Frame {
                 let cause = r.cause()?;
                 r.end()?;
                 Frame::Event(Event::Left { group, cause })
+            }
+            kind::REFUSED => {
+                r.what = "Refused";
+                let group = r.group()?;
+                let n = r.u16()? as usize;
+                let text = r.take(n)?;
+                let reason = String::from_utf8(text.to_vec()).map_err(|_| WireError::BadText)?;
+                r.end()?;
+                Frame::Event(Event::Refused { group, reason })
             }
             kind::ERROR => {
                 r.what = "Error";
@@ -577,6 +594,10 @@ mod tests {
             Frame::Event(Event::Left {
                 group: g(),
                 cause: Cause::Disconnect,
+            }),
+            Frame::Event(Event::Refused {
+                group: g(),
+                reason: "access denied: ünïcode".into(),
             }),
             Frame::Error {
                 fatal: true,

@@ -289,7 +289,7 @@ impl World {
                                 x.recorded.push(payload.to_vec());
                             }
                         }
-                        Event::Left { .. } => {}
+                        Event::Left { .. } | Event::Refused { .. } => {}
                     }
                 }
             }

@@ -719,6 +719,21 @@ impl SecureLayer {
                 });
                 Ok(())
             }
+            Event::Refused { group, reason } => {
+                if let Some(g) = self.groups.remove(group.as_str()) {
+                    let sends = g.held.iter().map(|h| h.id).collect();
+                    self.undelivered(
+                        group.as_str(),
+                        sends,
+                        format!("the join was refused: {reason}"),
+                    );
+                }
+                self.events.push_back(SessionEvent::Refused {
+                    group: group.as_str().into(),
+                    reason,
+                });
+                Ok(())
+            }
         }
     }
 
