@@ -132,6 +132,8 @@ async fn run_session<C: Connection>(
                     break;
                 }
             }
+            // End of input: leave the group, which ends the chat once it is confirmed.
+            handle.send(SessionCommand::Leave(group.clone()));
         })
     };
     let hup = tokio::spawn(async move {

@@ -244,6 +244,17 @@ impl Demo {
         });
     }
 
+    /// The error that ends the demo at once, if `e` is one: a command that failed (a
+    /// send, a join) would otherwise be noticed only at the end of a wait.
+    fn failed(who: &str, e: &SessionEvent) -> Result<(), String> {
+        match e {
+            SessionEvent::CommandFailed { .. } | SessionEvent::Refused { .. } => {
+                Err(format!("{who}: {}", crate::render::describe(e)))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Records events until every member of `members` holds a key for exactly that
     /// membership.
     async fn until_keyed(&mut self, members: &[String]) -> Result<(), String> {
@@ -255,6 +266,7 @@ impl Demo {
                 .await
                 .map_err(|_| format!("no key for {members:?} within {WAIT:?}"))?
                 .ok_or("every member task ended")?;
+            Self::failed(&who, &e)?;
             if let SessionEvent::KeyEstablished(k) = &e
                 && k.members == members
                 && let Some(done) = keyed.get_mut(&who)
@@ -275,6 +287,7 @@ impl Demo {
                 .await
                 .map_err(|_| format!("only {got} of {n} messages arrived within {WAIT:?}"))?
                 .ok_or("every member task ended")?;
+            Self::failed(&who, &e)?;
             if matches!(e, SessionEvent::Message { .. }) {
                 got += 1;
             }

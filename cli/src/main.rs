@@ -30,9 +30,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Secure group communication with pluggable key agreement and ciphers.
+/// Conclave: secure group communication. Processes join named groups and exchange
+/// ordered messages with view-synchronous membership; a secure group keeps a shared key
+/// that every membership change replaces (contributory GDH or centralized CKD) and
+/// seals every message with it. Policy files pick the key agreement, cipher and crypto
+/// provider per group, from built-in plugins or shared libraries.
 #[derive(Debug, Parser)]
-#[command(name = "conclave", version, about, propagate_version = true)]
+#[command(
+    name = "conclave",
+    version,
+    about = "Conclave: secure group communication (view-synchronous groups whose key every membership change replaces)",
+    long_about,
+    propagate_version = true
+)]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax); also read from CONCLAVE_LOG.
     #[arg(long, global = true, value_name = "FILTER")]
@@ -52,10 +62,11 @@ enum Command {
     /// Run the whole system in one process: an embedded engine and N members joining,
     /// talking, leaving, crashing and coming back, as a timeline.
     Demo(demo::DemoArgs),
-    /// Measure key agreements (and, later, data) side by side.
+    /// Measure key agreements and the data path side by side (tables, charts, JSON).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
-    /// Chat in a secure group through a daemon (lines in, events out).
+    /// Chat in a secure group through a daemon or Corosync (lines in, events out; ends
+    /// at the end of its input).
     Chat(chat::ChatArgs),
     /// Check a policy file, or explain what it gives a group.
     #[command(subcommand)]

@@ -112,7 +112,7 @@ fn list(dirs: &[PathBuf], json: bool) -> ExitCode {
     }
     out!("{table}");
     for r in &refused {
-        eprintln!("refused: {}", r.error);
+        eprintln!("not loaded: {}", r.error);
     }
     if refused.is_empty() {
         ExitCode::SUCCESS

@@ -393,9 +393,29 @@ fn a_join_the_daemons_group_rules_refuse_is_reported_and_ends_the_chat() {
         stderr.contains("the daemon refused to let us in: access denied: group secret-room"),
         "{stderr}"
     );
-    // The same member may use the groups the rules let it into.
+    // The same member may use the groups the rules let it into; at the end of its
+    // input, the chat leaves the group and exits.
     let (tx, rx) = mpsc::channel();
     let mut seen = Vec::new();
-    let _alice = spawn_chat(root, "alice", tx);
+    let alice = spawn_chat(root, "alice", tx);
     collect(&rx, &mut seen, |s| keys_for(s, &["alice"]).len() == 1);
+    let Chat {
+        mut child, stdin, ..
+    } = alice;
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chat still running after its input closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    collect(&rx, &mut seen, |s| {
+        s.iter().any(|(_, e)| e["event"] == "left")
+    });
 }

@@ -172,3 +172,54 @@ fn demo_runs_the_whole_system_and_reports_agreed_epochs() {
         assert!(causes.contains(&c), "no {c} view: {causes:?}");
     }
 }
+
+#[test]
+fn a_library_that_is_not_a_plugin_never_runs_its_constructor() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let so = dir.path().join("libnot_a_plugin.so");
+    fs::copy(conclave_tests::fixtures::library("not-a-plugin"), &so).unwrap();
+    fs::set_permissions(&so, fs::Permissions::from_mode(0o644)).unwrap();
+    let marker = dir.path().join("constructor-ran");
+    for args in [
+        vec![
+            "plugins".to_string(),
+            "inspect".into(),
+            so.display().to_string(),
+        ],
+        vec![
+            "plugins".to_string(),
+            "list".into(),
+            "--plugin-dir".into(),
+            dir.path().display().to_string(),
+        ],
+    ] {
+        let out = conclave()
+            .args(&args)
+            .env("CONCLAVE_FIXTURE_MARKER", &marker)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("exports no Conclave root module"),
+            "{args:?}: {text}"
+        );
+        assert!(!marker.exists(), "{args:?}: the library's constructor ran");
+    }
+    // The check can fail: any other loader runs the constructor.
+    let status = Command::new("python3")
+        .args(["-c", "import ctypes, sys; ctypes.CDLL(sys.argv[1])"])
+        .arg(&so)
+        .env("CONCLAVE_FIXTURE_MARKER", &marker)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        marker.exists(),
+        "the fixture's constructor writes the marker"
+    );
+}

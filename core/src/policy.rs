@@ -19,9 +19,18 @@ pub enum PolicyLoadError {
     /// The file itself is wrong (each error with `FILE:LINE`).
     #[error("{0}")]
     Policy(#[from] PolicyErrors),
-    /// A plugin it names could not be loaded.
+    /// The built-in plugins could not be registered.
     #[error("{0}")]
     Plugin(#[from] LoadError),
+    /// A plugin library it names (or a pin it sets) was refused: at the line of the
+    /// pin for a digest mismatch, else at the line of the path.
+    #[error("{at}: {source}")]
+    PluginAt {
+        /// The line of the pin or of the plugin path.
+        at: conclave_policy::Position,
+        /// Why the library was refused.
+        source: LoadError,
+    },
 }
 
 /// What the registry offers, in the policy's terms.
@@ -54,17 +63,32 @@ pub fn registry_for(policy: &Policy) -> Result<Registry, PolicyLoadError> {
         .pins()
         .map(|(name, pin)| (name.to_string(), Sha256Pin(*pin)))
         .collect();
-    for path in policy.plugin_paths() {
+    let at = |line: &conclave_policy::Position, file: &Path, source: LoadError| {
+        let at = match &source {
+            LoadError::PinMismatch { .. } => policy
+                .pin_located(file)
+                .map_or_else(|| line.clone(), |p| p.at.clone()),
+            _ => line.clone(),
+        };
+        PolicyLoadError::PluginAt { at, source }
+    };
+    for located in policy.plugin_paths_located() {
+        let path = &located.value;
         if path.is_dir() {
-            for (_, result) in registry.load_dir(&path, &pins)? {
-                result?;
+            let results = registry
+                .load_dir(path, &pins)
+                .map_err(|e| at(&located.at, path, e))?;
+            for (file, result) in results {
+                result.map_err(|e| at(&located.at, &file, e))?;
             }
         } else {
             let pin = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| pins.get(n));
-            registry.load_file(&path, pin)?;
+            registry
+                .load_file(path, pin)
+                .map_err(|e| at(&located.at, path, e))?;
         }
     }
     Ok(registry)

@@ -173,7 +173,7 @@ impl TcpTrust {
         if key.is_weak() {
             return Err(invalid("a small-order (weak) key"));
         }
-        if key.to_bytes() != bytes {
+        if key.to_edwards().compress().to_bytes() != bytes {
             return Err(invalid("a non-canonical encoding"));
         }
         self.keys.insert(name, key);

@@ -196,14 +196,16 @@ pub enum PolicyError {
         /// The operating system's reason.
         reason: String,
     },
-    /// The trust directory or a key file in it is writable by others: anyone could
-    /// add or replace a trusted key.
-    #[error("{at}: \"{}\" is writable by others, so anyone could change the trusted keys (chmod o-w)", path.display())]
+    /// The trust directory or a key file in it (or a directory or link on their way)
+    /// could be changed by someone else: anyone could add or replace a trusted key.
+    #[error("{at}: \"{}\": {reason}: someone else could change the trusted keys", path.display())]
     InsecureTrust {
         /// The line of `keys` (for the directory) or the key file.
         at: Position,
         /// The directory or file.
         path: PathBuf,
+        /// What is wrong (see [`crate::files`]).
+        reason: String,
     },
     /// A public key (in a `.pub` file or inline) is malformed.
     #[error("{at}: public key of \"{identity}\" is malformed: {reason}")]

@@ -28,6 +28,7 @@
 
 mod catalog;
 mod error;
+pub mod files;
 mod load;
 mod policy;
 mod resolve;

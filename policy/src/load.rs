@@ -604,9 +604,11 @@ fn convert(
                 PolicyError::InsecureTrust {
                     at: Position::BuiltIn,
                     path,
+                    reason,
                 } => PolicyError::InsecureTrust {
                     at: at.clone(),
                     path,
+                    reason,
                 },
                 other => other,
             }));

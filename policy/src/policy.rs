@@ -202,6 +202,12 @@ impl Policy {
         self.pins.get(name).map(|p| p.value)
     }
 
+    /// The pin of a plugin library by file name, with the line that sets it.
+    pub fn pin_located(&self, file_name: impl AsRef<Path>) -> Option<&Located<[u8; 32]>> {
+        let name = file_name.as_ref().file_name()?.to_str()?;
+        self.pins.get(name)
+    }
+
     /// Every pin: file name → SHA-256.
     pub fn pins(&self) -> impl Iterator<Item = (&str, &[u8; 32])> {
         self.pins.iter().map(|(k, v)| (k.as_str(), &v.value))

@@ -38,6 +38,10 @@ pub enum KeyFormatError {
     /// A key file holds more than one non-empty line.
     #[error("a key file holds one line, this one has more")]
     ExtraLines,
+    /// An Ed25519 key that no valid signature can be checked against: not a point,
+    /// a non-canonical encoding, or a point of small order (RFC 8032 section 5.1.7).
+    #[error("not a valid Ed25519 public key: {0}")]
+    WeakKey(&'static str),
 }
 
 /// A long-term public key: a signature algorithm and the encoded key.
@@ -64,12 +68,15 @@ impl PublicKey {
         if bytes.is_empty() {
             return Err(KeyFormatError::Empty);
         }
-        if algorithm == "ed25519" && bytes.len() != 32 {
-            return Err(KeyFormatError::WrongLength {
-                algorithm: algorithm.to_owned(),
-                expected: 32,
-                found: bytes.len(),
-            });
+        if algorithm == "ed25519" {
+            let Ok(array) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+                return Err(KeyFormatError::WrongLength {
+                    algorithm: algorithm.to_owned(),
+                    expected: 32,
+                    found: bytes.len(),
+                });
+            };
+            check_ed25519(&array)?;
         }
         Ok(Self {
             algorithm: algorithm.to_owned(),
@@ -162,10 +169,27 @@ impl PublicKeyFile {
             name: identity.clone(),
             reason,
         })?;
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::BadPublicKey {
+        let bytes = match crate::files::read_checked(path, MAX_KEY_FILE, |_| {}) {
+            Ok((_, _, bytes)) => bytes,
+            Err(e @ crate::files::FileError::Unsafe { .. }) => {
+                return Err(PolicyError::InsecureTrust {
+                    at,
+                    path: path.to_path_buf(),
+                    reason: e.detail(),
+                });
+            }
+            Err(e) => {
+                return Err(PolicyError::BadPublicKey {
+                    at,
+                    identity,
+                    reason: e.detail(),
+                });
+            }
+        };
+        let text = String::from_utf8(bytes).map_err(|_| PolicyError::BadPublicKey {
             at: at.clone(),
             identity: identity.clone(),
-            reason: format!("cannot read: {e}"),
+            reason: "not UTF-8 text".into(),
         })?;
         let line = text
             .lines()
@@ -193,17 +217,24 @@ impl PublicKeyFile {
     }
 }
 
-/// Whether `path` is writable by users other than its owner and group.
-#[cfg(unix)]
-fn writable_by_others(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o002 != 0)
+/// Refuses Ed25519 public keys that are not canonical encodings of a point, or are
+/// points of small order (under which forged signatures verify).
+fn check_ed25519(bytes: &[u8; 32]) -> Result<(), KeyFormatError> {
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    let point = CompressedEdwardsY(*bytes)
+        .decompress()
+        .ok_or(KeyFormatError::WeakKey("not a curve point"))?;
+    if point.compress().as_bytes() != bytes {
+        return Err(KeyFormatError::WeakKey("a non-canonical encoding"));
+    }
+    if point.is_small_order() {
+        return Err(KeyFormatError::WeakKey("a point of small order"));
+    }
+    Ok(())
 }
 
-#[cfg(not(unix))]
-fn writable_by_others(_path: &Path) -> bool {
-    false
-}
+/// The largest public-key file read.
+const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// Checks an identity name: 1 to 64 characters among ASCII letters, digits, `-`, `_`
 /// and `.`, not starting with `.`. Returns the reason when it is refused.
@@ -268,6 +299,25 @@ impl Trust {
     pub(crate) fn load_dir_partial(dir: &Path) -> (Self, Vec<PolicyError>) {
         let mut trust = Trust::new();
         let mut errors = Vec::new();
+        match crate::files::check_dir(dir) {
+            Ok(_) => {}
+            Err(e @ crate::files::FileError::Unsafe { .. }) => {
+                errors.push(PolicyError::InsecureTrust {
+                    at: Position::BuiltIn,
+                    path: dir.to_path_buf(),
+                    reason: e.detail(),
+                });
+                return (trust, errors);
+            }
+            Err(e) => {
+                errors.push(PolicyError::MissingTrustDir {
+                    at: Position::BuiltIn,
+                    path: dir.to_path_buf(),
+                    reason: e.detail(),
+                });
+                return (trust, errors);
+            }
+        }
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) => {
@@ -279,29 +329,15 @@ impl Trust {
                 return (trust, errors);
             }
         };
-        if writable_by_others(dir) {
-            errors.push(PolicyError::InsecureTrust {
-                at: Position::BuiltIn,
-                path: dir.to_path_buf(),
-            });
-        }
+        // Every `*.pub` entry but directories: one that is not a regular file (a
+        // FIFO, a device) is reported, never opened for reading.
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == PublicKeyFile::EXTENSION) && p.is_file())
+            .filter(|p| p.extension().is_some_and(|x| x == PublicKeyFile::EXTENSION) && !p.is_dir())
             .collect();
         paths.sort();
         for path in paths {
-            if writable_by_others(&path) {
-                errors.push(PolicyError::InsecureTrust {
-                    at: Position::File {
-                        file: path.clone(),
-                        line: 1,
-                    },
-                    path: path.clone(),
-                });
-                continue;
-            }
             match PublicKeyFile::read(&path) {
                 Ok(file) => {
                     let at = Position::File {

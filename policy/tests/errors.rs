@@ -226,7 +226,7 @@ fn missing_trust_dir() {
     let e = error("[trust]\nkeys = \"no-such-dir\"\n");
     assert_eq!(
         e,
-        "policy.toml:2: trust key directory \"no-such-dir\" cannot be read: No such file or directory (os error 2)"
+        "policy.toml:2: trust key directory \"no-such-dir\" cannot be read: not found"
     );
 }
 

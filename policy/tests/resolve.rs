@@ -213,7 +213,10 @@ fn env_overrides_defaults_trust_and_paths() {
         p.plugin_paths(),
         vec![std::path::PathBuf::from("/opt/a"), "/opt/b".into()]
     );
-    assert_eq!(p.trust().get("alice").unwrap().bytes(), &[1u8; 32]);
+    assert_eq!(
+        p.trust().get("alice").unwrap().bytes(),
+        common::key_bytes(1)
+    );
 }
 
 #[test]

@@ -3,12 +3,12 @@
 mod common;
 use std::fs;
 
-use common::key_line;
+use common::{key_bytes, key_line};
 use conclave_policy::{KeyFormatError, Policy, Position, PublicKey, PublicKeyFile, check_identity};
 
 #[test]
 fn public_key_file_round_trip() {
-    let key = PublicKey::new("ed25519", vec![7; 32]).unwrap();
+    let key = PublicKey::new("ed25519", key_bytes(7)).unwrap();
     let text = PublicKeyFile::format(&key);
     assert_eq!(text, format!("{}\n", key_line(7)));
     assert_eq!(PublicKeyFile::parse(&text).unwrap(), key);
@@ -62,7 +62,7 @@ fn trust_directory_and_inline_members() {
     let dir = tempfile::tempdir().unwrap();
     let trusted = dir.path().join("trusted");
     fs::create_dir(&trusted).unwrap();
-    let alice = PublicKey::new("ed25519", vec![1; 32]).unwrap();
+    let alice = PublicKey::new("ed25519", key_bytes(1)).unwrap();
     let written = PublicKeyFile::write(&trusted, "alice", &alice).unwrap();
     assert_eq!(written, trusted.join("alice.pub"));
     fs::write(trusted.join("bob.pub"), format!("{}\n", key_line(2))).unwrap();
@@ -83,7 +83,7 @@ fn trust_directory_and_inline_members() {
     let t = p.trust();
     assert_eq!(t.names().collect::<Vec<_>>(), ["alice", "bob", "carol"]);
     assert_eq!(t.get("alice"), Some(&alice));
-    assert_eq!(t.get("bob").unwrap().bytes(), &[2; 32]);
+    assert_eq!(t.get("bob").unwrap().bytes(), key_bytes(2));
     assert_eq!(
         t.entry("bob").unwrap().at,
         Position::File {
@@ -171,33 +171,127 @@ fn policy_is_shareable_across_threads() {
 
 #[cfg(unix)]
 #[test]
-fn trust_writable_by_others_is_refused() {
-    use std::os::unix::fs::PermissionsExt;
+fn trust_that_someone_else_could_change_is_refused() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let mode = |p: &std::path::Path, m: u32| {
+        fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap()
+    };
     let dir = tempfile::tempdir().unwrap();
+    mode(dir.path(), 0o700);
     let trusted = dir.path().join("trusted");
     fs::create_dir(&trusted).unwrap();
     fs::write(trusted.join("alice.pub"), key_line(1)).unwrap();
     fs::write(trusted.join("bob.pub"), key_line(2)).unwrap();
-    fs::set_permissions(trusted.join("bob.pub"), fs::Permissions::from_mode(0o666)).unwrap();
-    fs::set_permissions(&trusted, fs::Permissions::from_mode(0o777)).unwrap();
+    mode(&trusted.join("alice.pub"), 0o644);
+    mode(&trusted.join("bob.pub"), 0o666);
+    mode(&trusted, 0o777);
     let policy = dir.path().join("policy.toml");
     fs::write(&policy, "\n[trust]\nkeys = \"trusted\"\n").unwrap();
-    let e = Policy::load_file(&policy).unwrap_err();
-    let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    let messages = || -> Vec<String> {
+        match Policy::load_file(&policy) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    };
     let (d, t) = (dir.path().display(), trusted.display());
+    // The directory first: nothing in it is read.
     assert_eq!(
-        msgs,
+        messages(),
+        [format!(
+            "{d}/policy.toml:3: \"{t}\": refused: {t} is writable by group or others (mode 777); fix with chmod go-w: someone else could change the trusted keys"
+        )]
+    );
+    // Then the file; group-writable is refused too (as OpenSSH's StrictModes).
+    mode(&trusted, 0o755);
+    mode(&trusted.join("bob.pub"), 0o664);
+    assert_eq!(
+        messages(),
+        [format!(
+            "{t}/bob.pub:1: \"{t}/bob.pub\": refused: {t}/bob.pub is writable by group or others (mode 664); fix with chmod go-w: someone else could change the trusted keys"
+        )]
+    );
+    mode(&trusted.join("bob.pub"), 0o644);
+    assert_eq!(Policy::load_file(&policy).unwrap().trust().len(), 2);
+
+    // carol.pub: a link to a key in a world-writable directory (another user could
+    // swap in their own key for carol).
+    let open = dir.path().join("open");
+    fs::create_dir(&open).unwrap();
+    mode(&open, 0o777);
+    fs::write(open.join("carol.pub"), key_line(3)).unwrap();
+    mode(&open.join("carol.pub"), 0o644);
+    symlink(open.join("carol.pub"), trusted.join("carol.pub")).unwrap();
+    let o = open.display();
+    assert_eq!(
+        messages(),
+        [format!(
+            "{t}/carol.pub:1: \"{t}/carol.pub\": refused: {o} is writable by group or others (mode 777); fix with chmod go-w: someone else could change the trusted keys"
+        )]
+    );
+    fs::remove_file(trusted.join("carol.pub")).unwrap();
+
+    // A FIFO named dave.pub is reported (at once: it is never opened), an oversized
+    // key file too.
+    mkfifo(&trusted.join("dave.pub"));
+    fs::write(trusted.join("erin.pub"), "x".repeat(100_000)).unwrap();
+    mode(&trusted.join("erin.pub"), 0o644);
+    let started = std::time::Instant::now();
+    let m = messages();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!(
+        m,
         [
             format!(
-                "{d}/policy.toml:3: \"{t}\" is writable by others, so anyone could change the trusted keys (chmod o-w)"
+                "{t}/dave.pub:1: public key of \"dave\" is malformed: not a regular file (a fifo)"
             ),
             format!(
-                "{t}/bob.pub:1: \"{t}/bob.pub\" is writable by others, so anyone could change the trusted keys (chmod o-w)"
+                "{t}/erin.pub:1: public key of \"erin\" is malformed: 100000 bytes, more than the limit of 65536 bytes"
             ),
         ]
     );
-    // Group-writable is accepted (umask 002 setups).
-    fs::set_permissions(trusted.join("bob.pub"), fs::Permissions::from_mode(0o664)).unwrap();
-    fs::set_permissions(&trusted, fs::Permissions::from_mode(0o775)).unwrap();
-    assert_eq!(Policy::load_file(&policy).unwrap().trust().len(), 2);
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn weak_and_non_canonical_ed25519_keys_are_refused_at_their_line() {
+    // The identity point (small order), y = p (non-canonical), and not a point.
+    let mut y_is_p = [0xffu8; 32];
+    y_is_p[0] = 0xed;
+    y_is_p[31] = 0x7f;
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    for (bytes, why) in [
+        (identity, "a point of small order"),
+        (y_is_p, "a non-canonical encoding"),
+    ] {
+        let e = PublicKey::new("ed25519", bytes.to_vec()).unwrap_err();
+        assert_eq!(e, KeyFormatError::WeakKey(why));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[trust.members]\nalice = \"{}\"\nmallory = \"ed25519:{}\"\n",
+            key_line(1),
+            hex::encode(identity)
+        ),
+    )
+    .unwrap();
+    let e = Policy::load_file(&policy).unwrap_err();
+    let msgs: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        msgs,
+        [format!(
+            "{}:3: public key of \"mallory\" is malformed: not a valid Ed25519 public key: a point of small order",
+            policy.display()
+        )]
+    );
 }

@@ -10,9 +10,10 @@ use std::{
 
 use conclave::{
     ErrorCode,
-    plugins::{LoadError, Origin, Registry, Sha256Pin, Writable, inspect},
+    plugins::{LoadError, Origin, Registry, Sha256Pin, inspect},
     sdk::{Options, api::cipher::CipherConfig, host::Cipher},
 };
+use conclave_policy::files::{FileError, Unsafety};
 use conclave_tests::fixtures;
 
 /// A private directory (mode 0700) holding a copy of `lib` (mode 0644) as `name`.
@@ -140,22 +141,28 @@ fn plugin_with_another_layout_is_refused() {
     assert!(matches!(e, LoadError::AbiMismatch { .. }), "{e}");
 }
 
+/// The component that a refusal names, and its problem.
+fn unsafe_component(e: &LoadError) -> (PathBuf, Unsafety) {
+    match e {
+        LoadError::UnsafeFile(FileError::Unsafe {
+            component, problem, ..
+        }) => (component.clone(), problem.clone()),
+        other => panic!("expected an unsafe-file refusal, got {other}"),
+    }
+}
+
 #[test]
-fn file_writable_by_others_is_refused() {
+fn file_writable_by_group_or_others_is_refused() {
     let (_d, path) = padme();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
-    let e = inspect(&path, None).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            LoadError::WritableByOthers {
-                which: Writable::File,
-                mode: 0o666,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    for mode in [0o666, 0o664] {
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        let e = inspect(&path, None).unwrap_err();
+        assert_eq!(
+            unsafe_component(&e),
+            (path.clone(), Unsafety::Writable(mode))
+        );
+        assert!(e.to_string().contains("fix with chmod go-w"), "{e}");
+    }
 }
 
 #[test]
@@ -163,16 +170,93 @@ fn directory_writable_by_others_is_refused() {
     let (dir, path) = padme();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
     let e = inspect(&path, None).unwrap_err();
+    assert_eq!(
+        unsafe_component(&e),
+        (dir.path().to_path_buf(), Unsafety::Writable(0o777))
+    );
+    // The whole directory is refused by load_dir, nothing in it loaded.
+    let mut r = registry();
+    let e = r.load_dir(dir.path(), &BTreeMap::new()).unwrap_err();
+    assert!(matches!(e, LoadError::UnsafeFile(_)), "{e}");
+    assert!(r.get("padme").is_none());
+}
+
+#[test]
+fn a_link_chain_into_a_world_writable_directory_is_refused() {
+    // A safe directory with links (two hops) to a plugin in a 0777 directory: another
+    // user could swap the plugin. Refused, naming the open directory.
+    let (open, plugin) = padme();
+    fs::set_permissions(open.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let safe = tempfile::tempdir().unwrap();
+    fs::set_permissions(safe.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&plugin, safe.path().join("hop.so")).unwrap();
+    std::os::unix::fs::symlink(safe.path().join("hop.so"), safe.path().join("libpadme.so"))
+        .unwrap();
+    let e = inspect(&safe.path().join("libpadme.so"), None).unwrap_err();
+    assert_eq!(
+        unsafe_component(&e),
+        (open.path().to_path_buf(), Unsafety::Writable(0o777))
+    );
+    let mut r = registry();
+    let results = r.load_dir(safe.path(), &BTreeMap::new()).unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|(_, res)| res.is_err()));
+    assert!(r.get("padme").is_none());
+    // Once the directory is safe, the same chain loads.
+    fs::set_permissions(open.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(
+        inspect(&safe.path().join("libpadme.so"), None)
+            .unwrap()
+            .name(),
+        "padme"
+    );
+}
+
+#[test]
+fn fifos_devices_and_oversized_files_are_refused_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let fifo = dir.path().join("x.so");
     assert!(
-        matches!(
-            e,
-            LoadError::WritableByOthers {
-                which: Writable::Directory,
-                ..
-            }
-        ),
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let started = std::time::Instant::now();
+    let e = inspect(&fifo, None).unwrap_err();
+    assert!(matches!(e, LoadError::NotAFile { kind: "fifo", .. }), "{e}");
+    let e = inspect(Path::new("/dev/zero"), None).unwrap_err();
+    assert!(
+        matches!(e, LoadError::NotAFile { kind: "device", .. }),
         "{e}"
     );
+    // A 1 GiB sparse file named .so: refused from its size.
+    let big = dir.path().join("big.so");
+    fs::File::create(&big).unwrap().set_len(1 << 30).unwrap();
+    let e = inspect(&big, None).unwrap_err();
+    assert!(
+        matches!(e, LoadError::UnsafeFile(FileError::TooLarge { size, .. }) if size == 1 << 30),
+        "{e}"
+    );
+    // The directory with both: each refused, nothing hangs.
+    let mut r = registry();
+    let results = r.load_dir(dir.path(), &BTreeMap::new()).unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn another_users_plugin_is_refused() {
+    if conclave_policy::files::current_uid() != 0 {
+        eprintln!("SKIPPED: needs root to give a file to another user");
+        return;
+    }
+    let (_d, path) = padme();
+    std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+    let e = inspect(&path, None).unwrap_err();
+    assert_eq!(unsafe_component(&e), (path, Unsafety::Owner(65534)));
 }
 
 #[test]
@@ -286,4 +370,25 @@ fn unknown_and_wrong_kind_lookups_are_typed() {
     }
     let e = r.new_provider("aes-gcm", Options::default()).unwrap_err();
     assert!(matches!(e, LoadError::WrongKind { .. }), "{e}");
+}
+
+#[test]
+fn a_plugin_built_with_panic_abort_does_not_compile() {
+    let manifest = fixtures::workspace_root().join("tests/fixtures/panic-abort/Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["check", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(fixtures::target_dir())
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it compiled: {stderr}");
+    assert!(
+        stderr.contains("a Conclave plugin cannot be built with panic = \"abort\""),
+        "{stderr}"
+    );
 }

@@ -140,7 +140,15 @@ fn bad_policy_files_get_precise_errors() {
         ),
         (
             "[plugins]\npaths = [\"libpadme_cipher.so\"]\npins = { \"libpadme_cipher.so\" = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\" }\n",
-            "SHA-256".to_string(),
+            // At the line of the pin, and said once.
+            format!("{name}:3: {}: SHA-256 mismatch", so.display()),
+        ),
+        (
+            "\n[plugins]\npaths = [\"no-such.so\"]\n",
+            format!(
+                "{name}:3: {}: plugin not found",
+                dir.path().join("no-such.so").display()
+            ),
         ),
     ] {
         write(&file, text);

@@ -2,16 +2,9 @@
 
 use std::{io, path::PathBuf};
 
-use crate::PluginError;
+use conclave_policy::files::FileError;
 
-/// Which file system object is writable by others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Writable {
-    /// The library file itself.
-    File,
-    /// The directory that holds it (anyone could replace the file).
-    Directory,
-}
+use crate::PluginError;
 
 /// A plugin that could not be loaded, registered or instantiated. Every variant names
 /// the file (or the plugin) and the reason; none of them stops the process.
@@ -34,21 +27,18 @@ pub enum LoadError {
         source: io::Error,
     },
     /// The path is not a regular file.
-    #[error("{path}: not a regular file")]
+    #[error("{path}: not a regular file (a {kind})")]
     NotAFile {
         /// The path.
         path: PathBuf,
+        /// What it is: `directory`, `fifo`, `socket`, `device`.
+        kind: &'static str,
     },
-    /// The file, or its directory, is writable by group or others.
-    #[error("{path}: refused: the {} is writable by group or others (mode {mode:o}); fix with chmod go-w", match .which { Writable::File => "file", Writable::Directory => "directory" })]
-    WritableByOthers {
-        /// The plugin's path.
-        path: PathBuf,
-        /// Whether the file or its directory is at fault.
-        which: Writable,
-        /// The offending permission bits.
-        mode: u32,
-    },
+    /// The file could be swapped under us (a directory on its path, a link followed or
+    /// the file itself is writable by group or others, or belongs to another user), is
+    /// larger than the limit, or its path loops.
+    #[error(transparent)]
+    UnsafeFile(FileError),
     /// The file's SHA-256 differs from the pin.
     #[error("{path}: SHA-256 mismatch: pinned sha256:{expected}, file is sha256:{actual}")]
     PinMismatch {

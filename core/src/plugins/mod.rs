@@ -19,7 +19,7 @@
 mod error;
 mod registry;
 
-pub use error::{LoadError, Writable};
+pub use error::LoadError;
 pub use registry::{
     AlgorithmInfo, DirEntryResult, LoadedPlugin, Origin, PluginInfo, Registry, Sha256Pin, inspect,
 };

@@ -2,9 +2,7 @@
 
 use std::{
     collections::BTreeMap,
-    fmt,
-    fs::File,
-    io::{self, Read},
+    fmt, io,
     path::{Path, PathBuf},
     str::FromStr,
 };
@@ -18,7 +16,9 @@ use conclave_plugin_sdk::api::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::error::{LoadError, Writable};
+use conclave_policy::files::{self, FileError};
+
+use super::error::LoadError;
 use crate::{Cipher, KeyAgreement, Provider};
 
 /// Where a plugin came from.
@@ -272,11 +272,17 @@ impl Registry {
         dir: &Path,
         pins: &BTreeMap<String, Sha256Pin>,
     ) -> Result<Vec<DirEntryResult>, LoadError> {
+        // The directory is checked as each file's path will be: a directory that
+        // someone else could change is refused as a whole.
+        files::check_dir(dir).map_err(file_error)?;
         let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+        // Every `*.so` but directories: a FIFO or a device so named is refused by
+        // `load_file` without being opened for reading.
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.extension().and_then(|e| e.to_str()) == Some(std::env::consts::DLL_EXTENSION)
+                    && !p.is_dir()
             })
             .collect();
         files.sort();
@@ -288,7 +294,8 @@ impl Registry {
                 .and_then(|n| pins.get(n));
             let result = self.load_file(&path, pin).map(|p| p.info().clone());
             if let Err(e) = &result {
-                tracing::warn!(error = %e, "plugin refused");
+                // The caller reports it; logged here only for debugging.
+                tracing::debug!(error = %e, "plugin refused");
             }
             out.push((path, result));
         }
@@ -364,72 +371,35 @@ fn io_error(path: &Path, e: io::Error) -> LoadError {
     }
 }
 
-#[cfg(unix)]
-fn check_permissions(path: &Path, file: &File) -> Result<(), LoadError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = file.metadata().map_err(|e| io_error(path, e))?;
-    if !meta.is_file() {
-        return Err(LoadError::NotAFile {
-            path: path.to_path_buf(),
-        });
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o022 != 0 {
-        return Err(LoadError::WritableByOthers {
-            path: path.to_path_buf(),
-            which: Writable::File,
-            mode: mode & 0o7777,
-        });
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let dmode = std::fs::metadata(&dir)
-        .map_err(|e| io_error(&dir, e))?
-        .permissions()
-        .mode();
-    if dmode & 0o022 != 0 {
-        return Err(LoadError::WritableByOthers {
-            path: path.to_path_buf(),
-            which: Writable::Directory,
-            mode: dmode & 0o7777,
-        });
-    }
-    Ok(())
-}
+/// The largest plugin file read (a plugin is a few MiB; the bound keeps a hostile
+/// "library" of any size from being read into memory).
+pub const MAX_PLUGIN_FILE: u64 = 256 << 20;
 
-#[cfg(not(unix))]
-fn check_permissions(path: &Path, file: &File) -> Result<(), LoadError> {
-    let meta = file.metadata().map_err(|e| io_error(path, e))?;
-    if !meta.is_file() {
-        return Err(LoadError::NotAFile {
-            path: path.to_path_buf(),
-        });
+fn file_error(e: FileError) -> LoadError {
+    match e {
+        FileError::NotFound { path } => LoadError::NotFound { path },
+        FileError::Io { path, source } => LoadError::Io { path, source },
+        FileError::NotRegular { path, kind } => LoadError::NotAFile { path, kind },
+        other => LoadError::UnsafeFile(other),
     }
-    Ok(())
-}
-
-/// Identity of an open file, to detect a replacement between check and load.
-#[cfg(unix)]
-fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (meta.dev(), meta.ino())
-}
-
-#[cfg(not(unix))]
-fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
-    (meta.len(), 0)
 }
 
 /// Loads and checks one shared library without registering it (for `plugins inspect`).
+///
+/// Before anything of the file runs: its path is checked as OpenSSH's `StrictModes`
+/// does ([`conclave_policy::files`]: every directory, link and the file owned by root
+/// or this user and not writable by group or others; a regular file within
+/// [`MAX_PLUGIN_FILE`]), it is read once, hashed while it streams and checked against
+/// the pin, and parsed as an ELF shared library for this machine that exports
+/// Conclave's root module. Only then is it handed to the dynamic loader (whose
+/// constructors run code), by its real path, and the file loaded must still be the
+/// file checked.
 pub fn inspect(path: &Path, pin: Option<&Sha256Pin>) -> Result<LoadedPlugin, LoadError> {
-    let mut file = File::open(path).map_err(|e| io_error(path, e))?;
-    check_permissions(path, &file)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .map_err(|e| io_error(path, e))?;
-    let digest: [u8; 32] = Sha256::digest(&bytes).into();
+    let mut hasher = Sha256::new();
+    let (real, file, bytes) =
+        files::read_checked(path, MAX_PLUGIN_FILE, |chunk| hasher.update(chunk))
+            .map_err(file_error)?;
+    let digest: [u8; 32] = hasher.finalize().into();
     if let Some(pin) = pin
         && pin.0 != digest
     {
@@ -443,13 +413,11 @@ pub fn inspect(path: &Path, pin: Option<&Sha256Pin>) -> Result<LoadedPlugin, Loa
     drop(bytes);
     // The dynamic loader opens the file by name (glibc identifies loaded objects by
     // name, so a descriptor path such as /proc/self/fd/N would alias other libraries).
-    // The file was checked through `file`; make sure the name still denotes it after
-    // loading. (Neither the file nor its directory is writable by others, so only
-    // their owner could swap it in between.)
+    // No one but root and this user can change the path; make sure the name still
+    // denotes the file checked once it is loaded.
     let checked = file_identity(&file.metadata().map_err(|e| io_error(path, e))?);
-    let canonical = std::fs::canonicalize(path).map_err(|e| io_error(path, e))?;
-    let header = lib_header_from_path(&canonical).map_err(|e| library_error(path, e))?;
-    let loaded = file_identity(&std::fs::metadata(&canonical).map_err(|e| io_error(path, e))?);
+    let header = lib_header_from_path(&real).map_err(|e| library_error(path, e))?;
+    let loaded = file_identity(&std::fs::metadata(&real).map_err(|e| io_error(path, e))?);
     if loaded != checked {
         return Err(LoadError::Io {
             path: path.to_path_buf(),
@@ -466,11 +434,17 @@ pub fn inspect(path: &Path, pin: Option<&Sha256Pin>) -> Result<LoadedPlugin, Loa
     )
 }
 
+/// Identity of an open file, to detect a replacement between check and load.
+fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
 /// Checks that `bytes` is a complete shared library for this machine before the dynamic
 /// loader maps it: a truncated file would otherwise be mapped past its end and crash
 /// the process with SIGBUS on first access, instead of failing to load.
 fn check_object(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
-    use object::{Architecture, Object, ObjectKind, ObjectSegment};
+    use object::{Architecture, Object, ObjectKind, ObjectSegment, ObjectSymbol};
     let invalid = |reason: String| LoadError::InvalidLibrary {
         path: path.to_path_buf(),
         reason,
@@ -499,6 +473,20 @@ fn check_object(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
             file.architecture(),
             host
         )));
+    }
+    // A library that does not export Conclave's root module is refused here, before
+    // the dynamic loader would run its constructors.
+    let root = abi_stable::library::ROOT_MODULE_LOADER_NAME.as_bytes();
+    let exported = file
+        .dynamic_symbols()
+        .any(|sym| sym.is_definition() && sym.name_bytes().is_ok_and(|n| n == root));
+    if !exported {
+        return Err(LoadError::NotAPlugin {
+            path: path.to_path_buf(),
+            reason: "the library exports no Conclave root module \
+                     (build it with conclave_plugin_sdk::export_plugin!); not loaded"
+                .into(),
+        });
     }
     let len = bytes.len() as u64;
     for (i, segment) in file.segments().enumerate() {
@@ -542,17 +530,70 @@ fn library_error(path: &Path, e: LibraryError) -> LoadError {
         },
         LibraryError::RootModule { err, .. } => LoadError::NotAPlugin {
             path,
-            reason: format!("its root module failed to initialize: {err}"),
+            reason: format!(
+                "its root module failed to initialize: {}",
+                one_line(&err.to_string())
+            ),
         },
         LibraryError::InvalidAbiHeader(h) => LoadError::AbiMismatch {
             path,
             reason: format!("built with an incompatible abi_stable ({h:?})"),
         },
-        other => LoadError::AbiMismatch {
-            path,
-            reason: other.to_string(),
-        },
+        other => {
+            let full = other.to_string();
+            tracing::debug!(path = %path.display(), report = %full, "abi_stable's full layout report");
+            LoadError::AbiMismatch {
+                path,
+                reason: one_line(&full),
+            }
+        }
     }
+}
+
+/// The line of an abi_stable report (a hundred lines and more of type layouts) that a
+/// person needs: its last `Error:` with what was expected and what was found, e.g.
+/// `mismatched type: expected PluginModule, found Module`.
+fn one_line(report: &str) -> String {
+    let lines: Vec<&str> = report
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    // "Label: value" or "Label:" with the value on the next line.
+    let value_after = |i: usize, label: &str| -> Option<String> {
+        let rest = lines.get(i)?.strip_prefix(label)?.trim();
+        if rest.is_empty() {
+            lines.get(i + 1).map(|v| v.to_string())
+        } else {
+            Some(rest.to_string())
+        }
+    };
+    let summary = match lines.iter().rposition(|l| l.starts_with("Error:")) {
+        Some(i) => {
+            let mut s = value_after(i, "Error:").unwrap_or_default();
+            let find = |label: &str| {
+                (i + 1..lines.len())
+                    .find(|&j| lines[j].starts_with(label))
+                    .and_then(|j| value_after(j, label))
+            };
+            if let Some(expected) = find("Expected:") {
+                s.push_str(&format!(": expected {expected}"));
+            }
+            if let Some(found) = find("Found:") {
+                s.push_str(&format!(", found {found}"));
+            }
+            s
+        }
+        None => lines.first().copied().unwrap_or("").to_string(),
+    };
+    let mut out: String = summary.chars().take(300).collect();
+    if summary.chars().count() > 300 {
+        out.push('…');
+    }
+    if lines.len() > 1 {
+        out.push_str(" (the full layout report with --log debug)");
+    }
+    out
 }
 
 fn valid_name(name: &str) -> bool {
@@ -647,6 +688,20 @@ mod tests {
                 .parse::<Sha256Pin>()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_layout_report_comes_down_to_its_error() {
+        let report = "Layout of expected type:\n  --- Type Layout ---\n  type:PluginModule\nLayout of found type:\n  type:Module\nError:mismatched type\nExpected:\n    PluginModule\nFound:\n    Module\n";
+        assert_eq!(
+            one_line(report),
+            "mismatched type: expected PluginModule, found Module (the full layout report with --log debug)"
+        );
+        assert_eq!(
+            one_line("fields:\nError: unexpected field\nExpected: options\nFound: provider"),
+            "unexpected field: expected options, found provider (the full layout report with --log debug)"
+        );
+        assert_eq!(one_line("one line"), "one line");
     }
 
     #[test]

@@ -62,8 +62,79 @@ pub fn signatures(p: &Provider) -> Report {
                 expect_code(p.signer(&name, &[7u8; 5]), ErrorCode::INVALID_KEY)
             })(),
         );
+        if name == "ed25519" {
+            r.check(
+                "signature ed25519: strict (RFC 8032 5.1.7): small-order and non-canonical keys, R and S refused".to_string(),
+                ed25519_strict(p),
+            );
+        }
     }
     r
+}
+
+/// The group order L of Ed25519, little-endian (RFC 8032).
+const ED25519_L: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// One notion of a valid Ed25519 signature for every provider: a public key that is a
+/// point of small order (the eight torsion points) or a non-canonical encoding
+/// (y = p, y = p + 1, and the torsion points with y + p where it fits) is refused as
+/// an invalid key, even with the signature (R = identity, S = 0) that verifies under
+/// it in a lax verifier; a signature whose R is of small order, or whose S is not
+/// reduced (S + L), is refused as a bad signature.
+fn ed25519_strict(p: &Provider) -> Result<(), String> {
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    let name = "ed25519";
+    let msg = b"conclave strict ed25519".to_vec();
+    let identity_sig = {
+        let mut s = [0u8; 64];
+        s[0] = 1; // R = the identity point; S = 0
+        s
+    };
+    let mut weak: Vec<[u8; 32]> = EIGHT_TORSION
+        .iter()
+        .map(|t| t.compress().to_bytes())
+        .collect();
+    let mut y_is_p = [0xffu8; 32];
+    y_is_p[0] = 0xed;
+    y_is_p[31] = 0x7f;
+    let mut y_is_p1 = y_is_p;
+    y_is_p1[0] = 0xee;
+    weak.extend([y_is_p, y_is_p1]);
+    for key in &weak {
+        expect_code(
+            p.verify(name, key, &msg, &identity_sig),
+            ErrorCode::INVALID_KEY,
+        )
+        .map_err(|e| format!("public key {}: {e}", hex::encode(key)))?;
+    }
+    // A real key and signature, then R swapped for a small-order point, and S + L.
+    let sk = p.generate_signing_key(name).map_err(err)?;
+    let s = p.signer(name, sk.expose()).map_err(err)?;
+    let pk = s.public_key();
+    let sig = s.sign(&msg).map_err(err)?;
+    p.verify(name, &pk, &msg, &sig).map_err(err)?;
+    for t in EIGHT_TORSION.iter() {
+        let mut bad = sig.clone();
+        bad[..32].copy_from_slice(&t.compress().to_bytes());
+        expect_code(p.verify(name, &pk, &msg, &bad), ErrorCode::BAD_SIGNATURE)
+            .map_err(|e| format!("R of small order: {e}"))?;
+    }
+    let mut unreduced = sig.clone();
+    let mut carry = 0u16;
+    for (i, l) in ED25519_L.iter().enumerate() {
+        let v = u16::from(unreduced[32 + i]) + u16::from(*l) + carry;
+        unreduced[32 + i] = v as u8;
+        carry = v >> 8;
+    }
+    ensure(carry == 0, || "S + L overflowed".into())?;
+    expect_code(
+        p.verify(name, &pk, &msg, &unreduced),
+        ErrorCode::BAD_SIGNATURE,
+    )
+    .map_err(|e| format!("S + L (not reduced): {e}"))
 }
 
 fn offers(p: &Provider, class: AlgorithmClass, name: &str) -> bool {

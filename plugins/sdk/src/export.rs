@@ -88,6 +88,12 @@ macro_rules! __plugin_module {
 #[macro_export]
 macro_rules! __export_root_module {
     ($module_fn:path) => {
+        // A panic must unwind to the ABI boundary, where the SDK catches it and returns
+        // an error; under `panic = "abort"` it would abort the host process instead.
+        #[cfg(panic = "abort")]
+        ::core::compile_error!(
+            "a Conclave plugin cannot be built with panic = \"abort\": a panic in it would abort the host process instead of being caught at the plugin boundary and returned as an error. Remove `panic = \"abort\"` from the profile that builds this plugin (the default, \"unwind\", is required)."
+        );
         #[doc(hidden)]
         #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
         pub static CONCLAVE_PLUGIN_ROOT_MODULE: $crate::api::abi_stable::library::LibHeader = {

@@ -63,7 +63,15 @@ pub fn error(text: &str) -> String {
     e.remove(0)
 }
 
-/// A key line for tests: `ed25519:` and 32 bytes of `byte`.
+/// A key line for tests: `ed25519:` and a valid public key that `byte` picks (the
+/// base point times `byte + 1`).
 pub fn key_line(byte: u8) -> String {
-    format!("ed25519:{}", hex::encode([byte; 32]))
+    format!("ed25519:{}", hex::encode(key_bytes(byte)))
+}
+
+/// The bytes of [`key_line`]'s key.
+pub fn key_bytes(byte: u8) -> Vec<u8> {
+    use curve25519_dalek::{constants::ED25519_BASEPOINT_POINT, scalar::Scalar};
+    let point = ED25519_BASEPOINT_POINT * Scalar::from(u64::from(byte) + 1);
+    point.compress().as_bytes().to_vec()
 }

@@ -26,6 +26,45 @@ pub const ALGORITHMS: &[&str] = &["ed25519", "rsa-pss-2048"];
 
 const RSA_BITS: u32 = 2048;
 
+/// What OpenSSL's Ed25519 verification leaves to the caller (it accepts small-order
+/// and non-canonical public keys, under which a signature with R = identity and S = 0
+/// verifies): RFC 8032 section 5.1.7 decoding, strictly, as ed25519-dalek's
+/// `verify_strict` does in the rustcrypto provider. The public key and R must be
+/// canonical encodings of points that are not of small order; S must be reduced.
+fn strict_ed25519(public_key: &[u8], signature: &[u8]) -> Result<()> {
+    use curve25519_dalek::{edwards::CompressedEdwardsY, scalar::Scalar};
+    let point = |bytes: &[u8]| {
+        let bytes: [u8; 32] = bytes.try_into().ok()?;
+        let p = CompressedEdwardsY(bytes).decompress()?;
+        (p.compress().to_bytes() == bytes).then_some(p)
+    };
+    let bad_signature = |why| PluginError::new(ErrorCode::BAD_SIGNATURE, why);
+    let a = point(public_key)
+        .ok_or_else(|| invalid_key("ed25519: invalid public key (not a canonical point)"))?;
+    if a.is_small_order() {
+        return Err(invalid_key(
+            "ed25519: invalid public key (a point of small order)",
+        ));
+    }
+    let r = point(&signature[..32]).ok_or_else(|| {
+        bad_signature("ed25519: malformed signature (R is not a canonical point)")
+    })?;
+    if r.is_small_order() {
+        return Err(bad_signature(
+            "ed25519: malformed signature (R of small order)",
+        ));
+    }
+    let s: [u8; 32] = signature[32..]
+        .try_into()
+        .map_err(|_| bad_signature("ed25519: malformed signature"))?;
+    if !bool::from(Scalar::from_canonical_bytes(s).is_some()) {
+        return Err(bad_signature(
+            "ed25519: malformed signature (S is not reduced)",
+        ));
+    }
+    Ok(())
+}
+
 fn invalid_key(what: impl std::fmt::Display) -> PluginError {
     PluginError::new(ErrorCode::INVALID_KEY, what.to_string())
 }
@@ -174,6 +213,7 @@ pub fn verify(
                     "ed25519: malformed signature",
                 ));
             }
+            strict_ed25519(public_key, signature)?;
             let key: PKey<Public> = PKey::public_key_from_raw_bytes(public_key, Id::ED25519)
                 .map_err(|_| invalid_key("ed25519: invalid public key"))?;
             let mut v = Verifier::new_without_digest(&key).map_err(ossl("EVP_DigestVerifyInit"))?;

@@ -73,8 +73,27 @@ pub fn verify(
             ),
         )
     })?;
-    let pk = VerifyingKey::from_bytes(&pk)
-        .map_err(|_| PluginError::new(ErrorCode::INVALID_KEY, "ed25519: invalid public key"))?;
+    let bytes = pk;
+    let pk = VerifyingKey::from_bytes(&pk).map_err(|_| {
+        PluginError::new(
+            ErrorCode::INVALID_KEY,
+            "ed25519: invalid public key (not a canonical point)",
+        )
+    })?;
+    // The same notion of a valid key as every provider's (RFC 8032 section 5.1.7,
+    // strictly): a canonical encoding of a point not of small order.
+    if pk.to_edwards().compress().to_bytes() != bytes {
+        return Err(PluginError::new(
+            ErrorCode::INVALID_KEY,
+            "ed25519: invalid public key (not a canonical point)",
+        ));
+    }
+    if pk.is_weak() {
+        return Err(PluginError::new(
+            ErrorCode::INVALID_KEY,
+            "ed25519: invalid public key (a point of small order)",
+        ));
+    }
     let sig = Signature::from_slice(signature)
         .map_err(|_| PluginError::new(ErrorCode::BAD_SIGNATURE, "ed25519: malformed signature"))?;
     pk.verify_strict(message, &sig).map_err(|_| {
