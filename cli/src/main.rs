@@ -25,6 +25,7 @@ mod plot;
 mod plugins;
 mod policy_cmd;
 mod render;
+mod scaffold;
 
 use std::process::ExitCode;
 

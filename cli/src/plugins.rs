@@ -30,6 +30,22 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create a plugin crate outside the repository (DIR/NAME) that builds, passes the
+    /// conformance kit and loads: a cipher or a key agreement to start from.
+    New {
+        /// The plugin's name (a-z, 0-9, '-'); also the crate's.
+        name: String,
+        /// What to create.
+        #[arg(long, value_enum)]
+        kind: crate::scaffold::Kind,
+        /// Where to create the crate's directory.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// The Conclave source checkout to depend on (the SDK is not on crates.io);
+        /// default: the one this binary was built from.
+        #[arg(long, value_name = "DIR")]
+        sdk: Option<PathBuf>,
+    },
 }
 
 /// Exit status when a plugin (or one of several) was refused.
@@ -51,6 +67,12 @@ pub fn run(cmd: PluginsCommand) -> ExitCode {
     match cmd {
         PluginsCommand::List { plugin_dirs, json } => list(&plugin_dirs, json),
         PluginsCommand::Inspect { path, pin, json } => inspect_one(&path, pin.as_ref(), json),
+        PluginsCommand::New {
+            name,
+            kind,
+            dir,
+            sdk,
+        } => crate::scaffold::run(&name, kind, &dir, sdk.as_deref()),
     }
 }
 

@@ -114,7 +114,7 @@ impl PolicyFile {
     /// Checks `policy` against `registry`.
     pub fn new(policy: Policy, registry: &Registry) -> Result<Self, PolicyErrors> {
         let catalog = catalog(registry);
-        policy.validate(&catalog)?;
+        policy.validate(registry)?;
         Ok(Self { policy, catalog })
     }
 
@@ -163,6 +163,9 @@ impl From<&Resolved> for GroupSettings {
             rekey_interval: r.rekey_interval,
             members: r.members.clone(),
             agreement_timeout: r.agreement_timeout,
+            cipher_options: r.options_for(&r.cipher).to_vec(),
+            key_agreement_options: r.options_for(&r.key_agreement).to_vec(),
+            provider_options: r.options_for(&r.provider).to_vec(),
         }
     }
 }
@@ -178,5 +181,14 @@ impl PolicySource for PolicyFile {
 impl Catalog for Registry {
     fn plugins(&self) -> Vec<CatalogPlugin> {
         catalog(self)
+    }
+
+    /// The plugin itself checks the options (through the ABI).
+    fn check_options(&self, plugin: &str, options: &[(String, String)]) -> Result<(), String> {
+        let p = self
+            .get(plugin)
+            .ok_or_else(|| format!("no plugin named {plugin}"))?;
+        p.check_options(&crate::settings::abi_options(options))
+            .map_err(|e| e.message.to_string())
     }
 }

@@ -44,6 +44,24 @@ pub struct GroupSettings {
     /// order), and the others key without it.
     #[serde(serialize_with = "secs")]
     pub agreement_timeout: Duration,
+    /// Options for the cipher plugin, from the policy (`options.PLUGIN`), as text.
+    #[serde(default)]
+    pub cipher_options: Vec<(String, String)>,
+    /// Options for the key-agreement plugin.
+    #[serde(default)]
+    pub key_agreement_options: Vec<(String, String)>,
+    /// Options for the provider plugin (local: not part of what members agree on).
+    #[serde(default)]
+    pub provider_options: Vec<(String, String)>,
+}
+
+/// Options as the plugin ABI carries them.
+pub(crate) fn abi_options(options: &[(String, String)]) -> conclave_plugin_sdk::api::Options {
+    let mut out = conclave_plugin_sdk::api::Options::default();
+    for (k, v) in options {
+        out = out.with(k.as_str(), v.as_str());
+    }
+    out
 }
 
 /// The default [`GroupSettings::agreement_timeout`].
@@ -77,6 +95,9 @@ impl Default for GroupSettings {
             rekey_interval: None,
             members: None,
             agreement_timeout: DEFAULT_AGREEMENT_TIMEOUT,
+            cipher_options: Vec::new(),
+            key_agreement_options: Vec::new(),
+            provider_options: Vec::new(),
         }
     }
 }
@@ -92,7 +113,7 @@ impl GroupSettings {
                 .map(|p| p.info().version.clone())
                 .unwrap_or_default()
         };
-        format!(
+        let mut text = format!(
             "conclave/group-modules/v1\nsecurity={:?}\nkey_agreement={} {}\ncipher={} {} {}\ndh_group={}\nsignature={}\n",
             self.security,
             self.key_agreement,
@@ -102,8 +123,20 @@ impl GroupSettings {
             self.cipher_algorithm,
             self.dh_group,
             self.signature,
-        )
-        .into_bytes()
+        );
+        // Options that change what travels are part of what members must agree on
+        // (present only when the policy sets some, so that other descriptors are as
+        // before).
+        for (name, options) in [
+            ("key_agreement_options", &self.key_agreement_options),
+            ("cipher_options", &self.cipher_options),
+        ] {
+            if !options.is_empty() {
+                let joined: Vec<String> = options.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                text.push_str(&format!("{name}={}\n", joined.join(",")));
+            }
+        }
+        text.into_bytes()
     }
 
     /// A one-line summary for errors and logs.

@@ -75,6 +75,13 @@ impl CatalogPlugin {
 pub trait Catalog {
     /// Every usable plugin.
     fn plugins(&self) -> Vec<CatalogPlugin>;
+
+    /// Asks the plugin `plugin` whether it accepts `options` (from the policy): the
+    /// plugin's reason if not. A catalog that cannot ask (a list of names) accepts.
+    fn check_options(&self, plugin: &str, options: &[(String, String)]) -> Result<(), String> {
+        let _ = (plugin, options);
+        Ok(())
+    }
 }
 
 impl Catalog for [CatalogPlugin] {

@@ -262,6 +262,29 @@ pub enum PolicyError {
         /// The installed plugins of that kind.
         known: Vec<String>,
     },
+    /// Options for a plugin that is not installed.
+    #[error(
+        "{at}: options for \"{plugin}\", which is not an installed plugin (known: {})",
+        Known(known)
+    )]
+    UnknownOptionsPlugin {
+        /// The line of the plugin's options.
+        at: Position,
+        /// The plugin name as written.
+        plugin: String,
+        /// The installed plugins.
+        known: Vec<String>,
+    },
+    /// Options the plugin itself refused (checked by the plugin, through the ABI).
+    #[error("{at}: options for \"{plugin}\" refused by the plugin: {reason}")]
+    BadOptions {
+        /// The line of the plugin's options.
+        at: Position,
+        /// The plugin.
+        plugin: String,
+        /// The plugin's reason.
+        reason: String,
+    },
     /// A cipher that is neither an installed cipher plugin nor an algorithm one offers.
     #[error(
         "{at}: cipher \"{value}\" is not an installed cipher plugin or algorithm (known: {})",
@@ -341,6 +364,8 @@ impl PolicyError {
             | ConflictingKey { at, .. }
             | NotOverridable { at, .. }
             | UnknownPlugin { at, .. }
+            | UnknownOptionsPlugin { at, .. }
+            | BadOptions { at, .. }
             | UnknownCipher { at, .. }
             | UnknownAlgorithm { at, .. }
             | UnknownMember { at, .. }

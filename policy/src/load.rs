@@ -31,6 +31,8 @@ enum Ty {
     Str,
     StrArray,
     StrTable,
+    /// `options`: plugin name → table of strings, numbers and booleans.
+    Options,
 }
 
 impl Ty {
@@ -39,6 +41,7 @@ impl Ty {
             Ty::Str => "a string",
             Ty::StrArray => "an array of strings",
             Ty::StrTable => "a table of strings",
+            Ty::Options => "a table of plugin names to tables of options",
         }
     }
 }
@@ -48,7 +51,9 @@ const PLUGINS_KEYS: [(&str, Ty); 2] = [("paths", Ty::StrArray), ("pins", Ty::Str
 const TRUST_KEYS: [(&str, Ty); 2] = [("keys", Ty::Str), ("members", Ty::StrTable)];
 
 fn setting_schema() -> Vec<(&'static str, Ty)> {
-    SETTING_KEYS.iter().map(|k| (*k, Ty::Str)).collect()
+    let mut v: Vec<(&'static str, Ty)> = SETTING_KEYS.iter().map(|k| (*k, Ty::Str)).collect();
+    v.push(("options", Ty::Options));
+    v
 }
 
 fn group_schema() -> Vec<(&'static str, Ty)> {
@@ -213,6 +218,28 @@ fn check_type(
                 }
             }
         }
+        (Ty::Options, DeValue::Table(plugins)) => {
+            for (plugin, options) in plugins.iter() {
+                let at = format!("{key}.{}", plugin.get_ref());
+                let DeValue::Table(options) = options.get_ref() else {
+                    errors.push(wrong(options, "a table of options", &at));
+                    continue;
+                };
+                for (k, v) in options.iter() {
+                    let scalar = matches!(
+                        v.get_ref(),
+                        DeValue::String(_)
+                            | DeValue::Integer(_)
+                            | DeValue::Float(_)
+                            | DeValue::Boolean(_)
+                    );
+                    if !scalar {
+                        let full = format!("{at}.{}", k.get_ref());
+                        errors.push(wrong(v, "a string, a number or a boolean", &full));
+                    }
+                }
+            }
+        }
         _ => errors.push(wrong(value, ty.expected(), key)),
     }
 }
@@ -330,6 +357,7 @@ struct RawSettings {
     agreement_timeout: Option<String>,
     security: Option<String>,
     signature: Option<String>,
+    options: Option<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +373,7 @@ struct RawGroup {
     agreement_timeout: Option<String>,
     security: Option<String>,
     signature: Option<String>,
+    options: Option<BTreeMap<String, BTreeMap<String, String>>>,
     members: Option<Vec<String>>,
 }
 
@@ -359,6 +388,7 @@ impl RawGroup {
             agreement_timeout: self.agreement_timeout.take(),
             security: self.security.take(),
             signature: self.signature.take(),
+            options: self.options.take(),
         }
     }
 }
@@ -386,6 +416,10 @@ fn check_env(
             ["group", ..] => Some(PolicyError::NotOverridable {
                 at: at.clone(),
                 what: "[[group]] rules".into(),
+            }),
+            ["defaults", "options", ..] => Some(PolicyError::NotOverridable {
+                at: at.clone(),
+                what: "plugin options".into(),
             }),
             ["plugins", "pins", ..] => Some(PolicyError::NotOverridable {
                 at: at.clone(),
@@ -645,6 +679,7 @@ fn convert(
         std::mem::take(&mut raw.defaults),
         "[defaults]",
         &|k| loc.value(&[K("defaults"), K(k)]),
+        &|p| loc.value(&[K("defaults"), K("options"), K(p)]),
         &mut errors,
     );
 
@@ -668,6 +703,7 @@ fn convert(
             g.settings(),
             &table,
             &|k| loc.value(&[K("group"), I(i), K(k)]),
+            &|p| loc.value(&[K("group"), I(i), K("options"), K(p)]),
             &mut errors,
         );
         let members = g.members.take().map(|names| {
@@ -730,6 +766,7 @@ fn settings(
     raw: RawSettings,
     table: &str,
     at: &dyn Fn(&str) -> Position,
+    at_options: &dyn Fn(&str) -> Position,
     errors: &mut Vec<PolicyError>,
 ) -> Settings {
     let mut name = |key: &str, v: Option<String>| -> Option<Located<String>> {
@@ -789,6 +826,15 @@ fn settings(
             }
         }
     });
+    let options = raw
+        .options
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(plugin, entries)| {
+            let at = at_options(&plugin);
+            (plugin, Located::new(entries.into_iter().collect(), at))
+        })
+        .collect();
     Settings {
         key_agreement,
         cipher,
@@ -798,6 +844,7 @@ fn settings(
         agreement_timeout,
         security,
         signature,
+        options,
     }
 }
 

@@ -59,6 +59,9 @@ pub struct Settings {
     pub security: Option<Located<Security>>,
     /// Signature algorithm of identity keys (`ed25519`).
     pub signature: Option<Located<String>>,
+    /// Options by plugin name (`options.padme = { padding = "none" }`): each plugin in
+    /// use gets its own table, which it checks itself. Values are kept as text.
+    pub options: BTreeMap<String, Located<Vec<(String, String)>>>,
 }
 
 /// One `[[group]]` rule.

@@ -1,5 +1,6 @@
 //! What a group gets: validation against the installed plugins, and resolution.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +98,8 @@ pub struct Sources {
     pub agreement_timeout: Source,
     /// Of [`Resolved::members`].
     pub members: Source,
+    /// Of each plugin's entry of [`Resolved::options`].
+    pub options: BTreeMap<String, Source>,
 }
 
 /// What one group gets: every setting filled, and where each comes from.
@@ -129,6 +132,9 @@ pub struct Resolved {
     pub agreement_timeout: Duration,
     /// The identities allowed to join; `None`: any trusted identity.
     pub members: Option<Vec<String>>,
+    /// Options by plugin name (the rule's table for a plugin, else the defaults'),
+    /// values as text.
+    pub options: BTreeMap<String, Vec<(String, String)>>,
     /// Where each setting comes from.
     pub sources: Sources,
     trust: Arc<Trust>,
@@ -225,21 +231,61 @@ impl Resolved {
         for (key, value, source) in rows {
             out.push_str(&format!("  {key:<17} {value:<24} {source}\n"));
         }
+        for (plugin, options) in &self.options {
+            let value = options
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let key = format!("options.{plugin}");
+            let source = self
+                .sources
+                .options
+                .get(plugin)
+                .map_or_else(String::new, ToString::to_string);
+            out.push_str(&format!("  {key:<17} {value:<24} {source}\n"));
+        }
         out
+    }
+
+    /// The options the policy gives `plugin` (none if it gives none).
+    pub fn options_for(&self, plugin: &str) -> &[(String, String)] {
+        self.options.get(plugin).map_or(&[], Vec::as_slice)
     }
 
     /// The settings every member must agree on, in a fixed order: key agreement,
     /// cipher plugin, cipher algorithm, DH group, signature. Not the provider (members
     /// may compute on different ones) nor the rekey interval, agreement timeout or
     /// members list.
+    ///
+    /// The options of the cipher and of the key agreement change what travels, so
+    /// they are part of it when the policy sets any (`k=v` pairs in key order, joined
+    /// by newlines).
     pub fn context_fields(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut fields = vec![
             ("key_agreement", self.key_agreement.clone()),
             ("cipher", self.cipher.clone()),
             ("cipher_algorithm", self.cipher_algorithm.clone()),
             ("dh_group", self.dh_group.clone()),
             ("signature", self.signature.clone()),
-        ]
+        ];
+        let canonical = |options: &[(String, String)]| {
+            options
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        for (name, plugin) in [
+            ("key_agreement_options", &self.key_agreement),
+            ("cipher_options", &self.cipher),
+        ] {
+            let options = self.options_for(plugin);
+            if !options.is_empty() {
+                fields.push((name, canonical(options)));
+            }
+        }
+        fields
     }
 
     /// [`Resolved::context_fields`] encoded by [`encode_context`]: the bytes for
@@ -273,6 +319,7 @@ struct Effective {
     rekey_interval: Eff<Option<Duration>>,
     agreement_timeout: Eff<Duration>,
     members: Eff<Option<Vec<Located<String>>>>,
+    options: BTreeMap<String, Eff<Vec<(String, String)>>>,
 }
 
 impl Policy {
@@ -364,6 +411,20 @@ impl Policy {
                 d.agreement_timeout.as_ref(),
                 builtin::AGREEMENT_TIMEOUT,
             ),
+            options: d
+                .options
+                .keys()
+                .chain(r.map(|r| r.options.keys()).into_iter().flatten())
+                .map(|plugin| {
+                    let eff = pick(
+                        rule,
+                        r.and_then(|r| r.options.get(plugin)),
+                        d.options.get(plugin),
+                        Vec::new(),
+                    );
+                    (plugin.clone(), eff)
+                })
+                .collect(),
             members: match rule.and_then(|r| r.members.as_ref().map(|m| (r, m))) {
                 Some((r, m)) => Eff {
                     value: Some(m.clone()),
@@ -393,6 +454,30 @@ impl Policy {
         for rule in scopes {
             let eff = self.effective(rule);
             check_scope(&eff, &installed, &mut errors);
+        }
+        // Every table of options, where it is written: its plugin is installed and
+        // accepts it.
+        let tables = std::iter::once(&self.defaults)
+            .chain(self.groups.iter().map(|g| &g.settings))
+            .flat_map(|s| s.options.iter());
+        let names: Vec<String> = catalog.plugins().into_iter().map(|p| p.name).collect();
+        for (plugin, options) in tables {
+            let error = if !names.contains(plugin) {
+                PolicyError::UnknownOptionsPlugin {
+                    at: options.at.clone(),
+                    plugin: plugin.clone(),
+                    known: names.clone(),
+                }
+            } else if let Err(reason) = catalog.check_options(plugin, &options.value) {
+                PolicyError::BadOptions {
+                    at: options.at.clone(),
+                    plugin: plugin.clone(),
+                    reason,
+                }
+            } else {
+                continue;
+            };
+            push_once(&mut errors, error);
         }
         let known: Vec<String> = self.trust.names().map(str::to_owned).collect();
         for rule in &self.groups {
@@ -453,7 +538,17 @@ impl Policy {
                 .members
                 .value
                 .map(|m| m.into_iter().map(|n| n.value).collect()),
+            options: eff
+                .options
+                .iter()
+                .map(|(p, e)| (p.clone(), e.value.clone()))
+                .collect(),
             sources: Sources {
+                options: eff
+                    .options
+                    .iter()
+                    .map(|(p, e)| (p.clone(), e.source.clone()))
+                    .collect(),
                 security: eff.security.source,
                 key_agreement: eff.key_agreement.source,
                 cipher: eff.cipher.source,

@@ -166,3 +166,147 @@ fn bad_policy_files_get_precise_errors() {
         "{e}"
     );
 }
+
+/// Two members on padme with `padding` set in the policy, and a raw engine client in
+/// the group that records what travels: the lengths of alice's last two sealed
+/// messages (plaintexts of 100 and 101 bytes).
+async fn sealed_lengths_with_padding(padding: &str) -> (usize, usize) {
+    use conclave_gcs::{Client, Event, GroupName, MemberName};
+    let dir = private_dir();
+    let so = dir.path().join("libpadme_cipher.so");
+    fs::copy(fixtures::library("padme-cipher"), &so).unwrap();
+    fs::set_permissions(&so, fs::Permissions::from_mode(0o644)).unwrap();
+    let file = dir.path().join("policy.toml");
+    write(
+        &file,
+        &format!(
+            "[plugins]\npaths = [\"libpadme_cipher.so\"]\n\n[defaults]\ncipher = \"padme\"\ndh_group = \"ristretto255\"\nprovider = \"rustcrypto\"\n\n[defaults.options.padme]\npadding = \"{padding}\"\n"
+        ),
+    );
+    let net = Net::new().await;
+    // The observer: in the engine's view (left out of the secure view), it answers
+    // flushes and records the length of every message from alice.
+    let mut observer = Client::connect(&net.address, MemberName::new("observer").unwrap())
+        .await
+        .unwrap();
+    let lab = GroupName::new("lab").unwrap();
+    observer.join(&lab).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let watcher = tokio::spawn(async move {
+        while let Ok(e) = observer.next_event().await {
+            match e {
+                Event::FlushRequest { group } => {
+                    let _ = observer.flush_ok(&group).await;
+                }
+                Event::Message {
+                    sender, payload, ..
+                } if sender.as_str() == "alice" => record.lock().unwrap().push(payload.len()),
+                _ => {}
+            }
+        }
+    });
+    let mut members = Vec::new();
+    for n in ["alice", "bob"] {
+        let (registry, policy, _) = PolicyFile::load(&file).unwrap();
+        let mut m = net
+            .member_with(n, Arc::new(policy), registry, net.trust.clone())
+            .await;
+        m.join("lab").await;
+        members.push(m);
+    }
+    agreed(&mut members, "lab", &["alice", "bob"]).await;
+    for len in [100, 101] {
+        members[0].send(Command::Multicast {
+            group: "lab".into(),
+            service: Service::Agreed,
+            data: vec![b'x'; len],
+        });
+    }
+    for m in members.iter_mut() {
+        let got = m.messages("lab", 2).await;
+        assert_eq!(got[0].2.len(), 100);
+        assert_eq!(got[1].2.len(), 101);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    watcher.abort();
+    let seen = seen.lock().unwrap().clone();
+    net.daemon.unwrap().shutdown().await;
+    let n = seen.len();
+    assert!(n >= 2, "{seen:?}");
+    (seen[n - 2], seen[n - 1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cipher_option_in_the_policy_changes_what_travels() {
+    // PADME pads 101 and 102 bytes (plaintext and end marker) alike, to 104; without
+    // padding the 1-byte difference shows, and each message is 3 or 2 bytes shorter.
+    let (p100, p101) = sealed_lengths_with_padding("padme").await;
+    let (n100, n101) = sealed_lengths_with_padding("none").await;
+    assert_eq!(p100, p101, "padme hides the difference");
+    assert_eq!(n101, n100 + 1, "no padding shows it");
+    assert_eq!(p100, n100 + 3);
+}
+
+#[test]
+fn plugin_options_are_checked_by_the_plugin_at_their_line() {
+    let dir = private_dir();
+    let so = dir.path().join("libpadme_cipher.so");
+    fs::copy(fixtures::library("padme-cipher"), &so).unwrap();
+    fs::set_permissions(&so, fs::Permissions::from_mode(0o644)).unwrap();
+    let file = dir.path().join("policy.toml");
+    let name = file.display().to_string();
+    let head = "[plugins]\npaths = [\"libpadme_cipher.so\"]\n\n[defaults]\ncipher = \"padme\"\n";
+    for (options, expected) in [
+        (
+            "\n[defaults.options.padme]\npadding = \"fancy\"\n",
+            format!(
+                "{name}:7: options for \"padme\" refused by the plugin: padme: padding \"fancy\" is not \"padme\" or \"none\""
+            ),
+        ),
+        (
+            "\n[defaults.options.padme]\ncolour = true\n",
+            format!(
+                "{name}:7: options for \"padme\" refused by the plugin: padme: unknown option \"colour\" (the only one is \"padding\")"
+            ),
+        ),
+        (
+            "\n[defaults.options.aes-gcm]\nnonce = 12\n",
+            format!(
+                "{name}:7: options for \"aes-gcm\" refused by the plugin: aes-gcm takes no options (the policy sets \"nonce\")"
+            ),
+        ),
+        (
+            "\n[defaults.options.nosuch]\nx = 1\n",
+            format!("{name}:7: options for \"nosuch\", which is not an installed plugin"),
+        ),
+        (
+            "\n[defaults.options.padme]\npadding = [\"a\"]\n",
+            format!(
+                "{name}:8: \"options.padme.padding\" in [defaults] must be a string, a number or a boolean"
+            ),
+        ),
+    ] {
+        write(&file, &format!("{head}{options}"));
+        let e = PolicyFile::load(&file)
+            .err()
+            .unwrap_or_else(|| panic!("{options:?} was accepted"))
+            .to_string();
+        assert!(e.starts_with(&expected), "{options:?} gave {e:?}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+    // A rule's options for a plugin replace the defaults' for that plugin.
+    write(
+        &file,
+        &format!(
+            "{head}\n[defaults.options.padme]\npadding = \"none\"\n\n[[group]]\nmatch = \"hide-*\"\noptions = {{ padme = {{ padding = \"padme\" }} }}\n"
+        ),
+    );
+    let (_, policy, _) = PolicyFile::load(&file).unwrap();
+    let opt = |g: &str| policy.resolve(g).unwrap().options_for("padme").to_vec();
+    assert_eq!(opt("lab"), [("padding".to_string(), "none".to_string())]);
+    assert_eq!(
+        opt("hide-1"),
+        [("padding".to_string(), "padme".to_string())]
+    );
+}

@@ -203,6 +203,22 @@ impl LoadedPlugin {
             .map_err(|source| self.instantiate_error(source))
     }
 
+    /// Asks the plugin whether it accepts `options` (from the policy). A plugin built
+    /// for ABI 1.0 cannot say: options for it are refused rather than passed unchecked.
+    pub fn check_options(&self, options: &Options) -> Result<(), crate::PluginError> {
+        match self.module.check_options().flatten() {
+            Some(check) => check(options).into_result(),
+            None if options.entries.is_empty() => Ok(()),
+            None => Err(crate::PluginError::new(
+                crate::ErrorCode::BAD_CONFIG,
+                format!(
+                    "{} was built for ABI {}, which cannot check options; rebuild it with this SDK to give it options",
+                    self.info.name, self.info.abi_version
+                ),
+            )),
+        }
+    }
+
     fn missing_ctor(&self) -> LoadError {
         LoadError::BadMetadata {
             origin: self.origin.to_string(),

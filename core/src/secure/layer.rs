@@ -30,7 +30,7 @@ use conclave_gcs::{
     Cause, Delivery, Event, GcsError, GroupName, MemberName, Service, View, ViewId,
 };
 use conclave_plugin_sdk::{
-    ErrorCode, Options, PluginError, SecretBytes,
+    ErrorCode, PluginError, SecretBytes,
     api::{
         cipher::CipherConfig,
         key_agreement::{Action, KeyAgreementConfig, MembershipView, ViewCause},
@@ -39,6 +39,7 @@ use conclave_plugin_sdk::{
     ka_kit::MapTrustStore,
 };
 
+use crate::settings::abi_options;
 use crate::{
     identity::Identity,
     plugins::Registry,
@@ -316,7 +317,7 @@ impl SecureLayer {
     ) -> Result<Secured, CoreError> {
         let provider = self
             .registry
-            .new_provider(&settings.provider, Options::default())?;
+            .new_provider(&settings.provider, abi_options(&settings.provider_options))?;
         let cipher_plugin = self
             .registry
             .get_kind(&settings.cipher, conclave_plugin_sdk::PluginKind::Cipher)?;
@@ -325,7 +326,7 @@ impl SecureLayer {
             group: group.into(),
             local_member: self.identity.name().into(),
             provider: provider.to_abi(),
-            options: Options::default(),
+            options: abi_options(&settings.cipher_options),
         })?;
         let ka_plugin = self.registry.get_kind(
             &settings.key_agreement,
@@ -342,7 +343,7 @@ impl SecureLayer {
             identity_key: self.identity.secret().clone(),
             trust: self.trust.clone().into_abi(),
             context: descriptor.to_vec().into(),
-            options: Options::default(),
+            options: abi_options(&settings.key_agreement_options),
         })?;
         let signer = provider
             .signer(&settings.signature, self.identity.secret().expose())

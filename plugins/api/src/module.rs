@@ -16,11 +16,11 @@ use crate::{
 
 /// The ABI version, `major.minor.0`. The loader refuses a plugin whose major version
 /// differs from the host's, or whose minor version is newer than the host's.
-pub const ABI_VERSION: &str = "1.0.0";
+pub const ABI_VERSION: &str = "1.1.0";
 /// Major part of [`ABI_VERSION`]: changes when a published type changes.
 pub const ABI_VERSION_MAJOR: u32 = 1;
 /// Minor part of [`ABI_VERSION`]: changes when fields or methods are appended.
-pub const ABI_VERSION_MINOR: u32 = 0;
+pub const ABI_VERSION_MINOR: u32 = 1;
 
 /// The kind of a plugin.
 #[repr(u8)]
@@ -202,6 +202,10 @@ pub struct PluginModule {
     #[sabi(last_prefix_field)]
     pub new_key_agreement:
         Option<extern "C" fn(config: &KeyAgreementConfig) -> PluginResult<KeyAgreementBox>>,
+    /// Checks options from the policy before any object is built: `Ok` if the plugin
+    /// accepts every one of them (ABI 1.1; a plugin built for 1.0 has none, and a host
+    /// reads it as absent).
+    pub check_options: Option<extern "C" fn(options: &Options) -> PluginResult<()>>,
 }
 
 impl RootModule for PluginModuleRef {

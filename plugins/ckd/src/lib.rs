@@ -63,6 +63,10 @@ impl Plugin for CkdPlugin {
         vec![Algorithm::new(AlgorithmClass::KeyAgreement, NAME)]
     }
 
+    fn check_options(options: &conclave_plugin_sdk::api::Options) -> Result<()> {
+        parse_wrap(options).map(|_| ())
+    }
+
     fn new_key_agreement(config: &KeyAgreementConfig) -> Result<Box<dyn KeyAgreementImpl>> {
         Ok(Box::new(Ckd::new(config)?))
     }
@@ -119,28 +123,34 @@ fn copy(s: &SecretBytes) -> SecretBytes {
     SecretBytes::copy_from(s.expose())
 }
 
+/// The `wrap` option: the AEAD that wraps the group key for each member.
+fn parse_wrap(options: &conclave_plugin_sdk::api::Options) -> Result<&'static str> {
+    let mut wrap = "aes-256-gcm";
+    for e in options.entries.iter() {
+        match (e.key.as_str(), e.value.as_str()) {
+            ("wrap", "aes-256-gcm") => wrap = "aes-256-gcm",
+            ("wrap", "chacha20-poly1305") => wrap = "chacha20-poly1305",
+            ("wrap", v) => {
+                return Err(PluginError::new(
+                    ErrorCode::BAD_CONFIG,
+                    format!("ckd: wrap must be aes-256-gcm or chacha20-poly1305, not {v:?}"),
+                ));
+            }
+            (k, _) => {
+                return Err(PluginError::new(
+                    ErrorCode::BAD_CONFIG,
+                    format!("ckd: unknown option {k:?} (known: wrap)"),
+                ));
+            }
+        }
+    }
+    Ok(wrap)
+}
+
 impl Ckd {
     /// A state machine for `config`.
     pub fn new(config: &KeyAgreementConfig) -> Result<Self> {
-        let mut wrap = "aes-256-gcm";
-        for e in config.options.entries.iter() {
-            match (e.key.as_str(), e.value.as_str()) {
-                ("wrap", "aes-256-gcm") => wrap = "aes-256-gcm",
-                ("wrap", "chacha20-poly1305") => wrap = "chacha20-poly1305",
-                ("wrap", v) => {
-                    return Err(PluginError::new(
-                        ErrorCode::BAD_CONFIG,
-                        format!("ckd: wrap must be aes-256-gcm or chacha20-poly1305, not {v:?}"),
-                    ));
-                }
-                (k, _) => {
-                    return Err(PluginError::new(
-                        ErrorCode::BAD_CONFIG,
-                        format!("ckd: unknown option {k:?} (known: wrap)"),
-                    ));
-                }
-            }
-        }
+        let wrap = parse_wrap(&config.options)?;
         let s = Session::new(NAME, config, format!("wrap={wrap}").as_bytes())?;
         // Fail now, not at the first view, if the provider cannot wrap.
         s.provider().aead(wrap, &[0u8; WRAP_KEY_LEN])?;

@@ -75,6 +75,10 @@ impl Plugin for GdhPlugin {
         vec![Algorithm::new(AlgorithmClass::KeyAgreement, NAME)]
     }
 
+    fn check_options(options: &conclave_plugin_sdk::api::Options) -> Result<()> {
+        parse_options(options).map(|_| ())
+    }
+
     fn new_key_agreement(config: &KeyAgreementConfig) -> Result<Box<dyn KeyAgreementImpl>> {
         Ok(Box::new(Gdh::new(config)?))
     }
@@ -130,9 +134,9 @@ pub struct Gdh {
     phase: Phase,
 }
 
-fn parse_options(config: &KeyAgreementConfig) -> Result<bool> {
+fn parse_options(options: &conclave_plugin_sdk::api::Options) -> Result<bool> {
     let mut any = false;
-    for e in config.options.entries.iter() {
+    for e in options.entries.iter() {
         match (e.key.as_str(), e.value.as_str()) {
             ("any_member_refresh", "true") => any = true,
             ("any_member_refresh", "false") => any = false,
@@ -168,7 +172,7 @@ fn partials_body(members: &[String], partials: &BTreeMap<String, Vec<u8>>) -> Re
 impl Gdh {
     /// A state machine for `config`.
     pub fn new(config: &KeyAgreementConfig) -> Result<Self> {
-        let any_member_refresh = parse_options(config)?;
+        let any_member_refresh = parse_options(&config.options)?;
         let extra: &[u8] = if any_member_refresh {
             b"any_member_refresh=true"
         } else {

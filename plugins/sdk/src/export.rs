@@ -5,7 +5,7 @@ use std::panic::catch_unwind;
 
 use abi_stable::std_types::RVec;
 use conclave_plugin_api::{
-    ABI_VERSION, PluginKind, PluginMetadata, PluginModule, PluginResult, ProviderConfig,
+    ABI_VERSION, Options, PluginKind, PluginMetadata, PluginModule, PluginResult, ProviderConfig,
     abi_stable,
     cipher::{CipherConfig, GroupCipherBox},
     key_agreement::{KeyAgreementBox, KeyAgreementConfig},
@@ -33,18 +33,34 @@ extern "C" fn metadata<P: Plugin>() -> PluginMetadata {
     }
 }
 
+// Every constructor checks its options first, so that no plugin builds an object from
+// options it does not accept.
+
 extern "C" fn new_provider<P: Plugin>(config: &ProviderConfig) -> PluginResult<CryptoProviderArc> {
-    guard(|| P::new_provider(config).map(provider_to_abi))
+    guard(|| {
+        P::check_options(&config.options)?;
+        P::new_provider(config).map(provider_to_abi)
+    })
 }
 
 extern "C" fn new_cipher<P: Plugin>(config: &CipherConfig) -> PluginResult<GroupCipherBox> {
-    guard(|| P::new_cipher(config).map(group_cipher_to_abi))
+    guard(|| {
+        P::check_options(&config.options)?;
+        P::new_cipher(config).map(group_cipher_to_abi)
+    })
 }
 
 extern "C" fn new_key_agreement<P: Plugin>(
     config: &KeyAgreementConfig,
 ) -> PluginResult<KeyAgreementBox> {
-    guard(|| P::new_key_agreement(config).map(key_agreement_to_abi))
+    guard(|| {
+        P::check_options(&config.options)?;
+        P::new_key_agreement(config).map(key_agreement_to_abi)
+    })
+}
+
+extern "C" fn check_options<P: Plugin>(options: &Options) -> PluginResult<()> {
+    guard(|| P::check_options(options))
 }
 
 /// The root module of plugin `P`, with only the constructor of its kind.
@@ -63,6 +79,7 @@ pub const fn module<P: Plugin>() -> PluginModule {
             PluginKind::KeyAgreement => Some(new_key_agreement::<P>),
             _ => None,
         },
+        check_options: Some(check_options::<P>),
     }
 }
 

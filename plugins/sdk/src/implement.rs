@@ -9,7 +9,8 @@ use abi_stable::{
     std_types::{RArc, RSlice, RStr, RString, RVec},
 };
 use conclave_plugin_api::{
-    Algorithm, PluginError, PluginKind, PluginResult, ProviderConfig, SecretBytes, abi_stable,
+    Algorithm, ErrorCode, Options, PluginError, PluginKind, PluginResult, ProviderConfig,
+    SecretBytes, abi_stable,
     cipher::{CipherConfig, GroupCipher, GroupCipher_TO, GroupCipherBox, OpenedMessage},
     key_agreement::{
         Action, KeyAgreement, KeyAgreement_TO, KeyAgreementBox, KeyAgreementConfig,
@@ -42,6 +43,24 @@ pub trait Plugin: 'static {
 
     /// The algorithms the plugin offers.
     fn algorithms() -> Vec<Algorithm>;
+
+    /// Checks the options the policy gives this plugin (`options.NAME = { ... }`): the
+    /// host calls it during `conclave policy check` and before every constructor. The
+    /// default accepts none: a plugin that takes options overrides it, and refuses the
+    /// ones it does not know with `ErrorCode::BAD_CONFIG`, naming them.
+    fn check_options(options: &Options) -> Result<()> {
+        match options.entries.first() {
+            None => Ok(()),
+            Some(e) => Err(PluginError::new(
+                ErrorCode::BAD_CONFIG,
+                format!(
+                    "{} takes no options (the policy sets \"{}\")",
+                    Self::NAME,
+                    e.key
+                ),
+            )),
+        }
+    }
 
     /// Creates a provider instance (provider plugins).
     fn new_provider(_config: &ProviderConfig) -> Result<Box<dyn ProviderImpl>> {

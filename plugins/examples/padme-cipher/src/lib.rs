@@ -5,10 +5,13 @@
 //! Leakage from Encrypted Files and Communication with PURBs", PETS 2019), so that an
 //! observer learns at most O(log log n) bits about a message's length. Everything else
 //! (per-sender keys, nonces, replay window, epochs) comes from the SDK's cipher kit.
+//!
+//! One option, from the policy: `options.padme = { padding = "padme" }` (the default)
+//! or `{ padding = "none" }` (only the end marker: the length shows, for comparison).
 
 use conclave_plugin_sdk::{
     Algorithm, AlgorithmClass, ErrorCode, PluginError, PluginKind,
-    api::{cipher::CipherConfig, cipher::OpenedMessage},
+    api::{Options, cipher::CipherConfig, cipher::OpenedMessage},
     cipher_kit::{KitCipher, Limits, ProviderAead},
     host::Provider,
     implement::{GroupCipherImpl, Plugin},
@@ -28,11 +31,50 @@ pub fn padme(len: usize) -> usize {
 
 /// Pads `m` to `padme(len + 1)` bytes: `m || 0x80 || 0x00...`.
 pub fn pad(m: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(padme(m.len() + 1));
+    pad_to(m, padme(m.len() + 1))
+}
+
+/// `m || 0x80`, then zeros up to `len` bytes (at least `m.len() + 1`).
+fn pad_to(m: &[u8], len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len.max(m.len() + 1));
     out.extend_from_slice(m);
     out.push(0x80);
-    out.resize(padme(m.len() + 1), 0);
+    out.resize(len.max(m.len() + 1), 0);
     out
+}
+
+/// How plaintexts are padded (the `padding` option).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Padding {
+    /// To a PADME length (the default).
+    Padme,
+    /// Only the end marker.
+    None,
+}
+
+impl Padding {
+    /// The `padding` option of `options`: `Ok` with the scheme, or why it is refused.
+    pub fn from_options(options: &Options) -> Result<Self, PluginError> {
+        let invalid = |why: String| PluginError::new(ErrorCode::BAD_CONFIG, why);
+        let mut padding = Padding::Padme;
+        for e in options.entries.iter() {
+            match (e.key.as_str(), e.value.as_str()) {
+                ("padding", "padme") => padding = Padding::Padme,
+                ("padding", "none") => padding = Padding::None,
+                ("padding", other) => {
+                    return Err(invalid(format!(
+                        "padme: padding \"{other}\" is not \"padme\" or \"none\""
+                    )));
+                }
+                (key, _) => {
+                    return Err(invalid(format!(
+                        "padme: unknown option \"{key}\" (the only one is \"padding\")"
+                    )));
+                }
+            }
+        }
+        Ok(padding)
+    }
 }
 
 /// Removes the padding of [`pad`].
@@ -49,6 +91,7 @@ pub fn unpad(mut m: Vec<u8>) -> Result<Vec<u8>, PluginError> {
 
 struct Padme {
     inner: KitCipher,
+    padding: Padding,
 }
 
 impl GroupCipherImpl for Padme {
@@ -70,7 +113,11 @@ impl GroupCipherImpl for Padme {
         self.inner.retire_key(epoch)
     }
     fn seal(&mut self, epoch: u64, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, PluginError> {
-        self.inner.seal(epoch, aad, &pad(plaintext))
+        let padded = match self.padding {
+            Padding::Padme => pad(plaintext),
+            Padding::None => pad_to(plaintext, 0),
+        };
+        self.inner.seal(epoch, aad, &padded)
     }
     fn open(
         &mut self,
@@ -100,6 +147,10 @@ impl Plugin for PadmePlugin {
         )]
     }
 
+    fn check_options(options: &Options) -> Result<(), PluginError> {
+        Padding::from_options(options).map(|_| ())
+    }
+
     fn new_cipher(config: &CipherConfig) -> Result<Box<dyn GroupCipherImpl>, PluginError> {
         if config.algorithm.as_str() != "padme-aes-256-gcm" {
             return Err(PluginError::unsupported(format!(
@@ -112,7 +163,8 @@ impl Plugin for PadmePlugin {
         ));
         let aead = ProviderAead::new(&provider, "aes-256-gcm", 32)?;
         let inner = KitCipher::new(config, 32, "hkdf-sha256", Box::new(aead), Limits::UNLIMITED)?;
-        Ok(Box::new(Padme { inner }))
+        let padding = Padding::from_options(&config.options)?;
+        Ok(Box::new(Padme { inner, padding }))
     }
 }
 
