@@ -500,7 +500,7 @@ fn check_object(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
         return Err(LoadError::NotAPlugin {
             path: path.to_path_buf(),
             reason: "the library exports no Conclave root module \
-                     (build it with conclave_plugin_sdk::export_plugin!); not loaded"
+                     (build it with conclave_plugin_sdk::export_plugin!)"
                 .into(),
         });
     }
