@@ -77,7 +77,7 @@ pub struct Counted {
 /// carries its sender's clock: the receiver's clock is the later of the two.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Clock {
-    /// Processing time.
+    /// Processing time (thread CPU time).
     pub time: std::time::Duration,
     /// Exponentiations.
     pub exponentiations: u64,
@@ -744,11 +744,13 @@ impl Net {
     }
 }
 
-/// Runs `f` on the member's state machine and advances its clock by the time and the
-/// exponentiations it took.
+/// Runs `f` on the member's state machine and advances its clock by the CPU time (of
+/// this thread: a step runs on it from start to end) and the exponentiations it took.
+/// CPU time, not wall time: a step preempted by another process costs what it
+/// computed, not how long it waited, so that runs on a busy machine agree.
 fn timed<T>(member: &mut Member, f: impl FnOnce(&mut KeyAgreement) -> T) -> T {
     let before = member.provider.counters().exponentiations;
-    let start = std::time::Instant::now();
+    let start = cpu_time::ThreadTime::now();
     let out = f(&mut member.ka);
     let took = start.elapsed();
     member.clock.time += took;
