@@ -272,10 +272,24 @@ fn noise_error(e: snow::Error) -> AuthError {
     AuthError::Handshake(e.to_string())
 }
 
-fn builder() -> snow::Builder<'static> {
+/// A handshake with a fresh static key (the key the identity proof signs): the state,
+/// and that key's public half.
+fn handshake(initiator: bool) -> Result<(snow::HandshakeState, Vec<u8>), AuthError> {
     // The parameters are a constant that parses.
     let params: snow::params::NoiseParams = NOISE_PARAMS.parse().expect("valid noise params");
-    snow::Builder::new(params)
+    let b = snow::Builder::new(params);
+    let keys = b.generate_keypair().map_err(noise_error)?;
+    let private = Zeroizing::new(keys.private);
+    let b = b
+        .local_private_key(&private)
+        .and_then(|b| b.prologue(PROLOGUE))
+        .map_err(noise_error)?;
+    let state = if initiator {
+        b.build_initiator()
+    } else {
+        b.build_responder()
+    };
+    Ok((state.map_err(noise_error)?, keys.public))
 }
 
 async fn send_handshake<S: AsyncWrite + Unpin>(
@@ -325,18 +339,11 @@ pub async fn connect<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let b = builder();
-    let keys = b.generate_keypair().map_err(noise_error)?;
-    let private = Zeroizing::new(keys.private);
-    let mut state = b
-        .local_private_key(&private)
-        .and_then(|b| b.prologue(PROLOGUE))
-        .and_then(|b| b.build_initiator())
-        .map_err(noise_error)?;
+    let (mut state, public) = handshake(true)?;
     send_handshake(&mut io, &mut state, &[]).await?;
     let theirs = receive_handshake(&mut io, &mut state).await?;
     let name = check_proof(&theirs, Role::Daemon, state.get_remote_static(), daemon)?;
-    send_handshake(&mut io, &mut state, &proof(me, Role::Client, &keys.public)).await?;
+    send_handshake(&mut io, &mut state, &proof(me, Role::Client, &public)).await?;
     let transport = state.into_transport_mode().map_err(noise_error)?;
     Ok((NoiseStream::new(io, transport), name))
 }
@@ -353,21 +360,14 @@ pub async fn accept<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let b = builder();
-    let keys = b.generate_keypair().map_err(noise_error)?;
-    let private = Zeroizing::new(keys.private);
-    let mut state = b
-        .local_private_key(&private)
-        .and_then(|b| b.prologue(PROLOGUE))
-        .and_then(|b| b.build_responder())
-        .map_err(noise_error)?;
+    let (mut state, public) = handshake(false)?;
     let first = receive_handshake(&mut io, &mut state).await?;
     if !first.is_empty() {
         return Err(AuthError::Handshake(
             "unexpected payload in the first message".into(),
         ));
     }
-    send_handshake(&mut io, &mut state, &proof(me, Role::Daemon, &keys.public)).await?;
+    send_handshake(&mut io, &mut state, &proof(me, Role::Daemon, &public)).await?;
     let theirs = receive_handshake(&mut io, &mut state).await?;
     let name = check_proof(&theirs, Role::Client, state.get_remote_static(), clients);
     let transport = state.into_transport_mode().map_err(noise_error)?;
