@@ -38,19 +38,27 @@ fn spawn_chat(dir: &Path, name: &str, tx: mpsc::Sender<(String, Value)>) -> Chat
     spawn_chat_at(dir, name, &["--connect", &unix], tx)
 }
 
+/// `conclave chat` as `name` (its key in `dir/keys`, the policy `dir/policy.toml`) in
+/// `group`, reaching the engine with the arguments `connect`.
+fn chat_command(dir: &Path, name: &str, group: &str, connect: &[&str]) -> Command {
+    let mut c = conclave();
+    c.args(["chat", "--group", group])
+        .args(connect)
+        .arg("--identity")
+        .arg(dir.join("keys").join(format!("{name}.key")))
+        .arg("--policy")
+        .arg(dir.join("policy.toml"));
+    c
+}
+
 fn spawn_chat_at(
     dir: &Path,
     name: &str,
     connect: &[&str],
     tx: mpsc::Sender<(String, Value)>,
 ) -> Chat {
-    let mut child = conclave()
-        .args(["chat", "--json", "--group", "room"])
-        .args(connect)
-        .arg("--identity")
-        .arg(dir.join("keys").join(format!("{name}.key")))
-        .arg("--policy")
-        .arg(dir.join("policy.toml"))
+    let mut child = chat_command(dir, name, "room", connect)
+        .arg("--json")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -108,28 +116,8 @@ fn keys_for<'a>(seen: &'a [(String, Value)], members: &[&str]) -> Vec<(&'a str, 
 fn member_processes_agree_talk_and_survive_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    for sub in ["keys", "trusted"] {
-        std::fs::create_dir(root.join(sub)).unwrap();
-    }
-    for name in ["alice", "bob", "carol"] {
-        let ok = conclave()
-            .args(["keygen", "--name", name, "--out"])
-            .arg(root.join("keys"))
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        std::fs::copy(
-            root.join("keys").join(format!("{name}.pub")),
-            root.join("trusted").join(format!("{name}.pub")),
-        )
-        .unwrap();
-    }
-    std::fs::write(
-        root.join("policy.toml"),
-        "[trust]\nkeys = \"trusted\"\n\n[defaults]\nkey_agreement = \"gdh\"\ncipher = \"aes-gcm\"\ndh_group = \"ristretto255\"\nprovider = \"rustcrypto\"\n",
-    )
-    .unwrap();
+    let names = ["alice", "bob", "carol"];
+    keys_and_policy(root, &names, &names);
     let daemon = conclave()
         .arg("daemon")
         .arg("--listen")
@@ -147,7 +135,6 @@ fn member_processes_agree_talk_and_survive_a_crash() {
     let (tx, rx) = mpsc::channel();
     let mut seen = Vec::new();
     let mut chats = Vec::new();
-    let names = ["alice", "bob", "carol"];
     for (i, name) in names.iter().enumerate() {
         chats.push(spawn_chat(root, name, tx.clone()));
         let present = &names[..=i];
@@ -243,13 +230,7 @@ fn keys_and_policy(root: &Path, names: &[&str], trusted: &[&str]) {
 
 /// Runs `conclave chat` to its end with `connect`; its exit status and stderr.
 fn chat_fails(root: &Path, name: &str, connect: &[&str]) -> String {
-    let out = conclave()
-        .args(["chat", "--group", "room"])
-        .args(connect)
-        .arg("--identity")
-        .arg(root.join("keys").join(format!("{name}.key")))
-        .arg("--policy")
-        .arg(root.join("policy.toml"))
+    let out = chat_command(root, name, "room", connect)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -378,12 +359,7 @@ fn a_join_the_daemons_group_rules_refuse_is_reported_and_ends_the_chat() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let unix = format!("unix:{}", socket.display());
-    let out = conclave()
-        .args(["chat", "--group", "secret-room", "--connect", &unix])
-        .arg("--identity")
-        .arg(root.join("keys/alice.key"))
-        .arg("--policy")
-        .arg(root.join("policy.toml"))
+    let out = chat_command(root, "alice", "secret-room", &["--connect", &unix])
         .stdin(Stdio::piped())
         .output()
         .unwrap();

@@ -3,6 +3,8 @@
 //! answer flushes late (flush timeouts), and crash, while new members arrive.
 //! `CONCLAVE_CHURN_SEEDS=N` runs N schedules (default 1).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -151,14 +153,7 @@ async fn member(addr: Address, plan: Plan, seed: u64, t0: Instant, active: Durat
 
 async fn churn(seed: u64) {
     let d = Daemon::bind(DaemonConfig {
-        listen: format!(
-            "unix:{}",
-            std::env::temp_dir()
-                .join(format!("conclave-churn-{}-{seed}.sock", std::process::id()))
-                .display()
-        )
-        .parse()
-        .unwrap(),
+        listen: common::socket_address(),
         flush_timeout: Duration::from_millis(200),
         ..DaemonConfig::default()
     })

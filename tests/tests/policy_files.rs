@@ -16,6 +16,14 @@ fn private_dir() -> tempfile::TempDir {
     dir
 }
 
+/// A copy of the padme example plugin in `dir` (mode 0644); its path.
+fn padme_in(dir: &Path) -> std::path::PathBuf {
+    let so = dir.join("libpadme_cipher.so");
+    fs::copy(fixtures::library("padme-cipher"), &so).unwrap();
+    fs::set_permissions(&so, fs::Permissions::from_mode(0o644)).unwrap();
+    so
+}
+
 fn write(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
 }
@@ -83,9 +91,7 @@ async fn editing_the_policy_file_swaps_the_modules_of_a_running_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cipher_from_a_shared_library_named_only_in_the_policy() {
     let dir = private_dir();
-    let so = dir.path().join("libpadme_cipher.so");
-    fs::copy(fixtures::library("padme-cipher"), &so).unwrap();
-    fs::set_permissions(&so, fs::Permissions::from_mode(0o644)).unwrap();
+    padme_in(dir.path());
     let file = dir.path().join("policy.toml");
     write(
         &file,
@@ -124,9 +130,7 @@ fn bad_policy_files_get_precise_errors() {
     conclave_builtins::link();
     let dir = private_dir();
     let file = dir.path().join("policy.toml");
-    let so = dir.path().join("libpadme_cipher.so");
-    fs::copy(fixtures::library("padme-cipher"), &so).unwrap();
-    fs::set_permissions(&so, fs::Permissions::from_mode(0o644)).unwrap();
+    let so = padme_in(dir.path());
     let name = file.display().to_string();
     for (text, expected) in [
         ("[defaults]\ncipher = \"aes-gcm\n", format!("{name}:2:")),
@@ -173,9 +177,7 @@ fn bad_policy_files_get_precise_errors() {
 async fn sealed_lengths_with_padding(padding: &str) -> (usize, usize) {
     use conclave_gcs::{Client, Event, GroupName, MemberName};
     let dir = private_dir();
-    let so = dir.path().join("libpadme_cipher.so");
-    fs::copy(fixtures::library("padme-cipher"), &so).unwrap();
-    fs::set_permissions(&so, fs::Permissions::from_mode(0o644)).unwrap();
+    padme_in(dir.path());
     let file = dir.path().join("policy.toml");
     write(
         &file,
@@ -251,9 +253,7 @@ async fn a_cipher_option_in_the_policy_changes_what_travels() {
 #[test]
 fn plugin_options_are_checked_by_the_plugin_at_their_line() {
     let dir = private_dir();
-    let so = dir.path().join("libpadme_cipher.so");
-    fs::copy(fixtures::library("padme-cipher"), &so).unwrap();
-    fs::set_permissions(&so, fs::Permissions::from_mode(0o644)).unwrap();
+    padme_in(dir.path());
     let file = dir.path().join("policy.toml");
     let name = file.display().to_string();
     let head = "[plugins]\npaths = [\"libpadme_cipher.so\"]\n\n[defaults]\ncipher = \"padme\"\n";
