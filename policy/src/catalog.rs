@@ -114,6 +114,14 @@ impl Installed {
             .find(|p| p.kind == kind && p.name == name)
     }
 
+    /// Every installed plugin's name, sorted.
+    pub(crate) fn all_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.plugins.iter().map(|p| p.name.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     pub(crate) fn names(&self, kind: Kind) -> Vec<String> {
         let mut v: Vec<String> = self
             .plugins

@@ -460,7 +460,7 @@ impl Policy {
         let tables = std::iter::once(&self.defaults)
             .chain(self.groups.iter().map(|g| &g.settings))
             .flat_map(|s| s.options.iter());
-        let names: Vec<String> = catalog.plugins().into_iter().map(|p| p.name).collect();
+        let names = installed.all_names();
         for (plugin, options) in tables {
             let error = if !names.contains(plugin) {
                 PolicyError::UnknownOptionsPlugin {
