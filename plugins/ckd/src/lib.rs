@@ -151,7 +151,8 @@ impl Ckd {
     /// A state machine for `config`.
     pub fn new(config: &KeyAgreementConfig) -> Result<Self> {
         let wrap = parse_wrap(&config.options)?;
-        let s = Session::new(NAME, config, format!("wrap={wrap}").as_bytes())?;
+        let s = Session::new(NAME, config, format!("wrap={wrap}").as_bytes())?
+            .with_mac_confirmation(step::CONFIRM);
         // Fail now, not at the first view, if the provider cannot wrap.
         s.provider().aead(wrap, &[0u8; WRAP_KEY_LEN])?;
         Ok(Self {

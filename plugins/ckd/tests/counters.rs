@@ -40,11 +40,11 @@ fn join_leave_controller_leave_and_refresh_follow_the_formulas() {
             |m| {
                 if m == ctl {
                     // Plus one for its own DH value when it had none (it was alone).
-                    c(1 + u64::from(n == 2), 0, 3, n, 0, 3)
+                    c(1 + u64::from(n == 2), 0, 2, 1, 0, 3)
                 } else if m == "new" {
-                    c(2, 0, 2, n + 1, 1, 1)
+                    c(2, 0, 1, 2, 1, 1)
                 } else {
-                    c(0, 0, 1, n + 1, 0, 1)
+                    c(0, 0, 0, 2, 0, 1)
                 }
             },
             &format!("join, n={n}"),
@@ -63,9 +63,9 @@ fn join_leave_controller_leave_and_refresh_follow_the_formulas() {
                 &counted,
                 |m| {
                     if m == ctl {
-                        c(0, 0, 2, n - 1, 0, 2)
+                        c(0, 0, 1, 0, 0, 2)
                     } else {
-                        c(0, 0, 1, n, 0, 1)
+                        c(0, 0, 0, 1, 0, 1)
                     }
                 },
                 &format!("leave, n={n}"),
@@ -81,9 +81,9 @@ fn join_leave_controller_leave_and_refresh_follow_the_formulas() {
                 &counted,
                 |m| {
                     if m == ctl {
-                        c(0, 0, 2, n - 1, 0, 2)
+                        c(0, 0, 1, 0, 0, 2)
                     } else {
-                        c(0, 0, 1, n, 0, 1)
+                        c(0, 0, 0, 1, 0, 1)
                     }
                 },
                 &format!("refresh, n={n}"),
@@ -102,11 +102,11 @@ fn join_leave_controller_leave_and_refresh_follow_the_formulas() {
             &counted,
             |m| {
                 if n == 1 {
-                    c(0, 0, 2, 0, 0, 2)
+                    c(0, 0, 1, 0, 0, 2)
                 } else if m == new_ctl {
-                    c(n, 0, 3, 2 * n - 2, 0, 3)
+                    c(n, 0, 2, n - 1, 0, 3)
                 } else {
-                    c(2, 0, 2, n + 1, 1, 1)
+                    c(2, 0, 1, 2, 1, 1)
                 }
             },
             &format!("controller leave, n={n}"),
@@ -131,11 +131,11 @@ fn merges_follow_the_formulas() {
                 &counted,
                 |who| {
                     if who == ctl {
-                        c(m + u64::from(n - m == 1), 0, 3, m + n - 1, 0, 3)
+                        c(m + u64::from(n - m == 1), 0, 2, m, 0, 3)
                     } else if joiners.iter().any(|j| j == who) {
-                        c(2, 0, 2, n + 1, 1, 1)
+                        c(2, 0, 1, 2, 1, 1)
                     } else {
-                        c(0, 0, 1, n + 1, 0, 1)
+                        c(0, 0, 0, 2, 0, 1)
                     }
                 },
                 &format!("merge of {m}, n={n}"),

@@ -21,7 +21,7 @@ use conclave_plugin_sdk::{
         },
     },
     host::{KeyAgreement, Provider},
-    ka_kit::MapTrustStore,
+    ka_kit::{Envelope, MapTrustStore},
 };
 
 use crate::{Report, ensure};
@@ -1069,6 +1069,24 @@ fn attack_join(setup: Setup) -> Result<(), String> {
         if let Some(later) = later {
             reorders += 1;
             let m = net.members.get_mut(&victim).ok_or("victim")?;
+            if Envelope::parse(&later.payload).is_ok_and(|(_, _, sig)| sig.is_empty()) {
+                // A confirmation altered on the way, before the genuine one: held
+                // unchecked if the key is not known yet, and then it must not keep the
+                // genuine one out.
+                let mut altered = later.payload.clone();
+                let at = altered.len() - 4;
+                altered[at] ^= 0x01;
+                match m.ka.on_message(&later.from, &altered) {
+                    Err(e) if e.code == ErrorCode::KEY_CONFIRMATION_FAILED => {}
+                    Err(e) if e.code == ErrorCode::OUT_OF_STEP => {}
+                    Ok(a) if a.is_empty() => {}
+                    other => {
+                        return Err(format!(
+                            "round {round}: altered early confirmation: {other:?}"
+                        ));
+                    }
+                }
+            }
             match m.ka.on_message(&later.from, &later.payload) {
                 Err(e) if e.code == ErrorCode::OUT_OF_STEP => {}
                 Ok(a) if a.is_empty() => taken_early += 1,
@@ -1081,30 +1099,42 @@ fn attack_join(setup: Setup) -> Result<(), String> {
                 .find(|m| **m != next.from && **m != victim)
                 .cloned()
                 .ok_or("no third member")?;
+            // A key confirmation carries a MAC under the new key in its body instead of a
+            // signature: before the key it cannot be checked and may be held (the genuine
+            // one must still count); after, an altered one fails the MAC.
+            let mac_only = Envelope::parse(&next.payload)
+                .map(|(_, _, signature)| signature.is_empty())
+                .map_err(|e| format!("round {round}: {e}"))?;
             let attempts: Vec<(&str, String, Vec<u8>, ErrorCode)> = {
                 // The last byte of the signature, and a byte of the body (just before the
-                // signature's length and the 64-byte Ed25519 signature).
+                // signature's length and the 64-byte Ed25519 signature); for a
+                // confirmation, the last byte of its MAC (before the empty signature).
                 let mut flipped = next.payload.clone();
                 let last = flipped.len() - 1;
                 flipped[last] ^= 1;
                 let mut body_flipped = next.payload.clone();
-                let in_body = body_flipped.len() - 67;
+                let in_body = body_flipped.len() - if mac_only { 3 } else { 67 };
                 body_flipped[in_body] ^= 0x40;
                 let mut truncated = next.payload.clone();
                 truncated.truncate(truncated.len() / 2);
+                let body_code = if mac_only {
+                    ErrorCode::KEY_CONFIRMATION_FAILED
+                } else {
+                    ErrorCode::BAD_SIGNATURE
+                };
                 vec![
                     (
                         "tampered signature",
                         next.from.clone(),
                         flipped,
-                        ErrorCode::BAD_SIGNATURE,
+                        // An empty signature's length made 1: the message is cut short.
+                        if mac_only {
+                            ErrorCode::BAD_MESSAGE
+                        } else {
+                            ErrorCode::BAD_SIGNATURE
+                        },
                     ),
-                    (
-                        "tampered body",
-                        next.from.clone(),
-                        body_flipped,
-                        ErrorCode::BAD_SIGNATURE,
-                    ),
+                    ("tampered body", next.from.clone(), body_flipped, body_code),
                     (
                         "truncated",
                         next.from.clone(),
@@ -1123,6 +1153,11 @@ fn attack_join(setup: Setup) -> Result<(), String> {
                 let m = net.members.get_mut(&victim).ok_or("victim")?;
                 let result = m.ka.on_message(&from, &payload);
                 match result {
+                    // Held unchecked before the key (the genuine one still counts).
+                    Ok(a)
+                        if mac_only
+                            && code == ErrorCode::KEY_CONFIRMATION_FAILED
+                            && a.is_empty() => {}
                     Ok(a) => return Err(format!("round {round}: {what} message accepted: {a:?}")),
                     Err(e) if e.code == code => {}
                     Err(e) => {
@@ -1171,6 +1206,8 @@ fn attack_join(setup: Setup) -> Result<(), String> {
         }
     }
     ensure(reorders > 0, || "no message could be reordered".into())?;
+    // Altered confirmations held before the key did not keep the genuine ones out: the
+    // agreement completes all the same (check_agreed below).
     // Messages held early were then refused as replays at their real turn; nothing else.
     let victim_errors = net.members.get_mut(&victim).ok_or("victim")?;
     let replays = victim_errors

@@ -179,7 +179,7 @@ impl Gdh {
             b"any_member_refresh=false"
         };
         Ok(Self {
-            s: Session::new(NAME, config, extra)?,
+            s: Session::new(NAME, config, extra)?.with_mac_confirmation(step::CONFIRM),
             any_member_refresh,
             cs: None,
             phase: Phase::Idle,

@@ -39,11 +39,11 @@ fn join_leave_and_refresh_follow_the_formulas() {
             &counted,
             |m| {
                 if m == controller {
-                    c(n, 0, 2, n, 1, 1)
+                    c(n, 0, 1, 1, 1, 1)
                 } else if m == "new" {
-                    c(n, 0, 2, n, 0, 2)
+                    c(n, 0, 1, 1, 0, 2)
                 } else {
-                    c(1, 0, 1, n, 0, 1)
+                    c(1, 0, 0, 1, 0, 1)
                 }
             },
             &format!("join, n={n}"),
@@ -71,9 +71,9 @@ fn join_leave_and_refresh_follow_the_formulas() {
                     } else if m == controller {
                         // A controller that broadcast the last partial keys refreshes with
                         // short exponents; a new one (the old left) inverts its share.
-                        c(n, u64::from(gone == "new"), 2, n - 1, 0, 2)
+                        c(n, u64::from(gone == "new"), 1, 0, 0, 2)
                     } else {
-                        c(1, 0, 1, n, 0, 1)
+                        c(1, 0, 0, 1, 0, 1)
                     }
                 },
                 &format!("leave of {gone}, n={n}"),
@@ -93,9 +93,9 @@ fn join_leave_and_refresh_follow_the_formulas() {
                 &counted,
                 |m| {
                     if m == controller {
-                        c(n, 1, 2, n - 1, 0, 2)
+                        c(n, 1, 1, 0, 0, 2)
                     } else {
-                        c(1, 0, 1, n, 0, 1)
+                        c(1, 0, 0, 1, 0, 1)
                     }
                 },
                 &format!("refresh, n={n}"),
@@ -122,13 +122,13 @@ fn merges_follow_the_formulas() {
                 &counted,
                 |who| {
                     if who == controller {
-                        c(3, 1, 3, n + 1, 2, 1)
+                        c(3, 1, 2, 2, 2, 1)
                     } else if who == last {
-                        c(n, 0, 3, 2 * n - 1, 0, 3)
+                        c(n, 0, 2, n, 0, 3)
                     } else if joiners.iter().any(|j| j == who) {
-                        c(3, 1, 3, n + 2, 2, 1)
+                        c(3, 1, 2, 3, 2, 1)
                     } else {
-                        c(2, 1, 2, n + 1, 1, 1)
+                        c(2, 1, 1, 2, 1, 1)
                     }
                 },
                 &format!("merge of {m}, n={n}"),
@@ -156,11 +156,11 @@ fn the_initial_agreement_follows_the_formulas() {
             &counted,
             |who| {
                 if who == oldest {
-                    c(3, 1, 3, n + 1, 2, 1)
+                    c(3, 1, 2, 2, 2, 1)
                 } else if who == newest {
-                    c(n, 0, 3, 2 * n - 1, 0, 3)
+                    c(n, 0, 2, n, 0, 3)
                 } else {
-                    c(3, 1, 3, n + 2, 2, 1)
+                    c(3, 1, 2, 3, 2, 1)
                 }
             },
             &format!("initial agreement, n={n}"),

@@ -26,6 +26,7 @@ pub mod guard;
 pub mod host;
 pub mod implement;
 pub mod ka_kit;
+pub mod key_cache;
 
 pub use conclave_plugin_api as api;
 pub use conclave_plugin_api::{

@@ -103,6 +103,8 @@ conclave_plugin_sdk::builtin_plugin!(OpensslPlugin);
 #[derive(Default)]
 pub struct OpensslProvider {
     counters: Arc<Counters>,
+    /// Public keys parsed once, for the many verifications under each.
+    keys: sign::VerifyingKeys,
 }
 
 impl OpensslProvider {
@@ -178,7 +180,14 @@ impl ProviderImpl for OpensslProvider {
         message: &[u8],
         signature: &[u8],
     ) -> Result<()> {
-        sign::verify(name, public_key, message, signature, &self.counters)
+        sign::verify(
+            name,
+            public_key,
+            message,
+            signature,
+            &self.keys,
+            &self.counters,
+        )
     }
 
     fn random_bytes(&self, len: usize) -> Result<SecretBytes> {

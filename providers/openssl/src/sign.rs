@@ -11,6 +11,7 @@ use conclave_plugin_sdk::{
     ErrorCode, PluginError, SecretBytes,
     counters::{Counters, Op},
     implement::SignerImpl,
+    key_cache::ParsedKeys,
 };
 use openssl::{
     hash::MessageDigest,
@@ -31,22 +32,17 @@ const RSA_BITS: u32 = 2048;
 /// verifies): RFC 8032 section 5.1.7 decoding, strictly, as ed25519-dalek's
 /// `verify_strict` does in the rustcrypto provider. The public key and R must be
 /// canonical encodings of points that are not of small order; S must be reduced.
-fn strict_ed25519(public_key: &[u8], signature: &[u8]) -> Result<()> {
-    use curve25519_dalek::{edwards::CompressedEdwardsY, scalar::Scalar};
-    let point = |bytes: &[u8]| {
-        let bytes: [u8; 32] = bytes.try_into().ok()?;
-        let p = CompressedEdwardsY(bytes).decompress()?;
-        (p.compress().to_bytes() == bytes).then_some(p)
-    };
+fn canonical_point(bytes: &[u8]) -> Option<curve25519_dalek::EdwardsPoint> {
+    let bytes: [u8; 32] = bytes.try_into().ok()?;
+    let p = curve25519_dalek::edwards::CompressedEdwardsY(bytes).decompress()?;
+    (p.compress().to_bytes() == bytes).then_some(p)
+}
+
+/// The signature half of the strict checks (the key's are made once, when it is parsed).
+fn strict_ed25519_signature(signature: &[u8]) -> Result<()> {
+    use curve25519_dalek::scalar::Scalar;
     let bad_signature = |why| PluginError::new(ErrorCode::BAD_SIGNATURE, why);
-    let a = point(public_key)
-        .ok_or_else(|| invalid_key("ed25519: invalid public key (not a canonical point)"))?;
-    if a.is_small_order() {
-        return Err(invalid_key(
-            "ed25519: invalid public key (a point of small order)",
-        ));
-    }
-    let r = point(&signature[..32]).ok_or_else(|| {
+    let r = canonical_point(&signature[..32]).ok_or_else(|| {
         bad_signature("ed25519: malformed signature (R is not a canonical point)")
     })?;
     if r.is_small_order() {
@@ -63,6 +59,45 @@ fn strict_ed25519(public_key: &[u8], signature: &[u8]) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// An Ed25519 public key, checked strictly (32 bytes, canonical, not of small order)
+/// and loaded into OpenSSL.
+fn parse_ed25519(public_key: &[u8]) -> Result<PKey<Public>> {
+    if public_key.len() != 32 {
+        return Err(invalid_key(format_args!(
+            "ed25519: public key must be 32 bytes, got {}",
+            public_key.len()
+        )));
+    }
+    let a = canonical_point(public_key)
+        .ok_or_else(|| invalid_key("ed25519: invalid public key (not a canonical point)"))?;
+    if a.is_small_order() {
+        return Err(invalid_key(
+            "ed25519: invalid public key (a point of small order)",
+        ));
+    }
+    PKey::public_key_from_raw_bytes(public_key, Id::ED25519)
+        .map_err(|_| invalid_key("ed25519: invalid public key"))
+}
+
+/// An RSA-PSS public key: SubjectPublicKeyInfo DER of a 2048-bit RSA key.
+fn parse_rsa(public_key: &[u8]) -> Result<PKey<Public>> {
+    let key = PKey::public_key_from_der(public_key)
+        .map_err(|_| invalid_key("rsa-pss-2048: public key is not SubjectPublicKeyInfo DER"))?;
+    if key.id() != Id::RSA || key.bits() != RSA_BITS {
+        return Err(invalid_key(format_args!(
+            "rsa-pss-2048: public key must be a {RSA_BITS}-bit RSA key"
+        )));
+    }
+    Ok(key)
+}
+
+/// Public keys parsed once per provider instance, per algorithm.
+#[derive(Default)]
+pub struct VerifyingKeys {
+    ed25519: ParsedKeys<PKey<Public>>,
+    rsa: ParsedKeys<PKey<Public>>,
 }
 
 fn invalid_key(what: impl std::fmt::Display) -> PluginError {
@@ -196,38 +231,25 @@ pub fn verify(
     public_key: &[u8],
     message: &[u8],
     signature: &[u8],
+    keys: &VerifyingKeys,
     counters: &Counters,
 ) -> Result<()> {
     counters.bump(Op::Verification);
     let ok = match name {
         "ed25519" => {
-            if public_key.len() != 32 {
-                return Err(invalid_key(format_args!(
-                    "ed25519: public key must be 32 bytes, got {}",
-                    public_key.len()
-                )));
-            }
+            let key = keys.ed25519.get_or_parse(public_key, parse_ed25519)?;
             if signature.len() != 64 {
                 return Err(PluginError::new(
                     ErrorCode::BAD_SIGNATURE,
                     "ed25519: malformed signature",
                 ));
             }
-            strict_ed25519(public_key, signature)?;
-            let key: PKey<Public> = PKey::public_key_from_raw_bytes(public_key, Id::ED25519)
-                .map_err(|_| invalid_key("ed25519: invalid public key"))?;
+            strict_ed25519_signature(signature)?;
             let mut v = Verifier::new_without_digest(&key).map_err(ossl("EVP_DigestVerifyInit"))?;
             v.verify_oneshot(signature, message).unwrap_or(false)
         }
         "rsa-pss-2048" => {
-            let key = PKey::public_key_from_der(public_key).map_err(|_| {
-                invalid_key("rsa-pss-2048: public key is not SubjectPublicKeyInfo DER")
-            })?;
-            if key.id() != Id::RSA || key.bits() != RSA_BITS {
-                return Err(invalid_key(format_args!(
-                    "rsa-pss-2048: public key must be a {RSA_BITS}-bit RSA key"
-                )));
-            }
+            let key = keys.rsa.get_or_parse(public_key, parse_rsa)?;
             let mut v = Verifier::new(MessageDigest::sha256(), &key)
                 .map_err(ossl("EVP_DigestVerifyInit"))?;
             v.pss()?;

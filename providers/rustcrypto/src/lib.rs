@@ -91,6 +91,8 @@ conclave_plugin_sdk::builtin_plugin!(RustCryptoPlugin);
 #[derive(Default)]
 pub struct RustCryptoProvider {
     counters: Arc<Counters>,
+    /// Identity keys parsed once, for the many verifications under each.
+    ed25519_keys: conclave_plugin_sdk::key_cache::ParsedKeys<ed25519_dalek::VerifyingKey>,
 }
 
 impl RustCryptoProvider {
@@ -177,7 +179,13 @@ impl ProviderImpl for RustCryptoProvider {
         signature: &[u8],
     ) -> Result<()> {
         match name {
-            "ed25519" => sign::verify(public_key, message, signature, &self.counters),
+            "ed25519" => sign::verify(
+                public_key,
+                message,
+                signature,
+                &self.ed25519_keys,
+                &self.counters,
+            ),
             _ => Err(PluginError::unsupported(format!(
                 "rustcrypto: signature {name:?}"
             ))),

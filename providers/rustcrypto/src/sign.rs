@@ -6,6 +6,7 @@ use conclave_plugin_sdk::{
     ErrorCode, PluginError, SecretBytes,
     counters::{Counters, Op},
     implement::SignerImpl,
+    key_cache::ParsedKeys,
 };
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use zeroize::Zeroize;
@@ -56,15 +57,10 @@ impl SignerImpl for Ed25519Signer {
     }
 }
 
-/// Strict verification: rejects non-canonical encodings and small-order keys.
-pub fn verify(
-    public_key: &[u8],
-    message: &[u8],
-    signature: &[u8],
-    counters: &Counters,
-) -> Result<()> {
-    counters.bump(Op::Verification);
-    let pk: [u8; 32] = public_key.try_into().map_err(|_| {
+/// A public key, parsed and checked: 32 bytes, a canonical encoding of a point not of
+/// small order (RFC 8032 section 5.1.7, strictly; the same notion as every provider's).
+pub fn parse_public(public_key: &[u8]) -> Result<VerifyingKey> {
+    let bytes: [u8; 32] = public_key.try_into().map_err(|_| {
         PluginError::new(
             ErrorCode::INVALID_KEY,
             format!(
@@ -73,20 +69,15 @@ pub fn verify(
             ),
         )
     })?;
-    let bytes = pk;
-    let pk = VerifyingKey::from_bytes(&pk).map_err(|_| {
+    let not_canonical = || {
         PluginError::new(
             ErrorCode::INVALID_KEY,
             "ed25519: invalid public key (not a canonical point)",
         )
-    })?;
-    // The same notion of a valid key as every provider's (RFC 8032 section 5.1.7,
-    // strictly): a canonical encoding of a point not of small order.
+    };
+    let pk = VerifyingKey::from_bytes(&bytes).map_err(|_| not_canonical())?;
     if pk.to_edwards().compress().to_bytes() != bytes {
-        return Err(PluginError::new(
-            ErrorCode::INVALID_KEY,
-            "ed25519: invalid public key (not a canonical point)",
-        ));
+        return Err(not_canonical());
     }
     if pk.is_weak() {
         return Err(PluginError::new(
@@ -94,6 +85,20 @@ pub fn verify(
             "ed25519: invalid public key (a point of small order)",
         ));
     }
+    Ok(pk)
+}
+
+/// Strict verification: rejects non-canonical encodings and small-order keys. Keys are
+/// parsed once per provider instance (`keys`).
+pub fn verify(
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+    keys: &ParsedKeys<VerifyingKey>,
+    counters: &Counters,
+) -> Result<()> {
+    counters.bump(Op::Verification);
+    let pk = keys.get_or_parse(public_key, parse_public)?;
     let sig = Signature::from_slice(signature)
         .map_err(|_| PluginError::new(ErrorCode::BAD_SIGNATURE, "ed25519: malformed signature"))?;
     pk.verify_strict(message, &sig).map_err(|_| {
