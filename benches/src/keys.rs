@@ -110,6 +110,10 @@ pub struct Sample {
     pub cpu_ms: f64,
     /// Exponentiations on the critical path (known on the in-process engine only).
     pub serial_exponentiations: Option<u64>,
+    /// The critical path's own mathematics: its exponentiations, element validations,
+    /// signatures and verifications at the calibrated cost of one, milliseconds (in-process engine
+    /// only). `time_ms / math_ms` is what the protocol machinery adds.
+    pub math_ms: Option<f64>,
     /// Exponentiations at all members.
     pub total_exponentiations: u64,
     /// Signatures at all members.
@@ -135,6 +139,8 @@ pub struct Sample {
 pub struct Costs {
     /// One exponentiation with a fresh scalar, milliseconds.
     pub exponentiation_ms: f64,
+    /// One validation of a received group element, milliseconds.
+    pub validation_ms: f64,
     /// One Ed25519 signature, milliseconds.
     pub signature_ms: f64,
     /// One Ed25519 verification, milliseconds.
@@ -193,6 +199,7 @@ pub fn calibrate(combo: &Combo) -> Result<Costs, String> {
     };
     Ok(Costs {
         exponentiation_ms: time(&mut || g.exp(&y, x.expose()).map(drop).map_err(e))?,
+        validation_ms: time(&mut || g.validate_element(&y).map_err(e))?,
         signature_ms: time(&mut || signer.sign(&msg).map(drop).map_err(e))?,
         verification_ms: time(&mut || p.verify("ed25519", &pk, &msg, &sig).map_err(e))?,
     })
@@ -286,6 +293,15 @@ impl Runner<'_> {
             .collect();
         let time = paths.iter().map(|p| p.time).max().unwrap_or_default();
         let serial = paths.iter().map(|p| p.exponentiations).max().unwrap_or(0);
+        let math_ms = paths
+            .iter()
+            .map(|p| {
+                p.exponentiations as f64 * self.costs.exponentiation_ms
+                    + p.validations as f64 * self.costs.validation_ms
+                    + p.signatures as f64 * self.costs.signature_ms
+                    + p.verifications as f64 * self.costs.verification_ms
+            })
+            .fold(0.0, f64::max);
         let cpu: Duration = self.net.members.values().map(|m| m.busy).sum();
         let cpu_ms = cpu.as_secs_f64() * 1e3;
         let (dh_share, signature_share) = self.costs.shares(
@@ -302,6 +318,7 @@ impl Runner<'_> {
             time_ms: time.as_secs_f64() * 1e3,
             cpu_ms: cpu.as_secs_f64() * 1e3,
             serial_exponentiations: Some(serial),
+            math_ms: Some(math_ms),
             total_exponentiations: total.exponentiations,
             signatures: total.signatures,
             verifications: total.verifications,
@@ -451,6 +468,11 @@ pub struct Row {
     /// Exponentiations on the critical path (the same in every run; known on the
     /// in-process engine only).
     pub serial_exponentiations: Option<u64>,
+    /// Median of the critical path's mathematics at calibrated cost, milliseconds.
+    pub math_ms: Option<f64>,
+    /// Median over runs of critical-path time / its mathematics (1.0: the protocol
+    /// costs nothing beyond its exponentiations, signatures and verifications).
+    pub over_math: Option<f64>,
     /// Exponentiations at all members.
     pub total_exponentiations: u64,
     /// Signatures.
@@ -502,6 +524,17 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
                 time_ms_max: times.iter().copied().fold(0.0, f64::max),
                 cpu_ms: median(v.iter().map(|s| s.cpu_ms).collect()),
                 serial_exponentiations: v[0].serial_exponentiations,
+                math_ms: {
+                    let m: Vec<f64> = v.iter().filter_map(|s| s.math_ms).collect();
+                    (!m.is_empty()).then(|| median(m))
+                },
+                over_math: {
+                    let r: Vec<f64> = v
+                        .iter()
+                        .filter_map(|s| s.math_ms.filter(|m| *m > 0.0).map(|m| s.time_ms / m))
+                        .collect();
+                    (!r.is_empty()).then(|| median(r))
+                },
                 total_exponentiations: v[0].total_exponentiations,
                 signatures: v[0].signatures,
                 verifications: v[0].verifications,

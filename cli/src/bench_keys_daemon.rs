@@ -199,6 +199,7 @@ impl Runner<'_> {
             time_ms: time.as_secs_f64() * 1e3,
             cpu_ms,
             serial_exponentiations: None,
+            math_ms: None,
             total_exponentiations: c.exponentiations,
             signatures: c.signatures,
             verifications: c.verifications,

@@ -72,8 +72,8 @@ pub struct Counted {
 }
 
 /// A position on the critical path of an agreement: the processing time and the
-/// exponentiations that lead to it, when each member runs on its own processor and the
-/// network adds no delay. A member's clock advances by what it computes, and a message
+/// exponentiations, element validations, signatures and verifications that lead to it, when each member runs
+/// on its own processor and the network adds no delay. A member's clock advances by what it computes, and a message
 /// carries its sender's clock: the receiver's clock is the later of the two.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Clock {
@@ -81,13 +81,24 @@ pub struct Clock {
     pub time: std::time::Duration,
     /// Exponentiations.
     pub exponentiations: u64,
+    /// Group-element validations.
+    pub validations: u64,
+    /// Signatures.
+    pub signatures: u64,
+    /// Signature verifications.
+    pub verifications: u64,
 }
 
 impl Clock {
+    /// The later of two positions: each count is the larger of the two (the longest
+    /// chain of that operation that leads here).
     fn join(self, other: Clock) -> Clock {
         Clock {
             time: self.time.max(other.time),
             exponentiations: self.exponentiations.max(other.exponentiations),
+            validations: self.validations.max(other.validations),
+            signatures: self.signatures.max(other.signatures),
+            verifications: self.verifications.max(other.verifications),
         }
     }
 }
@@ -681,20 +692,7 @@ impl Net {
             .map(|m| self.members.get(m).and_then(|m| m.keyed_at))
             .collect::<Option<Vec<Clock>>>()?
             .into_iter()
-            .max_by_key(|c| c.time)
-            .map(|latest| {
-                let exps = self.components[c]
-                    .members
-                    .iter()
-                    .filter_map(|m| self.members.get(m).and_then(|m| m.keyed_at))
-                    .map(|c| c.exponentiations)
-                    .max()
-                    .unwrap_or(0);
-                Clock {
-                    time: latest.time,
-                    exponentiations: exps,
-                }
-            })
+            .reduce(Clock::join)
     }
 
     /// Every live member's counters.
@@ -748,19 +746,35 @@ impl Net {
 /// this thread: a step runs on it from start to end) and the exponentiations it took.
 /// CPU time, not wall time: a step preempted by another process costs what it
 /// computed, not how long it waited, so that runs on a busy machine agree.
+///
+/// Reading the thread's CPU clock is a system call (about a microsecond here); its own
+/// cost, measured once, is taken off each step, so that thousands of small steps (the
+/// confirmations of a large group) do not count the clock's cost as theirs.
 fn timed<T>(member: &mut Member, f: impl FnOnce(&mut KeyAgreement) -> T) -> T {
-    let before = member.provider.counters().exponentiations;
+    let before = member.provider.counters();
     let start = cpu_time::ThreadTime::now();
     let out = f(&mut member.ka);
-    let took = start.elapsed();
+    let took = start.elapsed().saturating_sub(clock_cost());
+    let after = member.provider.counters();
     member.clock.time += took;
     member.busy += took;
-    member.clock.exponentiations += member
-        .provider
-        .counters()
-        .exponentiations
-        .saturating_sub(before);
+    member.clock.exponentiations += after.exponentiations.saturating_sub(before.exponentiations);
+    member.clock.validations += after.validations.saturating_sub(before.validations);
+    member.clock.signatures += after.signatures.saturating_sub(before.signatures);
+    member.clock.verifications += after.verifications.saturating_sub(before.verifications);
     out
+}
+
+/// What one [`timed`] measurement of nothing reads: the median of 201 tries.
+fn clock_cost() -> std::time::Duration {
+    static COST: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+    *COST.get_or_init(|| {
+        let mut tries: Vec<std::time::Duration> = (0..201)
+            .map(|_| cpu_time::ThreadTime::now().elapsed())
+            .collect();
+        tries.sort();
+        tries[tries.len() / 2]
+    })
 }
 
 fn no_errors(net: &Net) -> Result<(), String> {

@@ -511,6 +511,11 @@ pub struct Session {
     /// told apart by content, not by (sender, run, step), because one that came before
     /// the key is held unchecked and must not shut out the genuine one (docs/protocols.md).
     seen_mac: BTreeSet<Vec<u8>>,
+    /// The digest of the MAC-authenticated message [`open`](Self::open) passed last, for
+    /// [`accepted`](Self::accepted) to remember without hashing it again.
+    opened_mac: Option<Vec<u8>>,
+    /// The current view's members, for a membership check per message in O(1).
+    member_set: std::collections::HashSet<String>,
     /// Hashes of the multicasts this member sent in the current view (checked on their
     /// self-delivery instead of a signature verification).
     sent: BTreeSet<Vec<u8>>,
@@ -579,6 +584,8 @@ impl Session {
             run: 0,
             seen: BTreeSet::new(),
             seen_mac: BTreeSet::new(),
+            opened_mac: None,
+            member_set: Default::default(),
             sent: BTreeSet::new(),
             stats: MessageStats::default(),
             last_epoch: 0,
@@ -697,6 +704,8 @@ impl Session {
         self.run = 0;
         self.seen.clear();
         self.seen_mac.clear();
+        self.opened_mac = None;
+        self.member_set = members.iter().cloned().collect();
         self.sent.clear();
         Ok(self.view.insert(ViewInfo {
             view: view.clone(),
@@ -795,14 +804,27 @@ impl Session {
     /// [`accepted`](Self::accepted) or [`rejected`](Self::rejected). Nothing changes here
     /// but the rejection counter.
     pub fn open(&mut self, sender: &str, bytes: &[u8], run_ahead: bool) -> Result<Envelope> {
-        let r = self.check(sender, bytes, run_ahead);
-        if r.is_err() {
-            self.stats.rejected += 1;
+        self.opened_mac = None;
+        match self.check(sender, bytes, run_ahead) {
+            Ok((env, digest)) => {
+                self.opened_mac = digest;
+                Ok(env)
+            }
+            Err(e) => {
+                self.stats.rejected += 1;
+                Err(e)
+            }
         }
-        r
     }
 
-    fn check(&self, sender: &str, bytes: &[u8], run_ahead: bool) -> Result<Envelope> {
+    /// The checks of [`open`](Self::open); for a MAC-authenticated message, also the
+    /// digest that tells it apart from replays.
+    fn check(
+        &self,
+        sender: &str,
+        bytes: &[u8],
+        run_ahead: bool,
+    ) -> Result<(Envelope, Option<Vec<u8>>)> {
         let p = self.protocol;
         let (env, signed, signature) = Envelope::parse(bytes)?;
         if env.protocol != self.protocol {
@@ -853,7 +875,7 @@ impl Session {
                 format!("{p}: unicast for {to}, delivered to {}", self.me),
             ));
         }
-        if !view.contains(sender) {
+        if !self.member_set.contains(sender) {
             return Err(err(
                 ErrorCode::NOT_A_MEMBER,
                 format!("{p}: {sender} is not a member of the view"),
@@ -890,11 +912,14 @@ impl Session {
                 ),
             ));
         }
-        let replayed = if self.mac_step == Some(env.step) {
-            self.seen_mac
-                .contains(&self.provider.hash(HASH, &[signed])?)
+        let digest = if self.mac_step == Some(env.step) {
+            Some(self.provider.hash(HASH, &[signed])?)
         } else {
-            self.seen.contains(&(env.sender.clone(), env.run, env.step))
+            None
+        };
+        let replayed = match &digest {
+            Some(d) => self.seen_mac.contains(d),
+            None => self.seen.contains(&(env.sender.clone(), env.run, env.step)),
         };
         if replayed {
             return Err(err(
@@ -905,7 +930,7 @@ impl Session {
                 ),
             ));
         }
-        Ok(env)
+        Ok((env, digest))
     }
 
     fn verify_signature(&self, sender: &str, signed: &[u8], signature: &[u8]) -> Result<()> {
@@ -949,10 +974,8 @@ impl Session {
     /// Records that the protocol accepted `env` (a replay of it will be refused).
     pub fn accepted(&mut self, env: &Envelope) {
         if self.mac_step == Some(env.step) {
-            if let Ok(digest) = env
-                .signed_part()
-                .and_then(|signed| self.provider.hash(HASH, &[&signed]))
-            {
+            // `open` computed it for this very message.
+            if let Some(digest) = self.opened_mac.take() {
                 self.seen_mac.insert(digest);
             }
         } else {
