@@ -379,3 +379,53 @@ async fn a_trusted_member_that_stops_in_mid_agreement_is_cut_at_the_timeout() {
     }
     net.daemon.unwrap().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_client_announcing_on_a_trusted_name_is_cut_and_moves_no_epoch() {
+    let net = Net::new().await;
+    let (mut members, before) = pair(&net, "g").await;
+    // This connection holds dave's name (the daemon lets it) but not his identity key.
+    // Announcements are not signed (the key agreement binds what they decide), so its
+    // announcement, with the right modules and an epoch far ahead, admits it to the
+    // secure view; it can contribute nothing, so the round ends in a cut at the timeout.
+    let _ = net.trusted_identity("dave");
+    let mut dave = net.raw("dave", "g").await;
+    let view = dave.view().await;
+    let registry = conclave_registry();
+    let provider = registry
+        .new_provider("rustcrypto", Default::default())
+        .unwrap();
+    let not_daves = provider.generate_signing_key("ed25519").unwrap();
+    let signer = provider.signer("ed25519", not_daves.expose()).unwrap();
+    let announce = Control {
+        group: "g".into(),
+        view_id: view.id.to_bytes().to_vec(),
+        stage: 0,
+        round: 0,
+        sender: "dave".into(),
+        body: Body::Announce {
+            descriptor: GroupSettings::default().descriptor(&registry),
+            last_epoch: 1 << 40,
+        },
+    };
+    dave.multicast([&[4u8][..], &announce.seal(&signer).unwrap()].concat());
+    let start = Instant::now();
+    let key = keyed_without(&mut members, "g", "dave", before.epoch).await;
+    // Keyed after the timeout (the cut), not before, and not long after.
+    let took = start.elapsed();
+    assert!(took >= TIMEOUT, "keyed after {took:?}, before the cut");
+    assert!(took < TIMEOUT * 4, "keyed after {took:?}");
+    // The epoch the keyless client announced is not the group's: it counts on from
+    // the members' own.
+    assert!(
+        key.epoch < before.epoch + 10,
+        "epoch {} after {}",
+        key.epoch,
+        before.epoch
+    );
+    exchange(&mut members, "g", &key).await;
+    for m in members.iter_mut() {
+        assert_eq!(exclusion(&about(m, "dave")), Exclusion::Silent);
+    }
+    net.daemon.unwrap().shutdown().await;
+}

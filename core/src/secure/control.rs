@@ -1,19 +1,31 @@
 //! The secure layer's own control messages: announcements of a member's modules, module
 //! switches, exclusions of silent members, and liveness during a stalled agreement.
 //!
-//! Every one is signed with the sender's identity key and bound to the group, the
-//! engine's view, the view's *stage* (module switches so far) and *round* (exclusions
-//! so far in the stage), and the sender's name; receivers check them in a fixed order
-//! (syntax, routing, sender, trust, signature) before the secure view sees them.
+//! Each is bound to the group, the engine's view, the view's *stage* (module switches so
+//! far) and *round* (exclusions so far in the stage), and the sender's name; receivers
+//! check them in a fixed order (syntax, routing, sender, trust, signature) before the
+//! secure view sees them.
+//!
+//! Switches, cuts and alive messages are signed with the sender's identity key.
+//! Announcements are not (an empty signature): every member of a join announces, so
+//! signing them cost `n(n-1)` verifications per join, and what an announcement decides
+//! (the secure view's members and its base epoch) is bound end to end by the key
+//! agreement that follows: the members and the epoch are in the key schedule, the key
+//! is reported only once every member confirmed it, and a member admitted on a forged
+//! announcement holds no contribution, so the round ends in a cut at the agreement
+//! timeout, as for a silent member. An announcement is attributed by the engine (the
+//! daemon's authenticated connection, Corosync's cluster); docs/protocols.md states
+//! what a forger on the engine can and cannot do.
 //!
 //! Wire form (after the core's payload tag):
 //!
 //! ```text
-//! "CCTL" | version u8 = 1 | kind u8 | group (u16 len) | view id (u16 len) | stage u32
+//! "CCTL" | version u8 = 2 | kind u8 | group (u16 len) | view id (u16 len) | stage u32
 //!   | round u32 | sender (u8 len) | body (u32 len) | signature (u16 len)
 //! ```
 //!
-//! The signature covers `conclave/control/v1\0` and every byte before it.
+//! The signature covers `conclave/control/v1\0` and every byte before it; an
+//! announcement's is empty, and any other message's must not be.
 
 use conclave_plugin_sdk::{
     ErrorCode, PluginError,
@@ -22,7 +34,7 @@ use conclave_plugin_sdk::{
 };
 
 const MAGIC: &[u8; 4] = b"CCTL";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const SIGN_DOMAIN: &[u8] = b"conclave/control/v1\0";
 /// The most members a CUT may keep (a view is never larger).
 const MAX_NAMES: usize = 4096;
@@ -116,10 +128,20 @@ impl Control {
         Ok(w.finish())
     }
 
-    /// The signed message: `signer` is the sender's identity key.
+    /// Whether messages of this kind are signed (every kind but announcements).
+    pub fn signed(&self) -> bool {
+        !matches!(self.body, Body::Announce { .. })
+    }
+
+    /// The message on the wire: `signer` is the sender's identity key (announcements
+    /// go without a signature).
     pub fn seal(&self, signer: &Signer) -> Result<Vec<u8>, PluginError> {
         let signed = self.signed_part()?;
-        let signature = signer.sign(&[SIGN_DOMAIN, &signed].concat())?;
+        let signature = if self.signed() {
+            signer.sign(&[SIGN_DOMAIN, &signed].concat())?
+        } else {
+            Vec::new()
+        };
         let mut w = Writer::new();
         w.raw(&signed);
         w.bytes16(&signature)?;
@@ -194,7 +216,7 @@ impl Control {
 
     /// Parses and authenticates a message that the engine delivered from `sender` in
     /// `group`: the names must match, the sender must be in `trust` with a key of
-    /// `algorithm`, and the signature must verify.
+    /// `algorithm`, and the signature must verify (an announcement's must be empty).
     pub fn open(
         bytes: &[u8],
         group: &str,
@@ -230,6 +252,15 @@ impl Control {
                     key.algorithm
                 ),
             ));
+        }
+        if !control.signed() {
+            if !signature.is_empty() {
+                return Err(PluginError::new(
+                    ErrorCode::BAD_SIGNATURE,
+                    format!("an announcement from {sender} carries a signature"),
+                ));
+            }
+            return Ok(control);
         }
         provider
             .verify(
