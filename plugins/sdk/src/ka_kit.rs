@@ -5,6 +5,8 @@
 //!   protocol, the group, the view id, the run (the agreement's number within the view),
 //!   the step, the sender, the receiver (none for a multicast), a hash of the protocol's
 //!   parameters and the host's context, and an epoch; the signature covers all of it.
+//!   A protocol's key confirmations ([`Session::with_mac_confirmation`]) carry an empty
+//!   signature instead: their MAC under the new key covers every field.
 //! * [`Session`]: one member's identity, trust store, provider, current view and replay
 //!   memory. [`Session::open`] checks a received message in a fixed order and returns
 //!   a typed error for each way it can be wrong; [`Session::seal`] makes the action that
