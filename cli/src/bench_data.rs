@@ -17,6 +17,8 @@ use conclave_gcs::{
     sim::{SimConfig, Simulator},
 };
 use serde::Serialize;
+use std::{cell::RefCell, rc::Rc};
+
 use tokio::sync::mpsc;
 
 /// Arguments of `conclave bench data`.
@@ -55,6 +57,10 @@ pub struct DataArgs {
     /// (daemon engine only).
     #[arg(long)]
     stopped_client: bool,
+    /// In a flood (`--rate 0`), at most this many messages in flight: sent but not yet
+    /// delivered to every receiver (0: no bound, every message queued at once).
+    #[arg(long, default_value_t = 256)]
+    window: usize,
     /// Write the rows as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
@@ -77,6 +83,13 @@ pub struct DataRow {
     pub p50_us: f64,
     /// One-way latency, 99th percentile, microseconds.
     pub p99_us: f64,
+    /// One-way latency, 99.9th percentile, microseconds.
+    pub p999_us: f64,
+    /// CPU time of the whole process (daemon, sender, receivers) per message sent,
+    /// microseconds.
+    pub cpu_us_per_message: f64,
+    /// The send window of a flood (0: none).
+    pub window: usize,
     /// Messages per second asked for (0: a flood).
     pub rate: u64,
     /// Whether a stopped client sat in another group, flooded by another sender.
@@ -267,6 +280,7 @@ async fn measure(
     members: usize,
     messages: usize,
     rate: u64,
+    window: usize,
     stopped_client: bool,
 ) -> Result<DataRow, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -330,9 +344,50 @@ async fn measure(
     let count = messages.min((32 << 20) / size.max(1)).max(100);
     let base = Instant::now();
     let start = Instant::now();
+    let cpu_start = cpu_time::ProcessTime::now();
+    // Each receiver counts its deliveries; a flood's sender keeps at most `window`
+    // messages ahead of the slowest receiver.
+    let delivered = Rc::new(RefCell::new(vec![0usize; n - 1]));
+    let progress = Rc::new(tokio::sync::Notify::new());
+    let mut receivers = Vec::new();
+    for (r, m) in group.iter_mut().skip(1).enumerate() {
+        let (_, placeholder) = mpsc::unbounded_channel();
+        let mut events = std::mem::replace(&mut m.events, placeholder);
+        let delivered = delivered.clone();
+        let progress = progress.clone();
+        receivers.push(tokio::task::spawn_local(async move {
+            let mut latencies = Vec::with_capacity(count);
+            let mut last = start;
+            while latencies.len() < count {
+                let got = latencies.len();
+                let (at, e) = tokio::time::timeout(Duration::from_secs(60), events.recv())
+                    .await
+                    .map_err(|_| format!("{got} of {count} messages arrived"))?
+                    .ok_or("a member's session ended")?;
+                match e {
+                    SessionEvent::Message { data, .. } => {
+                        let mut t = [0u8; 8];
+                        t.copy_from_slice(&data[..8]);
+                        let sent = Duration::from_nanos(u64::from_be_bytes(t));
+                        let lat = at.duration_since(base).saturating_sub(sent);
+                        latencies.push(lat.as_secs_f64() * 1e6);
+                        last = last.max(at);
+                        delivered.borrow_mut()[r] += 1;
+                        progress.notify_one();
+                    }
+                    SessionEvent::SecurityError { error, .. } => {
+                        return Err(format!("security error: {} {}", error.code, error.message));
+                    }
+                    _ => {}
+                }
+            }
+            Ok::<_, String>((latencies, last))
+        }));
+    }
     let sender = group[0].handle.clone();
-    let send_one = || {
-        let mut data = vec![0u8; size.max(8)];
+    let size = size.max(8);
+    let send_one = move |sender: &conclave::session::SessionHandle| {
+        let mut data = vec![0u8; size];
         let t = base.elapsed().as_nanos() as u64;
         data[..8].copy_from_slice(&t.to_be_bytes());
         sender.send(Command::Multicast {
@@ -342,56 +397,37 @@ async fn measure(
         });
     };
     if rate == 0 {
-        for _ in 0..count {
-            send_one();
-        }
+        let delivered = delivered.clone();
+        tokio::task::spawn_local(async move {
+            for sent in 0..count {
+                while window > 0
+                    && sent - delivered.borrow().iter().copied().min().unwrap_or(sent) >= window
+                {
+                    progress.notified().await;
+                }
+                send_one(&sender);
+            }
+        });
     } else {
         // Paced from a task of its own, so that receiving runs meanwhile.
         let period = Duration::from_secs_f64(1.0 / rate as f64);
-        let pacer = sender.clone();
-        let size = size.max(8);
         tokio::task::spawn_local(async move {
             let mut next = tokio::time::Instant::now();
             for _ in 0..count {
                 tokio::time::sleep_until(next).await;
-                let mut data = vec![0u8; size];
-                let t = base.elapsed().as_nanos() as u64;
-                data[..8].copy_from_slice(&t.to_be_bytes());
-                pacer.send(Command::Multicast {
-                    group: "bench".into(),
-                    service: Service::Agreed,
-                    data,
-                });
+                send_one(&sender);
                 next += period;
             }
         });
     }
     let mut latencies = Vec::with_capacity(count * (n - 1));
     let mut last = start;
-    for m in group.iter_mut().skip(1) {
-        let mut got = 0;
-        while got < count {
-            let (at, e) = tokio::time::timeout(Duration::from_secs(60), m.events.recv())
-                .await
-                .map_err(|_| format!("{got} of {count} messages arrived"))?
-                .ok_or("a member's session ended")?;
-            match e {
-                SessionEvent::Message { data, .. } => {
-                    got += 1;
-                    let mut t = [0u8; 8];
-                    t.copy_from_slice(&data[..8]);
-                    let sent = Duration::from_nanos(u64::from_be_bytes(t));
-                    let lat = at.duration_since(base).saturating_sub(sent);
-                    latencies.push(lat.as_secs_f64() * 1e6);
-                    last = last.max(at);
-                }
-                SessionEvent::SecurityError { error, .. } => {
-                    return Err(format!("security error: {} {}", error.code, error.message));
-                }
-                _ => {}
-            }
-        }
+    for r in receivers {
+        let (l, at) = r.await.map_err(|e| e.to_string())??;
+        latencies.extend(l);
+        last = last.max(at);
     }
+    let cpu = cpu_start.elapsed();
     let elapsed = last.duration_since(start).as_secs_f64().max(1e-9);
     latencies.sort_by(f64::total_cmp);
     for m in group {
@@ -410,6 +446,9 @@ async fn measure(
         mb_per_s: (count * size) as f64 / elapsed / 1e6,
         p50_us: percentile(&latencies, 0.5),
         p99_us: percentile(&latencies, 0.99),
+        p999_us: percentile(&latencies, 0.999),
+        cpu_us_per_message: cpu.as_secs_f64() * 1e6 / count as f64,
+        window: if rate == 0 { window } else { 0 },
         rate,
         stopped_client,
     })
@@ -456,6 +495,7 @@ pub fn run(args: DataArgs) -> Result<(), String> {
                         args.members,
                         args.messages,
                         args.rate,
+                        args.window,
                         stopped,
                     ),
                 )?);
@@ -473,6 +513,8 @@ pub fn run(args: DataArgs) -> Result<(), String> {
         "MB/s",
         "p50 µs",
         "p99 µs",
+        "p99.9 µs",
+        "CPU µs/msg",
     ]);
     for r in &rows {
         t.add_row([
@@ -484,6 +526,8 @@ pub fn run(args: DataArgs) -> Result<(), String> {
             format!("{:.1}", r.mb_per_s),
             format!("{:.0}", r.p50_us),
             format!("{:.0}", r.p99_us),
+            format!("{:.0}", r.p999_us),
+            format!("{:.1}", r.cpu_us_per_message),
         ]);
     }
     crate::out!("{t}");
@@ -495,8 +539,13 @@ pub fn run(args: DataArgs) -> Result<(), String> {
     crate::out!(
         "1 sender, {} receivers, agreed multicast through {through}; {}; rates per receiver; latency one-way{}",
         args.members.max(2) - 1,
-        if args.rate == 0 {
-            "as fast as the sender can".to_string()
+        if args.rate == 0 && args.window > 0 {
+            format!(
+                "as fast as the sender can, at most {} messages in flight",
+                args.window
+            )
+        } else if args.rate == 0 {
+            "as fast as the sender can, no window".to_string()
         } else {
             format!("paced at {} msg/s", args.rate)
         },
@@ -506,6 +555,7 @@ pub fn run(args: DataArgs) -> Result<(), String> {
             ""
         }
     );
+    crate::out!("CPU µs/msg: CPU time of the whole process (daemon and members) per message sent");
     if args.stopped_client {
         crate::out!(
             "stopped client elsewhere: in another group of the same daemon, a client that reads nothing while a second sender floods that group with 48 MiB"

@@ -215,17 +215,29 @@ fn bench_data_measures_sealed_and_plain_multicast() {
         "200",
         "--members",
         "3",
+        "--window",
+        "16",
     ]);
     let rows: Vec<Value> = serde_json::from_value(json).unwrap();
     assert_eq!(rows.len(), 6);
     for r in &rows {
         assert_eq!(r["messages"], 200, "{r}");
-        for k in ["messages_per_s", "mb_per_s", "p50_us", "p99_us"] {
+        assert_eq!(r["window"], 16, "{r}");
+        for k in [
+            "messages_per_s",
+            "mb_per_s",
+            "p50_us",
+            "p99_us",
+            "p999_us",
+            "cpu_us_per_message",
+        ] {
             assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
         }
         assert!(r["p50_us"].as_f64() <= r["p99_us"].as_f64(), "{r}");
+        assert!(r["p99_us"].as_f64() <= r["p999_us"].as_f64(), "{r}");
     }
     let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("at most 16 messages in flight"), "{table}");
     assert!(
         table.contains("blowfish") && table.contains("none"),
         "{table}"
