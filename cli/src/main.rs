@@ -12,6 +12,12 @@ macro_rules! out {
     }};
 }
 
+/// mimalloc instead of glibc's allocator: the hot paths allocate and free buffers of a
+/// few kilobytes per message, which glibc keeps returning to the kernel and taking back
+/// (a page fault per message under load); mimalloc reuses them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod bench_data;
 mod bench_keys_daemon;

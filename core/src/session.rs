@@ -43,6 +43,10 @@ use std::{
 };
 
 use conclave_gcs::{Address, Client, Connection, GcsError, MemberName, SendOptions, Service};
+
+/// At most this many waiting commands are carried out (and their writes batched)
+/// before the session looks at the engine's events again.
+const COMMAND_BATCH: usize = 64;
 use conclave_plugin_sdk::{PluginError, ka_kit::MapTrustStore};
 use serde::{Deserialize, Serialize};
 
@@ -472,21 +476,19 @@ impl<C: Connection> Session<C> {
         SessionHandle(self.handle.clone())
     }
 
-    async fn execute(&mut self, command: Command) -> Result<(), CoreError> {
+    async fn execute(&mut self, command: &Command) -> Result<(), CoreError> {
         match command {
-            Command::Join(g) => self.join(&g).await,
-            Command::Leave(g) => self.leave(&g).await,
+            Command::Join(g) => self.join(g).await,
+            Command::Leave(g) => self.leave(g).await,
             Command::Multicast {
                 group,
                 service,
                 data,
-            } => self.multicast(&group, service, &data).await.map(drop),
-            Command::Unicast { group, to, data } => {
-                self.unicast(&group, &to, &data).await.map(drop)
-            }
-            Command::Refresh(g) => self.refresh(&g).await,
+            } => self.multicast(group, *service, data).await.map(drop),
+            Command::Unicast { group, to, data } => self.unicast(group, to, data).await.map(drop),
+            Command::Refresh(g) => self.refresh(g).await,
             Command::ReloadPolicy(p) => {
-                self.reload_policy(p);
+                self.reload_policy(p.clone());
                 Ok(())
             }
         }
@@ -647,10 +649,20 @@ impl<C: Connection> Session<C> {
                     self.layer.handle_event(event, Instant::now())?;
                 }
                 Some(command) = self.commands.recv() => {
-                    let what = format!("{command:?}");
-                    if let Err(e) = self.execute(command).await {
-                        self.layer.command_failed(what, &e);
+                    // The commands waiting now go out as one batch of writes.
+                    self.client.begin_batch();
+                    let mut next = Some(command);
+                    let mut done = 0;
+                    while let Some(command) = next.take() {
+                        if let Err(e) = self.execute(&command).await {
+                            self.layer.command_failed(format!("{command:?}"), &e);
+                        }
+                        done += 1;
+                        if done < COMMAND_BATCH {
+                            next = self.commands.try_recv().ok();
+                        }
                     }
+                    self.client.end_batch().await?;
                 }
                 _ = tokio::time::sleep_until(at) => {
                     self.layer.handle_timeout(Instant::now())?;

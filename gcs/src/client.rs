@@ -41,6 +41,8 @@ type Writer = Pin<Box<dyn AsyncWrite + Send>>;
 /// daemon's flow control takes over), and how many payload bytes.
 const EVENT_QUEUE: usize = 256;
 const EVENT_QUEUE_BYTES: usize = 32 << 20;
+/// The client's write buffer: a batch of requests leaves in writes of this size.
+const WRITE_BUFFER: usize = 64 * 1024;
 
 /// What the reader task hands over.
 enum Incoming {
@@ -61,7 +63,10 @@ enum Incoming {
 /// connection is gone.
 pub struct Client {
     session: Session,
-    writer: Writer,
+    /// Frames are written into this buffer and flushed after each request, or once at
+    /// the end of a batch ([`Client::begin_batch`]).
+    writer: tokio::io::BufWriter<Writer>,
+    batching: bool,
     events: mpsc::Receiver<Incoming>,
     closed: Option<String>,
     reader: JoinHandle<()>,
@@ -222,7 +227,8 @@ impl Client {
         });
         Ok(Client {
             session: Session::new(member),
-            writer,
+            writer: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, writer),
+            batching: false,
             events,
             closed: None,
             reader,
@@ -250,16 +256,44 @@ impl Client {
 
     async fn write(&mut self, frame: Frame) -> Result<(), GcsError> {
         let encoded = frame.encode();
+        let batching = self.batching;
         let written = async {
-            write_encoded(&mut self.writer, &encoded).await?;
-            self.writer.flush().await
+            // Into the buffer (a payload larger than it goes straight through).
+            self.writer.write_all(&encoded.head).await?;
+            self.writer.write_all(&encoded.payload).await?;
+            if !batching {
+                self.writer.flush().await?;
+            }
+            Ok(())
         };
-        if let Err(e) = written.await {
+        let result = written.await;
+        self.written(result)
+    }
+
+    fn written(&mut self, result: std::io::Result<()>) -> Result<(), GcsError> {
+        if let Err(e) = result {
             let reason = format!("write failed: {e}");
             self.closed = Some(reason.clone());
             return Err(GcsError::Disconnected { reason });
         }
         Ok(())
+    }
+
+    /// Starts a batch: requests from now on are buffered (and written when the buffer
+    /// fills) until [`end_batch`](Self::end_batch), so that a burst of sends costs a
+    /// few system calls, not one each. Checks are made at each call as usual.
+    pub fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    /// Ends a batch: writes everything buffered.
+    pub async fn end_batch(&mut self) -> Result<(), GcsError> {
+        self.batching = false;
+        if self.closed.is_some() {
+            return self.check_open();
+        }
+        let flushed = self.writer.flush().await;
+        self.written(flushed)
     }
 
     /// Asks to join `group`; the first view follows as an event.

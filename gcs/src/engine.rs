@@ -48,6 +48,17 @@ pub trait Connection {
     /// The next event.
     async fn next_event(&mut self) -> Result<Event, GcsError>;
 
+    /// Starts a batch of requests: the engine may hold them (in order) until
+    /// [`end_batch`](Connection::end_batch), to write them together. By default
+    /// requests go out at once.
+    fn begin_batch(&mut self) {}
+
+    /// Ends a batch: every request made since [`begin_batch`](Connection::begin_batch)
+    /// is on its way when this returns.
+    async fn end_batch(&mut self) -> Result<(), GcsError> {
+        Ok(())
+    }
+
     /// Closes the connection: the engine reports a disconnect to its groups. Dropping
     /// the connection does the same, less politely.
     async fn close(self)
@@ -122,6 +133,14 @@ impl Connection for Client {
 
     async fn next_event(&mut self) -> Result<Event, GcsError> {
         Client::next_event(self).await
+    }
+
+    fn begin_batch(&mut self) {
+        Client::begin_batch(self)
+    }
+
+    async fn end_batch(&mut self) -> Result<(), GcsError> {
+        Client::end_batch(self).await
     }
 
     async fn close(self) {

@@ -544,3 +544,45 @@ fn the_connection_trait_runs_one_protocol_on_the_simulator() {
         .block_on(two_members(a, b));
     sim.check().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_leaves_at_its_end_whole_and_in_order() {
+    let d = daemon(DaemonConfig::default()).await;
+    let mut cs = group_of(&d, &["a", "b"]).await;
+    let mut b = cs.pop().unwrap();
+    let mut a = cs.pop().unwrap();
+    // Small sends in a batch stay in the sender's buffer until the batch ends.
+    a.begin_batch();
+    const N: u32 = 200;
+    for i in 0..N {
+        a.multicast(&g(), Service::Agreed, Bytes::from(i.to_be_bytes().to_vec()))
+            .await
+            .unwrap();
+    }
+    assert!(
+        timeout(Duration::from_millis(200), b.next_event())
+            .await
+            .is_err(),
+        "b heard from a batch before it ended"
+    );
+    a.end_batch().await.unwrap();
+    // Then every one arrives, in order; and a send after the batch goes out at once.
+    for i in 0..N {
+        let (sender, p) = loop {
+            if let Some(x) = payload_of(&next(&mut b).await) {
+                break x;
+            }
+        };
+        assert_eq!((sender.as_str(), p.as_ref()), ("a", &i.to_be_bytes()[..]));
+    }
+    a.multicast(&g(), Service::Agreed, Bytes::from_static(b"after"))
+        .await
+        .unwrap();
+    let (_, p) = loop {
+        if let Some(x) = payload_of(&next(&mut b).await) {
+            break x;
+        }
+    };
+    assert_eq!(p.as_ref(), b"after");
+    d.shutdown().await;
+}
