@@ -61,6 +61,10 @@ pub struct DataArgs {
     /// delivered to every receiver (0: no bound, every message queued at once).
     #[arg(long, default_value_t = 256)]
     window: usize,
+    /// Rounds: every row is measured this many times, the rows taking turns (so that a
+    /// slow spell of the machine falls on all of them), and the median is shown.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
+    rounds: u32,
     /// Write the rows as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
@@ -90,6 +94,8 @@ pub struct DataRow {
     pub cpu_us_per_message: f64,
     /// The send window of a flood (0: none).
     pub window: usize,
+    /// Rounds measured (the figures are their medians).
+    pub rounds: u32,
     /// Messages per second asked for (0: a flood).
     pub rate: u64,
     /// Whether a stopped client sat in another group, flooded by another sender.
@@ -384,6 +390,11 @@ async fn measure(
             Ok::<_, String>((latencies, last))
         }));
     }
+    // The sender's own events (the self-delivery of each message) are read and
+    // dropped, as an application would, rather than left to pile up in its queue.
+    let (_, placeholder) = mpsc::unbounded_channel();
+    let mut own = std::mem::replace(&mut group[0].events, placeholder);
+    tokio::task::spawn_local(async move { while own.recv().await.is_some() {} });
     let sender = group[0].handle.clone();
     let size = size.max(8);
     let send_one = move |sender: &conclave::session::SessionHandle| {
@@ -449,9 +460,40 @@ async fn measure(
         p999_us: percentile(&latencies, 0.999),
         cpu_us_per_message: cpu.as_secs_f64() * 1e6 / count as f64,
         window: if rate == 0 { window } else { 0 },
+        rounds: 1,
         rate,
         stopped_client,
     })
+}
+
+/// The median of each figure over the rounds of one row.
+fn median_row(mut runs: Vec<DataRow>) -> DataRow {
+    let median = |f: fn(&DataRow) -> f64, runs: &[DataRow]| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let messages_per_s = median(|r| r.messages_per_s, &runs);
+    let mb_per_s = median(|r| r.mb_per_s, &runs);
+    let p50_us = median(|r| r.p50_us, &runs);
+    let p99_us = median(|r| r.p99_us, &runs);
+    let p999_us = median(|r| r.p999_us, &runs);
+    let cpu_us_per_message = median(|r| r.cpu_us_per_message, &runs);
+    let rounds = runs.len() as u32;
+    let mut row = runs.swap_remove(0);
+    row.messages_per_s = messages_per_s;
+    row.mb_per_s = mb_per_s;
+    row.p50_us = p50_us;
+    row.p99_us = p99_us;
+    row.p999_us = p999_us;
+    row.cpu_us_per_message = cpu_us_per_message;
+    row.rounds = rounds;
+    row
 }
 
 /// Runs `conclave bench data`.
@@ -468,39 +510,55 @@ pub fn run(args: DataArgs) -> Result<(), String> {
     }
     .map_err(|e| e.to_string())?;
     let registry = Arc::new(Registry::with_builtins().map_err(|e| e.to_string())?);
-    let mut rows = Vec::new();
-    for cipher in &args.cipher {
-        for &size in &args.sizes {
-            let variants: &[bool] = if args.stopped_client {
-                &[false, true]
-            } else {
-                &[false]
-            };
-            for &stopped in variants {
-                let with = if stopped {
-                    " with a stopped client elsewhere"
+    let mut rows: Vec<DataRow> = Vec::new();
+    let mut measured: Vec<Vec<DataRow>> = Vec::new();
+    for round in 0..args.rounds {
+        let mut at = 0;
+        for cipher in &args.cipher {
+            for &size in &args.sizes {
+                let variants: &[bool] = if args.stopped_client {
+                    &[false, true]
                 } else {
-                    ""
+                    &[false]
                 };
-                eprintln!("measuring {cipher} at {size} B{with} ...");
-                let local = tokio::task::LocalSet::new();
-                rows.push(local.block_on(
-                    &runtime,
-                    measure(
-                        &args.engine,
-                        &registry,
-                        cipher,
-                        &args.provider,
-                        size,
-                        args.members,
-                        args.messages,
-                        args.rate,
-                        args.window,
-                        stopped,
-                    ),
-                )?);
+                for &stopped in variants {
+                    let with = if stopped {
+                        " with a stopped client elsewhere"
+                    } else {
+                        ""
+                    };
+                    eprintln!(
+                        "measuring {cipher} at {size} B{with} (round {} of {}) ...",
+                        round + 1,
+                        args.rounds
+                    );
+                    let local = tokio::task::LocalSet::new();
+                    let row = local.block_on(
+                        &runtime,
+                        measure(
+                            &args.engine,
+                            &registry,
+                            cipher,
+                            &args.provider,
+                            size,
+                            args.members,
+                            args.messages,
+                            args.rate,
+                            args.window,
+                            stopped,
+                        ),
+                    )?;
+                    if round == 0 {
+                        measured.push(Vec::new());
+                    }
+                    measured[at].push(row);
+                    at += 1;
+                }
             }
         }
+    }
+    for runs in measured {
+        rows.push(median_row(runs));
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
@@ -555,7 +613,17 @@ pub fn run(args: DataArgs) -> Result<(), String> {
             ""
         }
     );
-    crate::out!("CPU µs/msg: CPU time of the whole process (daemon and members) per message sent");
+    crate::out!(
+        "CPU µs/msg: CPU time of the whole process (daemon and members) per message sent{}",
+        if args.rounds > 1 {
+            format!(
+                "; each figure the median of {} interleaved rounds",
+                args.rounds
+            )
+        } else {
+            String::new()
+        }
+    );
     if args.stopped_client {
         crate::out!(
             "stopped client elsewhere: in another group of the same daemon, a client that reads nothing while a second sender floods that group with 48 MiB"
