@@ -5,8 +5,12 @@
 //! own dispatch thread, which blocks in `cpg_dispatch` and passes the callbacks out
 //! over a channel: the callbacks are plain function pointers run under the binding's
 //! handle lock, so they only look up the route named by the handle's context and send.
-//! Requests (join, leave, multicast) are made from the caller's task; a `TryAgain` from
-//! corosync (its queues are full) is retried after a short sleep.
+//! Requests (join, leave, multicast) are made from the caller's task. Multicasts go
+//! through one queue, in order: what corosync refuses with `TryAgain` (its flow control:
+//! its queues are full) stays queued and is offered again after a short *asynchronous*
+//! wait, never a thread sleep; a send waits (asynchronously) only while the queue is
+//! over [`MAX_QUEUED`], which is the backpressure the application sees. The queue
+//! outlives a cancelled wait, so [`Connection::next_event`] stays cancel-safe.
 //!
 //! CPG identifies a process by node id and process id, and accepts one join per
 //! process and group: a process holds at most one member of a group.
@@ -37,6 +41,10 @@ pub const CPG_PREFIX: &str = "conclave:";
 
 /// How long requests are retried while corosync answers `TryAgain`.
 const RETRY_FOR: Duration = Duration::from_secs(10);
+/// How long to wait before offering corosync a refused request again.
+const RETRY_AFTER: Duration = Duration::from_micros(500);
+/// Frames queued for corosync beyond which a send waits for the queue to drain.
+pub const MAX_QUEUED: usize = 256;
 
 /// How long a flush may take before the members that have not answered are left out
 /// of the next view (as the daemon's default).
@@ -137,21 +145,28 @@ fn cs(what: &str, e: CsError) -> GcsError {
     }
 }
 
-/// Runs `f` until corosync stops answering `TryAgain` (for at most [`RETRY_FOR`]).
-///
-/// It sleeps in place rather than awaiting, so that [`Connection::next_event`] stays
-/// cancel-safe (it is raced against timers and commands): `TryAgain` only comes while
-/// corosync's queues are full.
-fn retry<T>(what: &str, mut f: impl FnMut() -> rust_corosync::Result<T>) -> Result<T, GcsError> {
+/// Runs `f` until corosync stops answering `TryAgain` (for at most [`RETRY_FOR`]),
+/// waiting [`RETRY_AFTER`] asynchronously between tries (join and leave, which are
+/// awaited to the end by their callers).
+async fn retry<T>(
+    what: &str,
+    mut f: impl FnMut() -> rust_corosync::Result<T>,
+) -> Result<T, GcsError> {
     let start = std::time::Instant::now();
     loop {
         match f() {
             Err(CsError::CsErrTryAgain) if start.elapsed() < RETRY_FOR => {
-                std::thread::sleep(Duration::from_micros(500));
+                tokio::time::sleep(RETRY_AFTER).await;
             }
             other => return other.map_err(|e| cs(what, e)),
         }
     }
+}
+
+/// A multicast frame on its way to corosync.
+struct Queued {
+    group: GroupName,
+    frame: Bytes,
 }
 
 struct CpgGroup {
@@ -181,6 +196,10 @@ pub struct CpgConnection {
     flush_timeout: Duration,
     /// When each group's flush under way started (or was last timed out).
     flushing_since: BTreeMap<GroupName, tokio::time::Instant>,
+    /// Multicasts not yet taken by corosync, in the order they were made.
+    queue: VecDeque<Queued>,
+    /// Since when corosync has refused the queue's first frame, if it does.
+    refused_since: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for CpgConnection {
@@ -219,6 +238,8 @@ impl CpgConnection {
             events: VecDeque::new(),
             flush_timeout: FLUSH_TIMEOUT,
             flushing_since: BTreeMap::new(),
+            queue: VecDeque::new(),
+            refused_since: None,
         })
     }
 
@@ -274,14 +295,40 @@ impl CpgConnection {
         for o in outputs {
             match o {
                 Output::Event(e) => self.events.push_back(e),
-                Output::Mcast(frame) => {
-                    if let Some(g) = self.groups.get(group) {
-                        let h = g.handle.clone();
-                        retry("multicast", || {
-                            cpg::mcast_joined(&h, Guarantee::TypeAgreed, &frame)
-                        })?;
-                    }
+                Output::Mcast(frame) => self.queue.push_back(Queued {
+                    group: group.clone(),
+                    frame,
+                }),
+            }
+        }
+        self.pump()
+    }
+
+    /// Offers corosync the queued frames, in order, until it refuses one (`TryAgain`:
+    /// it stays first in the queue). An error other than `TryAgain`, or refusals for
+    /// longer than [`RETRY_FOR`], end the connection.
+    fn pump(&mut self) -> Result<(), GcsError> {
+        while let Some(q) = self.queue.front() {
+            let Some(g) = self.groups.get(&q.group) else {
+                // Its group is gone (left): the frame has nowhere to go.
+                self.queue.pop_front();
+                continue;
+            };
+            match cpg::mcast_joined(&g.handle, Guarantee::TypeAgreed, &q.frame) {
+                Ok(()) => {
+                    self.queue.pop_front();
+                    self.refused_since = None;
                 }
+                Err(CsError::CsErrTryAgain) => {
+                    let since = *self
+                        .refused_since
+                        .get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= RETRY_FOR {
+                        return Err(cs("multicast", CsError::CsErrTryAgain));
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(cs("multicast", e)),
             }
         }
         Ok(())
@@ -351,7 +398,7 @@ impl Connection for CpgConnection {
         };
         let name = format!("{CPG_PREFIX}{group}");
         let h = g.handle.clone();
-        retry("join", || cpg::join(&h, &name))?;
+        retry("join", || cpg::join(&h, &name)).await?;
         let dispatcher = g.handle.clone();
         let tx = self.tx.clone();
         let gname = group.clone();
@@ -383,7 +430,7 @@ impl Connection for CpgConnection {
         };
         let h = g.handle.clone();
         let name = format!("{CPG_PREFIX}{group}");
-        retry("leave", || cpg::leave(&h, &name))
+        retry("leave", || cpg::leave(&h, &name)).await
     }
 
     async fn flush_ok(&mut self, group: &GroupName) -> Result<(), GcsError> {
@@ -408,10 +455,18 @@ impl Connection for CpgConnection {
             member: self.session.member().clone(),
         })?;
         let frame = g.machine.data(&delivery, &payload)?;
-        let h = g.handle.clone();
-        retry("multicast", || {
-            cpg::mcast_joined(&h, Guarantee::TypeAgreed, &frame)
-        })
+        self.queue.push_back(Queued {
+            group: group.clone(),
+            frame,
+        });
+        self.pump()?;
+        // Backpressure: past the bound, wait for corosync to take some (the frame is
+        // queued already: a cancelled wait loses nothing).
+        while self.queue.len() > MAX_QUEUED {
+            tokio::time::sleep(RETRY_AFTER).await;
+            self.pump()?;
+        }
+        Ok(())
     }
 
     async fn next_event(&mut self) -> Result<Event, GcsError> {
@@ -424,12 +479,20 @@ impl Connection for CpgConnection {
                 }
                 return Ok(e);
             }
+            self.pump()?;
             self.time_flushes();
-            let deadline = self
+            let flush_deadline = self
                 .flushing_since
                 .values()
                 .min()
                 .map(|since| *since + self.flush_timeout);
+            // Frames corosync refused are offered again soon.
+            let retry_at =
+                (!self.queue.is_empty()).then(|| tokio::time::Instant::now() + RETRY_AFTER);
+            let deadline = match (flush_deadline, retry_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let next = match deadline {
                 Some(at) => match tokio::time::timeout_at(at, self.rx.recv()).await {
                     Ok(next) => next,
