@@ -19,6 +19,9 @@ pub enum BenchCommand {
     Keys(KeysArgs),
     /// Throughput and latency of sealed multicast per cipher and message size.
     Data(crate::bench_data::DataArgs),
+    /// One member of `bench data --processes` (started by it, not by hand).
+    #[command(hide = true)]
+    DataMember(crate::bench_processes::MemberArgs),
 }
 
 /// Arguments of `conclave bench keys`.
@@ -260,6 +263,7 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
     let (what, result) = match cmd {
         BenchCommand::Keys(args) => ("keys", bench_keys(args)),
         BenchCommand::Data(args) => ("data", crate::bench_data::run(args)),
+        BenchCommand::DataMember(args) => ("data-member", crate::bench_processes::member(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -65,6 +65,11 @@ pub struct DataArgs {
     /// slow spell of the machine falls on all of them), and the median is shown.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=99))]
     rounds: u32,
+    /// Run the daemon and every member as processes of their own (`conclave daemon`, and
+    /// one process per member), as users run them; reports the daemon's CPU per message
+    /// apart (daemon engine only; no `--stopped-client`).
+    #[arg(long, conflicts_with = "stopped_client")]
+    processes: bool,
     /// Write the rows as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
@@ -90,8 +95,10 @@ pub struct DataRow {
     /// One-way latency, 99.9th percentile, microseconds.
     pub p999_us: f64,
     /// CPU time of the whole process (daemon, sender, receivers) per message sent,
-    /// microseconds.
+    /// microseconds (with `--processes`: of all of them together).
     pub cpu_us_per_message: f64,
+    /// With `--processes`: the daemon's CPU time per message sent, microseconds.
+    pub daemon_cpu_us_per_message: Option<f64>,
     /// The send window of a flood (0: none).
     pub window: usize,
     /// Rounds measured (the figures are their medians).
@@ -198,7 +205,7 @@ async fn wait(
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -277,6 +284,34 @@ async fn disturb(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The settings of the benchmark's group: plain for `none`, else `cipher` on
+/// `provider` (the key agreement is not what is measured).
+pub(crate) fn group_settings(
+    registry: &Registry,
+    cipher: &str,
+    provider: &str,
+) -> Result<GroupSettings, String> {
+    Ok(if cipher == "none" {
+        GroupSettings {
+            security: Security::None,
+            ..GroupSettings::default()
+        }
+    } else {
+        let algorithm = registry
+            .get(cipher)
+            .and_then(|p| p.info().algorithms.first().map(|a| a.name.clone()))
+            .ok_or_else(|| format!("no cipher plugin named {cipher:?}"))?;
+        GroupSettings {
+            cipher: cipher.into(),
+            cipher_algorithm: algorithm,
+            provider: provider.into(),
+            // Both providers offer it; the key agreement is not what is measured.
+            dh_group: "ffdhe2048".into(),
+            ..GroupSettings::default()
+        }
+    })
+}
+
 async fn measure(
     engine: &str,
     registry: &Arc<Registry>,
@@ -296,25 +331,7 @@ async fn measure(
         (Engine::Sim(_), true) => return Err("--stopped-client needs the daemon engine".into()),
         _ => None,
     };
-    let settings = if cipher == "none" {
-        GroupSettings {
-            security: Security::None,
-            ..GroupSettings::default()
-        }
-    } else {
-        let algorithm = registry
-            .get(cipher)
-            .and_then(|p| p.info().algorithms.first().map(|a| a.name.clone()))
-            .ok_or_else(|| format!("no cipher plugin named {cipher:?}"))?;
-        GroupSettings {
-            cipher: cipher.into(),
-            cipher_algorithm: algorithm,
-            provider: provider.into(),
-            // Both providers offer it; the key agreement is not what is measured.
-            dh_group: "ffdhe2048".into(),
-            ..GroupSettings::default()
-        }
-    };
+    let settings = group_settings(registry, cipher, provider)?;
     let trust = MapTrustStore::new();
     let mut group = Vec::new();
     for i in 0..members.max(2) {
@@ -459,6 +476,7 @@ async fn measure(
         p99_us: percentile(&latencies, 0.99),
         p999_us: percentile(&latencies, 0.999),
         cpu_us_per_message: cpu.as_secs_f64() * 1e6 / count as f64,
+        daemon_cpu_us_per_message: None,
         window: if rate == 0 { window } else { 0 },
         rounds: 1,
         rate,
@@ -484,6 +502,10 @@ fn median_row(mut runs: Vec<DataRow>) -> DataRow {
     let p99_us = median(|r| r.p99_us, &runs);
     let p999_us = median(|r| r.p999_us, &runs);
     let cpu_us_per_message = median(|r| r.cpu_us_per_message, &runs);
+    let daemon_cpu = runs
+        .iter()
+        .all(|r| r.daemon_cpu_us_per_message.is_some())
+        .then(|| median(|r| r.daemon_cpu_us_per_message.unwrap_or(0.0), &runs));
     let rounds = runs.len() as u32;
     let mut row = runs.swap_remove(0);
     row.messages_per_s = messages_per_s;
@@ -492,6 +514,7 @@ fn median_row(mut runs: Vec<DataRow>) -> DataRow {
     row.p99_us = p99_us;
     row.p999_us = p999_us;
     row.cpu_us_per_message = cpu_us_per_message;
+    row.daemon_cpu_us_per_message = daemon_cpu;
     row.rounds = rounds;
     row
 }
@@ -499,6 +522,9 @@ fn median_row(mut runs: Vec<DataRow>) -> DataRow {
 /// Runs `conclave bench data`.
 pub fn run(args: DataArgs) -> Result<(), String> {
     conclave_builtins::link();
+    if args.processes && args.engine != "daemon" {
+        return Err("--processes runs a daemon process: it needs --engine daemon".into());
+    }
     // The simulator's members live on one thread (a LocalSet); the daemon's clients and
     // the daemon share two worker threads.
     let runtime = if args.engine == "sim" {
@@ -532,11 +558,8 @@ pub fn run(args: DataArgs) -> Result<(), String> {
                         round + 1,
                         args.rounds
                     );
-                    let local = tokio::task::LocalSet::new();
-                    let row = local.block_on(
-                        &runtime,
-                        measure(
-                            &args.engine,
+                    let row = if args.processes {
+                        crate::bench_processes::measure(
                             &registry,
                             cipher,
                             &args.provider,
@@ -545,9 +568,25 @@ pub fn run(args: DataArgs) -> Result<(), String> {
                             args.messages,
                             args.rate,
                             args.window,
-                            stopped,
-                        ),
-                    )?;
+                        )?
+                    } else {
+                        let local = tokio::task::LocalSet::new();
+                        local.block_on(
+                            &runtime,
+                            measure(
+                                &args.engine,
+                                &registry,
+                                cipher,
+                                &args.provider,
+                                size,
+                                args.members,
+                                args.messages,
+                                args.rate,
+                                args.window,
+                                stopped,
+                            ),
+                        )?
+                    };
                     if round == 0 {
                         measured.push(Vec::new());
                     }
@@ -562,7 +601,7 @@ pub fn run(args: DataArgs) -> Result<(), String> {
     }
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED);
-    t.set_header([
+    let mut header = vec![
         "cipher",
         "size B",
         "stopped client elsewhere",
@@ -573,9 +612,13 @@ pub fn run(args: DataArgs) -> Result<(), String> {
         "p99 µs",
         "p99.9 µs",
         "CPU µs/msg",
-    ]);
+    ];
+    if args.processes {
+        header.push("daemon CPU µs/msg");
+    }
+    t.set_header(header);
     for r in &rows {
-        t.add_row([
+        let mut row = vec![
             r.cipher.clone(),
             r.size.to_string(),
             if r.stopped_client { "yes" } else { "no" }.into(),
@@ -586,11 +629,17 @@ pub fn run(args: DataArgs) -> Result<(), String> {
             format!("{:.0}", r.p99_us),
             format!("{:.0}", r.p999_us),
             format!("{:.1}", r.cpu_us_per_message),
-        ]);
+        ];
+        if let Some(d) = r.daemon_cpu_us_per_message {
+            row.push(format!("{d:.1}"));
+        }
+        t.add_row(row);
     }
     crate::out!("{t}");
     let through = if args.engine == "sim" {
         "the in-process simulator (3 simulated daemons, no sockets)"
+    } else if args.processes {
+        "a daemon process (Unix socket), every member a process of its own"
     } else {
         "an embedded daemon (Unix socket)"
     };
@@ -614,7 +663,7 @@ pub fn run(args: DataArgs) -> Result<(), String> {
         }
     );
     crate::out!(
-        "CPU µs/msg: CPU time of the whole process (daemon and members) per message sent{}",
+        "CPU µs/msg: CPU time of the daemon and the members together per message sent{}",
         if args.rounds > 1 {
             format!(
                 "; each figure the median of {} interleaved rounds",

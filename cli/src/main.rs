@@ -21,6 +21,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod bench_data;
 mod bench_keys_daemon;
+mod bench_processes;
 mod chat;
 mod daemon;
 mod daemon_config;

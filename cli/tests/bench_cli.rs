@@ -273,3 +273,39 @@ fn bench_data_paced_with_and_without_a_stopped_client_elsewhere() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("paced at 2000 msg/s"), "{text}");
 }
+
+#[test]
+fn bench_data_with_the_daemon_and_each_member_a_process_of_its_own() {
+    let (out, json) = bench(&[
+        "bench",
+        "data",
+        "--processes",
+        "--cipher",
+        "none,aes-gcm",
+        "--sizes",
+        "1024",
+        "--messages",
+        "300",
+    ]);
+    let rows: Vec<Value> = serde_json::from_value(json).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["messages"], 300, "{r}");
+        for k in [
+            "messages_per_s",
+            "p50_us",
+            "p999_us",
+            "cpu_us_per_message",
+            "daemon_cpu_us_per_message",
+        ] {
+            assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
+        }
+        // The daemon's share is part of the whole.
+        assert!(
+            r["daemon_cpu_us_per_message"].as_f64() < r["cpu_us_per_message"].as_f64(),
+            "{r}"
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("every member a process of its own"), "{text}");
+}

@@ -1,0 +1,431 @@
+//! `conclave bench data --processes`: the daemon and every member as processes of their
+//! own, as users run them (`conclave daemon`, and one `conclave bench data-member` per
+//! member: a Session that sends or receives and reports what it measured).
+//!
+//! Timestamps cross processes as CLOCK_MONOTONIC nanoseconds (one clock per machine).
+//! CPU: each member reports its own process's CPU time from `go` to its last message;
+//! the daemon's is read from `/proc/PID/stat` at the same two points.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command as Process, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use clap::Args;
+use conclave::{
+    FixedPolicy, Identity, Session, SessionEvent, plugins::Registry, sdk::ka_kit::MapTrustStore,
+    session::Command,
+};
+use conclave_gcs::{Address, Service};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::bench_data::{DataRow, group_settings, percentile};
+
+/// Arguments of the hidden `conclave bench data-member` (one member of `--processes`).
+#[derive(Debug, Args)]
+pub struct MemberArgs {
+    /// The daemon's socket.
+    #[arg(long)]
+    socket: PathBuf,
+    /// The directory of every member's identity file (`NAME.key`).
+    #[arg(long)]
+    dir: PathBuf,
+    /// This member's name.
+    #[arg(long)]
+    name: String,
+    /// Members in the group.
+    #[arg(long)]
+    members: usize,
+    /// The cipher plugin (`none`: a plain group).
+    #[arg(long)]
+    cipher: String,
+    /// The provider.
+    #[arg(long)]
+    provider: String,
+    /// Messages.
+    #[arg(long)]
+    count: usize,
+    /// Payload bytes (at least 8).
+    #[arg(long)]
+    size: usize,
+    /// Messages per second (0: a flood).
+    #[arg(long)]
+    rate: u64,
+    /// In a flood, messages in flight (sent, not yet delivered back to the sender).
+    #[arg(long)]
+    window: usize,
+    /// Whether this member sends (else it receives).
+    #[arg(long)]
+    sender: bool,
+}
+
+/// What a member process reports at the end, as one JSON line.
+#[derive(Debug, Serialize, Deserialize)]
+struct Report {
+    /// One-way latencies, microseconds (receivers).
+    latencies_us: Vec<f64>,
+    /// When the first message was sent (CLOCK_MONOTONIC, ns), from its payload.
+    first_sent_ns: u64,
+    /// When the last message arrived (receivers) or came back (the sender).
+    last_ns: u64,
+    /// This process's CPU time from `go` to the end, seconds.
+    cpu_s: f64,
+}
+
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Runs one member: joins, says `ready`, waits for `go` on standard input, sends or
+/// receives, prints its [`Report`], and leaves at the end of standard input.
+pub fn member(args: MemberArgs) -> Result<(), String> {
+    conclave_builtins::link();
+    // One thread: the session and this loop hand messages over without waking another
+    // thread (a member is one process per core at most here).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(run_member(args))
+}
+
+async fn run_member(args: MemberArgs) -> Result<(), String> {
+    let registry = Arc::new(Registry::with_builtins().map_err(|e| e.to_string())?);
+    let settings = group_settings(&registry, &args.cipher, &args.provider)?;
+    let provider = registry
+        .new_provider(&settings.provider, Default::default())
+        .map_err(|e| e.to_string())?;
+    // Every member's identity file is in the directory: trust them all.
+    let trust = MapTrustStore::new();
+    let mut me = None;
+    for entry in std::fs::read_dir(&args.dir).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.extension().is_some_and(|x| x == "key") {
+            let id = Identity::read_file(&provider, &path).map_err(|e| e.to_string())?;
+            trust.insert(id.name(), id.signature(), id.public_key());
+            if id.name() == args.name {
+                me = Some(id);
+            }
+        }
+    }
+    let identity = me.ok_or_else(|| format!("no identity file for {}", args.name))?;
+    let address: Address = format!("unix:{}", args.socket.display())
+        .parse()
+        .map_err(|e| format!("{e:?}"))?;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let (handle, _task) = Session::connect(
+        &address,
+        identity,
+        registry.clone(),
+        Arc::new(FixedPolicy(settings)),
+        trust,
+    )
+    .await
+    .map_err(|e| e.to_string())?
+    .spawn(tx, |_, e| e);
+    handle.send(Command::Join("bench".into()));
+    let plain = args.cipher == "none";
+    loop {
+        let e = events.recv().await.ok_or("the session ended")?;
+        let ready = match &e {
+            SessionEvent::Membership { members, .. } => plain && members.len() == args.members,
+            SessionEvent::KeyEstablished(k) => k.members.len() == args.members,
+            _ => false,
+        };
+        if ready {
+            break;
+        }
+    }
+    println!("ready");
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut line = String::new();
+    use tokio::io::AsyncBufReadExt;
+    stdin
+        .read_line(&mut line)
+        .await
+        .map_err(|e| e.to_string())?;
+    let cpu = cpu_time::ProcessTime::now();
+    let size = args.size.max(8);
+    let mut report = Report {
+        latencies_us: Vec::with_capacity(if args.sender { 0 } else { args.count }),
+        first_sent_ns: 0,
+        last_ns: 0,
+        cpu_s: 0.0,
+    };
+    let mut got = 0;
+    let mut sent = 0;
+    let period = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
+    let mut next = tokio::time::Instant::now();
+    while got < args.count {
+        // The sender sends while its window (or its pace) allows, then reads.
+        if args.sender && sent < args.count {
+            let may = match period {
+                Some(_) => tokio::time::Instant::now() >= next,
+                None => args.window == 0 || sent - got < args.window,
+            };
+            if may {
+                let mut data = vec![0u8; size];
+                data[..8].copy_from_slice(&monotonic_ns().to_be_bytes());
+                handle.send(Command::Multicast {
+                    group: "bench".into(),
+                    service: Service::Agreed,
+                    data,
+                });
+                sent += 1;
+                if let Some(p) = period {
+                    next += p;
+                }
+                if period.is_none() {
+                    // Give the session a turn now and then (it runs on the same runtime).
+                    if sent % 64 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    continue;
+                }
+            }
+        }
+        let e = if args.sender && sent < args.count && period.is_some() {
+            match tokio::time::timeout_at(next, events.recv()).await {
+                Ok(e) => e,
+                Err(_) => continue,
+            }
+        } else {
+            events.recv().await
+        };
+        match e.ok_or("the session ended")? {
+            SessionEvent::Message { data, .. } if data.len() >= 8 => {
+                let now = monotonic_ns();
+                let mut t = [0u8; 8];
+                t.copy_from_slice(&data[..8]);
+                let at = u64::from_be_bytes(t);
+                if got == 0 {
+                    report.first_sent_ns = at;
+                }
+                if !args.sender {
+                    report
+                        .latencies_us
+                        .push(now.saturating_sub(at) as f64 / 1e3);
+                }
+                report.last_ns = now;
+                got += 1;
+            }
+            SessionEvent::SecurityError { error, .. } => {
+                return Err(format!("security error: {} {}", error.code, error.message));
+            }
+            _ => {}
+        }
+    }
+    report.cpu_s = cpu.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
+    );
+    // Stay in the group until the parent is done with everyone.
+    line.clear();
+    let _ = stdin.read_line(&mut line).await;
+    Ok(())
+}
+
+/// A running child with its standard streams.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Proc {
+    fn line(&mut self, what: &str) -> Result<String, String> {
+        let mut line = String::new();
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .map_err(|e| format!("{what}: {e}"))?;
+        if n == 0 {
+            let status = self.child.wait().map_err(|e| e.to_string())?;
+            return Err(format!("{what}: the process ended ({status})"));
+        }
+        Ok(line.trim_end().to_string())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(args: &[String]) -> Result<Proc, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Process::new(exe)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", args.join(" ")))?;
+    let stdin = child.stdin.take();
+    let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    Ok(Proc {
+        child,
+        stdin,
+        stdout,
+    })
+}
+
+/// CPU time of process `pid` so far, seconds: the sum over its threads of the time
+/// each ran (`/proc/PID/task/*/schedstat`, in nanoseconds; `stat`'s ticks are 10 ms).
+fn process_cpu(pid: u32) -> Result<f64, String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())?;
+    let mut ns = 0u64;
+    for task in tasks {
+        let path = task.map_err(|e| e.to_string())?.path().join("schedstat");
+        // A thread that ended meanwhile has nothing to add.
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            ns += text
+                .split_whitespace()
+                .next()
+                .and_then(|f| f.parse::<u64>().ok())
+                .ok_or_else(|| format!("unreadable {}", path.display()))?;
+        }
+    }
+    Ok(ns as f64 / 1e9)
+}
+
+/// One row measured with the daemon and each member in a process of its own.
+#[allow(clippy::too_many_arguments)]
+pub fn measure(
+    registry: &Registry,
+    cipher: &str,
+    provider: &str,
+    size: usize,
+    members: usize,
+    messages: usize,
+    rate: u64,
+    window: usize,
+) -> Result<DataRow, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let socket = dir.path().join("engine.sock");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).map_err(|e| e.to_string())?;
+    let settings = group_settings(registry, cipher, provider)?;
+    let p = registry
+        .new_provider(&settings.provider, Default::default())
+        .map_err(|e| e.to_string())?;
+    let n = members.max(2);
+    for i in 0..n {
+        Identity::generate(&p, &format!("m{i}"), &settings.signature)
+            .map_err(|e| e.to_string())?
+            .write_files(&keys)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut daemon = spawn(&[
+        "daemon".into(),
+        "--listen".into(),
+        format!("unix:{}", socket.display()),
+    ])?;
+    wait_for(&socket)?;
+    let count = messages.min((32 << 20) / size.max(1)).max(100);
+    let mut procs = Vec::new();
+    for i in 0..n {
+        let mut args: Vec<String> = [
+            "bench",
+            "data-member",
+            "--socket",
+            &socket.display().to_string(),
+            "--dir",
+            &keys.display().to_string(),
+            "--name",
+            &format!("m{i}"),
+            "--members",
+            &n.to_string(),
+            "--cipher",
+            cipher,
+            "--provider",
+            provider,
+            "--count",
+            &count.to_string(),
+            "--size",
+            &size.to_string(),
+            "--rate",
+            &rate.to_string(),
+            "--window",
+            &window.to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if i == 0 {
+            args.push("--sender".into());
+        }
+        procs.push(spawn(&args)?);
+    }
+    for (i, m) in procs.iter_mut().enumerate() {
+        let line = m.line(&format!("member m{i}"))?;
+        if line != "ready" {
+            return Err(format!("member m{i} said {line:?}, not ready"));
+        }
+    }
+    let daemon_cpu = process_cpu(daemon.child.id())?;
+    // Receivers first, then the sender.
+    for m in procs.iter_mut().rev() {
+        let stdin = m.stdin.as_mut().ok_or("no stdin")?;
+        writeln!(stdin, "go").map_err(|e| e.to_string())?;
+        stdin.flush().map_err(|e| e.to_string())?;
+    }
+    let mut reports = Vec::new();
+    for (i, m) in procs.iter_mut().enumerate() {
+        let line = m.line(&format!("member m{i}"))?;
+        let r: Report =
+            serde_json::from_str(&line).map_err(|e| format!("member m{i}: {e}: {line}"))?;
+        reports.push(r);
+    }
+    let daemon_cpu = process_cpu(daemon.child.id())? - daemon_cpu;
+    drop(procs);
+    drop(daemon.stdin.take());
+    let first = reports[1..]
+        .iter()
+        .map(|r| r.first_sent_ns)
+        .min()
+        .unwrap_or(0);
+    let last = reports[1..].iter().map(|r| r.last_ns).max().unwrap_or(0);
+    let elapsed = (last.saturating_sub(first) as f64 / 1e9).max(1e-9);
+    let mut latencies: Vec<f64> = reports[1..]
+        .iter()
+        .flat_map(|r| r.latencies_us.iter().copied())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let members_cpu: f64 = reports.iter().map(|r| r.cpu_s).sum();
+    Ok(DataRow {
+        cipher: cipher.into(),
+        size,
+        messages: count,
+        messages_per_s: count as f64 / elapsed,
+        mb_per_s: (count * size) as f64 / elapsed / 1e6,
+        p50_us: percentile(&latencies, 0.5),
+        p99_us: percentile(&latencies, 0.99),
+        p999_us: percentile(&latencies, 0.999),
+        cpu_us_per_message: (members_cpu + daemon_cpu) * 1e6 / count as f64,
+        daemon_cpu_us_per_message: Some(daemon_cpu * 1e6 / count as f64),
+        window: if rate == 0 { window } else { 0 },
+        rounds: 1,
+        rate,
+        stopped_client: false,
+    })
+}
+
+fn wait_for(socket: &Path) -> Result<(), String> {
+    for _ in 0..500 {
+        if socket.exists() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(format!("the daemon did not listen on {}", socket.display()))
+}
