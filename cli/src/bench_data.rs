@@ -283,7 +283,6 @@ async fn disturb(
     Ok((stopped, task))
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The settings of the benchmark's group: plain for `none`, else `cipher` on
 /// `provider` (the key agreement is not what is measured).
 pub(crate) fn group_settings(
@@ -312,6 +311,7 @@ pub(crate) fn group_settings(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn measure(
     engine: &str,
     registry: &Arc<Registry>,
