@@ -130,8 +130,19 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
     .spawn(tx, |_, e| e);
     handle.send(Command::Join("bench".into()));
     let plain = args.cipher == "none";
+    // A member that cannot get into the group (or a message that never comes) ends the
+    // process with an error, and the parent with it, instead of waiting forever.
+    let patience = Duration::from_secs(60);
     loop {
-        let e = events.recv().await.ok_or("the session ended")?;
+        let e = tokio::time::timeout(patience, events.recv())
+            .await
+            .map_err(|_| {
+                format!(
+                    "{}: no key with {} members within 60 s",
+                    args.name, args.members
+                )
+            })?
+            .ok_or("the session ended")?;
         let ready = match &e {
             SessionEvent::Membership { members, .. } => plain && members.len() == args.members,
             SessionEvent::KeyEstablished(k) => k.members.len() == args.members,
@@ -195,7 +206,14 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
                 Err(_) => continue,
             }
         } else {
-            events.recv().await
+            tokio::time::timeout(patience, events.recv())
+                .await
+                .map_err(|_| {
+                    format!(
+                        "{}: {got} of {} messages, then none for 60 s",
+                        args.name, args.count
+                    )
+                })?
         };
         match e.ok_or("the session ended")? {
             SessionEvent::Message { data, .. } if data.len() >= 8 => {
