@@ -283,6 +283,64 @@ async fn disturb(
     Ok((stopped, task))
 }
 
+/// What one row measures, in either setup (one process, or a process each).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spec<'a> {
+    /// The cipher plugin (`none`: a plain group).
+    pub cipher: &'a str,
+    /// The provider of the cipher.
+    pub provider: &'a str,
+    /// Payload bytes.
+    pub size: usize,
+    /// Members (one sender, the others receive).
+    pub members: usize,
+    /// Messages asked for.
+    pub messages: usize,
+    /// Messages per second (0: a flood).
+    pub rate: u64,
+    /// A flood's send window (0: none).
+    pub window: usize,
+}
+
+impl Spec<'_> {
+    /// Messages sent: as asked, fewer for large payloads (about 32 MB), at least 100.
+    pub fn count(&self) -> usize {
+        self.messages.min((32 << 20) / self.size.max(1)).max(100)
+    }
+
+    /// The row of a measurement: `latencies` sorted (µs), `elapsed` seconds from the
+    /// first send to the last delivery, `cpu` seconds of everything, `daemon_cpu`
+    /// seconds of the daemon if measured apart.
+    pub fn row(
+        &self,
+        latencies: &[f64],
+        elapsed: f64,
+        cpu: f64,
+        daemon_cpu: Option<f64>,
+        stopped_client: bool,
+    ) -> DataRow {
+        let count = self.count();
+        let elapsed = elapsed.max(1e-9);
+        let per_message = |seconds: f64| seconds * 1e6 / count as f64;
+        DataRow {
+            cipher: self.cipher.into(),
+            size: self.size,
+            messages: count,
+            messages_per_s: count as f64 / elapsed,
+            mb_per_s: (count * self.size) as f64 / elapsed / 1e6,
+            p50_us: percentile(latencies, 0.5),
+            p99_us: percentile(latencies, 0.99),
+            p999_us: percentile(latencies, 0.999),
+            cpu_us_per_message: per_message(cpu),
+            daemon_cpu_us_per_message: daemon_cpu.map(per_message),
+            window: if self.rate == 0 { self.window } else { 0 },
+            rounds: 1,
+            rate: self.rate,
+            stopped_client,
+        }
+    }
+}
+
 /// The settings of the benchmark's group: plain for `none`, else `cipher` on
 /// `provider` (the key agreement is not what is measured).
 pub(crate) fn group_settings(
@@ -311,19 +369,21 @@ pub(crate) fn group_settings(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn measure(
     engine: &str,
     registry: &Arc<Registry>,
-    cipher: &str,
-    provider: &str,
-    size: usize,
-    members: usize,
-    messages: usize,
-    rate: u64,
-    window: usize,
+    spec: Spec<'_>,
     stopped_client: bool,
 ) -> Result<DataRow, String> {
+    let Spec {
+        cipher,
+        provider,
+        size,
+        members,
+        rate,
+        window,
+        ..
+    } = spec;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let engine = Engine::start(engine, dir.path()).await?;
     let disturbance = match (&engine, stopped_client) {
@@ -364,7 +424,7 @@ async fn measure(
             .await?;
         }
     }
-    let count = messages.min((32 << 20) / size.max(1)).max(100);
+    let count = spec.count();
     let base = Instant::now();
     let start = Instant::now();
     let cpu_start = cpu_time::ProcessTime::now();
@@ -456,7 +516,6 @@ async fn measure(
         last = last.max(at);
     }
     let cpu = cpu_start.elapsed();
-    let elapsed = last.duration_since(start).as_secs_f64().max(1e-9);
     latencies.sort_by(f64::total_cmp);
     for m in group {
         m.task.abort();
@@ -466,22 +525,13 @@ async fn measure(
         drop(stopped);
     }
     engine.stop().await;
-    Ok(DataRow {
-        cipher: cipher.into(),
-        size,
-        messages: count,
-        messages_per_s: count as f64 / elapsed,
-        mb_per_s: (count * size) as f64 / elapsed / 1e6,
-        p50_us: percentile(&latencies, 0.5),
-        p99_us: percentile(&latencies, 0.99),
-        p999_us: percentile(&latencies, 0.999),
-        cpu_us_per_message: cpu.as_secs_f64() * 1e6 / count as f64,
-        daemon_cpu_us_per_message: None,
-        window: if rate == 0 { window } else { 0 },
-        rounds: 1,
-        rate,
+    Ok(spec.row(
+        &latencies,
+        last.duration_since(start).as_secs_f64(),
+        cpu.as_secs_f64(),
+        None,
         stopped_client,
-    })
+    ))
 }
 
 /// The median of each figure over the rounds of one row.
@@ -558,34 +608,20 @@ pub fn run(args: DataArgs) -> Result<(), String> {
                         round + 1,
                         args.rounds
                     );
+                    let spec = Spec {
+                        cipher,
+                        provider: &args.provider,
+                        size,
+                        members: args.members,
+                        messages: args.messages,
+                        rate: args.rate,
+                        window: args.window,
+                    };
                     let row = if args.processes {
-                        crate::bench_processes::measure(
-                            &registry,
-                            cipher,
-                            &args.provider,
-                            size,
-                            args.members,
-                            args.messages,
-                            args.rate,
-                            args.window,
-                        )?
+                        crate::bench_processes::measure(&registry, spec)?
                     } else {
                         let local = tokio::task::LocalSet::new();
-                        local.block_on(
-                            &runtime,
-                            measure(
-                                &args.engine,
-                                &registry,
-                                cipher,
-                                &args.provider,
-                                size,
-                                args.members,
-                                args.messages,
-                                args.rate,
-                                args.window,
-                                stopped,
-                            ),
-                        )?
+                        local.block_on(&runtime, measure(&args.engine, &registry, spec, stopped))?
                     };
                     if round == 0 {
                         measured.push(Vec::new());

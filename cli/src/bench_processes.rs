@@ -23,7 +23,7 @@ use conclave_gcs::{Address, Service};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::bench_data::{DataRow, group_settings, percentile};
+use crate::bench_data::{DataRow, Spec, group_settings};
 
 /// Arguments of the hidden `conclave bench data-member` (one member of `--processes`).
 #[derive(Debug, Args)]
@@ -317,17 +317,16 @@ fn process_cpu(pid: u32) -> Result<f64, String> {
 }
 
 /// One row measured with the daemon and each member in a process of its own.
-#[allow(clippy::too_many_arguments)]
-pub fn measure(
-    registry: &Registry,
-    cipher: &str,
-    provider: &str,
-    size: usize,
-    members: usize,
-    messages: usize,
-    rate: u64,
-    window: usize,
-) -> Result<DataRow, String> {
+pub fn measure(registry: &Registry, spec: Spec<'_>) -> Result<DataRow, String> {
+    let Spec {
+        cipher,
+        provider,
+        size,
+        members,
+        rate,
+        window,
+        ..
+    } = spec;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let socket = dir.path().join("engine.sock");
     let keys = dir.path().join("keys");
@@ -349,7 +348,7 @@ pub fn measure(
         format!("unix:{}", socket.display()),
     ])?;
     wait_for(&socket)?;
-    let count = messages.min((32 << 20) / size.max(1)).max(100);
+    let count = spec.count();
     let mut procs = Vec::new();
     for i in 0..n {
         let mut args: Vec<String> = [
@@ -413,29 +412,19 @@ pub fn measure(
         .min()
         .unwrap_or(0);
     let last = reports[1..].iter().map(|r| r.last_ns).max().unwrap_or(0);
-    let elapsed = (last.saturating_sub(first) as f64 / 1e9).max(1e-9);
     let mut latencies: Vec<f64> = reports[1..]
         .iter()
         .flat_map(|r| r.latencies_us.iter().copied())
         .collect();
     latencies.sort_by(f64::total_cmp);
     let members_cpu: f64 = reports.iter().map(|r| r.cpu_s).sum();
-    Ok(DataRow {
-        cipher: cipher.into(),
-        size,
-        messages: count,
-        messages_per_s: count as f64 / elapsed,
-        mb_per_s: (count * size) as f64 / elapsed / 1e6,
-        p50_us: percentile(&latencies, 0.5),
-        p99_us: percentile(&latencies, 0.99),
-        p999_us: percentile(&latencies, 0.999),
-        cpu_us_per_message: (members_cpu + daemon_cpu) * 1e6 / count as f64,
-        daemon_cpu_us_per_message: Some(daemon_cpu * 1e6 / count as f64),
-        window: if rate == 0 { window } else { 0 },
-        rounds: 1,
-        rate,
-        stopped_client: false,
-    })
+    Ok(spec.row(
+        &latencies,
+        last.saturating_sub(first) as f64 / 1e9,
+        members_cpu + daemon_cpu,
+        Some(daemon_cpu),
+        false,
+    ))
 }
 
 fn wait_for(socket: &Path) -> Result<(), String> {
