@@ -13,7 +13,7 @@ use std::{
 };
 
 use conclave::{
-    Exclusion, FixedPolicy, GroupSettings, PolicySource, SessionEvent,
+    Exclusion, FixedPolicy, GroupSettings, PolicySource, SecretBytes, SessionEvent,
     secure::control::{Body, Control},
     session::{Command, KeyEstablished},
 };
@@ -193,6 +193,30 @@ fn forgeries(sender: &str, view_id: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
+/// dave's announcement in view `view_id` (stage 0, round 0) with the default modules
+/// and `last_epoch`, as a raw payload with its tag. `secret` is the signing key the
+/// sealing call takes; an announcement goes out without a signature all the same.
+fn dave_announces(view_id: &[u8], secret: &SecretBytes, last_epoch: u64) -> Vec<u8> {
+    let registry = conclave_registry();
+    let signer = registry
+        .new_provider("rustcrypto", Default::default())
+        .unwrap()
+        .signer("ed25519", secret.expose())
+        .unwrap();
+    let announce = Control {
+        group: "g".into(),
+        view_id: view_id.to_vec(),
+        stage: 0,
+        round: 0,
+        sender: "dave".into(),
+        body: Body::Announce {
+            descriptor: GroupSettings::default().descriptor(&registry),
+            last_epoch,
+        },
+    };
+    [&[4u8][..], &announce.seal(&signer).unwrap()].concat()
+}
+
 fn conclave_registry() -> conclave::plugins::Registry {
     conclave_builtins::link();
     conclave::plugins::Registry::with_builtins().unwrap()
@@ -321,30 +345,12 @@ async fn a_trusted_member_that_stops_in_mid_agreement_is_cut_at_the_timeout() {
         .try_init();
     let net = Net::new().await;
     let (mut members, before) = pair(&net, "g").await;
-    // dave announces himself properly (signed, the right modules), so the secure view
-    // closes with him, then stops answering: the key agreement waits on him.
+    // dave announces himself properly (with his key at hand, the right modules), so the
+    // secure view closes with him, then stops answering: the key agreement waits on him.
     let identity = net.trusted_identity("dave");
     let mut dave = net.raw("dave", "g").await;
     let view = dave.view().await;
-    let registry = conclave_registry();
-    let provider = registry
-        .new_provider("rustcrypto", Default::default())
-        .unwrap();
-    let signer = provider
-        .signer("ed25519", identity.secret().expose())
-        .unwrap();
-    let announce = Control {
-        group: "g".into(),
-        view_id: view.id.to_bytes().to_vec(),
-        stage: 0,
-        round: 0,
-        sender: "dave".into(),
-        body: Body::Announce {
-            descriptor: GroupSettings::default().descriptor(&registry),
-            last_epoch: 0,
-        },
-    };
-    let sealed = [&[4u8][..], &announce.seal(&signer).unwrap()].concat();
+    let sealed = dave_announces(&view.id.to_bytes(), identity.secret(), 0);
     // Replays of it change nothing either.
     for _ in 0..5 {
         dave.multicast(sealed.clone());
@@ -391,24 +397,12 @@ async fn a_keyless_client_announcing_on_a_trusted_name_is_cut_and_moves_no_epoch
     let _ = net.trusted_identity("dave");
     let mut dave = net.raw("dave", "g").await;
     let view = dave.view().await;
-    let registry = conclave_registry();
-    let provider = registry
+    let not_daves = conclave_registry()
         .new_provider("rustcrypto", Default::default())
+        .unwrap()
+        .generate_signing_key("ed25519")
         .unwrap();
-    let not_daves = provider.generate_signing_key("ed25519").unwrap();
-    let signer = provider.signer("ed25519", not_daves.expose()).unwrap();
-    let announce = Control {
-        group: "g".into(),
-        view_id: view.id.to_bytes().to_vec(),
-        stage: 0,
-        round: 0,
-        sender: "dave".into(),
-        body: Body::Announce {
-            descriptor: GroupSettings::default().descriptor(&registry),
-            last_epoch: 1 << 40,
-        },
-    };
-    dave.multicast([&[4u8][..], &announce.seal(&signer).unwrap()].concat());
+    dave.multicast(dave_announces(&view.id.to_bytes(), &not_daves, 1 << 40));
     let start = Instant::now();
     let key = keyed_without(&mut members, "g", "dave", before.epoch).await;
     // Keyed after the timeout (the cut), not before, and not long after.
