@@ -13,7 +13,7 @@ use conclave_gcs::{Address, Daemon, DaemonConfig};
 pub struct DaemonArgs {
     /// Take the settings from this TOML file instead of the flags (listener, limits,
     /// who may use which member names and join which groups; see docs/daemon.md).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "flush_timeout_ms", "queue_limit_mib", "stall_timeout_ms", "frame_timeout_ms", "receive_budget_mib", "max_connections", "socket_mode", "tcp_identity", "tcp_trust"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "flush_timeout_ms", "queue_limit_mib", "stall_timeout_ms", "frame_timeout_ms", "receive_budget_mib", "max_connections", "threads", "socket_mode", "tcp_identity", "tcp_trust"])]
     config: Option<std::path::PathBuf>,
     /// Check this configuration file, print every error as FILE:LINE, and exit
     /// (status 0 if it is valid, 2 if not).
@@ -44,6 +44,11 @@ pub struct DaemonArgs {
     /// The most connections at once.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     max_connections: u64,
+    /// Threads the daemon runs on: 1 serves Unix-socket clients best (Spread's design
+    /// too); more help many TCP clients, whose traffic the daemon decrypts and
+    /// encrypts, on a machine of many cores.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    threads: u64,
     /// Permission bits of the Unix socket, in octal (owner and group by default).
     #[arg(long, value_name = "OCTAL", default_value = "660", value_parser = parse_mode)]
     socket_mode: u32,
@@ -97,6 +102,7 @@ impl DaemonArgs {
             frame_timeout: Duration::from_millis(self.frame_timeout_ms),
             receive_budget: mib(self.receive_budget_mib),
             max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            threads: usize::try_from(self.threads).unwrap_or(usize::MAX),
             socket_mode: self.socket_mode,
             ..defaults
         })
@@ -146,10 +152,15 @@ pub fn run(args: DaemonArgs) -> ExitCode {
             }
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread: a current-thread runtime (no wake-ups between threads at all).
+    let mut builder = if config.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(config.threads);
+        b
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("conclave daemon: cannot start the runtime: {e}");

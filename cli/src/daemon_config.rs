@@ -22,6 +22,7 @@ use toml::Spanned;
 struct Raw {
     listen: Option<Spanned<String>>,
     socket_mode: Option<Spanned<String>>,
+    threads: Option<Spanned<u64>>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
@@ -174,6 +175,10 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<DaemonConfig, Config
             )),
         }
     }
+    if let Some(v) = &raw.threads {
+        config.threads = usize::try_from(*v.get_ref()).unwrap_or(usize::MAX);
+        placed.push(("threads", lines.of(v)));
+    }
     let l = &raw.limits;
     for (name, value, slot) in [
         ("flush_timeout", &l.flush_timeout, &mut config.flush_timeout),
@@ -306,6 +311,7 @@ mod tests {
             r#"
 listen = "unix:/run/conclave/conclave.sock"
 socket_mode = "600"
+threads = 4
 
 [limits]
 flush_timeout = "5s"
@@ -340,6 +346,7 @@ identities = ["ops"]
                 .unwrap()
         );
         assert_eq!(c.socket_mode, 0o600);
+        assert_eq!(c.threads, 4);
         assert_eq!(c.flush_timeout, Duration::from_secs(5));
         assert_eq!(c.stall_timeout, Duration::from_secs(2));
         assert_eq!(c.frame_timeout, Duration::from_secs(3));
@@ -407,7 +414,7 @@ identities = ["ops"]
         assert_eq!(
             errors("listen = \"unix:/x\"\nlimit = 3\n"),
             [
-                "daemon.toml:2: unknown field `limit`, expected one of `listen`, `socket_mode`, `limits`, `names`, `groups`, `tcp`"
+                "daemon.toml:2: unknown field `limit`, expected one of `listen`, `socket_mode`, `threads`, `limits`, `names`, `groups`, `tcp`"
             ]
         );
         assert_eq!(
@@ -443,6 +450,10 @@ identities = ["ops"]
             [
                 "daemon.toml:1: listen = \"tcp:127.0.0.1:4804\" needs a [tcp] section (identity, trust): TCP clients are authenticated and encrypted with Noise"
             ]
+        );
+        assert_eq!(
+            errors("threads = 0\n"),
+            ["daemon.toml:1: threads = 0 is out of range: 1 to 256"]
         );
         assert_eq!(
             errors("[limits]\nmax_connections = \"many\"\n"),
