@@ -22,6 +22,9 @@ pub enum BenchCommand {
     /// One member of `bench data --processes` (started by it, not by hand).
     #[command(hide = true)]
     DataMember(crate::bench_processes::MemberArgs),
+    /// One member of the raw-CPG baseline of `bench data --engine corosync`.
+    #[command(hide = true)]
+    CpgMember(crate::bench_cpg::CpgMemberArgs),
 }
 
 /// Arguments of `conclave bench keys`.
@@ -264,6 +267,7 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
         BenchCommand::Keys(args) => ("keys", bench_keys(args)),
         BenchCommand::Data(args) => ("data", crate::bench_data::run(args)),
         BenchCommand::DataMember(args) => ("data-member", crate::bench_processes::member(args)),
+        BenchCommand::CpgMember(args) => ("cpg-member", crate::bench_cpg::member(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

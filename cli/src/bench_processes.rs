@@ -19,6 +19,7 @@ use conclave::{
     FixedPolicy, Identity, Session, SessionEvent, plugins::Registry, sdk::ka_kit::MapTrustStore,
     session::Command,
 };
+use conclave_corosync::CpgConnection;
 use conclave_gcs::{Address, Service};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -28,9 +29,9 @@ use crate::bench_data::{DataRow, Spec, group_settings};
 /// Arguments of the hidden `conclave bench data-member` (one member of `--processes`).
 #[derive(Debug, Args)]
 pub struct MemberArgs {
-    /// The daemon's socket.
+    /// The daemon's socket (without it: this machine's corosync, the Corosync engine).
     #[arg(long)]
-    socket: PathBuf,
+    socket: Option<PathBuf>,
     /// The directory of every member's identity file (`NAME.key`).
     #[arg(long)]
     dir: PathBuf,
@@ -65,18 +66,18 @@ pub struct MemberArgs {
 
 /// What a member process reports at the end, as one JSON line.
 #[derive(Debug, Serialize, Deserialize)]
-struct Report {
+pub(crate) struct Report {
     /// One-way latencies, microseconds (receivers).
-    latencies_us: Vec<f64>,
+    pub latencies_us: Vec<f64>,
     /// When the first message was sent (CLOCK_MONOTONIC, ns), from its payload.
-    first_sent_ns: u64,
+    pub first_sent_ns: u64,
     /// When the last message arrived (receivers) or came back (the sender).
-    last_ns: u64,
+    pub last_ns: u64,
     /// This process's CPU time from `go` to the end, seconds.
-    cpu_s: f64,
+    pub cpu_s: f64,
 }
 
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
@@ -91,7 +92,8 @@ pub fn member(args: MemberArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(run_member(args))
+    // A LocalSet: the Corosync engine's connection is not `Send`.
+    tokio::task::LocalSet::new().block_on(&runtime, run_member(args))
 }
 
 async fn run_member(args: MemberArgs) -> Result<(), String> {
@@ -114,20 +116,26 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
         }
     }
     let identity = me.ok_or_else(|| format!("no identity file for {}", args.name))?;
-    let address: Address = format!("unix:{}", args.socket.display())
-        .parse()
-        .map_err(|e| format!("{e:?}"))?;
     let (tx, mut events) = mpsc::unbounded_channel();
-    let (handle, _task) = Session::connect(
-        &address,
-        identity,
-        registry.clone(),
-        Arc::new(FixedPolicy(settings)),
-        trust,
-    )
-    .await
-    .map_err(|e| e.to_string())?
-    .spawn(tx, |_, e| e);
+    let policy = Arc::new(FixedPolicy(settings));
+    let (handle, _task) = match &args.socket {
+        Some(socket) => {
+            let address: Address = format!("unix:{}", socket.display())
+                .parse()
+                .map_err(|e| format!("{e:?}"))?;
+            Session::connect(&address, identity, registry.clone(), policy, trust)
+                .await
+                .map_err(|e| e.to_string())?
+                .spawn_local(tx, |_, e| e)
+        }
+        None => {
+            let name = conclave_gcs::MemberName::new(&args.name).map_err(|e| e.to_string())?;
+            let connection = CpgConnection::connect(name).map_err(|e| e.to_string())?;
+            Session::over(connection, identity, registry.clone(), policy, trust)
+                .map_err(|e| e.to_string())?
+                .spawn_local(tx, |_, e| e)
+        }
+    };
     handle.send(Command::Join("bench".into()));
     let plain = args.cipher == "none";
     // A member that cannot get into the group (or a message that never comes) ends the
@@ -316,8 +324,14 @@ fn process_cpu(pid: u32) -> Result<f64, String> {
     Ok(ns as f64 / 1e9)
 }
 
-/// One row measured with the daemon and each member in a process of its own.
-pub fn measure(registry: &Registry, spec: Spec<'_>) -> Result<DataRow, String> {
+/// The row name of the raw-CPG baseline of `--engine corosync` (no Conclave layer).
+pub const RAW_CPG: &str = "raw-cpg";
+
+/// One row measured with each member in a process of its own: through a daemon
+/// process (`engine` `daemon`), or through this machine's corosync (`corosync`; the
+/// cipher [`RAW_CPG`] is CPG alone, members that use the `rust-corosync` crate and
+/// nothing of Conclave).
+pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<DataRow, String> {
     let Spec {
         cipher,
         provider,
@@ -330,54 +344,77 @@ pub fn measure(registry: &Registry, spec: Spec<'_>) -> Result<DataRow, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let socket = dir.path().join("engine.sock");
     let keys = dir.path().join("keys");
-    std::fs::create_dir(&keys).map_err(|e| e.to_string())?;
-    let settings = group_settings(registry, cipher, provider)?;
-    let p = registry
-        .new_provider(&settings.provider, Default::default())
-        .map_err(|e| e.to_string())?;
     let n = members.max(2);
-    for i in 0..n {
-        Identity::generate(&p, &format!("m{i}"), &settings.signature)
-            .map_err(|e| e.to_string())?
-            .write_files(&keys)
-            .map_err(|e| e.to_string())?;
-    }
-    let mut daemon = spawn(&[
-        "daemon".into(),
-        "--listen".into(),
-        format!("unix:{}", socket.display()),
-    ])?;
-    wait_for(&socket)?;
     let count = spec.count();
+    let raw = cipher == RAW_CPG;
+    if !raw {
+        std::fs::create_dir(&keys).map_err(|e| e.to_string())?;
+        let settings = group_settings(registry, cipher, provider)?;
+        let p = registry
+            .new_provider(&settings.provider, Default::default())
+            .map_err(|e| e.to_string())?;
+        for i in 0..n {
+            Identity::generate(&p, &format!("m{i}"), &settings.signature)
+                .map_err(|e| e.to_string())?
+                .write_files(&keys)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    // The process that orders the messages: our daemon, or this namespace's corosync.
+    let (_daemon, engine_pid) = if engine == "corosync" {
+        (None, corosync_pid())
+    } else {
+        let daemon = spawn(&[
+            "daemon".into(),
+            "--listen".into(),
+            format!("unix:{}", socket.display()),
+        ])?;
+        wait_for(&socket)?;
+        let pid = daemon.child.id();
+        (Some(daemon), Some(pid))
+    };
     let mut procs = Vec::new();
     for i in 0..n {
-        let mut args: Vec<String> = [
-            "bench",
-            "data-member",
-            "--socket",
-            &socket.display().to_string(),
-            "--dir",
-            &keys.display().to_string(),
-            "--name",
-            &format!("m{i}"),
-            "--members",
-            &n.to_string(),
-            "--cipher",
-            cipher,
-            "--provider",
-            provider,
-            "--count",
-            &count.to_string(),
-            "--size",
-            &size.to_string(),
-            "--rate",
-            &rate.to_string(),
-            "--window",
-            &window.to_string(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let common = [
+            "--members".to_string(),
+            n.to_string(),
+            "--count".into(),
+            count.to_string(),
+            "--size".into(),
+            size.to_string(),
+            "--rate".into(),
+            rate.to_string(),
+            "--window".into(),
+            window.to_string(),
+        ];
+        let mut args: Vec<String> = if raw {
+            let group = format!("conclave-bench-raw-{}", std::process::id());
+            ["bench", "cpg-member", "--group", &group]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            let mut a: Vec<String> = [
+                "bench",
+                "data-member",
+                "--dir",
+                &keys.display().to_string(),
+                "--name",
+                &format!("m{i}"),
+                "--cipher",
+                cipher,
+                "--provider",
+                provider,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            if engine != "corosync" {
+                a.extend(["--socket".to_string(), socket.display().to_string()]);
+            }
+            a
+        };
+        args.extend(common);
         if i == 0 {
             args.push("--sender".into());
         }
@@ -389,7 +426,7 @@ pub fn measure(registry: &Registry, spec: Spec<'_>) -> Result<DataRow, String> {
             return Err(format!("member m{i} said {line:?}, not ready"));
         }
     }
-    let daemon_cpu = process_cpu(daemon.child.id())?;
+    let engine_cpu = engine_pid.map(process_cpu).transpose()?;
     // Receivers first, then the sender.
     for m in procs.iter_mut().rev() {
         let stdin = m.stdin.as_mut().ok_or("no stdin")?;
@@ -403,9 +440,11 @@ pub fn measure(registry: &Registry, spec: Spec<'_>) -> Result<DataRow, String> {
             serde_json::from_str(&line).map_err(|e| format!("member m{i}: {e}: {line}"))?;
         reports.push(r);
     }
-    let daemon_cpu = process_cpu(daemon.child.id())? - daemon_cpu;
+    let engine_cpu = match (engine_pid, engine_cpu) {
+        (Some(pid), Some(before)) => Some(process_cpu(pid)? - before),
+        _ => None,
+    };
     drop(procs);
-    drop(daemon.stdin.take());
     let first = reports[1..]
         .iter()
         .map(|r| r.first_sent_ns)
@@ -421,10 +460,22 @@ pub fn measure(registry: &Registry, spec: Spec<'_>) -> Result<DataRow, String> {
     Ok(spec.row(
         &latencies,
         last.saturating_sub(first) as f64 / 1e9,
-        members_cpu + daemon_cpu,
-        Some(daemon_cpu),
+        members_cpu + engine_cpu.unwrap_or(0.0),
+        engine_cpu,
         false,
     ))
+}
+
+/// The corosync of this network namespace (the one CPG clients here reach), if this
+/// process may see it: its CPU is then counted as the daemon's.
+fn corosync_pid() -> Option<u32> {
+    let ours = std::fs::read_link("/proc/self/ns/net").ok()?;
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        let net = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+        (comm.trim_end() == "corosync" && net == ours).then_some(pid)
+    })
 }
 
 fn wait_for(socket: &Path) -> Result<(), String> {

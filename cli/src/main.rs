@@ -19,6 +19,7 @@ macro_rules! out {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_cpg;
 mod bench_data;
 mod bench_keys_daemon;
 mod bench_processes;

@@ -309,3 +309,15 @@ fn bench_data_with_the_daemon_and_each_member_a_process_of_its_own() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("every member a process of its own"), "{text}");
 }
+
+#[test]
+fn bench_data_on_corosync_needs_a_process_per_member() {
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(["bench", "data", "--engine", "corosync", "--messages", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("add --processes"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}

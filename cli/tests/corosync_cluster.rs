@@ -663,6 +663,41 @@ fn three_nodes_partition_merge_and_crashes_for_gdh_and_ckd() {
     assert!(epochs.iter().all(|e| e["agreed"] == true), "{report}");
     assert_eq!(report["security_errors"], 0);
 
+    // `conclave bench data --engine corosync`: the raw-CPG baseline first, then the
+    // engine's rows, every message delivered to both receivers, corosync's CPU apart.
+    let json = dir.path().join("corosync-data.json");
+    conclave_tests::output_ok(
+        Command::new("ip")
+            .args(["netns", "exec", "conclave-n1"])
+            .arg(env!("CARGO_BIN_EXE_conclave"))
+            .args([
+                "bench",
+                "data",
+                "--engine",
+                "corosync",
+                "--processes",
+                "--cipher",
+                "none,aes-gcm",
+                "--sizes",
+                "1024",
+                "--messages",
+                "300",
+                "--json",
+            ])
+            .arg(&json),
+    );
+    let rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let ciphers: Vec<&str> = rows.iter().map(|r| r["cipher"].as_str().unwrap()).collect();
+    assert_eq!(ciphers, ["raw-cpg", "none", "aes-gcm"], "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["messages"], 300, "{r}");
+        assert!(r["messages_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        // This namespace's corosync is found, and its CPU is part of the whole.
+        let corosync = r["daemon_cpu_us_per_message"].as_f64().unwrap();
+        assert!(corosync > 0.0, "{r}");
+        assert!(corosync < r["cpu_us_per_message"].as_f64().unwrap(), "{r}");
+    }
+
     cpg_access_follows_corosync_uidgid(dir.path());
 }
 

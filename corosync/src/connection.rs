@@ -1,16 +1,18 @@
 //! [`CpgConnection`]: one member's connection to the local corosync, as a
 //! [`Connection`] (what the secure-group core uses).
 //!
-//! Each joined group has its own CPG handle (CPG joins one group per handle) and its
-//! own dispatch thread, which blocks in `cpg_dispatch` and passes the callbacks out
-//! over a channel: the callbacks are plain function pointers run under the binding's
-//! handle lock, so they only look up the route named by the handle's context and send.
-//! Requests (join, leave, multicast) are made from the caller's task. Multicasts go
-//! through one queue, in order: what corosync refuses with `TryAgain` (its flow control:
-//! its queues are full) stays queued and is offered again after a short *asynchronous*
-//! wait, never a thread sleep; a send waits (asynchronously) only while the queue is
-//! over [`MAX_QUEUED`], which is the backpressure the application sees. The queue
-//! outlives a cancelled wait, so [`Connection::next_event`] stays cancel-safe.
+//! Each joined group has its own CPG handle (CPG joins one group per handle). Its file
+//! descriptor is registered with the caller's tokio reactor, and when corosync has
+//! something for it, [`Connection::next_event`] runs `cpg_dispatch` right there, on the
+//! caller's task: no thread and no wake-up between threads per delivery. The callbacks
+//! are plain function pointers run under the binding's handle lock, so they only look
+//! up the route named by the handle's context and queue what they got. Requests (join,
+//! leave, multicast) are made from the caller's task too. Multicasts go through one
+//! queue, in order: what corosync refuses with `TryAgain` (its flow control: its queues
+//! are full) stays queued and is offered again after a short *asynchronous* wait, never
+//! a thread sleep; a send waits (asynchronously) only while the queue is over
+//! [`MAX_QUEUED`], which is the backpressure the application sees. The queue outlives a
+//! cancelled wait, so [`Connection::next_event`] stays cancel-safe.
 //!
 //! CPG identifies a process by node id and process id, and accepts one join per
 //! process and group: a process holds at most one member of a group.
@@ -32,7 +34,10 @@ use rust_corosync::{
     CsError, DispatchFlags, NodeId,
     cpg::{self, Address, Guarantee, Handle, Model1Data, Model1Flags, ModelData},
 };
-use tokio::sync::mpsc;
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::mpsc,
+};
 
 use crate::evs::{self, Addr, Output, Reason};
 
@@ -169,8 +174,36 @@ struct Queued {
     frame: Bytes,
 }
 
+/// A CPG handle's file descriptor, as the reactor sees it (owned by the library: it is
+/// closed by `cpg_finalize`, never by this).
+struct CpgFd(std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for CpgFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
+}
+
+/// Registers `handle`'s descriptor with the current tokio reactor.
+#[allow(unsafe_code)]
+fn watch(handle: &Handle) -> Result<AsyncFd<CpgFd>, GcsError> {
+    let fd = cpg::fd_get(handle).map_err(|e| cs("file descriptor", e))?;
+    // SAFETY: `fd` is the descriptor of the live CPG connection `handle` (libqb's IPC
+    // socket), open until `cpg_finalize`. Only the owning `Handle` finalizes, when it
+    // is dropped, and the returned `AsyncFd` is kept in the same `CpgGroup` as that
+    // handle, in a field declared (so dropped, deregistering the descriptor) before
+    // it; `CpgFd` never closes or replaces it and always returns the same number.
+    let registered = unsafe { AsyncFd::register_with_interest(CpgFd(fd), Interest::READABLE) };
+    registered.map_err(|e| GcsError::Disconnected {
+        reason: format!("corosync: cannot watch its file descriptor: {e}"),
+    })
+}
+
 struct CpgGroup {
-    /// The owning handle: dropping it finalizes the connection (and ends the thread).
+    /// Registered with the reactor; declared before `handle`, so it is deregistered
+    /// before the handle is finalized.
+    fd: AsyncFd<CpgFd>,
+    /// The owning handle: dropping it finalizes the connection.
     handle: Handle,
     key: u64,
     machine: evs::Group,
@@ -291,6 +324,33 @@ impl CpgConnection {
         self.node
     }
 
+    /// Runs every callback corosync has waiting for the first group whose descriptor it
+    /// made readable (without blocking): the callbacks queue their events, which
+    /// [`Connection::next_event`] then takes. Pending while no descriptor is readable
+    /// (forever without groups). The descriptor is marked not ready again only after
+    /// the dispatch, and tokio keeps the mark if corosync wrote meanwhile, so nothing
+    /// written is left waiting.
+    fn poll_dispatch(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        for (name, g) in &self.groups {
+            let std::task::Poll::Ready(ready) = g.fd.poll_read_ready(cx) else {
+                continue;
+            };
+            match ready {
+                Ok(mut guard) => match cpg::dispatch(&g.handle, DispatchFlags::All) {
+                    Ok(()) | Err(CsError::CsErrTryAgain) => guard.clear_ready(),
+                    Err(e) => {
+                        let _ = self.tx.send((name.clone(), Raw::Closed(e.to_string())));
+                    }
+                },
+                Err(e) => {
+                    let _ = self.tx.send((name.clone(), Raw::Closed(e.to_string())));
+                }
+            }
+            return std::task::Poll::Ready(());
+        }
+        std::task::Poll::Pending
+    }
+
     fn perform(&mut self, group: &GroupName, outputs: Vec<Output>) -> Result<(), GcsError> {
         for o in outputs {
             match o {
@@ -391,7 +451,9 @@ impl Connection for CpgConnection {
             node: self.node,
             pid: std::process::id(),
         };
+        let fd = watch(&handle)?;
         let g = CpgGroup {
+            fd,
             handle,
             key,
             machine: evs::Group::new(group.clone(), me, self.session.member().clone(), floor),
@@ -399,26 +461,6 @@ impl Connection for CpgConnection {
         let name = format!("{CPG_PREFIX}{group}");
         let h = g.handle.clone();
         retry("join", || cpg::join(&h, &name)).await?;
-        let dispatcher = g.handle.clone();
-        let tx = self.tx.clone();
-        let gname = group.clone();
-        std::thread::Builder::new()
-            .name(format!("cpg {group}"))
-            .spawn(move || {
-                let reason = loop {
-                    match cpg::dispatch(&dispatcher, DispatchFlags::Blocking) {
-                        Ok(()) => continue,
-                        Err(CsError::CsErrTryAgain) => {
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                        Err(e) => break e.to_string(),
-                    }
-                };
-                let _ = tx.send((gname, Raw::Closed(reason)));
-            })
-            .map_err(|e| GcsError::Disconnected {
-                reason: format!("cannot start the dispatch thread: {e}"),
-            })?;
         self.groups.insert(group.clone(), g);
         Ok(())
     }
@@ -461,9 +503,12 @@ impl Connection for CpgConnection {
         });
         self.pump()?;
         // Backpressure: past the bound, wait for corosync to take some (the frame is
-        // queued already: a cancelled wait loses nothing).
+        // queued already: a cancelled wait loses nothing). Its queues drain as it
+        // delivers, so each delivery (kept for `next_event`) is a moment to offer the
+        // queue again; the timer is for when nothing comes.
         while self.queue.len() > MAX_QUEUED {
-            tokio::time::sleep(RETRY_AFTER).await;
+            let dispatched = std::future::poll_fn(|cx| self.poll_dispatch(cx));
+            let _ = tokio::time::timeout(RETRY_AFTER, dispatched).await;
             self.pump()?;
         }
         Ok(())
@@ -474,10 +519,15 @@ impl Connection for CpgConnection {
             if let Some(e) = self.events.pop_front() {
                 self.session.observe(&e);
                 if let Event::Left { group, .. } = &e {
-                    // Finalizes the handle; its thread ends.
+                    // Finalizes the handle.
                     self.groups.remove(group);
                 }
                 return Ok(e);
+            }
+            // What the callbacks queued in the last dispatch.
+            if let Ok((group, raw)) = self.rx.try_recv() {
+                self.on_raw(group, raw)?;
+                continue;
             }
             self.pump()?;
             self.time_flushes();
@@ -493,22 +543,15 @@ impl Connection for CpgConnection {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let next = match deadline {
-                Some(at) => match tokio::time::timeout_at(at, self.rx.recv()).await {
-                    Ok(next) => next,
-                    Err(_) => {
+            let dispatched = std::future::poll_fn(|cx| self.poll_dispatch(cx));
+            match deadline {
+                Some(at) => {
+                    if tokio::time::timeout_at(at, dispatched).await.is_err() {
                         self.flush_timeouts()?;
-                        continue;
                     }
-                },
-                None => self.rx.recv().await,
-            };
-            let Some((group, raw)) = next else {
-                return Err(GcsError::Disconnected {
-                    reason: "corosync: event channel closed".into(),
-                });
-            };
-            self.on_raw(group, raw)?;
+                }
+                None => dispatched.await,
+            }
         }
     }
 }

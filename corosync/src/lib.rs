@@ -5,7 +5,8 @@
 //! * [`evs`]: the sans-IO Flush layer that builds view synchrony on CPG's extended
 //!   virtual synchrony (testable without corosync).
 //! * [`connection`]: [`CpgConnection`], a member's connection to the local corosync
-//!   (one CPG handle and dispatch thread per group), implementing the engine interface
+//!   (one CPG handle per group, dispatched on the caller's task when its descriptor is
+//!   readable), implementing the engine interface
 //!   [`conclave_gcs::Connection`] that the secure-group core uses.
 
 pub mod connection;
