@@ -56,7 +56,8 @@ pub struct KeysArgs {
     /// merge, which need several daemons).
     #[arg(long, default_value = "sim", value_parser = ["sim", "daemon"])]
     engine: String,
-    /// Repetitions of each measurement (the table shows the median and the spread).
+    /// Repetitions of each measurement (the table shows the fastest on the in-process
+    /// network, where time is CPU time, the median through the daemon, and the spread).
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Write every row as JSON.
