@@ -209,6 +209,7 @@ fn module(name: &str) -> Result<conclave_plugin_sdk::api::PluginModuleRef, Strin
     Ok(match name {
         "gdh" => conclave_plugin_gdh::plugin_module(),
         "ckd" => conclave_plugin_ckd::plugin_module(),
+        "tgdh" => conclave_plugin_tgdh::plugin_module(),
         other => return Err(format!("no key-agreement plugin named {other:?}")),
     })
 }

@@ -70,6 +70,7 @@ pub const IN_REPO_PLUGINS: &[&str] = &[
     "conclave-plugin-blowfish",
     "conclave-plugin-gdh",
     "conclave-plugin-ckd",
+    "conclave-plugin-tgdh",
     "conclave-provider-rustcrypto",
     "conclave-provider-openssl",
 ];

@@ -11,6 +11,7 @@ pub const NAMES: &[&str] = &[
     conclave_plugin_chacha20_poly1305::NAME,
     conclave_plugin_ckd::NAME,
     conclave_plugin_gdh::NAME,
+    conclave_plugin_tgdh::NAME,
     conclave_provider_openssl::NAME,
     conclave_provider_rustcrypto::NAME,
 ];
@@ -26,6 +27,7 @@ pub fn link() {
         conclave_plugin_chacha20_poly1305::plugin_module,
         conclave_plugin_ckd::plugin_module,
         conclave_plugin_gdh::plugin_module,
+        conclave_plugin_tgdh::plugin_module,
         conclave_provider_openssl::plugin_module,
         conclave_provider_rustcrypto::plugin_module,
     ];
