@@ -465,10 +465,12 @@ impl Run {
             .collect()
     }
 
-    /// The nodes `me` may owe: its path and, for the sponsor, its co-path.
+    /// The nodes `me` may owe: its path below the root (no one needs the root's blinded
+    /// key: it is no one's sibling; a node that comes under a new root later is announced
+    /// then) and, for the sponsor, its co-path.
     fn candidates(&self, me: &str) -> Result<Vec<Path>> {
         let path = self.path(me)?;
-        let mut out: Vec<Path> = (0..=path.len()).map(|d| path[..d].to_vec()).collect();
+        let mut out: Vec<Path> = (1..=path.len()).map(|d| path[..d].to_vec()).collect();
         if self.sponsor.as_deref() == Some(me) {
             for d in 0..path.len() {
                 let mut sib = path[..d].to_vec();
