@@ -109,8 +109,7 @@ impl Tree {
             .collect();
         let depth = fits.iter().map(Vec::len).min();
         fits.into_iter()
-            .filter(|p| Some(p.len()) == depth)
-            .next_back()
+            .rfind(|p| Some(p.len()) == depth)
             .unwrap_or_default()
     }
 
