@@ -210,6 +210,7 @@ fn module(name: &str) -> Result<conclave_plugin_sdk::api::PluginModuleRef, Strin
         "gdh" => conclave_plugin_gdh::plugin_module(),
         "ckd" => conclave_plugin_ckd::plugin_module(),
         "tgdh" => conclave_plugin_tgdh::plugin_module(),
+        "str" => conclave_plugin_str::plugin_module(),
         other => return Err(format!("no key-agreement plugin named {other:?}")),
     })
 }
@@ -568,16 +569,23 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
         .collect()
 }
 
-/// The total serial exponentiations of the ICDCS 2000 paper's Table 4 for an event at
-/// group size `n`, where it gives one.
+/// The serial exponentiations the papers give for an event at group size `n`, where
+/// they give one: the ICDCS 2000 paper's Table 4 for `gdh` and `ckd`; TISSEC 2004 (Kim,
+/// Perrig, Tsudik) for `tgdh` (`3h/2` for a join or a leave, with the tree's height
+/// `h = ceil(log2 n)` of a balanced tree) and `str` (7 for a join, `3n/2 + 2` for a
+/// leave).
 pub fn paper_serial(key_agreement: &str, event: Event, n: usize) -> Option<u64> {
     let n = n as u64;
+    let h = u64::from(n.max(1).next_power_of_two().trailing_zeros());
     Some(match (key_agreement, event) {
         ("gdh", Event::Join) => 3 * n,
         ("gdh", Event::Leave) | ("gdh", Event::ControllerLeave) => n,
         ("ckd", Event::Join) => n + 6,
         ("ckd", Event::Leave) => n.saturating_sub(1),
         ("ckd", Event::ControllerLeave) => (3 * n).saturating_sub(5),
+        ("tgdh", Event::Join | Event::Leave | Event::ControllerLeave) => (3 * h).div_ceil(2),
+        ("str", Event::Join) => 7,
+        ("str", Event::Leave | Event::ControllerLeave) => 3 * n / 2 + 2,
         _ => return None,
     })
 }

@@ -71,6 +71,7 @@ pub const IN_REPO_PLUGINS: &[&str] = &[
     "conclave-plugin-gdh",
     "conclave-plugin-ckd",
     "conclave-plugin-tgdh",
+    "conclave-plugin-str",
     "conclave-provider-rustcrypto",
     "conclave-provider-openssl",
 ];

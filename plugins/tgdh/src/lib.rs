@@ -87,8 +87,39 @@ type Result<T> = std::result::Result<T, PluginError>;
 /// The plugin's name, and its protocol's.
 pub const NAME: &str = "tgdh";
 
-/// The tallest tree kept: a taller one (left by many departures) is rebuilt afresh.
+/// The tallest balanced tree kept: a taller one (left by many departures) is rebuilt
+/// afresh.
 pub const MAX_HEIGHT: usize = 64;
+
+/// How new leaves go into the tree: the one thing that tells TGDH from STR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// TGDH: at the shallowest, rightmost node where the tree does not grow taller.
+    Balanced,
+    /// STR (the skinny tree): always above the root, so that every inner node has a
+    /// leaf as its right child; a join costs a constant number of exponentiations and a
+    /// leave one per level below the top.
+    Skinny,
+}
+
+impl Layout {
+    /// The protocol's name (`tgdh`, `str`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Balanced => NAME,
+            Layout::Skinny => "str",
+        }
+    }
+
+    /// The tallest tree kept (a skinny tree's height is its size less one: STR groups
+    /// hold at most 1,025 members).
+    pub fn max_height(self) -> usize {
+        match self {
+            Layout::Balanced => MAX_HEIGHT,
+            Layout::Skinny => 1024,
+        }
+    }
+}
 
 /// A member's tree messages of one run are steps `1..=LAST_TREE_STEP`.
 const LAST_TREE_STEP: u8 = 200;
@@ -122,7 +153,7 @@ impl Plugin for TgdhPlugin {
 
     fn new_key_agreement(config: &KeyAgreementConfig) -> Result<Box<dyn KeyAgreementImpl>> {
         Self::check_options(&config.options)?;
-        Ok(Box::new(Tgdh::new(config)?))
+        Ok(Box::new(TreeAgreement::new(config, Layout::Balanced)?))
     }
 }
 
@@ -278,25 +309,33 @@ impl Node {
         out
     }
 
-    /// The insertion node of a new leaf (TISSEC 2004): the shallowest, then rightmost,
-    /// node where one more level does not make the tree taller; the root if there is none.
-    fn insertion_point(&self) -> Path {
-        fn walk(n: &Node, path: &mut Path, h: usize, best: &mut Option<(usize, Path)>) {
-            let depth = path.len();
-            if depth + n.height() < h {
-                // Left to right: a later node of the same depth is further right.
-                if best.as_ref().is_none_or(|(d, _)| depth <= *d) {
-                    *best = Some((depth, path.clone()));
+    /// The insertion node of a new leaf: for TGDH (TISSEC 2004) the shallowest, then
+    /// rightmost, node where one more level does not make the tree taller, the root if
+    /// there is none; for STR always the root.
+    fn insertion_point(&self, layout: Layout) -> Path {
+        if layout == Layout::Skinny {
+            return Path::new();
+        }
+        /// Returns the node's height; records the best candidate (post-order: among
+        /// nodes of one depth, a later one is further right).
+        fn walk(n: &Node, path: &mut Path, h: usize, best: &mut Option<(usize, Path)>) -> usize {
+            let height = match &n.kind {
+                Kind::Leaf(_) => 0,
+                Kind::Inner(l, r) => {
+                    path.push(false);
+                    let hl = walk(l, path, h, best);
+                    path.pop();
+                    path.push(true);
+                    let hr = walk(r, path, h, best);
+                    path.pop();
+                    1 + hl.max(hr)
                 }
+            };
+            let depth = path.len();
+            if depth + height < h && best.as_ref().is_none_or(|(d, _)| depth <= *d) {
+                *best = Some((depth, path.clone()));
             }
-            if let Kind::Inner(l, r) = &n.kind {
-                path.push(false);
-                walk(l, path, h, best);
-                path.pop();
-                path.push(true);
-                walk(r, path, h, best);
-                path.pop();
-            }
+            height
         }
         let mut best = None;
         walk(self, &mut Vec::new(), self.height(), &mut best);
@@ -360,8 +399,8 @@ impl Node {
         Ok(())
     }
 
-    fn decode_shape(r: &mut Reader<'_>, depth: usize) -> Result<Node> {
-        if depth > MAX_HEIGHT {
+    fn decode_shape(r: &mut Reader<'_>, depth: usize, max: usize) -> Result<Node> {
+        if depth > max {
             return Err(bad("a tree taller than the limit"));
         }
         let flags = r.u8()?;
@@ -369,8 +408,8 @@ impl Node {
             return Err(bad("unknown node flags"));
         }
         let mut node = if flags & 1 == 1 {
-            let l = Node::decode_shape(r, depth + 1)?;
-            let rr = Node::decode_shape(r, depth + 1)?;
+            let l = Node::decode_shape(r, depth + 1, max)?;
+            let rr = Node::decode_shape(r, depth + 1, max)?;
             Node::inner(l, rr)
         } else {
             Node::leaf(&r.str8()?)
@@ -382,8 +421,8 @@ impl Node {
 }
 
 fn encode_path(w: &mut Writer, path: &[bool]) -> Result<()> {
-    let len = u8::try_from(path.len()).map_err(|_| internal("path too long"))?;
-    w.u8(len);
+    let len = u16::try_from(path.len()).map_err(|_| internal("path too long"))?;
+    w.u16(len);
     let mut bytes = vec![0u8; path.len().div_ceil(8)];
     for (i, &b) in path.iter().enumerate() {
         if b {
@@ -394,9 +433,9 @@ fn encode_path(w: &mut Writer, path: &[bool]) -> Result<()> {
     Ok(())
 }
 
-fn decode_path(r: &mut Reader<'_>) -> Result<Path> {
-    let len = usize::from(r.u8()?);
-    if len > MAX_HEIGHT {
+fn decode_path(r: &mut Reader<'_>, max: usize) -> Result<Path> {
+    let len = usize::from(r.u16()?);
+    if len > max {
         return Err(bad("a path longer than the tallest tree"));
     }
     let bytes = r.take(len.div_ceil(8))?;
@@ -413,15 +452,23 @@ struct Run {
     sponsor: Option<String>,
     /// Each member's path (the tree's shape is fixed during a run).
     paths: BTreeMap<String, Path>,
+    /// The members whose leaf is fresh this run (their first messages name the epoch).
+    fresh: BTreeSet<String>,
 }
 
 impl Run {
     fn new(tree: Node, sponsor: Option<String>) -> Run {
-        let paths = tree.leaves().into_iter().collect();
+        let paths: BTreeMap<String, Path> = tree.leaves().into_iter().collect();
+        let fresh = paths
+            .iter()
+            .filter(|(_, p)| tree.at(p).is_some_and(|n| n.stale))
+            .map(|(m, _)| m.clone())
+            .collect();
         Run {
             tree,
             sponsor,
             paths,
+            fresh,
         }
     }
 
@@ -454,15 +501,6 @@ impl Run {
             }
         }
         Ok(node.rightmost_leaf())
-    }
-
-    /// The members whose leaf is fresh this run (their first messages name the epoch).
-    fn fresh(&self) -> BTreeSet<String> {
-        self.paths
-            .iter()
-            .filter(|(_, p)| self.tree.at(p).is_some_and(|n| n.stale))
-            .map(|(m, _)| m.clone())
-            .collect()
     }
 
     /// The nodes `me` may owe: its path below the root (no one needs the root's blinded
@@ -524,17 +562,18 @@ impl ka_kit::Running for Running {
 
 type Phase = ka_kit::Phase<Running, Confirmed>;
 
-/// One member's TGDH state machine.
-pub struct Tgdh {
+/// One member's TGDH (or STR) state machine.
+pub struct TreeAgreement {
     s: Session,
+    layout: Layout,
     cs: Option<Confirmed>,
     phase: Phase,
 }
 
-impl Tgdh {
-    /// A state machine for `config`.
-    pub fn new(config: &KeyAgreementConfig) -> Result<Self> {
-        let s = Session::new(NAME, config, b"")?.with_mac_confirmation(CONFIRM);
+impl TreeAgreement {
+    /// A state machine for `config`, with new leaves placed by `layout`.
+    pub fn new(config: &KeyAgreementConfig, layout: Layout) -> Result<Self> {
+        let s = Session::new(layout.name(), config, b"")?.with_mac_confirmation(CONFIRM);
         if s.dh().scalar_len() < 32 {
             return Err(PluginError::new(
                 ErrorCode::BAD_CONFIG,
@@ -546,6 +585,7 @@ impl Tgdh {
         }
         Ok(Self {
             s,
+            layout,
             cs: None,
             phase: Phase::Idle,
         })
@@ -600,13 +640,13 @@ impl Tgdh {
     }
 
     /// The tree of a fresh start: every member inserted in view order, all stale.
-    fn initial_tree(members: &[String]) -> Result<Node> {
+    fn initial_tree(members: &[String], layout: Layout) -> Result<Node> {
         let mut members = members.iter();
         let first = members.next().ok_or_else(|| internal("an empty view"))?;
         let mut tree = Node::leaf(first);
         tree.stale = true;
         for m in members {
-            let at = tree.insertion_point();
+            let at = tree.insertion_point(layout);
             tree.insert(&at, m)?;
         }
         Ok(tree)
@@ -628,7 +668,7 @@ impl Tgdh {
         };
         match incremental {
             Some(run) => {
-                let newcomers = run.fresh().len() > usize::from(run.sponsor.is_some());
+                let newcomers = run.fresh.len() > usize::from(run.sponsor.is_some());
                 running.sends_shape = newcomers && run.sponsor.as_deref() == Some(&me);
                 running.hold_first = running.sends_shape;
                 if run.sponsor.as_deref() == Some(&me) {
@@ -638,7 +678,10 @@ impl Tgdh {
             }
             None if info.with_oldest() => {
                 // A fresh start this member can build itself.
-                running.run = Some(Run::new(Self::initial_tree(&info.members)?, None));
+                running.run = Some(Run::new(
+                    Self::initial_tree(&info.members, self.layout)?,
+                    None,
+                ));
                 running.share = Some(self.s.dh().random_scalar()?);
                 running.sends_shape = me == info.oldest();
             }
@@ -713,7 +756,7 @@ impl Tgdh {
         let sponsor = match (promoted, newcomers.first()) {
             (Some((_, s)), _) => s,
             (None, Some(_)) => tree
-                .at(&tree.insertion_point())
+                .at(&tree.insertion_point(self.layout))
                 .map(|n| n.rightmost_leaf().to_string())
                 .ok_or_else(|| internal("no insertion point"))?,
             (None, None) => tree.rightmost_leaf().to_string(),
@@ -727,10 +770,10 @@ impl Tgdh {
             .ok_or_else(|| internal("sponsor lost"))?;
         tree.stale_along(&sponsor_path);
         for m in &newcomers {
-            let at = tree.insertion_point();
+            let at = tree.insertion_point(self.layout);
             tree.insert(&at, m)?;
         }
-        if tree.height() > MAX_HEIGHT {
+        if tree.height() > self.layout.max_height() {
             return Ok(None);
         }
         // Subtrees moved up are announced again (members beside them never held their
@@ -812,7 +855,7 @@ impl Tgdh {
         let ready = running.run.as_ref().is_some_and(|run| {
             run.tree.k.is_some()
                 && run
-                    .fresh()
+                    .fresh
                     .iter()
                     .all(|m| running.first_epochs.contains_key(m))
         });
@@ -870,7 +913,7 @@ impl Tgdh {
         // The sponsor of a join says everything in one message, once the new members'
         // blinded keys are in.
         if running.hold_first && running.messages == 0 {
-            let fresh = run.fresh();
+            let fresh = run.fresh.clone();
             let waiting = fresh
                 .iter()
                 .any(|m| Some(m) != run.sponsor.as_ref() && !running.first_epochs.contains_key(m));
@@ -901,7 +944,7 @@ impl Tgdh {
             }
             owed.push((v, bk));
         }
-        let first = running.messages == 0 && run.fresh().contains(me);
+        let first = running.messages == 0 && run.fresh.contains(me);
         let shape = running.sends_shape && running.messages == 0;
         if owed.is_empty() && !first && !shape {
             return Ok(None);
@@ -978,7 +1021,7 @@ struct TreeMessage {
     shape: Option<Vec<u8>>,
 }
 
-fn parse_tree_message(body: &[u8]) -> Result<TreeMessage> {
+fn parse_tree_message(body: &[u8], max: usize) -> Result<TreeMessage> {
     let mut r = Reader::new(body, "tgdh tree message");
     let flags = r.u8()?;
     if flags & !0b11 != 0 {
@@ -990,9 +1033,9 @@ fn parse_tree_message(body: &[u8]) -> Result<TreeMessage> {
         None
     };
     let count = r.u16()?;
-    let mut entries = Vec::with_capacity(usize::from(count).min(2 * MAX_HEIGHT + 2));
+    let mut entries = Vec::with_capacity(usize::from(count).min(2 * max + 2));
     for _ in 0..count {
-        let path = decode_path(&mut r)?;
+        let path = decode_path(&mut r, max)?;
         entries.push((path, r.bytes16()?.to_vec()));
     }
     let shape = if flags & 2 != 0 {
@@ -1008,7 +1051,7 @@ fn parse_tree_message(body: &[u8]) -> Result<TreeMessage> {
     })
 }
 
-impl Tgdh {
+impl TreeAgreement {
     fn handle(&mut self, env: &Envelope) -> Result<Vec<Action>> {
         if env.step == CONFIRM {
             let (actions, done) = self.phase.on_confirm(&mut self.s, env)?;
@@ -1032,7 +1075,7 @@ impl Tgdh {
             Phase::Running(_) if env.run == run => {}
             Phase::Confirming(_) if env.run == run => {
                 // Blinded keys this member no longer needs (it has its path's).
-                parse_tree_message(&env.body)?;
+                parse_tree_message(&env.body, self.layout.max_height())?;
                 return Ok(Vec::new());
             }
             Phase::Idle if env.run == run + 1 => self.start_refresh_of(env)?,
@@ -1090,14 +1133,14 @@ impl Tgdh {
     }
 
     fn on_tree(&mut self, env: &Envelope) -> Result<Vec<Action>> {
-        let msg = parse_tree_message(&env.body)?;
+        let msg = parse_tree_message(&env.body, self.layout.max_height())?;
         let me = self.s.me().to_string();
         let members = self.s.current()?.members.clone();
         let running = self.running()?;
         if running.run.is_none() {
             match &msg.shape {
                 Some(shape) => {
-                    let run = adopt_shape(shape, &members, &me)?;
+                    let run = adopt_shape(shape, &members, &me, self.layout.max_height())?;
                     let running = self.running()?;
                     let path = run.path(&me)?.clone();
                     let mut run = run;
@@ -1120,7 +1163,7 @@ impl Tgdh {
             self.apply(env, &msg)?;
             let waiting = std::mem::take(&mut self.running()?.waiting);
             for e in &waiting {
-                let m = parse_tree_message(&e.body)?;
+                let m = parse_tree_message(&e.body, self.layout.max_height())?;
                 self.apply(e, &m)?;
             }
             return self.progress();
@@ -1134,7 +1177,7 @@ impl Tgdh {
         let running = self.running()?;
         let run = running.run.as_mut().ok_or_else(|| internal("no tree"))?;
         let sender = env.sender.as_str();
-        let fresh = run.fresh();
+        let fresh = run.fresh.clone();
         let put = |run: &mut Run, path: &[bool], bk: &[u8]| -> Result<()> {
             let node = run
                 .tree
@@ -1186,10 +1229,10 @@ impl Tgdh {
 }
 
 /// A new member's tree from the shape message: every view member exactly once.
-fn adopt_shape(blob: &[u8], members: &[String], me: &str) -> Result<Run> {
+fn adopt_shape(blob: &[u8], members: &[String], me: &str, max: usize) -> Result<Run> {
     let mut r = Reader::new(blob, "tgdh tree shape");
     let sponsor = r.str8()?;
-    let tree = Node::decode_shape(&mut r, 0)?;
+    let tree = Node::decode_shape(&mut r, 0, max)?;
     r.finish()?;
     let run = Run::new(tree, (!sponsor.is_empty()).then_some(sponsor.clone()));
     let leaves = run.tree.leaves();
@@ -1207,9 +1250,9 @@ fn adopt_shape(blob: &[u8], members: &[String], me: &str) -> Result<Run> {
     Ok(run)
 }
 
-impl KeyAgreementImpl for Tgdh {
+impl KeyAgreementImpl for TreeAgreement {
     fn algorithm(&self) -> String {
-        NAME.into()
+        self.layout.name().into()
     }
 
     fn on_view(&mut self, view: &MembershipView) -> Result<Vec<Action>> {
