@@ -394,3 +394,55 @@ async fn a_blowfish_group_carries_64_mib_from_one_sender_over_its_key_limit() {
     }
     net.daemon.unwrap().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_protocols_key_a_group_through_the_daemon_and_rekey_on_leave() {
+    for protocol in ["tgdh", "str"] {
+        let net = Net::new().await;
+        let settings = GroupSettings {
+            key_agreement: protocol.into(),
+            dh_group: "ristretto255".into(),
+            provider: "rustcrypto".into(),
+            ..GroupSettings::default()
+        };
+        let names = ["alice", "bob", "carol", "dave", "erin"];
+        let mut members = Vec::new();
+        let mut key = None;
+        for n in names {
+            let mut m = net.member(n, policy(settings.clone())).await;
+            m.join("tree").await;
+            members.push(m);
+            let joined: Vec<&str> = names[..members.len()].to_vec();
+            let k = agreed(&mut members, "tree", &joined).await;
+            assert_eq!(k.key_agreement, protocol);
+            if let Some(prev) = &key {
+                let prev: &KeyEstablished = prev;
+                assert!(k.epoch > prev.epoch, "{protocol}: epochs grow");
+                assert_ne!(k.fingerprint, prev.fingerprint, "{protocol}: a new key");
+            }
+            key = Some(k);
+        }
+        // Bob (in the middle of the tree) leaves: the others rekey and talk under it.
+        members[1].send(Command::Leave("tree".into()));
+        members[1]
+            .until("left", |e| {
+                matches!(e, SessionEvent::Left { .. }).then_some(())
+            })
+            .await;
+        let bob = members.remove(1);
+        let after = agreed(&mut members, "tree", &["alice", "carol", "dave", "erin"]).await;
+        assert!(after.epoch > key.as_ref().unwrap().epoch);
+        members[3].send(Command::Multicast {
+            group: "tree".into(),
+            service: Service::Agreed,
+            data: b"after bob".to_vec(),
+        });
+        for m in members.iter_mut() {
+            let got = m.messages("tree", 1).await;
+            assert_eq!(got[0].1, after.epoch, "{protocol}");
+            assert_eq!(got[0].2, b"after bob", "{protocol}");
+        }
+        bob.task.abort();
+        net.daemon.unwrap().shutdown().await;
+    }
+}
