@@ -257,7 +257,7 @@ struct Runner<'a> {
 impl Runner<'_> {
     fn fresh(&mut self) -> String {
         self.next += 1;
-        format!("m{:03}", self.next)
+        format!("m{:04}", self.next)
     }
 
     fn members(&self) -> Vec<String> {
@@ -332,6 +332,21 @@ impl Runner<'_> {
         })
     }
 
+    /// Brings the group to `size` members with one agreement: every new member joins in
+    /// the same view (nothing if it is that large already).
+    fn grow_to(&mut self, size: usize) -> Result<(), String> {
+        let have = self.members().len();
+        if have >= size {
+            return Ok(());
+        }
+        let names: Vec<String> = (have..size).map(|_| self.fresh()).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.net
+            .join_many(0, &refs, Flush::All)
+            .map_err(|e| e.to_string())?;
+        ka::settle(&mut self.net)
+    }
+
     fn restore(&mut self, size: usize) -> Result<(), String> {
         while self.members().len() < size {
             let name = self.fresh();
@@ -346,7 +361,6 @@ impl Runner<'_> {
 
 /// Measures `config`, calling `progress` after each measurement with a label.
 pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Vec<Sample>, String> {
-    let max = config.sizes.iter().copied().max().unwrap_or(0);
     let mut samples = Vec::new();
     for combo in &config.combos {
         let costs = calibrate(combo)?;
@@ -362,10 +376,15 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Vec<Sample
                 .join(0, &first, Flush::All)
                 .map_err(|e| e.to_string())?;
             ka::settle(&mut r.net)?;
-            for n in 2..=max {
-                let measured = config.sizes.contains(&n);
+            let mut sizes: Vec<usize> = config.sizes.iter().copied().filter(|&n| n >= 2).collect();
+            sizes.sort_unstable();
+            sizes.dedup();
+            for n in sizes {
+                // Up to n - 1 in one agreement (all the new members in one view), not
+                // one per member: a group of 1,000 is then a few agreements away.
+                r.grow_to(n - 1)?;
                 let name = r.fresh();
-                if measured && config.events.contains(&Event::Join) {
+                if config.events.contains(&Event::Join) {
                     samples.push(r.measure(Event::Join, n, run, |r| {
                         r.net.join(0, &name, Flush::All).map_err(|e| e.to_string())
                     })?);
@@ -375,9 +394,6 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Vec<Sample
                         .join(0, &name, Flush::All)
                         .map_err(|e| e.to_string())?;
                     ka::settle(&mut r.net)?;
-                }
-                if !measured {
-                    continue;
                 }
                 for &event in &config.events {
                     let sample = match event {

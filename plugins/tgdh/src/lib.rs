@@ -913,8 +913,8 @@ impl TreeAgreement {
         // The sponsor of a join says everything in one message, once the new members'
         // blinded keys are in.
         if running.hold_first && running.messages == 0 {
-            let fresh = run.fresh.clone();
-            let waiting = fresh
+            let waiting = run
+                .fresh
                 .iter()
                 .any(|m| Some(m) != run.sponsor.as_ref() && !running.first_epochs.contains_key(m));
             if waiting {
@@ -1177,7 +1177,7 @@ impl TreeAgreement {
         let running = self.running()?;
         let run = running.run.as_mut().ok_or_else(|| internal("no tree"))?;
         let sender = env.sender.as_str();
-        let fresh = run.fresh.clone();
+        let sender_fresh = run.fresh.contains(sender);
         let put = |run: &mut Run, path: &[bool], bk: &[u8]| -> Result<()> {
             let node = run
                 .tree
@@ -1198,7 +1198,7 @@ impl TreeAgreement {
             Ok(())
         };
         if let Some(bk) = &msg.leaf_bk {
-            if !fresh.contains(sender) {
+            if !sender_fresh {
                 return Err(bad(format!("{sender}'s leaf is not new in this run")));
             }
             let path = run.path(sender)?.clone();
@@ -1221,7 +1221,7 @@ impl TreeAgreement {
             }
             put(run, path, bk)?;
         }
-        if env.step == 1 && fresh.contains(sender) {
+        if env.step == 1 && sender_fresh {
             running.first_epochs.insert(env.sender.clone(), env.epoch);
         }
         Ok(())
