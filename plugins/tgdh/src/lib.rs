@@ -503,18 +503,29 @@ impl Run {
         Ok(node.rightmost_leaf())
     }
 
-    /// The nodes `me` may owe: its path below the root (no one needs the root's blinded
-    /// key: it is no one's sibling; a node that comes under a new root later is announced
-    /// then) and, for the sponsor, its co-path.
+    /// The nodes `me` may owe: the stale or announced nodes of its path below the root
+    /// (no one needs the root's blinded key: it is no one's sibling; a node that comes
+    /// under a new root later is announced then) and, for the sponsor, of its co-path.
+    /// One walk down the path; only those nodes' paths are built.
     fn candidates(&self, me: &str) -> Result<Vec<Path>> {
         let path = self.path(me)?;
-        let mut out: Vec<Path> = (1..=path.len()).map(|d| path[..d].to_vec()).collect();
-        if self.sponsor.as_deref() == Some(me) {
-            for d in 0..path.len() {
-                let mut sib = path[..d].to_vec();
-                sib.push(!path[d]);
-                out.push(sib);
+        let sponsor = self.sponsor.as_deref() == Some(me);
+        let mut out = Vec::new();
+        let mut node = &self.tree;
+        for (d, &right) in path.iter().enumerate() {
+            let Kind::Inner(l, r) = &node.kind else {
+                break;
+            };
+            let (next, sibling) = if right { (r, l) } else { (l, r) };
+            if sponsor && (sibling.stale || sibling.announce) {
+                let mut p = path[..d].to_vec();
+                p.push(!right);
+                out.push(p);
             }
+            if next.stale || next.announce {
+                out.push(path[..=d].to_vec());
+            }
+            node = next;
         }
         Ok(out)
     }
@@ -879,37 +890,7 @@ impl TreeAgreement {
         };
         let path = run.path(me)?.clone();
         // Up the path: a node's key from the child's key and the sibling's blinded key.
-        for d in (0..path.len()).rev() {
-            let above = &path[..d];
-            if run.tree.at(above).is_some_and(|n| n.k.is_some()) {
-                continue;
-            }
-            let mut sib = above.to_vec();
-            sib.push(!path[d]);
-            let Some(sibling) = run.tree.at(&sib) else {
-                return Err(internal("a path without its sibling"));
-            };
-            let Some(bk) = sibling.bk.clone() else {
-                break;
-            };
-            if !sibling.checked {
-                let owner = run.owner(&sib)?.to_string();
-                self.s.validate(&bk, &owner)?;
-                if let Some(n) = run.tree.at_mut(&sib) {
-                    n.checked = true;
-                }
-            }
-            let child_k = run
-                .tree
-                .at(&path[..d + 1])
-                .and_then(|n| n.k.clone())
-                .ok_or_else(|| internal("a child's key missing on the path"))?;
-            let dh = self.s.dh().exp(&bk, child_k.expose())?;
-            let k = self.node_key(&dh)?;
-            if let Some(n) = run.tree.at_mut(above) {
-                n.k = Some(k);
-            }
-        }
+        self.compute_up(&mut run.tree, &path)?;
         // The sponsor of a join says everything in one message, once the new members'
         // blinded keys are in.
         if running.hold_first && running.messages == 0 {
@@ -975,6 +956,38 @@ impl TreeAgreement {
         }
         running.messages += 1;
         Ok(Some(w.finish()))
+    }
+
+    /// Computes the keys on `path` below and at `n`, bottom-up, as far as the siblings'
+    /// blinded keys allow (one walk down the path); returns whether `n`'s key is known.
+    fn compute_up(&self, n: &mut Node, path: &[bool]) -> Result<bool> {
+        if n.k.is_some() {
+            return Ok(true);
+        }
+        let Some((&right, rest)) = path.split_first() else {
+            return Ok(false);
+        };
+        let Kind::Inner(l, r) = &mut n.kind else {
+            return Err(internal("a path through a leaf"));
+        };
+        let (child, sibling) = if right { (r, l) } else { (l, r) };
+        if !self.compute_up(child, rest)? {
+            return Ok(false);
+        }
+        let Some(bk) = sibling.bk.clone() else {
+            return Ok(false);
+        };
+        if !sibling.checked {
+            self.s.validate(&bk, sibling.rightmost_leaf())?;
+            sibling.checked = true;
+        }
+        let child_k = child
+            .k
+            .clone()
+            .ok_or_else(|| internal("a child's key missing on the path"))?;
+        let dh = self.s.dh().exp(&bk, child_k.expose())?;
+        n.k = Some(self.node_key(&dh)?);
+        Ok(true)
     }
 
     fn finish_run(&mut self) -> Result<Vec<Action>> {
