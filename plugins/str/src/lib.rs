@@ -11,7 +11,7 @@
 //! 1,025 members.
 
 use conclave_plugin_sdk::{
-    Algorithm, AlgorithmClass, ErrorCode, PluginError, PluginKind,
+    Algorithm, AlgorithmClass, PluginError, PluginKind,
     api::key_agreement::KeyAgreementConfig,
     implement::{KeyAgreementImpl, Plugin},
 };
@@ -34,13 +34,7 @@ impl Plugin for StrPlugin {
     }
 
     fn check_options(options: &conclave_plugin_sdk::api::Options) -> Result<(), PluginError> {
-        match options.entries.iter().next() {
-            Some(e) => Err(PluginError::new(
-                ErrorCode::BAD_CONFIG,
-                format!("str: unknown option {:?} (it has none)", e.key.as_str()),
-            )),
-            None => Ok(()),
-        }
+        conclave_plugin_tgdh::refuse_options(NAME, options)
     }
 
     fn new_key_agreement(

@@ -142,13 +142,7 @@ impl Plugin for TgdhPlugin {
     }
 
     fn check_options(options: &conclave_plugin_sdk::api::Options) -> Result<()> {
-        match options.entries.iter().next() {
-            Some(e) => Err(PluginError::new(
-                ErrorCode::BAD_CONFIG,
-                format!("tgdh: unknown option {:?} (it has none)", e.key.as_str()),
-            )),
-            None => Ok(()),
-        }
+        refuse_options(NAME, options)
     }
 
     fn new_key_agreement(config: &KeyAgreementConfig) -> Result<Box<dyn KeyAgreementImpl>> {
@@ -158,6 +152,21 @@ impl Plugin for TgdhPlugin {
 }
 
 conclave_plugin_sdk::builtin_plugin!(TgdhPlugin);
+
+/// The options check of a tree protocol (`tgdh`, `str`): they take none, so the first
+/// option given is a `BAD_CONFIG` error naming `protocol`.
+pub fn refuse_options(protocol: &str, options: &conclave_plugin_sdk::api::Options) -> Result<()> {
+    match options.entries.iter().next() {
+        Some(e) => Err(PluginError::new(
+            ErrorCode::BAD_CONFIG,
+            format!(
+                "{protocol}: unknown option {:?} (it has none)",
+                e.key.as_str()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
 
 fn internal(what: &str) -> PluginError {
     PluginError::new(ErrorCode::INTERNAL, format!("tgdh: {what}"))
@@ -287,6 +296,26 @@ impl Node {
             Kind::Leaf(name) => name,
             Kind::Inner(_, r) => r.rightmost_leaf(),
         }
+    }
+
+    /// Clears the marks of a run (stale, announced, moved up) in the whole tree.
+    fn clear_marks(&mut self) {
+        self.stale = false;
+        self.announce = false;
+        self.promoted = 0;
+        if let Kind::Inner(l, r) = &mut self.kind {
+            l.clear_marks();
+            r.clear_marks();
+        }
+    }
+
+    /// The path of `m`'s leaf.
+    fn path_of(&self, m: &str) -> Result<Path> {
+        self.leaves()
+            .into_iter()
+            .find(|(x, _)| x == m)
+            .map(|(_, p)| p)
+            .ok_or_else(|| internal(&format!("{m} is not in the tree")))
     }
 
     /// Every leaf's name and path, left to right.
@@ -722,28 +751,14 @@ impl TreeAgreement {
     fn reshape(&self, mut tree: Node, members: &[String]) -> Result<Option<Run>> {
         let present: BTreeSet<&str> = members.iter().map(String::as_str).collect();
         // This run's marks start clean.
-        fn clear(n: &mut Node) {
-            n.stale = false;
-            n.announce = false;
-            n.promoted = 0;
-            if let Kind::Inner(l, r) = &mut n.kind {
-                clear(l);
-                clear(r);
-            }
-        }
-        clear(&mut tree);
+        tree.clear_marks();
         let leaves = tree.leaves();
         let in_tree: BTreeSet<&str> = leaves.iter().map(|(m, _)| m.as_str()).collect();
         let mut order = 0u32;
         for (m, _) in &leaves {
             if !present.contains(m.as_str()) {
                 order += 1;
-                let path = tree
-                    .leaves()
-                    .into_iter()
-                    .find(|(x, _)| x == m)
-                    .map(|(_, p)| p)
-                    .ok_or_else(|| internal("departed leaf lost"))?;
+                let path = tree.path_of(m)?;
                 tree.remove(&path, order)?;
             }
         }
@@ -773,12 +788,7 @@ impl TreeAgreement {
             (None, None) => tree.rightmost_leaf().to_string(),
         };
         // The sponsor's fresh share changes its path.
-        let sponsor_path = tree
-            .leaves()
-            .into_iter()
-            .find(|(x, _)| *x == sponsor)
-            .map(|(_, p)| p)
-            .ok_or_else(|| internal("sponsor lost"))?;
+        let sponsor_path = tree.path_of(&sponsor)?;
         tree.stale_along(&sponsor_path);
         for m in &newcomers {
             let at = tree.insertion_point(self.layout);
@@ -999,17 +1009,8 @@ impl TreeAgreement {
         let mut fixing = Writer::new();
         run.tree.encode_shape(&mut fixing, false)?;
         let fixing = fixing.finish();
-        let mut tree = run.tree.clone();
-        fn settle(n: &mut Node) {
-            n.stale = false;
-            n.announce = false;
-            n.promoted = 0;
-            if let Kind::Inner(l, r) = &mut n.kind {
-                settle(l);
-                settle(r);
-            }
-        }
-        settle(&mut tree);
+        // Its marks stay: the next run clears them first (`reshape`, `refresh_run`).
+        let tree = run.tree.clone();
         let epoch = epochs.max(self.s.last_epoch()) + 1;
         let schedule = self.s.schedule(secret.expose(), epoch, &info.members)?;
         let pending = Confirmed {
@@ -1125,22 +1126,8 @@ impl TreeAgreement {
 
     /// The run of a refresh by `who`: its path is stale.
     fn refresh_run(mut tree: Node, who: &str) -> Result<Run> {
-        fn clear(n: &mut Node) {
-            n.stale = false;
-            n.announce = false;
-            n.promoted = 0;
-            if let Kind::Inner(l, r) = &mut n.kind {
-                clear(l);
-                clear(r);
-            }
-        }
-        clear(&mut tree);
-        let path = tree
-            .leaves()
-            .into_iter()
-            .find(|(m, _)| m == who)
-            .map(|(_, p)| p)
-            .ok_or_else(|| internal("refresher not in the tree"))?;
+        tree.clear_marks();
+        let path = tree.path_of(who)?;
         tree.stale_along(&path);
         Ok(Run::new(tree, Some(who.to_string())))
     }
