@@ -18,7 +18,7 @@ use rust_corosync::{
     cpg::{self, Address, Guarantee, Handle, Model1Data, Model1Flags, ModelData},
 };
 
-use crate::bench_processes::{Report, monotonic_ns};
+use crate::bench_processes::{Report, Traffic, monotonic_ns};
 
 /// Arguments of the hidden `conclave bench cpg-member`.
 #[derive(Debug, Args)]
@@ -26,24 +26,8 @@ pub struct CpgMemberArgs {
     /// The CPG group (raw: no `conclave:` prefix; unique per measurement).
     #[arg(long)]
     group: String,
-    /// Members in the group.
-    #[arg(long)]
-    members: usize,
-    /// Messages.
-    #[arg(long)]
-    count: usize,
-    /// Payload bytes (at least 8).
-    #[arg(long)]
-    size: usize,
-    /// Messages per second (0: a flood).
-    #[arg(long)]
-    rate: u64,
-    /// In a flood, messages in flight (sent, not yet delivered back to the sender).
-    #[arg(long)]
-    window: usize,
-    /// Whether this member sends (else it receives).
-    #[arg(long)]
-    sender: bool,
+    #[command(flatten)]
+    traffic: Traffic,
 }
 
 /// What the callbacks record.
@@ -94,6 +78,7 @@ fn cs(what: &str, e: CsError) -> String {
 
 /// Runs one raw CPG member.
 pub fn member(args: CpgMemberArgs) -> Result<(), String> {
+    let traffic = &args.traffic;
     let model = ModelData::ModelV1(Model1Data {
         flags: Model1Flags::None,
         deliver_fn: Some(on_deliver),
@@ -103,13 +88,16 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
     let handle = cpg::initialize(&model, 0).map_err(|e| cs("cannot connect", e))?;
     cpg::join(&handle, &args.group).map_err(|e| cs("join", e))?;
     SEEN.with_borrow_mut(|s| {
-        s.sender = args.sender;
-        s.latencies_us.reserve(args.count);
+        s.sender = traffic.sender;
+        s.latencies_us.reserve(traffic.count);
     });
     let started = std::time::Instant::now();
-    while SEEN.with_borrow(|s| s.members) < args.members {
+    while SEEN.with_borrow(|s| s.members) < traffic.members {
         if started.elapsed() > Duration::from_secs(60) {
-            return Err(format!("fewer than {} members within 60 s", args.members));
+            return Err(format!(
+                "fewer than {} members within 60 s",
+                traffic.members
+            ));
         }
         cpg::dispatch(&handle, DispatchFlags::One).map_err(|e| cs("dispatch", e))?;
     }
@@ -121,15 +109,15 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
         .read_line(&mut line)
         .map_err(|e| e.to_string())?;
     let cpu = cpu_time::ProcessTime::now();
-    let size = args.size.max(8);
+    let size = traffic.size.max(8);
     let mut payload = vec![0u8; size];
-    let period = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
+    let period = (traffic.rate > 0).then(|| Duration::from_secs_f64(1.0 / traffic.rate as f64));
     let mut next = std::time::Instant::now();
     let mut sent = 0;
     let got = || SEEN.with_borrow(|s| s.got);
-    while got() < args.count {
-        let mut blocked = !args.sender || sent == args.count;
-        if args.sender && sent < args.count {
+    while got() < traffic.count {
+        let mut blocked = !traffic.sender || sent == traffic.count;
+        if traffic.sender && sent < traffic.count {
             match period {
                 Some(p) => {
                     let now = std::time::Instant::now();
@@ -152,7 +140,9 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
                     }
                 }
                 None => {
-                    while sent < args.count && (args.window == 0 || sent - got() < args.window) {
+                    while sent < traffic.count
+                        && (traffic.window == 0 || sent - got() < traffic.window)
+                    {
                         payload[..8].copy_from_slice(&monotonic_ns().to_be_bytes());
                         match cpg::mcast_joined(&handle, Guarantee::TypeAgreed, &payload) {
                             Ok(()) => sent += 1,

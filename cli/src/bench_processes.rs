@@ -38,30 +38,38 @@ pub struct MemberArgs {
     /// This member's name.
     #[arg(long)]
     name: String,
-    /// Members in the group.
-    #[arg(long)]
-    members: usize,
     /// The cipher plugin (`none`: a plain group).
     #[arg(long)]
     cipher: String,
     /// The provider.
     #[arg(long)]
     provider: String,
+    #[command(flatten)]
+    traffic: Traffic,
+}
+
+/// What every member process of a measurement is told about the traffic (the same for
+/// `data-member` and `cpg-member`, and for every member of one measurement).
+#[derive(Debug, Args)]
+pub(crate) struct Traffic {
+    /// Members in the group.
+    #[arg(long)]
+    pub members: usize,
     /// Messages.
     #[arg(long)]
-    count: usize,
+    pub count: usize,
     /// Payload bytes (at least 8).
     #[arg(long)]
-    size: usize,
+    pub size: usize,
     /// Messages per second (0: a flood).
     #[arg(long)]
-    rate: u64,
+    pub rate: u64,
     /// In a flood, messages in flight (sent, not yet delivered back to the sender).
     #[arg(long)]
-    window: usize,
+    pub window: usize,
     /// Whether this member sends (else it receives).
     #[arg(long)]
-    sender: bool,
+    pub sender: bool,
 }
 
 /// What a member process reports at the end, as one JSON line.
@@ -97,6 +105,7 @@ pub fn member(args: MemberArgs) -> Result<(), String> {
 }
 
 async fn run_member(args: MemberArgs) -> Result<(), String> {
+    let traffic = &args.traffic;
     let registry = Arc::new(Registry::with_builtins().map_err(|e| e.to_string())?);
     let settings = group_settings(&registry, &args.cipher, &args.provider)?;
     let provider = registry
@@ -147,13 +156,13 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
             .map_err(|_| {
                 format!(
                     "{}: no key with {} members within 60 s",
-                    args.name, args.members
+                    args.name, traffic.members
                 )
             })?
             .ok_or("the session ended")?;
         let ready = match &e {
-            SessionEvent::Membership { members, .. } => plain && members.len() == args.members,
-            SessionEvent::KeyEstablished(k) => k.members.len() == args.members,
+            SessionEvent::Membership { members, .. } => plain && members.len() == traffic.members,
+            SessionEvent::KeyEstablished(k) => k.members.len() == traffic.members,
             _ => false,
         };
         if ready {
@@ -169,23 +178,23 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let cpu = cpu_time::ProcessTime::now();
-    let size = args.size.max(8);
+    let size = traffic.size.max(8);
     let mut report = Report {
-        latencies_us: Vec::with_capacity(if args.sender { 0 } else { args.count }),
+        latencies_us: Vec::with_capacity(if traffic.sender { 0 } else { traffic.count }),
         first_sent_ns: 0,
         last_ns: 0,
         cpu_s: 0.0,
     };
     let mut got = 0;
     let mut sent = 0;
-    let period = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
+    let period = (traffic.rate > 0).then(|| Duration::from_secs_f64(1.0 / traffic.rate as f64));
     let mut next = tokio::time::Instant::now();
-    while got < args.count {
+    while got < traffic.count {
         // The sender sends while its window (or its pace) allows, then reads.
-        if args.sender && sent < args.count {
+        if traffic.sender && sent < traffic.count {
             let may = match period {
                 Some(_) => tokio::time::Instant::now() >= next,
-                None => args.window == 0 || sent - got < args.window,
+                None => traffic.window == 0 || sent - got < traffic.window,
             };
             if may {
                 let mut data = vec![0u8; size];
@@ -208,7 +217,7 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
                 }
             }
         }
-        let e = if args.sender && sent < args.count && period.is_some() {
+        let e = if traffic.sender && sent < traffic.count && period.is_some() {
             match tokio::time::timeout_at(next, events.recv()).await {
                 Ok(e) => e,
                 Err(_) => continue,
@@ -219,7 +228,7 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
                 .map_err(|_| {
                     format!(
                         "{}: {got} of {} messages, then none for 60 s",
-                        args.name, args.count
+                        args.name, traffic.count
                     )
                 })?
         };
@@ -232,7 +241,7 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
                 if got == 0 {
                     report.first_sent_ns = at;
                 }
-                if !args.sender {
+                if !traffic.sender {
                     report
                         .latencies_us
                         .push(now.saturating_sub(at) as f64 / 1e3);
