@@ -30,7 +30,7 @@
 
 use abi_stable::{
     StableAbi, sabi_trait,
-    std_types::{RArc, RBox, RSlice, RStr, RString, RVec},
+    std_types::{RArc, RBox, RResult, RSlice, RStr, RString, RVec},
 };
 
 use crate::{Algorithm, PluginResult, SecretBytes};
@@ -138,6 +138,33 @@ pub trait DhGroup: Send + Sync {
     /// [`crate::ErrorCode::INVALID_ELEMENT`].
     #[sabi(last_prefix_field)]
     fn validate_element(&self, element: RSlice<'_, u8>) -> PluginResult<()>;
+
+    /// `a * b`, the group operation on two well-formed elements (not checked to be in
+    /// the prime-order subgroup: validate received values first). The result is
+    /// returned as a secret because in group key agreement it often is one (a
+    /// Burmester-Desmedt key is a product). A product that the group's encoding cannot
+    /// represent (the identity of P-256) is refused with
+    /// [`crate::ErrorCode::INVALID_ELEMENT`].
+    ///
+    /// Added after the first version of the ABI: a provider built before it answers
+    /// [`crate::ErrorCode::UNSUPPORTED`].
+    fn mul_elements(&self, a: RSlice<'_, u8>, b: RSlice<'_, u8>) -> PluginResult<SecretBytes> {
+        let _ = (a, b);
+        RResult::RErr(crate::PluginError::unsupported(
+            "this provider predates element multiplication",
+        ))
+    }
+
+    /// `a^-1`, the inverse of a well-formed element (see [`DhGroup::mul_elements`]).
+    ///
+    /// Added after the first version of the ABI: a provider built before it answers
+    /// [`crate::ErrorCode::UNSUPPORTED`].
+    fn invert_element(&self, a: RSlice<'_, u8>) -> PluginResult<SecretBytes> {
+        let _ = a;
+        RResult::RErr(crate::PluginError::unsupported(
+            "this provider predates element inversion",
+        ))
+    }
 }
 
 /// An AEAD under one key. Objects may keep and reuse contexts, hence `&mut self`.

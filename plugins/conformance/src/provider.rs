@@ -462,6 +462,10 @@ pub fn dh_algebra(p: &Provider) -> Report {
                 ensure(after >= before + 2, || format!("{before} -> {after}"))
             })(),
         );
+        r.check(
+            format!("DH {name}: element multiplication and inversion"),
+            element_algebra(&g, &name),
+        );
         for (label, bad) in invalid_elements(&g, &name) {
             r.check(
                 format!("DH {name}: refuses element {label}"),
@@ -484,6 +488,126 @@ pub fn dh_algebra(p: &Provider) -> Report {
         );
     }
     r
+}
+
+/// Published multiples of the generator: `(k, encoding of g^k)` for k = 2, 3, 5.
+fn generator_multiples(name: &str) -> Vec<(u8, Vec<u8>)> {
+    match name {
+        // RFC 9496, appendix A.1 (multiples of the generator).
+        "ristretto255" => vec![
+            (
+                2,
+                unhex("6a493210f7499cd17fecb510ae0cea23a110e8d5b901f8acadd3095c73a3b919"),
+            ),
+            (
+                5,
+                unhex("e882b131016b52c1d3337080187cf768423efccbb517bb495ab812c4160ff44e"),
+            ),
+        ],
+        // The NIST P-256 point-multiplication vectors (point-at-infinity.org/ecc/nisttv).
+        "p256" => vec![
+            (
+                2,
+                unhex(
+                    "047CF27B188D034F7E8A52380304B51AC3C08969E277F21B35A60B48FC47669978\
+                     07775510DB8ED040293D9AC69F7430DBBA7DADE63CE982299E04B79D227873D1",
+                ),
+            ),
+            (
+                3,
+                unhex(
+                    "045ECBE4D1A6330A44C8F7EF951D4BF165E6C6B721EFADA985FB41661BC6E7FD6C\
+                     8734640C4998FF7E374B06CE1A64A2ECD82AB036384FB83D9A79B127A27D5032",
+                ),
+            ),
+        ],
+        // Safe-prime groups with g = 2: g^k is the integer 2^k, padded.
+        _ => Vec::new(),
+    }
+}
+
+/// `g^k` for a small `k` from the published table, or `2^k` in a finite-field group
+/// (whose generator is 2), padded to the element length.
+fn known_multiple(g: &DhGroup, name: &str, k: u8) -> Option<Vec<u8>> {
+    if let Some((_, e)) = generator_multiples(name).into_iter().find(|(m, _)| *m == k) {
+        return Some(e);
+    }
+    let two = {
+        let mut v = vec![0u8; g.element_len()];
+        *v.last_mut()? = 2;
+        v
+    };
+    (g.generator() == two && k < 8).then(|| {
+        let mut v = vec![0u8; g.element_len()];
+        if let Some(last) = v.last_mut() {
+            *last = 1 << k;
+        }
+        v
+    })
+}
+
+/// `mul_elements` and `invert_element`: the published multiples of the generator by
+/// repeated multiplication, division undoing multiplication, exponentiation
+/// distributing over the product, and malformed operands refused.
+fn element_algebra(g: &DhGroup, name: &str) -> Result<(), String> {
+    let generator = g.generator();
+    let mut power = generator.clone();
+    for k in 2..=5u8 {
+        power = g
+            .mul_elements(&power, &generator)
+            .map_err(err)?
+            .expose()
+            .to_vec();
+        if let Some(known) = known_multiple(g, name, k) {
+            ensure(power == known, || {
+                format!("g multiplied {k} times is not the published g^{k}")
+            })?;
+        }
+    }
+    ensure(known_multiple(g, name, 2).is_some(), || {
+        format!("no known multiple of the generator for {name}")
+    })?;
+    // g^5 * (g^-1)^2 * g^-1 ... back to g^2, through inversion.
+    let inv = g.invert_element(&generator).map_err(err)?;
+    let mut back = power;
+    for _ in 0..3 {
+        back = g
+            .mul_elements(&back, inv.expose())
+            .map_err(err)?
+            .expose()
+            .to_vec();
+    }
+    let g2 = g.mul_elements(&generator, &generator).map_err(err)?;
+    ensure(back == g2.expose(), || "g^5 * g^-3 != g^2".into())?;
+    let twice = g.invert_element(inv.expose()).map_err(err)?;
+    ensure(twice.expose() == generator, || "(g^-1)^-1 != g".into())?;
+    // (x y)^c = x^c y^c for random x, y, c.
+    let (a, b, c) = (
+        g.random_scalar().map_err(err)?,
+        g.random_scalar().map_err(err)?,
+        g.random_scalar().map_err(err)?,
+    );
+    let (x, y) = (
+        g.exp_generator(a.expose()).map_err(err)?,
+        g.exp_generator(b.expose()).map_err(err)?,
+    );
+    let xy = g.mul_elements(&x, &y).map_err(err)?;
+    ensure(
+        xy.expose() == g.mul_elements(&y, &x).map_err(err)?.expose(),
+        || "x y != y x".into(),
+    )?;
+    let lhs = g.exp(xy.expose(), c.expose()).map_err(err)?;
+    let (xc, yc) = (
+        g.exp(&x, c.expose()).map_err(err)?,
+        g.exp(&y, c.expose()).map_err(err)?,
+    );
+    let rhs = g.mul_elements(xc.expose(), yc.expose()).map_err(err)?;
+    ensure(lhs == rhs, || "(x y)^c != x^c y^c".into())?;
+    // Malformed operands: a typed error, not a panic.
+    let short = vec![0x01u8; g.element_len() - 1];
+    expect_code(g.mul_elements(&short, &x), ErrorCode::INVALID_ELEMENT)?;
+    expect_code(g.mul_elements(&x, &short), ErrorCode::INVALID_ELEMENT)?;
+    expect_code(g.invert_element(&short), ErrorCode::INVALID_ELEMENT)
 }
 
 /// Wrong names, key lengths and nonce lengths get typed errors, not panics.

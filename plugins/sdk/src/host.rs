@@ -223,6 +223,14 @@ impl DhGroup {
     pub fn validate_element(&self, element: &[u8]) -> Result<()> {
         self.inner.validate_element(rs(element)).into_result()
     }
+    /// `a * b` (`UNSUPPORTED` from a provider built before ABI 1.2).
+    pub fn mul_elements(&self, a: &[u8], b: &[u8]) -> Result<SecretBytes> {
+        self.inner.mul_elements(rs(a), rs(b)).into_result()
+    }
+    /// `a^-1` (`UNSUPPORTED` from a provider built before ABI 1.2).
+    pub fn invert_element(&self, a: &[u8]) -> Result<SecretBytes> {
+        self.inner.invert_element(rs(a)).into_result()
+    }
 }
 
 /// A keyed AEAD from a provider.

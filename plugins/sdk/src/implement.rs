@@ -102,6 +102,24 @@ pub trait DhGroupImpl: Send + Sync {
     fn mul_scalars(&self, a: &[u8], b: &[u8]) -> Result<SecretBytes>;
     /// Subgroup membership and non-identity check.
     fn validate_element(&self, element: &[u8]) -> Result<()>;
+    /// `a * b` (the group operation). Defaults to `UNSUPPORTED`, so that a provider
+    /// written before ABI 1.2 still builds; protocols that need it (`bd`) then refuse to
+    /// start with that error.
+    fn mul_elements(&self, a: &[u8], b: &[u8]) -> Result<SecretBytes> {
+        let _ = (a, b);
+        Err(PluginError::unsupported(format!(
+            "{}: element multiplication",
+            self.name()
+        )))
+    }
+    /// `a^-1`. Defaults to `UNSUPPORTED` (see [`DhGroupImpl::mul_elements`]).
+    fn invert_element(&self, a: &[u8]) -> Result<SecretBytes> {
+        let _ = a;
+        Err(PluginError::unsupported(format!(
+            "{}: element inversion",
+            self.name()
+        )))
+    }
 }
 
 /// A keyed AEAD.
@@ -302,6 +320,12 @@ impl DhGroup for G<dyn DhGroupImpl> {
     }
     fn validate_element(&self, element: RSlice<'_, u8>) -> PluginResult<()> {
         self.0.call(|g| g.validate_element(&element))
+    }
+    fn mul_elements(&self, a: RSlice<'_, u8>, b: RSlice<'_, u8>) -> PluginResult<SecretBytes> {
+        self.0.call(|g| g.mul_elements(&a, &b))
+    }
+    fn invert_element(&self, a: RSlice<'_, u8>) -> PluginResult<SecretBytes> {
+        self.0.call(|g| g.invert_element(&a))
     }
 }
 

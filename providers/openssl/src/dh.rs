@@ -248,6 +248,24 @@ impl DhGroupImpl for FfdhGroup {
         }
         Ok(())
     }
+
+    fn mul_elements(&self, a: &[u8], b: &[u8]) -> Result<SecretBytes> {
+        let (a, b) = (self.decode_element(a)?, self.decode_element(b)?);
+        let mut ctx = ctx()?;
+        let mut out = secure_zero()?;
+        out.mod_mul(&a, &b, &self.p, &mut ctx)
+            .map_err(ossl("BN_mod_mul"))?;
+        padded(&out, self.len)
+    }
+
+    fn invert_element(&self, a: &[u8]) -> Result<SecretBytes> {
+        let a = self.decode_element(a)?;
+        let mut ctx = ctx()?;
+        let mut out = secure_zero()?;
+        out.mod_inverse(&a, &self.p, &mut ctx)
+            .map_err(ossl("BN_mod_inverse"))?;
+        padded(&out, self.len)
+    }
 }
 
 /// NIST P-256 (secp256r1). Its cofactor is 1: every point on the curve but the identity
@@ -400,6 +418,32 @@ impl DhGroupImpl for P256 {
         self.counters.bump(Op::Validation);
         let mut ctx = BigNumContext::new().map_err(ossl("BN_CTX_new"))?;
         self.decode_element(element, &mut ctx).map(drop)
+    }
+
+    fn mul_elements(&self, a: &[u8], b: &[u8]) -> Result<SecretBytes> {
+        let mut ctx = ctx()?;
+        let (a, b) = (
+            self.decode_element(a, &mut ctx)?,
+            self.decode_element(b, &mut ctx)?,
+        );
+        let mut out = EcPoint::new(&self.group).map_err(ossl("EC_POINT_new"))?;
+        out.add(&self.group, &a, &b, &mut ctx)
+            .map_err(ossl("EC_POINT_add"))?;
+        if out.is_infinity(&self.group) {
+            return Err(invalid_element(
+                P256_NAME,
+                "the product is the identity, which has no uncompressed encoding",
+            ));
+        }
+        self.encode(&out, &mut ctx).map(SecretBytes::new)
+    }
+
+    fn invert_element(&self, a: &[u8]) -> Result<SecretBytes> {
+        let mut ctx = ctx()?;
+        let mut a = self.decode_element(a, &mut ctx)?;
+        a.invert2(&self.group, &mut ctx)
+            .map_err(ossl("EC_POINT_invert"))?;
+        self.encode(&a, &mut ctx).map(SecretBytes::new)
     }
 }
 

@@ -232,6 +232,20 @@ impl DhGroupImpl for ModpGroup {
         }
         Ok(())
     }
+
+    fn mul_elements(&self, a: &[u8], b: &[u8]) -> Result<SecretBytes> {
+        let (a, b) = (self.decode_element(a)?, self.decode_element(b)?);
+        Ok(self.secret(&((a * b) % &self.p)))
+    }
+
+    fn invert_element(&self, a: &[u8]) -> Result<SecretBytes> {
+        let a = self.decode_element(a)?;
+        // p is prime and 0 < a < p: the inverse exists.
+        let inv = a.modinv(&self.p).ok_or_else(|| {
+            PluginError::new(ErrorCode::INTERNAL, "element has no inverse modulo p")
+        })?;
+        Ok(self.secret(&inv))
+    }
 }
 
 #[cfg(test)]

@@ -146,4 +146,14 @@ impl DhGroupImpl for Ristretto255 {
         }
         Ok(())
     }
+
+    fn mul_elements(&self, a: &[u8], b: &[u8]) -> Result<SecretBytes> {
+        let r = point(a)? + point(b)?;
+        Ok(SecretBytes::copy_from(r.compress().as_bytes()))
+    }
+
+    fn invert_element(&self, a: &[u8]) -> Result<SecretBytes> {
+        let r = -point(a)?;
+        Ok(SecretBytes::copy_from(r.compress().as_bytes()))
+    }
 }
