@@ -364,11 +364,11 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
     crate::out!("{}", table(&rows, &sizes, daemon));
     if daemon {
         crate::out!(
-            "time: wall time from the request (a crash for controller-leave) to the last member's confirmed key, every member a session of this process on this machine's cores, through an embedded daemon; engine ms: until the last member had its new view (membership and flush); cpu: the whole process; paper serial: ICDCS 2000 Table 4 (gdh, ckd), TISSEC 2004 (tgdh, str), see docs/protocols.md; DH / sig / rest: shares of cpu from the counts and the calibrated cost of one operation"
+            "time: wall time from the request (a crash for controller-leave) to the last member's confirmed key, every member a session of this process on this machine's cores, through an embedded daemon; engine ms: until the last member had its new view (membership and flush); cpu: the whole process; paper serial: ICDCS 2000 Table 4 (gdh, ckd), TISSEC 2004 (tgdh, str, bd), see docs/protocols.md; DH / sig / rest: shares of cpu from the counts and the calibrated cost of one operation"
         );
     } else {
         crate::out!(
-            "time: critical path from the membership change to the last member's confirmed key, each member on its own processor, no network delay; cpu: all members; x math: time over the critical path's exponentiations, element validations, signatures and verifications at their calibrated cost; paper serial: ICDCS 2000 Table 4 for gdh and ckd (A-GDH authentication, exponentiation as CKD's encryption), TISSEC 2004 for tgdh and str, see docs/protocols.md; DH / sig / rest: shares of cpu from the counts and the calibrated cost of one operation (the in-process engine costs nothing: membership and flush are measured with --engine daemon)"
+            "time: critical path from the membership change to the last member's confirmed key, each member on its own processor, no network delay; cpu: all members; x math: time over the critical path's exponentiations, element validations, signatures and verifications at their calibrated cost; paper serial: ICDCS 2000 Table 4 for gdh and ckd (A-GDH authentication, exponentiation as CKD's encryption), TISSEC 2004 for tgdh, str and bd, see docs/protocols.md; DH / sig / rest: shares of cpu from the counts and the calibrated cost of one operation (the in-process engine costs nothing: membership and flush are measured with --engine daemon)"
         );
     }
     if let Some(path) = &args.json {

@@ -72,6 +72,7 @@ pub const IN_REPO_PLUGINS: &[&str] = &[
     "conclave-plugin-ckd",
     "conclave-plugin-tgdh",
     "conclave-plugin-str",
+    "conclave-plugin-bd",
     "conclave-provider-rustcrypto",
     "conclave-provider-openssl",
 ];

@@ -396,8 +396,8 @@ async fn a_blowfish_group_carries_64_mib_from_one_sender_over_its_key_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tree_protocols_key_a_group_through_the_daemon_and_rekey_on_leave() {
-    for protocol in ["tgdh", "str"] {
+async fn tree_and_ring_protocols_key_a_group_through_the_daemon_and_rekey_on_leave() {
+    for protocol in ["tgdh", "str", "bd"] {
         let net = Net::new().await;
         let settings = GroupSettings {
             key_agreement: protocol.into(),

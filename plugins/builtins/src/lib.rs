@@ -7,6 +7,7 @@
 /// The names of the built-in plugins.
 pub const NAMES: &[&str] = &[
     conclave_plugin_aes_gcm::NAME,
+    conclave_plugin_bd::NAME,
     conclave_plugin_blowfish::NAME,
     conclave_plugin_chacha20_poly1305::NAME,
     conclave_plugin_ckd::NAME,
@@ -24,6 +25,7 @@ pub fn link() {
     // registration, in the final binary.
     let modules = [
         conclave_plugin_aes_gcm::plugin_module as fn() -> conclave_plugin_sdk::api::PluginModuleRef,
+        conclave_plugin_bd::plugin_module,
         conclave_plugin_blowfish::plugin_module,
         conclave_plugin_chacha20_poly1305::plugin_module,
         conclave_plugin_ckd::plugin_module,

@@ -1295,6 +1295,21 @@ impl<S> Confirming<S> {
     }
 }
 
+/// The options check of a protocol that takes none (`tgdh`, `str`, `bd`): the first
+/// option given is a `BAD_CONFIG` error naming `protocol`.
+pub fn refuse_options(protocol: &str, options: &conclave_plugin_api::Options) -> Result<()> {
+    match options.entries.iter().next() {
+        Some(e) => Err(err(
+            ErrorCode::BAD_CONFIG,
+            format!(
+                "{protocol}: unknown option {:?} (it has none)",
+                e.key.as_str()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Feeds a received message to a protocol: [`Session::open`], then `handle`, then
 /// [`Session::accepted`] or [`Session::rejected`].
 pub fn receive<T>(

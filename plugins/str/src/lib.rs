@@ -34,7 +34,7 @@ impl Plugin for StrPlugin {
     }
 
     fn check_options(options: &conclave_plugin_sdk::api::Options) -> Result<(), PluginError> {
-        conclave_plugin_tgdh::refuse_options(NAME, options)
+        conclave_plugin_sdk::ka_kit::refuse_options(NAME, options)
     }
 
     fn new_key_agreement(

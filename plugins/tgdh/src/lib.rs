@@ -142,7 +142,7 @@ impl Plugin for TgdhPlugin {
     }
 
     fn check_options(options: &conclave_plugin_sdk::api::Options) -> Result<()> {
-        refuse_options(NAME, options)
+        ka_kit::refuse_options(NAME, options)
     }
 
     fn new_key_agreement(config: &KeyAgreementConfig) -> Result<Box<dyn KeyAgreementImpl>> {
@@ -152,21 +152,6 @@ impl Plugin for TgdhPlugin {
 }
 
 conclave_plugin_sdk::builtin_plugin!(TgdhPlugin);
-
-/// The options check of a tree protocol (`tgdh`, `str`): they take none, so the first
-/// option given is a `BAD_CONFIG` error naming `protocol`.
-pub fn refuse_options(protocol: &str, options: &conclave_plugin_sdk::api::Options) -> Result<()> {
-    match options.entries.iter().next() {
-        Some(e) => Err(PluginError::new(
-            ErrorCode::BAD_CONFIG,
-            format!(
-                "{protocol}: unknown option {:?} (it has none)",
-                e.key.as_str()
-            ),
-        )),
-        None => Ok(()),
-    }
-}
 
 fn internal(what: &str) -> PluginError {
     PluginError::new(ErrorCode::INTERNAL, format!("tgdh: {what}"))
