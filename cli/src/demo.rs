@@ -31,7 +31,7 @@ pub struct DemoArgs {
     /// How many members start in the group (at least 3).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(3..=64))]
     members: u16,
-    /// The group's key agreement (`gdh`, `ckd`).
+    /// The group's key agreement (`gdh`, `ckd`, `tgdh`, `str`, `bd`).
     #[arg(long, default_value = "gdh")]
     key_agreement: String,
     /// The group's cipher plugin (`aes-gcm`, `chacha20-poly1305`, `blowfish`).
