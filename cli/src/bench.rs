@@ -19,6 +19,9 @@ pub enum BenchCommand {
     Keys(KeysArgs),
     /// Throughput and latency of sealed multicast per cipher and message size.
     Data(crate::bench_data::DataArgs),
+    /// Draw the charts of `bench keys` again from its JSON files, several runs in one
+    /// chart (for example protocols measured by separate commands).
+    Plot(PlotArgs),
     /// One member of `bench data --processes` (started by it, not by hand).
     #[command(hide = true)]
     DataMember(crate::bench_processes::MemberArgs),
@@ -69,6 +72,89 @@ pub struct KeysArgs {
     /// Draw time against group size, one chart per event, as SVG and PNG.
     #[arg(long, value_name = "DIR")]
     plot: Option<PathBuf>,
+    /// Draw the charts on logarithmic axes (size and time), for grids to thousands.
+    #[arg(long, requires = "plot")]
+    log_scale: bool,
+}
+
+/// Arguments of `conclave bench plot`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// JSON files written by `conclave bench keys --json`.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Where to write the charts (`EVENT.svg` and `EVENT.png`).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Logarithmic size and time axes.
+    #[arg(long)]
+    log_scale: bool,
+    /// Only these events, comma-separated (default: every event in the files).
+    #[arg(long, value_delimiter = ',')]
+    events: Vec<String>,
+}
+
+/// The fields of a `bench keys` JSON row that a chart needs.
+#[derive(Debug, serde::Deserialize)]
+struct PlottedRow {
+    key_agreement: String,
+    provider: String,
+    dh_group: String,
+    event: String,
+    size: usize,
+    time_ms: f64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PlottedFile {
+    rows: Vec<PlottedRow>,
+}
+
+fn bench_plot(args: PlotArgs) -> Result<(), String> {
+    for e in &args.events {
+        Event::parse(e).ok_or_else(|| format!("unknown event {e:?}"))?;
+    }
+    let mut by_event: BTreeMap<String, crate::plot::Lines> = BTreeMap::new();
+    for file in &args.files {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let parsed: PlottedFile = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{}: not the JSON of `conclave bench keys --json`: {e}",
+                file.display()
+            )
+        })?;
+        for r in parsed.rows {
+            if !args.events.is_empty() && !args.events.contains(&r.event) {
+                continue;
+            }
+            if !(r.time_ms.is_finite() && r.time_ms >= 0.0) {
+                return Err(format!(
+                    "{}: a row with time {} ms",
+                    file.display(),
+                    r.time_ms
+                ));
+            }
+            let label = format!("{}/{}/{}", r.key_agreement, r.provider, r.dh_group);
+            by_event
+                .entry(r.event)
+                .or_default()
+                .entry(label)
+                .or_default()
+                .push((r.size, r.time_ms));
+        }
+    }
+    if by_event.is_empty() {
+        return Err("no rows to draw".into());
+    }
+    let scale = if args.log_scale {
+        crate::plot::Scale::Log
+    } else {
+        crate::plot::Scale::Linear
+    };
+    for f in crate::plot::charts(&args.out, by_event, scale)? {
+        eprintln!("wrote {}", f.display());
+    }
+    Ok(())
 }
 
 /// Parses `2..50`, `2..50/4` or `2,4,8`.
@@ -299,6 +385,7 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
     }
     let (what, result) = match cmd {
         BenchCommand::Keys(args) => ("keys", bench_keys(args)),
+        BenchCommand::Plot(args) => ("plot", bench_plot(args)),
         BenchCommand::Data(args) => ("data", crate::bench_data::run(args)),
         BenchCommand::DataMember(args) => ("data-member", crate::bench_processes::member(args)),
         BenchCommand::CpgMember(args) => ("cpg-member", crate::bench_cpg::member(args)),
@@ -385,7 +472,15 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
         write_csv(path, &rows)?;
     }
     if let Some(dir) = &args.plot {
-        let written = crate::plot::time_against_size(dir, &rows)?;
+        let written = crate::plot::time_against_size(
+            dir,
+            &rows,
+            if args.log_scale {
+                crate::plot::Scale::Log
+            } else {
+                crate::plot::Scale::Linear
+            },
+        )?;
         for f in written {
             eprintln!("wrote {}", f.display());
         }

@@ -321,3 +321,64 @@ fn bench_data_on_corosync_needs_a_process_per_member() {
     assert!(stderr.contains("add --processes"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+/// `bench plot` draws rows of several `bench keys --json` files in one chart per event,
+/// on logarithmic axes; a file that is not such JSON, or a row with a negative time,
+/// is refused with its name and exit code 2, and draws nothing.
+#[test]
+fn bench_plot_draws_several_files_in_one_chart_and_refuses_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = |ka: &str, event: &str, n: u64, ms: f64| {
+        serde_json::json!({"key_agreement": ka, "provider": "rustcrypto",
+            "dh_group": "ristretto255", "event": event, "size": n, "time_ms": ms})
+    };
+    let a = dir.path().join("a.json");
+    let b = dir.path().join("b.json");
+    let rows_a: Vec<Value> = [10, 100, 1000]
+        .iter()
+        .flat_map(|&n| [row("tgdh", "join", n, n as f64 / 50.0), row("tgdh", "leave", n, 1.0)])
+        .collect();
+    let rows_b: Vec<Value> = [10, 100, 1000]
+        .iter()
+        .map(|&n| row("bd", "join", n, n as f64 / 6.0))
+        .collect();
+    std::fs::write(&a, serde_json::json!({ "rows": rows_a }).to_string()).unwrap();
+    std::fs::write(&b, serde_json::json!({ "rows": rows_b }).to_string()).unwrap();
+    let out = dir.path().join("charts");
+    conclave_tests::output_ok(
+        Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(["bench", "plot", "--log-scale", "--out"])
+            .arg(&out)
+            .arg(&a)
+            .arg(&b),
+    );
+    let join = std::fs::read_to_string(out.join("join.svg")).unwrap();
+    assert!(join.contains("tgdh/rustcrypto/ristretto255"), "tgdh line");
+    assert!(join.contains("bd/rustcrypto/ristretto255"), "bd line");
+    assert!(join.contains("log scale"), "log axes");
+    let leave = std::fs::read_to_string(out.join("leave.svg")).unwrap();
+    assert!(!leave.contains("bd/"), "bd has no leave rows");
+    assert!(std::fs::metadata(out.join("join.png")).unwrap().len() > 1000);
+
+    let not_json = dir.path().join("notes.txt");
+    std::fs::write(&not_json, "not json").unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        serde_json::json!({ "rows": [row("gdh", "join", 4, -1.0)] }).to_string(),
+    )
+    .unwrap();
+    for (file, says) in [(&not_json, "not the JSON of"), (&bad, "a row with time -1")] {
+        let empty = dir.path().join("empty");
+        let result = Command::new(env!("CARGO_BIN_EXE_conclave"))
+            .args(["bench", "plot", "--out"])
+            .arg(&empty)
+            .arg(file)
+            .output()
+            .unwrap();
+        assert_eq!(result.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(stderr.contains(says) && stderr.contains(&*file.to_string_lossy()), "{stderr}");
+        assert!(!empty.exists(), "nothing drawn");
+    }
+}

@@ -30,7 +30,7 @@
 //! All integers are big-endian. The signature is over `"conclave/ka/v1\0"` followed by
 //! every byte before the signature's length.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 
 use abi_stable::{
     sabi_trait::prelude::TD_Opaque,
@@ -508,17 +508,17 @@ pub struct Session {
     key_len: usize,
     view: Option<ViewInfo>,
     run: u32,
-    seen: BTreeSet<(String, u32, u8)>,
+    seen: HashSet<(String, u32, u8)>,
     /// The MAC-authenticated messages accepted in the current view (their bytes before
     /// the empty signature, a header and a MAC, about 150 bytes each): they are told
     /// apart by content, not by (sender, run, step), because one that came before the
     /// key is held unchecked and must not shut out the genuine one (docs/protocols.md).
-    seen_mac: BTreeSet<Vec<u8>>,
+    seen_mac: HashSet<Vec<u8>>,
     /// The current view's members, for a membership check per message in O(1).
-    member_set: std::collections::HashSet<String>,
+    member_set: HashSet<String>,
     /// Hashes of the multicasts this member sent in the current view (checked on their
     /// self-delivery instead of a signature verification).
-    sent: BTreeSet<Vec<u8>>,
+    sent: HashSet<Vec<u8>>,
     stats: MessageStats,
     last_epoch: u64,
     /// The step whose messages carry a key-confirmation MAC instead of a signature.
@@ -582,10 +582,10 @@ impl Session {
             key_len: config.key_len,
             view: None,
             run: 0,
-            seen: BTreeSet::new(),
-            seen_mac: BTreeSet::new(),
+            seen: HashSet::new(),
+            seen_mac: HashSet::new(),
             member_set: Default::default(),
-            sent: BTreeSet::new(),
+            sent: HashSet::new(),
             stats: MessageStats::default(),
             last_epoch: 0,
             mac_step: None,
@@ -686,7 +686,7 @@ impl Session {
             ));
         }
         let members: Vec<String> = view.members.iter().map(|m| m.to_string()).collect();
-        let unique: BTreeSet<&String> = members.iter().collect();
+        let unique: HashSet<&String> = members.iter().collect();
         if unique.len() != members.len() {
             return Err(PluginError::invalid_argument(format!(
                 "{}: the view lists a member twice",
@@ -1082,14 +1082,15 @@ pub struct KeySchedule {
 /// agree on whether the round completed (view synchrony gives them the same messages,
 /// the member's own among them).
 ///
-/// Bookkeeping is O(1) per confirmation (set lookups), so a round costs O(n log n) at
-/// each member, not O(n^2).
+/// Bookkeeping is O(1) per confirmation (hash-set lookups: at n = 1,000 an ordered set's
+/// ten string comparisons per lookup were ten cache misses each), so a round costs O(n)
+/// at each member, not O(n^2).
 pub struct Confirmation {
     schedule: KeySchedule,
     transcript: Vec<u8>,
     mac: Mac,
-    members: BTreeSet<String>,
-    confirmed: BTreeSet<String>,
+    members: HashSet<String>,
+    confirmed: HashSet<String>,
 }
 
 const CONFIRM_DOMAIN: &[u8] = b"conclave/ka/confirm/v2\0";
@@ -1116,7 +1117,7 @@ impl Confirmation {
                 transcript,
                 mac,
                 members,
-                confirmed: BTreeSet::new(),
+                confirmed: HashSet::new(),
             },
             tag,
         ))
