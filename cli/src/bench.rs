@@ -33,7 +33,7 @@ pub enum BenchCommand {
 /// Arguments of `conclave bench keys`.
 #[derive(Debug, Args)]
 pub struct KeysArgs {
-    /// Key agreements, comma-separated.
+    /// Key agreements, comma-separated (built in: gdh, ckd, tgdh, str, bd).
     #[arg(long, default_value = "gdh,ckd", value_delimiter = ',')]
     key_agreement: Vec<String>,
     /// Providers, comma-separated.

@@ -336,7 +336,12 @@ fn bench_plot_draws_several_files_in_one_chart_and_refuses_other_files() {
     let b = dir.path().join("b.json");
     let rows_a: Vec<Value> = [10, 100, 1000]
         .iter()
-        .flat_map(|&n| [row("tgdh", "join", n, n as f64 / 50.0), row("tgdh", "leave", n, 1.0)])
+        .flat_map(|&n| {
+            [
+                row("tgdh", "join", n, n as f64 / 50.0),
+                row("tgdh", "leave", n, 1.0),
+            ]
+        })
         .collect();
     let rows_b: Vec<Value> = [10, 100, 1000]
         .iter()
@@ -378,7 +383,10 @@ fn bench_plot_draws_several_files_in_one_chart_and_refuses_other_files() {
             .unwrap();
         assert_eq!(result.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&result.stderr);
-        assert!(stderr.contains(says) && stderr.contains(&*file.to_string_lossy()), "{stderr}");
+        assert!(
+            stderr.contains(says) && stderr.contains(&*file.to_string_lossy()),
+            "{stderr}"
+        );
         assert!(!empty.exists(), "nothing drawn");
     }
 }
