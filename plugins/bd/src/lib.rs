@@ -37,8 +37,9 @@
 //! # Costs
 //!
 //! Per member and event, `n >= 3`: 3 exponentiations, 2 signatures, `2(n - 1)`
-//! verifications, 3 multicasts (the two rounds and the confirmation), `2n - 2`
-//! multiplications and one element inversion. Against TISSEC 2004: the same two rounds
+//! verifications, 3 multicasts (the two rounds and the confirmation), `2n - 1`
+//! multiplications (one for `X_i`, `2n - 2` for the key), one element inversion and
+//! `n + 1` validations (the two neighbours' `z`, the others' `X`). Against TISSEC 2004: the same two rounds
 //! and three exponentiations; signatures are per message here (the paper signs the same
 //! two), and the `2n` multicasts of an event are `3n` with the confirmations.
 
