@@ -132,6 +132,9 @@ pub struct Sample {
     /// Through a real engine: milliseconds from the membership change until the last
     /// member had its new view (the engine's membership and flush).
     pub engine_ms: Option<f64>,
+    /// The measuring process's resident memory after the event, MiB (every member's
+    /// state; Linux only).
+    pub rss_mib: Option<f64>,
 }
 
 /// The cost of one operation on a combination's provider, measured before its runs.
@@ -330,6 +333,7 @@ impl Runner<'_> {
             dh_share,
             signature_share,
             engine_ms: None,
+            rss_mib: resident_mib(),
         })
     }
 
@@ -516,6 +520,18 @@ pub struct Row {
     pub signature_share: f64,
     /// Through a real engine: median milliseconds until the last member had its view.
     pub engine_ms: Option<f64>,
+    /// The largest resident memory of the measuring process after the event, MiB
+    /// (every member's state in one process; Linux only).
+    pub rss_mib: Option<f64>,
+}
+
+/// This process's resident memory, MiB (`VmRSS` of `/proc/self/status`; `None` where
+/// there is no such file).
+pub fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// The median of `v` (0 if empty).
@@ -581,6 +597,7 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
                     let e: Vec<f64> = v.iter().filter_map(|s| s.engine_ms).collect();
                     (!e.is_empty()).then(|| median(e))
                 },
+                rss_mib: v.iter().filter_map(|s| s.rss_mib).reduce(f64::max),
             }
         })
         .collect()
@@ -635,6 +652,7 @@ mod tests {
             dh_share: 0.5,
             signature_share: 0.3,
             engine_ms,
+            rss_mib: Some(10.0 + run as f64),
         }
     }
 
@@ -649,8 +667,9 @@ mod tests {
         assert_eq!(cost[0].time_ms, 1.0);
         assert_eq!(cost[0].over_math, Some(1.0));
         assert_eq!((cost[0].time_ms_min, cost[0].time_ms_max), (1.0, 4.0));
-        // CPU over all members stays the median.
+        // CPU over all members stays the median; memory is the largest run's.
         assert_eq!(cost[0].cpu_ms, 2.6);
+        assert_eq!(cost[0].rss_mib, Some(12.0));
         let wall = summarize(&[
             sample(0, 1.3, Some(0.5)),
             sample(1, 1.0, Some(0.4)),
@@ -659,5 +678,14 @@ mod tests {
         assert_eq!(wall[0].time_ms, 1.3);
         assert_eq!(wall[0].over_math, Some(1.3));
         assert_eq!(wall[0].engine_ms, Some(0.5));
+    }
+
+    #[test]
+    fn resident_memory_grows_with_what_the_process_holds() {
+        let before = resident_mib().expect("Linux has /proc/self/status");
+        let held: Vec<u8> = vec![1; 64 << 20];
+        let after = resident_mib().expect("Linux has /proc/self/status");
+        assert!(after - before > 48.0, "{before} MiB, then {after} MiB");
+        drop(std::hint::black_box(held));
     }
 }

@@ -242,6 +242,7 @@ fn write_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
         "dh_share",
         "signature_share",
         "engine_ms",
+        "rss_mib",
     ])
     .map_err(err)?;
     for r in rows {
@@ -269,6 +270,7 @@ fn write_csv(path: &Path, rows: &[Row]) -> Result<(), String> {
             format!("{:.4}", r.dh_share),
             format!("{:.4}", r.signature_share),
             r.engine_ms.map(|v| format!("{v:.3}")).unwrap_or_default(),
+            r.rss_mib.map(|v| format!("{v:.1}")).unwrap_or_default(),
         ])
         .map_err(err)?;
     }

@@ -208,6 +208,7 @@ impl Runner<'_> {
             dh_share,
             signature_share,
             engine_ms: engine.map(|e| e.as_secs_f64() * 1e3),
+            rss_mib: conclave_benches::keys::resident_mib(),
         })
     }
 

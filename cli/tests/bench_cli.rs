@@ -89,6 +89,10 @@ fn bench_keys_counts_match_the_protocol_formulas() {
         );
         assert_eq!(r["runs"], 2);
         assert!(r["time_ms"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(
+            r["rss_mib"].as_f64().unwrap() > 1.0,
+            "memory after the event: {r}"
+        );
         assert!(r["time_ms_min"].as_f64() <= r["time_ms_max"].as_f64());
         assert!(r["serial_exponentiations"].as_u64() <= r["total_exponentiations"].as_u64());
         if let Some(total) = expected_total(ka, event, n) {
