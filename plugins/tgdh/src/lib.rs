@@ -73,7 +73,10 @@
 //! confirmed, which the paper leaves to the group communication system (docs/protocols.md
 //! gives the counts).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, BTreeSet, HashSet},
+};
 
 use conclave_plugin_sdk::{
     Algorithm, AlgorithmClass, ErrorCode, PluginError, PluginKind, SecretBytes,
@@ -296,30 +299,43 @@ impl Node {
 
     /// The path of `m`'s leaf.
     fn path_of(&self, m: &str) -> Result<Path> {
-        self.leaves()
-            .into_iter()
-            .find(|(x, _)| x == m)
-            .map(|(_, p)| p)
-            .ok_or_else(|| internal(&format!("{m} is not in the tree")))
+        fn walk(n: &Node, m: &str, path: &mut Path) -> bool {
+            match &n.kind {
+                Kind::Leaf(name) => name == m,
+                Kind::Inner(l, r) => {
+                    for (side, child) in [(false, l), (true, r)] {
+                        path.push(side);
+                        if walk(child, m, path) {
+                            return true;
+                        }
+                        path.pop();
+                    }
+                    false
+                }
+            }
+        }
+        let mut path = Vec::new();
+        if walk(self, m, &mut path) {
+            Ok(path)
+        } else {
+            Err(internal(&format!("{m} is not in the tree")))
+        }
     }
 
-    /// Every leaf's name and path, left to right.
-    fn leaves(&self) -> Vec<(String, Path)> {
-        fn walk(n: &Node, path: &mut Path, out: &mut Vec<(String, Path)>) {
+    /// Every leaf's name, left to right, and whether the leaf is stale. One walk,
+    /// without building paths (an STR tree's paths are O(n^2) bits in all).
+    fn leaves(&self) -> Vec<(String, bool)> {
+        fn walk(n: &Node, out: &mut Vec<(String, bool)>) {
             match &n.kind {
-                Kind::Leaf(name) => out.push((name.clone(), path.clone())),
+                Kind::Leaf(name) => out.push((name.clone(), n.stale)),
                 Kind::Inner(l, r) => {
-                    path.push(false);
-                    walk(l, path, out);
-                    path.pop();
-                    path.push(true);
-                    walk(r, path, out);
-                    path.pop();
+                    walk(l, out);
+                    walk(r, out);
                 }
             }
         }
         let mut out = Vec::new();
-        walk(self, &mut Vec::new(), &mut out);
+        walk(self, &mut out);
         out
     }
 
@@ -464,32 +480,37 @@ struct Run {
     tree: Node,
     /// The member drawing a fresh share for the run (none when everyone does).
     sponsor: Option<String>,
-    /// Each member's path (the tree's shape is fixed during a run).
-    paths: BTreeMap<String, Path>,
+    /// The paths looked up so far (the tree's shape is fixed during a run). A member
+    /// needs a few (its own, the sponsor's, the senders'): each is found on demand in
+    /// one walk instead of all `n` up front, which in STR's skinny tree is O(n^2) bits.
+    paths: RefCell<BTreeMap<String, Path>>,
     /// The members whose leaf is fresh this run (their first messages name the epoch).
     fresh: BTreeSet<String>,
 }
 
 impl Run {
     fn new(tree: Node, sponsor: Option<String>) -> Run {
-        let paths: BTreeMap<String, Path> = tree.leaves().into_iter().collect();
-        let fresh = paths
-            .iter()
-            .filter(|(_, p)| tree.at(p).is_some_and(|n| n.stale))
-            .map(|(m, _)| m.clone())
+        let fresh = tree
+            .leaves()
+            .into_iter()
+            .filter(|(_, stale)| *stale)
+            .map(|(m, _)| m)
             .collect();
         Run {
             tree,
             sponsor,
-            paths,
+            paths: RefCell::default(),
             fresh,
         }
     }
 
-    fn path(&self, m: &str) -> Result<&Path> {
-        self.paths
-            .get(m)
-            .ok_or_else(|| internal(&format!("{m} is not in the tree")))
+    fn path(&self, m: &str) -> Result<Path> {
+        if let Some(p) = self.paths.borrow().get(m) {
+            return Ok(p.clone());
+        }
+        let p = self.tree.path_of(m)?;
+        self.paths.borrow_mut().insert(m.to_string(), p.clone());
+        Ok(p)
     }
 
     /// Who broadcasts the blinded key of the (stale or announced) node at `v`.
@@ -716,7 +737,7 @@ impl TreeAgreement {
             }
         }
         if let (Some(run), Some(share)) = (&mut running.run, &running.share) {
-            let path = run.path(&me)?.clone();
+            let path = run.path(&me)?;
             let leaf = run
                 .tree
                 .at_mut(&path)
@@ -796,7 +817,7 @@ impl TreeAgreement {
         announce_promoted(&mut tree);
         let mut run = Run::new(tree, Some(sponsor));
         for m in &newcomers {
-            let path = run.path(m)?.clone();
+            let path = run.path(m)?;
             for d in 0..path.len() {
                 let mut sib = path[..d].to_vec();
                 sib.push(!path[d]);
@@ -883,7 +904,7 @@ impl TreeAgreement {
         let Some(run) = running.run.as_mut() else {
             return Ok(None);
         };
-        let path = run.path(me)?.clone();
+        let path = run.path(me)?;
         // Up the path: a node's key from the child's key and the sibling's blinded key.
         self.compute_up(&mut run.tree, &path)?;
         // The sponsor of a join says everything in one message, once the new members'
@@ -1127,7 +1148,7 @@ impl TreeAgreement {
                 Some(shape) => {
                     let run = adopt_shape(shape, &members, &me, self.layout.max_height())?;
                     let running = self.running()?;
-                    let path = run.path(&me)?.clone();
+                    let path = run.path(&me)?;
                     let mut run = run;
                     if let Some(leaf) = run.tree.at_mut(&path) {
                         leaf.k = running.share.clone();
@@ -1186,7 +1207,7 @@ impl TreeAgreement {
             if !sender_fresh {
                 return Err(bad(format!("{sender}'s leaf is not new in this run")));
             }
-            let path = run.path(sender)?.clone();
+            let path = run.path(sender)?;
             put(run, &path, bk)?;
         }
         for (path, bk) in &msg.entries {
@@ -1229,7 +1250,7 @@ fn adopt_shape(blob: &[u8], members: &[String], me: &str, max: usize) -> Result<
     if !names.contains(me) || (!sponsor.is_empty() && !names.contains(sponsor.as_str())) {
         return Err(bad("the tree lacks this member or its sponsor"));
     }
-    if !run.tree.at(run.path(me)?).is_some_and(|n| n.stale) {
+    if !run.tree.at(&run.path(me)?).is_some_and(|n| n.stale) {
         return Err(bad("this member's leaf is not new in the tree it was sent"));
     }
     Ok(run)
@@ -1267,7 +1288,7 @@ impl KeyAgreementImpl for TreeAgreement {
             .ok_or_else(|| internal("a refreshable key without its state"))?;
         let mut run = Self::refresh_run(cs.tree.clone(), &me)?;
         let share = self.s.dh().random_scalar()?;
-        let path = run.path(&me)?.clone();
+        let path = run.path(&me)?;
         if let Some(leaf) = run.tree.at_mut(&path) {
             leaf.k = Some(share.clone());
         }
