@@ -231,16 +231,28 @@ async fn disturb(
         .await
         .map_err(|e| e.to_string())?;
     stopped.join(&group).await.map_err(|e| e.to_string())?;
-    // The flooder answers flushes until the stopped client is in its view.
-    loop {
-        match flooder.next_event().await.map_err(|e| e.to_string())? {
-            Event::FlushRequest { group } => {
-                flooder.flush_ok(&group).await.map_err(|e| e.to_string())?;
+    // Both answer flushes until both are in one view; only then does the stopped client
+    // stop reading (were it asked to flush for its own join and not answer, the daemon
+    // would remove it and the view of two would never come). Bounded: a view that never
+    // comes is an error, not a hang.
+    async fn in_view(c: &mut Client) -> Result<(), String> {
+        loop {
+            match c.next_event().await.map_err(|e| e.to_string())? {
+                Event::FlushRequest { group } => {
+                    c.flush_ok(&group).await.map_err(|e| e.to_string())?;
+                }
+                Event::View(v) if v.members.len() == 2 => return Ok(()),
+                _ => {}
             }
-            Event::View(v) if v.members.len() == 2 => break,
-            _ => {}
         }
     }
+    let both = async {
+        let (f, s) = tokio::join!(in_view(&mut flooder), in_view(&mut stopped));
+        f.and(s)
+    };
+    tokio::time::timeout(Duration::from_secs(30), both)
+        .await
+        .map_err(|_| "the stopped client did not join the other group within 30 s".to_string())??;
     // The measurement starts once the flood is held back (the stopped client's queue is
     // more than half full): the steady state of a daemon with a stopped client.
     let (held, held_back) = tokio::sync::oneshot::channel();

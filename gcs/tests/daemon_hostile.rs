@@ -495,3 +495,72 @@ async fn groups_admit_only_the_principals_their_rule_names() {
     assert_eq!(a.view(&grp("public")).unwrap().members.len(), 2);
     d.shutdown().await;
 }
+
+/// A sender held back by a member that stopped reading (the group's queue is full, so
+/// the daemon stops taking its messages), and that member's writer stuck in a frame:
+/// the daemon's shutdown still ends within its drain bound (5 s, then the connections
+/// are aborted), not at the stall timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_with_a_held_back_sender_and_a_stopped_reader() {
+    let _alone = alone().await;
+    let d = daemon(DaemonConfig {
+        // Long enough that the stopped member stays for the whole test.
+        stall_timeout: Duration::from_secs(120),
+        queue_limit: MAX_FRAME_LEN + 4,
+        ..DaemonConfig::default()
+    })
+    .await;
+    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
+    joined(&mut a, "flood", 1).await;
+    let mut slow = raw_member(&d, "slow").await;
+    slow.write_all(
+        &Frame::Join {
+            group: grp("flood"),
+        }
+        .encode()
+        .to_vec(),
+    )
+    .await
+    .unwrap();
+    until_members(&mut a, 2).await;
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let sender = tokio::spawn(async move {
+        let chunk = Bytes::from(vec![1u8; 1 << 20]);
+        while a
+            .send(
+                &grp("flood"),
+                Delivery::Multicast(Service::Agreed),
+                chunk.clone(),
+                SendOptions {
+                    self_delivery: false,
+                },
+            )
+            .await
+            .is_ok()
+        {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    // Held back: nothing more goes out for half a second.
+    let mut last = usize::MAX;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = sent.load(std::sync::atomic::Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    assert!(
+        last > 4 && last < 200,
+        "the sender was not held back: {last} sent"
+    );
+    let t = Instant::now();
+    timeout(Duration::from_secs(30), d.shutdown())
+        .await
+        .expect("the shutdown waited for the stopped reader");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    sender.abort();
+    drop(slow);
+}
