@@ -45,6 +45,16 @@ async fn until_members(c: &mut Client, n: usize) {
     }
 }
 
+/// A raw member `name` that asks to join `group` and then reads nothing (a stopped
+/// reader, as SIGSTOP would leave it).
+async fn raw_joined(d: &Daemon, name: &str, group: &str) -> UnixStream {
+    let mut s = raw_member(d, name).await;
+    s.write_all(&Frame::Join { group: grp(group) }.encode().to_vec())
+        .await
+        .unwrap();
+    s
+}
+
 /// Reads until the daemon closes the connection; returns what was read.
 async fn read_to_close(s: &mut UnixStream, within: Duration) -> Vec<u8> {
     let mut all = Vec::new();
@@ -185,16 +195,7 @@ async fn a_stopped_reader_in_one_group_does_not_delay_another_group() {
     let mut b = Client::connect(d.address(), m("b")).await.unwrap();
     b.join(&grp("flood")).await.unwrap();
     tokio::join!(until_members(&mut a, 2), until_members(&mut b, 2));
-    let mut slow = raw_member(&d, "slow").await;
-    slow.write_all(
-        &Frame::Join {
-            group: grp("flood"),
-        }
-        .encode()
-        .to_vec(),
-    )
-    .await
-    .unwrap();
+    let mut slow = raw_joined(&d, "slow", "flood").await;
     tokio::join!(until_members(&mut a, 3), until_members(&mut b, 3));
     // Group "chat": a pair that pings.
     let mut p = Client::connect(d.address(), m("p")).await.unwrap();
@@ -512,16 +513,7 @@ async fn shutdown_is_bounded_with_a_held_back_sender_and_a_stopped_reader() {
     .await;
     let mut a = Client::connect(d.address(), m("a")).await.unwrap();
     joined(&mut a, "flood", 1).await;
-    let mut slow = raw_member(&d, "slow").await;
-    slow.write_all(
-        &Frame::Join {
-            group: grp("flood"),
-        }
-        .encode()
-        .to_vec(),
-    )
-    .await
-    .unwrap();
+    let mut slow = raw_joined(&d, "slow", "flood").await;
     until_members(&mut a, 2).await;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = sent.clone();

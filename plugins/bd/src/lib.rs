@@ -226,7 +226,7 @@ impl Bd {
 
     fn handle(&mut self, env: &Envelope) -> Result<Vec<Action>> {
         match env.step {
-            step::CONFIRM => return self.on_confirm(env),
+            step::CONFIRM => return self.phase.on_confirm(&mut self.s, env, &mut self.cs),
             step::SHARE | step::CROSS => {}
             other => {
                 return Err(PluginError::new(
@@ -398,26 +398,15 @@ impl Bd {
         let epoch = r.max_epoch.max(self.s.last_epoch()) + 1;
         let schedule = self.s.schedule(key.expose(), epoch, &members)?;
         let pending = Confirmed { view_id };
-        let (actions, done) = self.phase.confirm(
+        self.phase.confirm(
             &mut self.s,
             schedule,
             &source,
             &transcript,
             step::CONFIRM,
             pending,
-        )?;
-        if let Some(cs) = done {
-            self.cs = Some(cs);
-        }
-        Ok(actions)
-    }
-
-    fn on_confirm(&mut self, env: &Envelope) -> Result<Vec<Action>> {
-        let (actions, done) = self.phase.on_confirm(&mut self.s, env)?;
-        if let Some(cs) = done {
-            self.cs = Some(cs);
-        }
-        Ok(actions)
+            &mut self.cs,
+        )
     }
 }
 

@@ -311,13 +311,15 @@ impl Ckd {
     ) -> Result<Vec<Action>> {
         let members = self.s.current()?.members.clone();
         let schedule = self.s.schedule(secret.expose(), epoch, &members)?;
-        let (actions, done) =
-            self.phase
-                .confirm(&mut self.s, schedule, source, body, step::CONFIRM, pending)?;
-        if let Some(cs) = done {
-            self.cs = Some(cs);
-        }
-        Ok(actions)
+        self.phase.confirm(
+            &mut self.s,
+            schedule,
+            source,
+            body,
+            step::CONFIRM,
+            pending,
+            &mut self.cs,
+        )
     }
 
     fn handle(&mut self, env: &Envelope) -> Result<Vec<Action>> {
@@ -329,7 +331,7 @@ impl Ckd {
             step::HELLO => self.on_hello(env),
             step::RESPONSE => self.on_response(env),
             step::DISTRIBUTE => self.on_distribute(env),
-            step::CONFIRM => self.on_confirm(env),
+            step::CONFIRM => self.phase.on_confirm(&mut self.s, env, &mut self.cs),
             other => Err(PluginError::new(
                 ErrorCode::BAD_MESSAGE,
                 format!("ckd: unknown step {other} from {}", env.sender),
@@ -488,14 +490,6 @@ impl Ckd {
             wrap_keys: BTreeMap::from([(ctl.clone(), key)]),
         };
         self.confirm(secret, env.epoch, &ctl, &env.body, pending)
-    }
-
-    fn on_confirm(&mut self, env: &Envelope) -> Result<Vec<Action>> {
-        let (actions, done) = self.phase.on_confirm(&mut self.s, env)?;
-        if let Some(cs) = done {
-            self.cs = Some(cs);
-        }
-        Ok(actions)
     }
 }
 

@@ -472,18 +472,15 @@ impl Gdh {
             controller: source.to_string(),
             bases,
         };
-        let (actions, done) = self.phase.confirm(
+        self.phase.confirm(
             &mut self.s,
             schedule,
             source,
             partials_bytes,
             step::CONFIRM,
             pending,
-        )?;
-        if let Some(cs) = done {
-            self.cs = Some(cs);
-        }
-        Ok(actions)
+            &mut self.cs,
+        )
     }
 
     fn handle(&mut self, env: &Envelope) -> Result<Vec<Action>> {
@@ -497,7 +494,7 @@ impl Gdh {
             step::BROADCAST => self.on_broadcast(env),
             step::FACTOR_OUT => self.on_factor_out(env),
             step::PARTIALS => self.on_partials(env),
-            step::CONFIRM => self.on_confirm(env),
+            step::CONFIRM => self.phase.on_confirm(&mut self.s, env, &mut self.cs),
             other => Err(PluginError::new(
                 ErrorCode::BAD_MESSAGE,
                 format!("gdh: unknown step {other} from {}", env.sender),
@@ -771,14 +768,6 @@ impl Gdh {
             &env.body,
             None,
         )
-    }
-
-    fn on_confirm(&mut self, env: &Envelope) -> Result<Vec<Action>> {
-        let (actions, done) = self.phase.on_confirm(&mut self.s, env)?;
-        if let Some(cs) = done {
-            self.cs = Some(cs);
-        }
-        Ok(actions)
     }
 }
 

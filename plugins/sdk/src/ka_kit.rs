@@ -1368,8 +1368,9 @@ impl<R: Running, S> Phase<R, S> {
 
     /// Starts confirming the key of `schedule`, fixed by `source`'s message
     /// `fixing_message`: multicasts this member's MAC (step `confirm_step`), checks the
-    /// confirmations that came early. Returns the actions and, if the round is already
-    /// complete, the state to keep.
+    /// confirmations that came early. Returns the actions; if the round is already
+    /// complete, the state to keep is stored in `kept`.
+    #[allow(clippy::too_many_arguments)]
     pub fn confirm(
         &mut self,
         session: &mut Session,
@@ -1378,7 +1379,8 @@ impl<R: Running, S> Phase<R, S> {
         fixing_message: &[u8],
         confirm_step: u8,
         pending: S,
-    ) -> Result<(Vec<Action>, Option<S>)> {
+        kept: &mut Option<S>,
+    ) -> Result<Vec<Action>> {
         let early = match std::mem::replace(self, Phase::Idle) {
             Phase::Running(mut r) => std::mem::take(r.early()),
             _ => EarlyConfirmations::default(),
@@ -1394,48 +1396,56 @@ impl<R: Running, S> Phase<R, S> {
         )?;
         *self = Phase::Confirming(Box::new(round));
         let mut actions = vec![send];
-        let done = self.finish(session, &mut actions)?;
-        Ok((actions, done))
+        self.finish(session, &mut actions, kept)?;
+        Ok(actions)
     }
 
     /// Handles a confirmation message: checked while confirming (a member's own
     /// confirmation of a key it gave up is ignored), held while running, out of step
-    /// otherwise. Returns the actions and, once the round completes, the state to keep.
+    /// otherwise. Returns the actions; once the round completes, the state to keep is
+    /// stored in `kept`.
     pub fn on_confirm(
         &mut self,
         session: &mut Session,
         env: &Envelope,
-    ) -> Result<(Vec<Action>, Option<S>)> {
+        kept: &mut Option<S>,
+    ) -> Result<Vec<Action>> {
         let run = session.run();
         match self {
             Phase::Confirming(c) if env.run == run => {
                 if env.sender == session.me() && parse_confirmation(&env.body)?.0 != c.source {
-                    return Ok((Vec::new(), None));
+                    return Ok(Vec::new());
                 }
                 c.check(session, env)?;
                 let mut actions = Vec::new();
-                let done = self.finish(session, &mut actions)?;
-                Ok((actions, done))
+                self.finish(session, &mut actions, kept)?;
+                Ok(actions)
             }
             Phase::Running(r) if env.run == run => {
                 r.early().stash(env)?;
-                Ok((Vec::new(), None))
+                Ok(Vec::new())
             }
             _ => Err(session.out_of_step(env, "not confirming a key")),
         }
     }
 
     /// If the confirmation round is complete: reports the key (appended to `actions`),
-    /// goes idle and returns the state to keep.
-    fn finish(&mut self, session: &mut Session, actions: &mut Vec<Action>) -> Result<Option<S>> {
+    /// goes idle and stores the state to keep in `kept`.
+    fn finish(
+        &mut self,
+        session: &mut Session,
+        actions: &mut Vec<Action>,
+        kept: &mut Option<S>,
+    ) -> Result<()> {
         if !matches!(self, Phase::Confirming(c) if c.round.complete()) {
-            return Ok(None);
+            return Ok(());
         }
         let Phase::Confirming(c) = std::mem::replace(self, Phase::Idle) else {
-            return Ok(None);
+            return Ok(());
         };
         let c = *c;
         actions.push(session.key_ready(c.round.into_schedule())?);
-        Ok(Some(c.pending))
+        *kept = Some(c.pending);
+        Ok(())
     }
 }

@@ -1024,13 +1024,15 @@ impl TreeAgreement {
             tree,
         };
         let source = info.oldest().to_string();
-        let (actions, done) =
-            self.phase
-                .confirm(&mut self.s, schedule, &source, &fixing, CONFIRM, pending)?;
-        if let Some(cs) = done {
-            self.cs = Some(cs);
-        }
-        Ok(actions)
+        self.phase.confirm(
+            &mut self.s,
+            schedule,
+            &source,
+            &fixing,
+            CONFIRM,
+            pending,
+            &mut self.cs,
+        )
     }
 }
 
@@ -1074,11 +1076,7 @@ fn parse_tree_message(body: &[u8], max: usize) -> Result<TreeMessage> {
 impl TreeAgreement {
     fn handle(&mut self, env: &Envelope) -> Result<Vec<Action>> {
         if env.step == CONFIRM {
-            let (actions, done) = self.phase.on_confirm(&mut self.s, env)?;
-            if let Some(cs) = done {
-                self.cs = Some(cs);
-            }
-            return Ok(actions);
+            return self.phase.on_confirm(&mut self.s, env, &mut self.cs);
         }
         if env.step == 0 || env.step > LAST_TREE_STEP {
             return Err(PluginError::new(
