@@ -513,7 +513,7 @@ async fn shutdown_is_bounded_with_a_held_back_sender_and_a_stopped_reader() {
     .await;
     let mut a = Client::connect(d.address(), m("a")).await.unwrap();
     joined(&mut a, "flood", 1).await;
-    let mut slow = raw_joined(&d, "slow", "flood").await;
+    let slow = raw_joined(&d, "slow", "flood").await;
     until_members(&mut a, 2).await;
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = sent.clone();
