@@ -1,4 +1,5 @@
-//! `conclave policy check FILE` and `conclave policy explain FILE GROUP`.
+//! `conclave policy check FILE`, `conclave policy explain FILE GROUP` and
+//! `conclave policy publish FILE --group G --identity KEY`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -25,6 +26,35 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Publish a policy into a live group as an administrator: the members that name
+    /// this identity in `[trust] admins` verify it, check it against their plugins,
+    /// and switch the whole secure view to it at once (docs/operations.md). The file
+    /// holds `[policy] version` (above the members' current one), `[defaults]` and
+    /// `[[group]]` rules; plugin files and trust stay in each member's own policy.
+    Publish(PublishArgs),
+}
+
+/// Arguments of `conclave policy publish`.
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// The policy to publish.
+    file: PathBuf,
+    /// The group to publish it into.
+    #[arg(long)]
+    group: String,
+    /// The administrator's secret-key file (from `conclave keygen`).
+    #[arg(long, value_name = "FILE")]
+    identity: PathBuf,
+    /// The daemon: `unix:PATH` or `tcp:IP:PORT` (default: the address a plain
+    /// `conclave daemon` of this user listens on).
+    #[arg(long, value_name = "ADDRESS")]
+    connect: Option<conclave_gcs::Address>,
+    /// The daemon's public-key file: needed for a `tcp:` address.
+    #[arg(long, value_name = "FILE")]
+    daemon_key: Option<PathBuf>,
+    /// Give up if the policy is not delivered within this time.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
 }
 
 fn source(s: &Source) -> String {
@@ -37,9 +67,99 @@ fn source(s: &Source) -> String {
     }
 }
 
+/// Signs the policy of `args.file` and publishes it (see [`PolicyCommand::Publish`]).
+fn publish(args: PublishArgs) -> Result<String, String> {
+    let (_, _, bytes) = conclave_policy::files::read_checked(
+        &args.file,
+        conclave::secure::publish::MAX_TEXT as u64,
+        |_| {},
+    )
+    .map_err(|e| e.to_string())?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("{}: the policy is not UTF-8 text", args.file.display()))?;
+    let origin = args.file.display().to_string();
+    let parsed = conclave_policy::Policy::from_str(&text, &origin).map_err(|e| e.to_string())?;
+    // What a member will check first: nothing local to a member, and a version.
+    let published = parsed
+        .published(&text, &origin)
+        .map_err(|e| e.to_string())?;
+    if published.version() == 0 {
+        return Err(format!(
+            "{origin}: a published policy needs [policy] version = N, above the members' current version"
+        ));
+    }
+    let registry = conclave::plugins::Registry::with_builtins().map_err(|e| e.to_string())?;
+    published
+        .validate(&registry)
+        .map_err(|e| format!("{e}\n(checked against this machine's plugins)"))?;
+    let provider = registry
+        .new_provider("rustcrypto", conclave::sdk::Options::default())
+        .map_err(|e| e.to_string())?;
+    let identity =
+        conclave::Identity::read_file(&provider, &args.identity).map_err(|e| e.to_string())?;
+    let signer = provider
+        .signer(identity.signature(), identity.secret().expose())
+        .map_err(|e| e.to_string())?;
+    let sealed = conclave::SignedPolicy {
+        group: args.group.clone(),
+        version: published.version(),
+        admin: identity.name().into(),
+        algorithm: identity.signature().into(),
+        text,
+    }
+    .seal(&signer)
+    .map_err(|e| e.to_string())?;
+    let address = args
+        .connect
+        .clone()
+        .unwrap_or_else(conclave_gcs::daemon::default_address);
+    let daemon_key = match &args.daemon_key {
+        Some(path) => Some(conclave_policy::PublicKeyFile::read(path).map_err(|e| e.to_string())?),
+        None if matches!(address, conclave_gcs::Address::Tcp(_)) => {
+            return Err(format!(
+                "{address} is TCP: give the daemon's public key with --daemon-key FILE"
+            ));
+        }
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut client =
+            conclave::session::connect_engine(&address, &identity, daemon_key.as_ref())
+                .await
+                .map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?;
+        tokio::time::timeout(
+            args.timeout,
+            conclave::secure::publish::publish(&mut client, &args.group, &sealed),
+        )
+        .await
+        .map_err(|_| format!("the policy was not delivered within {:?}", args.timeout))?
+        .map_err(|e| e.to_string())
+    })?;
+    Ok(format!(
+        "published policy version {} of {origin} into {} as {}",
+        published.version(),
+        args.group,
+        identity.name()
+    ))
+}
+
 /// Runs `conclave policy ...`.
 pub fn run(cmd: PolicyCommand) -> ExitCode {
     match cmd {
+        PolicyCommand::Publish(args) => match publish(args) {
+            Ok(done) => {
+                out!("{done}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
         PolicyCommand::Check { file } => match PolicyFile::load(&file) {
             Ok((registry, policy, trust)) => {
                 let p = policy.policy();

@@ -66,5 +66,21 @@ pub fn describe(e: &SessionEvent) -> String {
         SessionEvent::PolicyReloaded { changed } => {
             format!("policy   reloaded; changes {changed:?}")
         }
+        SessionEvent::PolicyAdopted {
+            admin,
+            version,
+            changed,
+            ..
+        } => format!(
+            "policy   version {version} from {admin} adopted{}",
+            if *changed {
+                "; switching modules"
+            } else {
+                " (no change of modules)"
+            }
+        ),
+        SessionEvent::PolicyRefused { admin, refusal, .. } => {
+            format!("POLICY   refused (from {admin}): {refusal}")
+        }
     }
 }

@@ -23,6 +23,7 @@ pub mod settings;
 pub use identity::Identity;
 pub use policy::{PolicyFile, PolicyLoadError};
 pub use secure::Exclusion;
+pub use secure::publish::{PolicyRefusal, SignedPolicy};
 pub use session::{
     AgreementCounts, CoreError, KeyEstablished, SecurityError, Session, SessionEvent,
 };

@@ -176,6 +176,28 @@ impl PolicySource for PolicyFile {
             .map(|r| GroupSettings::from(&r))
             .map_err(|e| e.to_string())
     }
+
+    fn version(&self) -> u64 {
+        self.policy.version()
+    }
+
+    fn is_admin(&self, identity: &str) -> bool {
+        self.policy.admins().any(|a| a == identity)
+    }
+
+    fn adopt(
+        &self,
+        text: &str,
+        origin: &str,
+        registry: &Registry,
+    ) -> Result<Arc<dyn PolicySource>, String> {
+        let published = self
+            .policy
+            .published(text, origin)
+            .map_err(|e| e.to_string())?;
+        let file = PolicyFile::new(published, registry).map_err(|e| e.to_string())?;
+        Ok(Arc::new(file))
+    }
 }
 
 impl Catalog for Registry {

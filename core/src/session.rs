@@ -262,6 +262,29 @@ pub enum SessionEvent {
         /// Groups whose settings change.
         changed: Vec<String>,
     },
+    /// This member adopted a policy that an administrator published into the group:
+    /// with `changed`, the group moves to its modules at the next switch (which this
+    /// member asked for), and the next `key-established` names them.
+    PolicyAdopted {
+        /// The group.
+        group: String,
+        /// The administrator who signed it.
+        admin: String,
+        /// Its version.
+        version: u64,
+        /// Whether it changes the group's modules or settings.
+        changed: bool,
+    },
+    /// This member refused a policy published into the group; it keeps the one it has
+    /// (and, if the others adopt it, is left out of their secure view).
+    PolicyRefused {
+        /// The group.
+        group: String,
+        /// Whom it claims as its signer.
+        admin: String,
+        /// Why.
+        refusal: crate::secure::publish::PolicyRefusal,
+    },
     /// A command sent through a [`SessionHandle`] failed.
     CommandFailed {
         /// The command.
@@ -387,6 +410,35 @@ impl<C: Connection> std::fmt::Debug for Session<C> {
     }
 }
 
+/// Connects to the daemon at `address` as `identity` (over TCP, authenticated and
+/// encrypted with the identity key, the daemon proving `daemon`'s key): the engine
+/// connection of a [`Session`], or of an administrator's
+/// [`publish`](crate::secure::publish::publish).
+pub async fn connect_engine(
+    address: &Address,
+    identity: &Identity,
+    daemon: Option<&conclave_policy::PublicKeyFile>,
+) -> Result<Client, CoreError> {
+    let member = MemberName::new(identity.name()).map_err(GcsError::from)?;
+    let credentials = match daemon {
+        Some(daemon) => {
+            let mut pinned = conclave_gcs::noise::TcpTrust::new();
+            pinned
+                .insert(&daemon.identity, daemon.key.bytes())
+                .map_err(|e| GcsError::Authentication(e.to_string()))?;
+            let me = identity
+                .tcp_identity()
+                .map_err(|e| GcsError::Authentication(e.to_string()))?;
+            Some(conclave_gcs::TcpCredentials {
+                identity: Arc::new(me),
+                daemon: pinned,
+            })
+        }
+        None => None,
+    };
+    Ok(Client::connect_with(address, member, credentials.as_ref()).await?)
+}
+
 impl Session<Client> {
     /// Connects to the daemon at `address` as `identity`, with the plugins of `registry`,
     /// the settings of `policy` and the keys of `trust`.
@@ -411,24 +463,7 @@ impl Session<Client> {
         policy: Arc<dyn PolicySource>,
         trust: MapTrustStore,
     ) -> Result<Self, CoreError> {
-        let member = MemberName::new(identity.name()).map_err(GcsError::from)?;
-        let credentials = match daemon {
-            Some(daemon) => {
-                let mut pinned = conclave_gcs::noise::TcpTrust::new();
-                pinned
-                    .insert(&daemon.identity, daemon.key.bytes())
-                    .map_err(|e| GcsError::Authentication(e.to_string()))?;
-                let me = identity
-                    .tcp_identity()
-                    .map_err(|e| GcsError::Authentication(e.to_string()))?;
-                Some(conclave_gcs::TcpCredentials {
-                    identity: Arc::new(me),
-                    daemon: pinned,
-                })
-            }
-            None => None,
-        };
-        let client = Client::connect_with(address, member, credentials.as_ref()).await?;
+        let client = connect_engine(address, &identity, daemon).await?;
         Self::over(client, identity, registry, policy, trust)
     }
 

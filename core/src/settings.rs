@@ -159,6 +159,32 @@ impl GroupSettings {
 pub trait PolicySource: Send + Sync {
     /// The settings of `group`, or why the policy gives none.
     fn settings(&self, group: &str) -> Result<GroupSettings, String>;
+
+    /// The policy's version (`[policy] version`; 0 when it has none): a policy that an
+    /// administrator publishes must carry a higher one.
+    fn version(&self) -> u64 {
+        0
+    }
+
+    /// Whether `identity` is one of the administrators (`[trust] admins`) whose signed
+    /// policies this member adopts. Administrators take no part in groups' keys.
+    fn is_admin(&self, identity: &str) -> bool {
+        let _ = identity;
+        false
+    }
+
+    /// Reads a policy an administrator published (`text`, named `origin` in messages)
+    /// in this policy's context (its plugins, trust store and administrators) and
+    /// checks it against `registry`: the source a group adopts, or why not.
+    fn adopt(
+        &self,
+        text: &str,
+        origin: &str,
+        registry: &crate::plugins::Registry,
+    ) -> Result<std::sync::Arc<dyn PolicySource>, String> {
+        let _ = (text, origin, registry);
+        Err("this member's policy is not a policy file: it adopts no published policy".into())
+    }
 }
 
 /// The same settings for every group.

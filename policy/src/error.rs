@@ -330,6 +330,27 @@ pub enum PolicyError {
         /// The identities the trust store holds.
         known: Vec<String>,
     },
+    /// `[trust] admins` names an identity the trust store does not hold.
+    #[error(
+        "{at}: administrator \"{name}\" is not in the trust store (known: {})",
+        Known(known)
+    )]
+    UnknownAdmin {
+        /// The line of the name.
+        at: Position,
+        /// The identity.
+        name: String,
+        /// The identities the trust store holds.
+        known: Vec<String>,
+    },
+    /// A published policy holds what only a member's own file may hold.
+    #[error("{at}: a published policy may not set {what}: it stays in each member's own file")]
+    NotPublishable {
+        /// The line of the section.
+        at: Position,
+        /// The section, e.g. `[plugins]`.
+        what: String,
+    },
     /// Anything else (not expected from a well-formed file: a guard against surprises
     /// of the configuration layer).
     #[error("{at}: {message}")]
@@ -369,6 +390,8 @@ impl PolicyError {
             | UnknownCipher { at, .. }
             | UnknownAlgorithm { at, .. }
             | UnknownMember { at, .. }
+            | UnknownAdmin { at, .. }
+            | NotPublishable { at, .. }
             | Invalid { at, .. } => Some(at),
         }
     }

@@ -33,6 +33,8 @@ enum Ty {
     StrTable,
     /// `options`: plugin name → table of strings, numbers and booleans.
     Options,
+    /// A non-negative integer.
+    Int,
 }
 
 impl Ty {
@@ -42,13 +44,19 @@ impl Ty {
             Ty::StrArray => "an array of strings",
             Ty::StrTable => "a table of strings",
             Ty::Options => "a table of plugin names to tables of options",
+            Ty::Int => "a non-negative integer",
         }
     }
 }
 
-const TOP_KEYS: [&str; 4] = ["plugins", "trust", "defaults", "group"];
+const TOP_KEYS: [&str; 5] = ["policy", "plugins", "trust", "defaults", "group"];
+const POLICY_KEYS: [(&str, Ty); 1] = [("version", Ty::Int)];
 const PLUGINS_KEYS: [(&str, Ty); 2] = [("paths", Ty::StrArray), ("pins", Ty::StrTable)];
-const TRUST_KEYS: [(&str, Ty); 2] = [("keys", Ty::Str), ("members", Ty::StrTable)];
+const TRUST_KEYS: [(&str, Ty); 3] = [
+    ("keys", Ty::Str),
+    ("members", Ty::StrTable),
+    ("admins", Ty::StrArray),
+];
 
 fn setting_schema() -> Vec<(&'static str, Ty)> {
     let mut v: Vec<(&'static str, Ty)> = SETTING_KEYS.iter().map(|k| (*k, Ty::Str)).collect();
@@ -116,6 +124,7 @@ fn check_schema(doc: &Doc<'_>, root: &DeTable<'_>, errors: &mut Vec<PolicyError>
     for (key, value) in root.iter() {
         let name = key.get_ref().as_ref();
         match name {
+            "policy" => check_table(doc, "[policy]", key, value, &POLICY_KEYS, errors),
             "plugins" => check_table(doc, "[plugins]", key, value, &PLUGINS_KEYS, errors),
             "trust" => check_table(doc, "[trust]", key, value, &TRUST_KEYS, errors),
             "defaults" => check_table(doc, "[defaults]", key, value, &setting_schema(), errors),
@@ -203,6 +212,13 @@ fn check_type(
     };
     match (ty, value.get_ref()) {
         (Ty::Str, DeValue::String(_)) => {}
+        (Ty::Int, DeValue::Integer(i)) => {
+            // `config` holds integers as i64.
+            let parsed = i64::from_str_radix(i.as_str(), i.radix());
+            if !parsed.is_ok_and(|v| v >= 0) {
+                errors.push(wrong(value, ty.expected(), key));
+            }
+        }
         (Ty::StrArray, DeValue::Array(items)) => {
             for item in items.iter() {
                 if !item.get_ref().is_str() {
@@ -320,6 +336,8 @@ impl Locator<'_> {
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
     #[serde(default)]
+    policy: RawMeta,
+    #[serde(default)]
     plugins: RawPlugins,
     #[serde(default)]
     trust: RawTrust,
@@ -327,6 +345,12 @@ struct RawPolicy {
     defaults: RawSettings,
     #[serde(default)]
     group: Vec<RawGroup>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    version: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -344,6 +368,8 @@ struct RawTrust {
     keys: Option<String>,
     #[serde(default)]
     members: BTreeMap<String, String>,
+    #[serde(default)]
+    admins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -417,6 +443,14 @@ fn check_env(
                 at: at.clone(),
                 what: "[[group]] rules".into(),
             }),
+            ["policy", ..] => Some(PolicyError::NotOverridable {
+                at: at.clone(),
+                what: "the policy's version".into(),
+            }),
+            ["trust", "admins", ..] => Some(PolicyError::NotOverridable {
+                at: at.clone(),
+                what: "the administrators".into(),
+            }),
             ["defaults", "options", ..] => Some(PolicyError::NotOverridable {
                 at: at.clone(),
                 what: "plugin options".into(),
@@ -437,7 +471,12 @@ fn check_env(
                 at: at.clone(),
                 message: format!("expected {prefix}__TRUST__MEMBERS__NAME"),
             }),
-            ["trust", k, ..] => Some(unknown_env(&at, k, "[trust]", &["keys", "members"])),
+            ["trust", k, ..] => Some(unknown_env(
+                &at,
+                k,
+                "[trust]",
+                &["keys", "members", "admins"],
+            )),
             ["defaults", k, ..] => Some(unknown_env(&at, k, "[defaults]", &SETTING_KEYS)),
             [k, ..] => Some(unknown_env(&at, k, "the top level", &TOP_KEYS)),
             [] => None,
@@ -674,6 +713,32 @@ fn convert(
         }
     }
 
+    let mut admins = Vec::new();
+    for (i, name) in raw.trust.admins.iter().enumerate() {
+        let at = loc.value(&[K("trust"), K("admins"), I(i)]);
+        if let Err(reason) = check_identity(name) {
+            errors.push(PolicyError::BadIdentity {
+                at,
+                name: name.clone(),
+                reason,
+            });
+        } else if !trust.contains(name) {
+            errors.push(PolicyError::UnknownAdmin {
+                at,
+                name: name.clone(),
+                known: trust.names().map(str::to_owned).collect(),
+            });
+        } else if !admins.iter().any(|a: &Located<String>| &a.value == name) {
+            admins.push(Located::new(name.clone(), at));
+        }
+    }
+    let version = raw.policy.version.map(|v| {
+        Located::new(
+            u64::try_from(v).unwrap_or_default(),
+            loc.value(&[K("policy"), K("version")]),
+        )
+    });
+
     // [defaults]
     let defaults = settings(
         std::mem::take(&mut raw.defaults),
@@ -739,6 +804,8 @@ fn convert(
     Ok(Policy {
         file: loc.doc.file.to_path_buf(),
         env_prefix,
+        version,
+        admins,
         plugin_paths,
         pins,
         trust_dir,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Located, PolicyError, PolicyErrors};
+use crate::error::{Located, PolicyError, PolicyErrors, Position};
 use crate::load::{Input, parse};
 use crate::trust::Trust;
 
@@ -94,6 +94,8 @@ impl GroupRule {
 pub struct Policy {
     pub(crate) file: PathBuf,
     pub(crate) env_prefix: Option<String>,
+    pub(crate) version: Option<Located<u64>>,
+    pub(crate) admins: Vec<Located<String>>,
     pub(crate) plugin_paths: Vec<Located<PathBuf>>,
     pub(crate) pins: BTreeMap<String, Located<[u8; 32]>>,
     pub(crate) trust_dir: Option<Located<PathBuf>>,
@@ -181,6 +183,58 @@ impl Policy {
             Some(prefix) => Self::load_with_env(&self.file, prefix),
             None => Self::load_file(&self.file),
         }
+    }
+
+    /// Parses a policy that an administrator published into a group (`text`, named
+    /// `origin` in messages) in the context of this member's own policy: it may set
+    /// `[policy]`, `[defaults]` and `[[group]]` rules, while plugin files, pins and the
+    /// trust store (keys and administrators) stay this member's own, taken from
+    /// `self`. Whether its modules are installed is checked by [`Policy::validate`].
+    pub fn published(&self, text: &str, origin: &str) -> Result<Policy, PolicyErrors> {
+        let mut theirs = Policy::from_str(text, origin)?;
+        let mut refused = Vec::new();
+        let mut refuse = |at: Option<&Position>, what: &str| {
+            if let Some(at) = at {
+                refused.push(PolicyError::NotPublishable {
+                    at: at.clone(),
+                    what: what.into(),
+                });
+            }
+        };
+        refuse(
+            theirs.plugin_paths.first().map(|p| &p.at),
+            "[plugins] paths",
+        );
+        refuse(theirs.pins.values().next().map(|p| &p.at), "[plugins] pins");
+        refuse(theirs.trust_dir.as_ref().map(|d| &d.at), "[trust] keys");
+        refuse(
+            theirs
+                .trust
+                .names()
+                .next()
+                .and_then(|n| theirs.trust.entry(n))
+                .map(|e| &e.at),
+            "[trust] members",
+        );
+        refuse(theirs.admins.first().map(|a| &a.at), "[trust] admins");
+        if !refused.is_empty() {
+            return Err(PolicyErrors::sorted(refused));
+        }
+        theirs.trust = self.trust.clone();
+        theirs.admins = self.admins.clone();
+        Ok(theirs)
+    }
+
+    /// The policy's version (`[policy] version`; 0 when unset): a published policy
+    /// must carry a higher one than the policy a member holds.
+    pub fn version(&self) -> u64 {
+        self.version.as_ref().map_or(0, |v| v.value)
+    }
+
+    /// The administrators (`[trust] admins`): the identities whose signed policies
+    /// this member adopts.
+    pub fn admins(&self) -> impl Iterator<Item = &str> {
+        self.admins.iter().map(|a| a.value.as_str())
     }
 
     /// The policy file, as named to the loader.

@@ -36,9 +36,9 @@ fn unknown_key_at_top_level_and_in_sections() {
     assert_eq!(
         e,
         [
-            "policy.toml:1: unknown key \"title\" in the top level (known: plugins, trust, defaults, group)",
+            "policy.toml:1: unknown key \"title\" in the top level (known: policy, plugins, trust, defaults, group)",
             "policy.toml:3: unknown key \"path\" in [plugins] (known: paths, pins)",
-            "policy.toml:5: unknown key \"key\" in [trust] (known: keys, members)",
+            "policy.toml:5: unknown key \"key\" in [trust] (known: keys, members, admins)",
             "policy.toml:10: unknown key \"member\" in [[group]] #2 (known: match, key_agreement, \
              cipher, dh_group, provider, rekey_interval, agreement_timeout, security, signature, options, \
              members)",
@@ -297,4 +297,79 @@ fn never_panics_on_truncated_or_mangled_files() {
             }
         }
     }
+}
+
+#[test]
+fn policy_version_and_administrators() {
+    let key = format!("ed25519:{}", "11".repeat(32));
+    let ok = conclave_policy::Policy::from_str(
+        &format!(
+            "[policy]\nversion = 7\n[trust]\nmembers = {{ root = \"{key}\" }}\nadmins = [\"root\"]\n"
+        ),
+        "policy.toml",
+    )
+    .unwrap();
+    assert_eq!(ok.version(), 7);
+    assert_eq!(ok.admins().collect::<Vec<_>>(), ["root"]);
+    // Unset: version 0, no administrators.
+    let empty = conclave_policy::Policy::from_str("", "policy.toml").unwrap();
+    assert_eq!((empty.version(), empty.admins().count()), (0, 0));
+
+    assert_eq!(
+        errors("[policy]\nversion = -1\n[trust]\nadmins = [\"root\"]\n"),
+        [
+            "policy.toml:2: \"version\" in [policy] must be a non-negative integer, not an integer (-1)",
+        ]
+    );
+    assert_eq!(
+        errors("[policy]\nversion = \"2\"\n"),
+        [
+            "policy.toml:2: \"version\" in [policy] must be a non-negative integer, not a string (\"2\")"
+        ]
+    );
+    assert_eq!(
+        errors("[trust]\nadmins = [\"root\"]\n"),
+        ["policy.toml:2: administrator \"root\" is not in the trust store (known: none installed)"]
+    );
+}
+
+#[test]
+fn a_published_policy_keeps_plugins_and_trust_local() {
+    let key = format!("ed25519:{}", "11".repeat(32));
+    let own = conclave_policy::Policy::from_str(
+        &format!("[trust]\nmembers = {{ root = \"{key}\" }}\nadmins = [\"root\"]\n"),
+        "own.toml",
+    )
+    .unwrap();
+    let adopted = own
+        .published(
+            "[policy]\nversion = 3\n[defaults]\ncipher = \"blowfish\"\n",
+            "v3",
+        )
+        .unwrap();
+    assert_eq!(adopted.version(), 3);
+    assert_eq!(
+        adopted.admins().collect::<Vec<_>>(),
+        ["root"],
+        "the member's own"
+    );
+    assert!(
+        adopted.trust().contains("root"),
+        "the member's own trust store"
+    );
+    let refused = own
+        .published(
+            &format!(
+                "[plugins]\npaths = [\"/tmp/evil\"]\n[trust]\nmembers = {{ eve = \"{key}\" }}\nadmins = [\"eve\"]\n"
+            ),
+            "v4",
+        )
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        refused,
+        "v4:2: a published policy may not set [plugins] paths: it stays in each member's own file\n\
+         v4:4: a published policy may not set [trust] members: it stays in each member's own file\n\
+         v4:5: a published policy may not set [trust] admins: it stays in each member's own file"
+    );
 }

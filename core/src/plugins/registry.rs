@@ -270,6 +270,12 @@ impl Registry {
         Ok(n)
     }
 
+    /// Keeps only the plugins for which `keep` holds (a deployment that withholds some
+    /// built-in plugins from its policies).
+    pub fn retain(&mut self, keep: impl FnMut(&LoadedPlugin) -> bool) {
+        self.plugins.retain(keep);
+    }
+
     /// Loads one shared library, checking `pin` if given, and registers it.
     pub fn load_file(
         &mut self,

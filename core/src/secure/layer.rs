@@ -43,6 +43,7 @@ use crate::settings::abi_options;
 use crate::{
     identity::Identity,
     plugins::Registry,
+    secure::publish::{PolicyRefusal, SignedPolicy},
     secure::{
         AgreementId, Exclusion, Output, SecureView,
         control::{Body, Control},
@@ -52,7 +53,7 @@ use crate::{
 };
 
 /// Payload tags of the messages the core sends through the engine.
-mod tag {
+pub(crate) mod tag {
     /// A key-agreement message: the agreement's stage and round (u32 each, big endian),
     /// then the plugin's message.
     pub const KEY_AGREEMENT: u8 = 1;
@@ -60,6 +61,8 @@ mod tag {
     pub const PLAIN: u8 = 3;
     /// A signed control message ([`crate::secure::control`]).
     pub const CONTROL: u8 = 4;
+    /// A policy an administrator published ([`crate::secure::publish`]).
+    pub const POLICY: u8 = 5;
 }
 
 /// How many key-agreement messages of a round not yet started a group keeps.
@@ -156,8 +159,12 @@ struct GroupState {
     name: GroupName,
     settings: GroupSettings,
     descriptor: Vec<u8>,
-    /// Settings from a reloaded policy, for the next agreement.
+    /// Settings from a reloaded or published policy, for the next agreement.
     pending: Option<GroupSettings>,
+    /// The policy an administrator published into the group, once adopted.
+    published: Option<Arc<dyn PolicySource>>,
+    /// The version of the policy in force for the group (published or the file's).
+    policy_version: u64,
     secured: Option<Secured>,
     /// The secure view (secure groups only).
     sv: Option<SecureView>,
@@ -316,7 +323,14 @@ impl SecureLayer {
     pub fn reload_policy(&mut self, policy: Arc<dyn PolicySource>) {
         self.policy = policy;
         let mut changed = Vec::new();
+        let version = self.policy.version();
         for (name, g) in &mut self.groups {
+            if g.published.is_some() && g.policy_version >= version {
+                // A published policy stays until the file catches up with it.
+                continue;
+            }
+            g.published = None;
+            g.policy_version = version;
             match self.policy.settings(name) {
                 Ok(new) => {
                     g.pending = (new != g.settings).then_some(new);
@@ -451,6 +465,8 @@ impl SecureLayer {
                 settings,
                 descriptor,
                 pending: None,
+                published: None,
+                policy_version: self.policy.version(),
                 secured,
                 sv,
                 view: None,
@@ -816,6 +832,8 @@ impl SecureLayer {
                 .is_some_and(|k| k.algorithm.as_str() == g.settings.signature);
             if !trusted {
                 refused.insert(m.to_string(), Exclusion::Untrusted);
+            } else if self.policy.is_admin(m) {
+                refused.insert(m.to_string(), Exclusion::Administrator);
             } else if let Some(allowed) = &g.settings.members
                 && !allowed.iter().any(|a| a == m)
             {
@@ -953,6 +971,9 @@ impl SecureLayer {
             Exclusion::Silent => format!(
                 "{member} did not take part within the agreement timeout ({:?})",
                 g.settings.agreement_timeout
+            ),
+            Exclusion::Administrator => format!(
+                "{member} is an administrator: it publishes policies and takes no part in keys"
             ),
         };
         tracing::warn!(group, member, reason = reason.name(), %detail, "member excluded from the secure view");
@@ -1284,7 +1305,11 @@ impl SecureLayer {
         if let Some(why) = g.sv.as_ref().and_then(|sv| sv.exclusion(sender)) {
             // Excluded and reported: refused without effect (a member on other modules
             // is still heard on control messages: it may switch to this member's).
-            let heard = payload.first() == Some(&tag::CONTROL) && why == Exclusion::OtherModules;
+            let heard = match payload.first() {
+                Some(&tag::CONTROL) => why == Exclusion::OtherModules,
+                Some(&tag::POLICY) => why == Exclusion::Administrator,
+                _ => false,
+            };
             if why != Exclusion::Silent && !heard {
                 g.refused += 1;
                 return Ok(());
@@ -1325,6 +1350,10 @@ impl SecureLayer {
             }
             tag::CONTROL if secure => {
                 self.on_control(group, sender, body)?;
+                self.drain(group)
+            }
+            tag::POLICY if secure => {
+                self.on_policy(group, sender, body)?;
                 self.drain(group)
             }
             _ => {
@@ -1524,6 +1553,143 @@ impl SecureLayer {
         }
         Ok(())
     }
+    /// A policy published into `group` by `sender` (see [`crate::secure::publish`]).
+    fn on_policy(&mut self, group: &str, sender: &str, body: &[u8]) -> Result<(), CoreError> {
+        let (admin, result) = self.check_policy(group, sender, body);
+        match result {
+            Ok((version, source, settings)) => {
+                let Some(g) = self.groups.get_mut(group) else {
+                    return Ok(());
+                };
+                g.policy_version = version;
+                g.published = Some(source);
+                let changed = settings != g.settings;
+                g.pending = changed.then_some(settings);
+                tracing::info!(group, %admin, version, changed, "published policy adopted");
+                self.events.push_back(SessionEvent::PolicyAdopted {
+                    group: group.into(),
+                    admin,
+                    version,
+                    changed,
+                });
+                if changed {
+                    // Every member that adopted it asks; the first switch in the
+                    // agreed order moves the whole secure view, the others are moot.
+                    self.send_control(group, Body::Switch)?;
+                }
+            }
+            Err(refusal) => {
+                tracing::warn!(group, sender, %admin, %refusal, "published policy refused");
+                self.events.push_back(SessionEvent::PolicyRefused {
+                    group: group.into(),
+                    admin,
+                    refusal,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a published policy in order (syntax, group, sender, administrator, key,
+    /// signature, version, the policy itself): whom it claims, and the version, source
+    /// and settings to adopt, or why not.
+    #[allow(clippy::type_complexity)]
+    fn check_policy(
+        &self,
+        group: &str,
+        sender: &str,
+        body: &[u8],
+    ) -> (
+        String,
+        Result<(u64, Arc<dyn PolicySource>, GroupSettings), PolicyRefusal>,
+    ) {
+        let (published, signed, signature) = match SignedPolicy::parse(body) {
+            Ok(p) => p,
+            Err(e) => {
+                let detail = e.message.to_string();
+                return (sender.into(), Err(PolicyRefusal::Malformed { detail }));
+            }
+        };
+        let admin = published.admin.clone();
+        let result = (|| {
+            let forged = |detail: String| PolicyRefusal::Forged {
+                admin: admin.clone(),
+                detail,
+            };
+            if published.group != group {
+                return Err(PolicyRefusal::Misrouted {
+                    group: published.group.clone(),
+                });
+            }
+            if published.admin != sender {
+                return Err(forged(format!("it was sent by {sender}")));
+            }
+            let key = self.trust.lookup_key(&admin);
+            let (true, Some(key)) = (self.policy.is_admin(&admin), key) else {
+                return Err(PolicyRefusal::NotAdministrator {
+                    admin: admin.clone(),
+                });
+            };
+            if key.algorithm.as_str() != published.algorithm {
+                return Err(forged(format!(
+                    "it is signed with {}, {admin}'s trusted key is {}",
+                    published.algorithm, key.algorithm
+                )));
+            }
+            let g = self
+                .groups
+                .get(group)
+                .ok_or_else(|| PolicyRefusal::Misrouted {
+                    group: group.into(),
+                })?;
+            let s = g.secured.as_ref().ok_or_else(|| PolicyRefusal::Misrouted {
+                group: group.into(),
+            })?;
+            s.provider
+                .verify(
+                    &published.algorithm,
+                    &key.public_key,
+                    &[crate::secure::publish::SIGN_DOMAIN, signed].concat(),
+                    signature,
+                )
+                .map_err(|e| forged(format!("its signature fails: {}", e.message)))?;
+            let version = published.version;
+            if version <= g.policy_version {
+                return Err(PolicyRefusal::Stale {
+                    version,
+                    current: g.policy_version,
+                });
+            }
+            let invalid = |detail: String| PolicyRefusal::Invalid { version, detail };
+            let origin = format!("policy v{version} published by {admin}");
+            let source = self
+                .policy
+                .adopt(&published.text, &origin, &self.registry)
+                .map_err(invalid)?;
+            if source.version() != version {
+                return Err(invalid(format!(
+                    "its text says version {}, its signed envelope {version}",
+                    source.version()
+                )));
+            }
+            let settings = source.settings(group).map_err(invalid)?;
+            if settings.security != Security::Required {
+                return Err(invalid(
+                    "it makes the group plain: a published policy keeps a secure group secure"
+                        .into(),
+                ));
+            }
+            Ok((version, source, settings))
+        })();
+        (admin, result)
+    }
+
+    /// The version of the policy in force for `group` (the file's, or the last one an
+    /// administrator published there that this member adopted).
+    pub fn policy_version(&self, group: &str) -> Option<u64> {
+        self.groups.get(group).map(|g| g.policy_version)
+    }
+
     /// Counters of a group's key agreement (for benchmarks and tests).
     pub fn key_agreement_stats(
         &self,

@@ -9,6 +9,7 @@
 
 pub mod control;
 pub mod layer;
+pub mod publish;
 pub mod view;
 
 pub use view::{AgreementId, Exclusion, Output, SecureView};

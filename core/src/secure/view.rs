@@ -49,6 +49,9 @@ pub enum Exclusion {
     OtherModules,
     /// It did not take part before the agreement timeout.
     Silent,
+    /// One of the policy's administrators (`[trust] admins`): it publishes policies
+    /// into the group and takes no part in its keys.
+    Administrator,
 }
 
 impl Exclusion {
@@ -59,13 +62,17 @@ impl Exclusion {
             Exclusion::NotAllowed => "not-allowed",
             Exclusion::OtherModules => "other-modules",
             Exclusion::Silent => "silent",
+            Exclusion::Administrator => "administrator",
         }
     }
 
     /// Whether the member's policy standing refuses it (not something it can fix by
     /// announcing or answering).
     fn is_static(self) -> bool {
-        matches!(self, Exclusion::Untrusted | Exclusion::NotAllowed)
+        matches!(
+            self,
+            Exclusion::Untrusted | Exclusion::NotAllowed | Exclusion::Administrator
+        )
     }
 }
 

@@ -1,0 +1,297 @@
+//! Signed policy rollout: an administrator publishes a policy into a live group on the
+//! daemon; the members that can adopt it switch together, one that cannot reports why
+//! and is left out, and forged, replayed and older policies change nothing.
+
+use std::sync::Arc;
+
+use conclave::{
+    Exclusion, Identity, PolicyFile, PolicyRefusal, PolicySource, SessionEvent, SignedPolicy,
+    plugins::Registry,
+    sdk::Options,
+    secure::publish::publish,
+    session::{Command, KeyEstablished, connect_engine},
+};
+use conclave_gcs::Service;
+use conclave_tests::harness::{Member, Net, agreed};
+
+const GROUP: &str = "ops";
+
+fn base_policy(admin: &Identity) -> String {
+    format!(
+        r#"
+[policy]
+version = 1
+
+[trust]
+admins = ["ops-admin"]
+members = {{ ops-admin = "ed25519:{}" }}
+
+[defaults]
+key_agreement = "gdh"
+cipher = "aes-gcm"
+dh_group = "ristretto255"
+provider = "rustcrypto"
+"#,
+        hex::encode(admin.public_key())
+    )
+}
+
+fn published(version: u64) -> String {
+    format!(
+        r#"
+[policy]
+version = {version}
+
+[defaults]
+key_agreement = "ckd"
+cipher = "chacha20-poly1305"
+dh_group = "ristretto255"
+provider = "rustcrypto"
+"#
+    )
+}
+
+fn load(text: &str, registry: &Registry) -> Arc<dyn PolicySource> {
+    let policy = conclave_policy::Policy::from_str(text, "base.toml").unwrap();
+    Arc::new(PolicyFile::new(policy, registry).unwrap())
+}
+
+/// `text` signed by `signer` in the name of `admin`.
+fn seal(signer: &Identity, admin: &str, version: u64, text: &str) -> Vec<u8> {
+    let registry = Registry::with_builtins().unwrap();
+    let provider = registry
+        .new_provider("rustcrypto", Options::default())
+        .unwrap();
+    let signer = provider
+        .signer("ed25519", signer.secret().expose())
+        .unwrap();
+    SignedPolicy {
+        group: GROUP.into(),
+        version,
+        admin: admin.into(),
+        algorithm: "ed25519".into(),
+        text: text.into(),
+    }
+    .seal(&signer)
+    .unwrap()
+}
+
+/// Publishes `sealed` as the administrator's engine member (`as_identity` names it).
+async fn publish_as(net: &Net, as_identity: &Identity, sealed: &[u8]) {
+    let mut client = connect_engine(&net.address, as_identity, None)
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        publish(&mut client, GROUP, sealed),
+    )
+    .await
+    .expect("published within 20 s")
+    .unwrap();
+    conclave_gcs::Connection::close(client).await;
+}
+
+async fn refusal(m: &mut Member) -> PolicyRefusal {
+    m.until("policy refusal", |e| match e {
+        SessionEvent::PolicyRefused { group, refusal, .. } if group == GROUP => {
+            Some(refusal.clone())
+        }
+        _ => None,
+    })
+    .await
+}
+
+async fn key_with(m: &mut Member, ka: &str, members: &[&str]) -> KeyEstablished {
+    m.until(&format!("key with {ka}"), |e| match e {
+        SessionEvent::KeyEstablished(k)
+            if k.group == GROUP && k.key_agreement == ka && k.members == members =>
+        {
+            Some(k.clone())
+        }
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_moves_a_live_group_to_new_modules_and_forgeries_change_nothing() {
+    let net = Net::new().await;
+    let admin = net.trusted_identity("ops-admin");
+    let base = base_policy(&admin);
+    // Dave's installation lacks the new cipher.
+    let mut lacking = Registry::with_builtins().unwrap();
+    lacking.retain(|p| p.name() != "chacha20-poly1305");
+    let lacking = Arc::new(lacking);
+
+    let names = ["alice", "bob", "carol", "dave"];
+    let mut members = Vec::new();
+    for n in names {
+        let registry = if n == "dave" {
+            lacking.clone()
+        } else {
+            net.registry.clone()
+        };
+        let policy = load(&base, &registry);
+        let mut m = net
+            .member_with(n, policy, registry, net.trust.clone())
+            .await;
+        m.join(GROUP).await;
+        members.push(m);
+    }
+    let first = agreed(&mut members, GROUP, &names).await;
+    assert_eq!(first.key_agreement, "gdh");
+    assert!(first.cipher.starts_with("aes-gcm"), "{}", first.cipher);
+
+    // Messages before: everyone gets them.
+    members[0].send(Command::Multicast {
+        group: GROUP.into(),
+        service: Service::Agreed,
+        data: b"before".to_vec(),
+    });
+    for m in members.iter_mut() {
+        let got = m.messages(GROUP, 1).await;
+        assert_eq!(got[0].2, b"before");
+    }
+
+    // The administrator publishes version 2 while Alice keeps sending.
+    let v2 = seal(&admin, "ops-admin", 2, &published(2));
+    let publisher = {
+        let address = net.address.clone();
+        let admin = admin.clone();
+        let sealed = v2.clone();
+        tokio::spawn(async move {
+            let mut client = connect_engine(&address, &admin, None).await.unwrap();
+            publish(&mut client, GROUP, &sealed).await.unwrap();
+            conclave_gcs::Connection::close(client).await;
+        })
+    };
+    let during = 20;
+    for i in 0..during {
+        members[0].send(Command::Multicast {
+            group: GROUP.into(),
+            service: Service::Agreed,
+            data: format!("during {i}").into_bytes(),
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(20), publisher)
+        .await
+        .expect("published within 20 s")
+        .unwrap();
+
+    // Alice, Bob and Carol adopt it and key the group with the new modules, at the same
+    // epoch; Dave reports what he lacks and is left out.
+    let moved = ["alice", "bob", "carol"];
+    let mut keys = Vec::new();
+    for m in members[..3].iter_mut() {
+        let adopted = m
+            .until("adoption", |e| match e {
+                SessionEvent::PolicyAdopted {
+                    group,
+                    admin,
+                    version,
+                    changed,
+                } if group == GROUP => Some((admin.clone(), *version, *changed)),
+                _ => None,
+            })
+            .await;
+        assert_eq!(adopted, ("ops-admin".to_string(), 2, true), "{}", m.name);
+        keys.push(key_with(m, "ckd", &moved).await);
+    }
+    for k in &keys {
+        assert_eq!(
+            (k.epoch, &k.fingerprint),
+            (keys[0].epoch, &keys[0].fingerprint)
+        );
+        assert_eq!(k.cipher, "chacha20-poly1305 (chacha20-poly1305)");
+        assert!(k.epoch > first.epoch);
+    }
+    match refusal(&mut members[3]).await {
+        PolicyRefusal::Invalid { version: 2, detail } => {
+            assert!(detail.contains("chacha20-poly1305"), "{detail}")
+        }
+        other => panic!("dave: {other:?}"),
+    }
+    for m in members[..3].iter_mut() {
+        m.until("dave's exclusion", |e| match e {
+            SessionEvent::Excluded { member, reason, .. }
+                if member == "dave" && *reason == Exclusion::OtherModules =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    }
+    // Every message sent during the switch reached Alice, Bob and Carol, in order.
+    for m in members[..3].iter_mut() {
+        let got = m.messages(GROUP, during).await;
+        let texts: Vec<String> = got
+            .iter()
+            .map(|(_, _, d)| String::from_utf8_lossy(d).into_owned())
+            .collect();
+        let want: Vec<String> = (0..during).map(|i| format!("during {i}")).collect();
+        assert_eq!(texts, want, "{}", m.name);
+    }
+
+    // Forged (signed by another key in the administrator's name), replayed (version 2
+    // again) and older (a genuine version 1): refused with their typed errors, and
+    // the group stays on the new modules.
+    let mallory = Identity::generate(
+        &net.registry
+            .new_provider("rustcrypto", Options::default())
+            .unwrap(),
+        "ops-admin",
+        "ed25519",
+    )
+    .unwrap();
+    let forged = seal(&mallory, "ops-admin", 3, &published(3));
+    let older = seal(&admin, "ops-admin", 1, &published(1));
+    for (sealed, what) in [(forged, "forged"), (v2, "replayed"), (older, "older")] {
+        publish_as(&net, &mallory, &sealed).await;
+        for m in members[..3].iter_mut() {
+            let r = refusal(m).await;
+            let ok = match what {
+                "forged" => {
+                    matches!(&r, PolicyRefusal::Forged { admin, .. } if admin == "ops-admin")
+                }
+                "replayed" => {
+                    r == PolicyRefusal::Stale {
+                        version: 2,
+                        current: 2,
+                    }
+                }
+                _ => {
+                    r == PolicyRefusal::Stale {
+                        version: 1,
+                        current: 2,
+                    }
+                }
+            };
+            assert!(ok, "{}: {what}: {r:?}", m.name);
+        }
+    }
+    // Still on ckd + chacha20-poly1305, and talking.
+    let after = key_with(&mut members[1], "ckd", &moved).await;
+    members[1].send(Command::Multicast {
+        group: GROUP.into(),
+        service: Service::Agreed,
+        data: b"after".to_vec(),
+    });
+    for m in members[..3].iter_mut() {
+        let got = m.messages(GROUP, 1).await;
+        assert_eq!(got[0].2, b"after", "{}", m.name);
+        assert!(got[0].1 >= after.epoch);
+    }
+    // Nobody left the group.
+    for m in members.iter_mut() {
+        assert!(
+            !m.drain_now()
+                .iter()
+                .any(|e| matches!(e, SessionEvent::Left { .. })),
+            "{} left",
+            m.name
+        );
+    }
+    net.daemon.unwrap().shutdown().await;
+}
