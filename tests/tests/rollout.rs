@@ -295,3 +295,115 @@ async fn an_administrator_moves_a_live_group_to_new_modules_and_forgeries_change
     }
     net.daemon.unwrap().shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_policy_messages_from_the_engine_are_refused_with_their_reasons() {
+    let net = Net::new().await;
+    let admin = net.trusted_identity("ops-admin");
+    let base = base_policy(&admin);
+    let names = ["alice", "bob"];
+    let mut members = Vec::new();
+    for n in names {
+        let policy = load(&base, &net.registry);
+        let mut m = net.member(n, policy).await;
+        m.join(GROUP).await;
+        members.push(m);
+    }
+    let first = agreed(&mut members, GROUP, &names).await;
+
+    // A raw engine client under the administrator's name, speaking none of our API.
+    let mut raw = net.raw("ops-admin", GROUP).await;
+    raw.view().await;
+    let tagged = |body: &[u8]| SignedPolicy::payload(body).to_vec();
+    let genuine = seal(&admin, "ops-admin", 2, &published(2));
+    let mut truncated = genuine.clone();
+    truncated.truncate(genuine.len() - 10);
+    let mut flipped = genuine.clone();
+    let at = genuine.len() / 2;
+    flipped[at] ^= 1;
+    let other_group = {
+        let registry = Registry::with_builtins().unwrap();
+        let provider = registry
+            .new_provider("rustcrypto", Options::default())
+            .unwrap();
+        let signer = provider.signer("ed25519", admin.secret().expose()).unwrap();
+        SignedPolicy {
+            group: "elsewhere".into(),
+            version: 2,
+            admin: "ops-admin".into(),
+            algorithm: "ed25519".into(),
+            text: published(2),
+        }
+        .seal(&signer)
+        .unwrap()
+    };
+    let claims_other_admin = seal(&admin, "root", 2, &published(2));
+    let with_plugins = seal(
+        &admin,
+        "ops-admin",
+        2,
+        "[policy]\nversion = 2\n[plugins]\npaths = [\"/tmp/x\"]\n",
+    );
+    let mismatched_version = seal(&admin, "ops-admin", 5, &published(2));
+    // A text over the 64 KiB bound, its length field honest.
+    let mut oversized = genuine[..4 + 1].to_vec();
+    oversized.extend_from_slice(&(GROUP.len() as u16).to_be_bytes());
+    oversized.extend_from_slice(GROUP.as_bytes());
+    oversized.extend_from_slice(&9u64.to_be_bytes());
+    oversized.push(9);
+    oversized.extend_from_slice(b"ops-admin");
+    oversized.push(7);
+    oversized.extend_from_slice(b"ed25519");
+    let big = vec![b'#'; (64 << 10) + 1];
+    oversized.extend_from_slice(&(big.len() as u32).to_be_bytes());
+    oversized.extend_from_slice(&big);
+    oversized.extend_from_slice(&0u16.to_be_bytes());
+
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (tagged(b""), "malformed"),
+        (tagged(b"CPOL\x01"), "malformed"),
+        (tagged(&truncated), "malformed"),
+        (tagged(&oversized), "malformed"),
+        (tagged(&flipped), "forged"),
+        (tagged(&other_group), "misrouted"),
+        (tagged(&claims_other_admin), "forged"),
+        (tagged(&with_plugins), "invalid"),
+        (tagged(&mismatched_version), "invalid"),
+    ];
+    for (payload, want) in &cases {
+        raw.multicast(payload.clone());
+        for m in members.iter_mut() {
+            let r = refusal(m).await;
+            let kind = match &r {
+                PolicyRefusal::Malformed { .. } => "malformed",
+                PolicyRefusal::Forged { .. } => "forged",
+                PolicyRefusal::Misrouted { .. } => "misrouted",
+                PolicyRefusal::Invalid { .. } => "invalid",
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(kind, *want, "{}: {r:?}", m.name);
+        }
+    }
+    // The group never switched: still gdh + aes-gcm, and talking.
+    members[0].send(Command::Multicast {
+        group: GROUP.into(),
+        service: Service::Agreed,
+        data: b"still here".to_vec(),
+    });
+    for m in members.iter_mut() {
+        let got = m.messages(GROUP, 1).await;
+        assert_eq!(got[0].2, b"still here");
+        assert!(got[0].1 >= first.epoch);
+        let events = m.drain_now();
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, SessionEvent::PolicyAdopted { .. })
+                    || matches!(e, SessionEvent::KeyEstablished(k) if k.key_agreement != "gdh")),
+            "{}: {events:?}",
+            m.name
+        );
+    }
+    raw.task.abort();
+    net.daemon.unwrap().shutdown().await;
+}
