@@ -48,6 +48,8 @@ const WRITE_BUFFER: usize = 64 * 1024;
 enum Incoming {
     /// An event, holding its share of the byte bound until it is taken.
     Event(Event, Option<OwnedSemaphorePermit>),
+    /// The daemon's answer to a status request.
+    Status(Bytes),
     /// The connection ended, with the reason.
     Closed(String),
 }
@@ -68,6 +70,8 @@ pub struct Client {
     writer: tokio::io::BufWriter<Writer>,
     batching: bool,
     events: mpsc::Receiver<Incoming>,
+    /// Events that arrived while [`Client::status`] waited for its answer.
+    stashed: std::collections::VecDeque<Event>,
     closed: Option<String>,
     reader: JoinHandle<()>,
 }
@@ -208,6 +212,11 @@ impl Client {
                             return;
                         }
                     }
+                    Ok(Some(Frame::Status { json })) => {
+                        if tx.send(Incoming::Status(json)).await.is_err() {
+                            return;
+                        }
+                    }
                     Ok(Some(Frame::Error {
                         fatal: false,
                         reason,
@@ -230,6 +239,7 @@ impl Client {
             writer: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, writer),
             batching: false,
             events,
+            stashed: Default::default(),
             closed: None,
             reader,
         })
@@ -327,6 +337,49 @@ impl Client {
         .await
     }
 
+    /// Leaves a note about this member's state in `group` with the daemon (at most
+    /// [`MAX_NOTE_LEN`](crate::wire::MAX_NOTE_LEN) bytes; the secure layer's signed
+    /// modules and epoch): the daemon keeps the last one while the member is in the
+    /// group and shows it in its status.
+    pub async fn note(&mut self, group: &GroupName, note: impl Into<Bytes>) -> Result<(), GcsError> {
+        self.check_open()?;
+        let note = note.into();
+        if note.len() > crate::wire::MAX_NOTE_LEN {
+            return Err(GcsError::TooLarge {
+                size: note.len(),
+                limit: crate::wire::MAX_NOTE_LEN,
+            });
+        }
+        self.write(Frame::Note {
+            group: group.clone(),
+            note,
+        })
+        .await
+    }
+
+    /// The daemon's status, as a JSON document: its connections, queues, disconnects
+    /// by cause, and per group the view, traffic and members' notes. Events that
+    /// arrive meanwhile are kept for [`next_event`](Self::next_event).
+    pub async fn status(&mut self) -> Result<Bytes, GcsError> {
+        self.check_open()?;
+        self.write(Frame::StatusRequest).await?;
+        loop {
+            match self.events.recv().await {
+                Some(Incoming::Status(json)) => return Ok(json),
+                Some(Incoming::Event(event, _permit)) => self.stashed.push_back(event),
+                Some(Incoming::Closed(reason)) => {
+                    self.closed = Some(reason.clone());
+                    return Err(GcsError::Disconnected { reason });
+                }
+                None => {
+                    let reason = "connection closed".to_string();
+                    self.closed = Some(reason.clone());
+                    return Err(GcsError::Disconnected { reason });
+                }
+            }
+        }
+    }
+
     /// Sends `payload` to `group`.
     pub async fn send(
         &mut self,
@@ -385,8 +438,18 @@ impl Client {
     /// Cancel-safe: it can be raced in `tokio::select!` against the caller's own work
     /// (for example a queue of sends); an event is never lost by a cancelled call.
     pub async fn next_event(&mut self) -> Result<Event, GcsError> {
+        if let Some(event) = self.stashed.pop_front() {
+            self.session.observe(&event);
+            return Ok(event);
+        }
         self.check_open()?;
-        let incoming = self.events.recv().await;
+        let incoming = loop {
+            match self.events.recv().await {
+                // An answer nobody waits for any more (a cancelled status call).
+                Some(Incoming::Status(_)) => continue,
+                other => break other,
+            }
+        };
         match incoming {
             Some(Incoming::Event(event, _permit)) => {
                 self.session.observe(&event);
@@ -396,7 +459,7 @@ impl Client {
                 self.closed = Some(reason.clone());
                 Err(GcsError::Disconnected { reason })
             }
-            None => {
+            Some(Incoming::Status(_)) | None => {
                 let reason = "connection closed".to_string();
                 self.closed = Some(reason.clone());
                 Err(GcsError::Disconnected { reason })

@@ -47,7 +47,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -57,7 +57,7 @@ use tracing::{debug, info, warn};
 use crate::noise::{self, NoiseStream, TcpIdentity, TcpTrust};
 use crate::types::{Event, GcsError, GroupName, MemberName, SendOptions};
 use crate::vs::{Domain, Outgoing};
-use crate::wire::{Encoded, Frame, MAX_FRAME_LEN, VERSION};
+use crate::wire::{Encoded, Frame, MAX_FRAME_LEN, MIN_VERSION, VERSION};
 
 /// Where a daemon listens, and where a client connects: `unix:PATH` or `tcp:ADDR`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -911,6 +911,7 @@ async fn order(
     let mut o = Ordering {
         config: &config,
         pressure: &pressure,
+        stats: Stats::default(),
     };
     let start = Instant::now();
     let period =
@@ -928,6 +929,7 @@ async fn order(
                 domain.advance(start.elapsed().as_millis() as u64);
                 o.relieve(&mut domain, &mut clients, true);
                 o.dispatch(&mut domain, &mut clients);
+                o.stats.tick(&domain, &clients, config.queue_limit);
             }
             _ = shutdown.changed() => break,
         }
@@ -943,6 +945,191 @@ async fn order(
 struct Ordering<'a> {
     config: &'a DaemonConfig,
     pressure: &'a Pressure,
+    stats: Stats,
+}
+
+/// One group's figures, and the members' notes about it.
+struct GroupStats {
+    messages_in: u64,
+    bytes_in: u64,
+    messages_out: u64,
+    bytes_out: u64,
+    views: u64,
+    last_view: Option<crate::types::ViewId>,
+    /// Since the first flush request of the view change under way.
+    flush_since: Option<Instant>,
+    last_flush: Option<Duration>,
+    notes: BTreeMap<MemberName, Bytes>,
+    metrics: GroupMetrics,
+}
+
+/// A group's metric handles (no-ops unless the process installed a recorder).
+struct GroupMetrics {
+    messages_in: metrics::Counter,
+    bytes_in: metrics::Counter,
+    messages_out: metrics::Counter,
+    bytes_out: metrics::Counter,
+    views: metrics::Counter,
+    flush: metrics::Histogram,
+}
+
+impl GroupStats {
+    fn new(group: &GroupName) -> Self {
+        let label = group.as_str().to_string();
+        GroupStats {
+            messages_in: 0,
+            bytes_in: 0,
+            messages_out: 0,
+            bytes_out: 0,
+            views: 0,
+            last_view: None,
+            flush_since: None,
+            last_flush: None,
+            notes: BTreeMap::new(),
+            metrics: GroupMetrics {
+                messages_in: metrics::counter!("conclave_daemon_messages_in_total", "group" => label.clone()),
+                bytes_in: metrics::counter!("conclave_daemon_bytes_in_total", "group" => label.clone()),
+                messages_out: metrics::counter!("conclave_daemon_messages_out_total", "group" => label.clone()),
+                bytes_out: metrics::counter!("conclave_daemon_bytes_out_total", "group" => label.clone()),
+                views: metrics::counter!("conclave_daemon_views_total", "group" => label.clone()),
+                flush: metrics::histogram!("conclave_daemon_flush_seconds", "group" => label),
+            },
+        }
+    }
+}
+
+/// The daemon's own figures, kept by the ordering task: `Status` frames and metrics.
+#[derive(Default)]
+struct Stats {
+    groups: std::collections::HashMap<GroupName, GroupStats>,
+    /// Disconnects by cause.
+    disconnects: BTreeMap<&'static str, u64>,
+    connections: u64,
+}
+
+/// The kind of a disconnect, from its reason.
+fn disconnect_cause(reason: &str) -> &'static str {
+    if reason.starts_with("slow consumer") {
+        "slow-consumer"
+    } else if reason.starts_with("connection closed") {
+        "closed"
+    } else if reason.starts_with("protocol error") {
+        "protocol-error"
+    } else if reason.contains("timeout") || reason.contains(" within ") {
+        "timeout"
+    } else {
+        "error"
+    }
+}
+
+impl Stats {
+    fn group(&mut self, group: &GroupName) -> &mut GroupStats {
+        self.groups
+            .entry(group.clone())
+            .or_insert_with(|| GroupStats::new(group))
+    }
+
+    fn disconnected(&mut self, reason: &str) {
+        let cause = disconnect_cause(reason);
+        *self.disconnects.entry(cause).or_default() += 1;
+        metrics::counter!("conclave_daemon_disconnects_total", "cause" => cause).increment(1);
+    }
+
+    /// Counts an event on its way to a client.
+    fn outgoing(&mut self, event: &Event) {
+        match event {
+            Event::Message { group, payload, .. } => {
+                let g = self.group(group);
+                g.messages_out += 1;
+                g.bytes_out += payload.len() as u64;
+                g.metrics.messages_out.increment(1);
+                g.metrics.bytes_out.increment(payload.len() as u64);
+            }
+            Event::FlushRequest { group } => {
+                self.group(group).flush_since.get_or_insert_with(Instant::now);
+            }
+            Event::View(view) => {
+                let g = self.group(&view.group);
+                if g.last_view != Some(view.id) {
+                    g.last_view = Some(view.id);
+                    g.views += 1;
+                    g.metrics.views.increment(1);
+                    if let Some(since) = g.flush_since.take() {
+                        let took = since.elapsed();
+                        g.last_flush = Some(took);
+                        g.metrics.flush.record(took.as_secs_f64());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Gauges, and forgets groups that have no members left.
+    fn tick(&mut self, domain: &Domain, clients: &BTreeMap<MemberName, ClientOut>, limit: usize) {
+        self.groups.retain(|g, _| !domain.members(g).is_empty());
+        let queued: usize = clients.values().map(|c| c.queued(limit)).sum();
+        let congested = clients.values().filter(|c| c.congested_since.is_some()).count();
+        metrics::gauge!("conclave_daemon_connections").set(clients.len() as f64);
+        metrics::gauge!("conclave_daemon_groups").set(domain.groups().count() as f64);
+        metrics::gauge!("conclave_daemon_queued_bytes").set(queued as f64);
+        metrics::gauge!("conclave_daemon_congested_clients").set(congested as f64);
+    }
+
+    /// The `Status` document.
+    fn status(
+        &self,
+        domain: &Domain,
+        clients: &BTreeMap<MemberName, ClientOut>,
+        limit: usize,
+    ) -> serde_json::Value {
+        let mut groups: Vec<&GroupName> = domain.groups().collect();
+        groups.sort();
+        let groups: Vec<serde_json::Value> = groups
+            .into_iter()
+            .map(|group| {
+                let members = domain.members(group);
+                let g = self.groups.get(group);
+                let notes: serde_json::Map<String, serde_json::Value> = g
+                    .map(|g| {
+                        g.notes
+                            .iter()
+                            .filter(|(m, _)| members.contains(m))
+                            .map(|(m, n)| (m.as_str().to_string(), hex::encode(n).into()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                serde_json::json!({
+                    "group": group.as_str(),
+                    "view": g.and_then(|g| g.last_view).map(|v| hex::encode(v.to_bytes())),
+                    "members": members.iter().map(MemberName::as_str).collect::<Vec<_>>(),
+                    "messages_in": g.map_or(0, |g| g.messages_in),
+                    "bytes_in": g.map_or(0, |g| g.bytes_in),
+                    "messages_out": g.map_or(0, |g| g.messages_out),
+                    "bytes_out": g.map_or(0, |g| g.bytes_out),
+                    "views": g.map_or(0, |g| g.views),
+                    "last_flush_ms": g.and_then(|g| g.last_flush).map(|d| d.as_secs_f64() * 1e3),
+                    "notes": notes,
+                })
+            })
+            .collect();
+        let queues: serde_json::Map<String, serde_json::Value> = clients
+            .iter()
+            .map(|(m, c)| (m.as_str().to_string(), c.queued(limit).into()))
+            .collect();
+        serde_json::json!({
+            "daemon": {
+                "connections": clients.len(),
+                "connections_total": self.connections,
+                "groups": domain.groups().count(),
+                "queue_limit": limit,
+                "queued_bytes": queues,
+                "congested": clients.values().filter(|c| c.congested_since.is_some()).count(),
+                "disconnects": self.disconnects,
+            },
+            "groups": groups,
+        })
+    }
 }
 
 impl Ordering<'_> {
@@ -970,6 +1157,7 @@ impl Ordering<'_> {
                 }
                 std::collections::btree_map::Entry::Vacant(e) => {
                     info!(member = %e.key(), conn, peer = %client.peer, "member connected");
+                    self.stats.connections += 1;
                     e.insert(client);
                     let _ = reply.send(Ok(()));
                 }
@@ -981,7 +1169,14 @@ impl Ordering<'_> {
             } => {
                 if clients.get(&member).is_some_and(|c| c.conn == conn) {
                     info!(%member, %reason, "member disconnected");
-                    Self::remove_client(domain, clients, &member, reason, ConnState::Closing);
+                    Self::remove_client(
+                        &mut self.stats,
+                        domain,
+                        clients,
+                        &member,
+                        reason,
+                        ConnState::Closing,
+                    );
                     self.update_pressure(domain, clients);
                 }
             }
@@ -1012,6 +1207,7 @@ impl Ordering<'_> {
                                     "slow consumer: no room in the outbound queue for a refusal"
                                         .to_string();
                                 Self::remove_client(
+                                    &mut self.stats,
                                     domain,
                                     clients,
                                     &member,
@@ -1034,13 +1230,47 @@ impl Ordering<'_> {
                         delivery,
                         self_delivery,
                         payload,
-                    } => domain.send(
-                        &member,
-                        &group,
-                        &delivery,
-                        payload,
-                        SendOptions { self_delivery },
-                    ),
+                    } => {
+                        let len = payload.len() as u64;
+                        let sent = domain.send(
+                            &member,
+                            &group,
+                            &delivery,
+                            payload,
+                            SendOptions { self_delivery },
+                        );
+                        if sent.is_ok() {
+                            let g = self.stats.group(&group);
+                            g.messages_in += 1;
+                            g.bytes_in += len;
+                            g.metrics.messages_in.increment(1);
+                            g.metrics.bytes_in.increment(len);
+                        }
+                        sent
+                    }
+                    Frame::Note { group, note } => {
+                        if domain.members(&group).contains(&member) {
+                            self.stats.group(&group).notes.insert(member.clone(), note);
+                            Ok(())
+                        } else {
+                            Err(GcsError::NotMember {
+                                group,
+                                member: member.clone(),
+                            })
+                        }
+                    }
+                    Frame::StatusRequest => {
+                        let json = self.stats.status(domain, clients, config.queue_limit);
+                        let frame = Frame::Status {
+                            json: Bytes::from(json.to_string()),
+                        };
+                        if let Some(c) = clients.get(&member)
+                            && !Self::queue(c, frame.encode())
+                        {
+                            warn!(%member, "no room in the outbound queue for a status");
+                        }
+                        Ok(())
+                    }
                     _ => Ok(()),
                 };
                 if let Err(error) = result {
@@ -1093,7 +1323,7 @@ impl Ordering<'_> {
                 self.config.stall_timeout
             );
             warn!(%member, %reason, "disconnecting slow client");
-            Self::remove_client(domain, clients, &member, reason, ConnState::Kill);
+            Self::remove_client(&mut self.stats, domain, clients, &member, reason, ConnState::Kill);
             changed = true;
         }
         if changed {
@@ -1123,6 +1353,7 @@ impl Ordering<'_> {
     /// Removes a client: from the domain (the others see a disconnect) and from the
     /// clients, telling its connection why.
     fn remove_client(
+        stats: &mut Stats,
         domain: &mut Domain,
         clients: &mut BTreeMap<MemberName, ClientOut>,
         member: &MemberName,
@@ -1131,6 +1362,7 @@ impl Ordering<'_> {
     ) {
         domain.disconnect(member);
         if let Some(client) = clients.remove(member) {
+            stats.disconnected(&reason);
             if let Ok(mut r) = client.reason.lock() {
                 *r = Some(reason.clone());
             }
@@ -1185,6 +1417,7 @@ impl Ordering<'_> {
                 let Some(client) = clients.get_mut(&o.to) else {
                     continue;
                 };
+                self.stats.outgoing(&o.event);
                 if !Self::queue(client, Frame::Event(o.event).encode()) {
                     stalled.push(o.to);
                     continue;
@@ -1205,7 +1438,7 @@ impl Ordering<'_> {
                     config.queue_limit
                 );
                 warn!(%member, %reason, "disconnecting slow client");
-                Self::remove_client(domain, clients, &member, reason, ConnState::Kill);
+                Self::remove_client(&mut self.stats, domain, clients, &member, reason, ConnState::Kill);
                 changed = true;
             }
         }
@@ -1233,17 +1466,20 @@ async fn serve<S>(
 
     // Handshake.
     let hello = tokio::time::timeout(config.handshake_timeout, inbound.next(&mut rd)).await;
-    let member = match hello {
-        Ok(Ok(Some(Frame::Hello { version, member }))) if version == VERSION => {
+    let (member, version) = match hello {
+        Ok(Ok(Some(Frame::Hello { version, member })))
+            if (MIN_VERSION..=VERSION).contains(&version) =>
+        {
             if let Some(reason) = config.access.refuse_name(&member, &peer) {
                 refuse(&mut wr, conn, reason).await;
                 return;
             }
-            member
+            (member, version)
         }
         Ok(Ok(Some(Frame::Hello { version, .. }))) => {
-            let reason =
-                format!("unsupported protocol version {version} (this daemon speaks {VERSION})");
+            let reason = format!(
+                "unsupported protocol version {version} (this daemon speaks {MIN_VERSION} to {VERSION})"
+            );
             refuse(&mut wr, conn, reason).await;
             return;
         }
@@ -1306,7 +1542,7 @@ async fn serve<S>(
         }
         Err(_) => return,
     }
-    let welcome = Frame::Welcome { version: VERSION }.encode();
+    let welcome = Frame::Welcome { version }.encode();
     let sent = async {
         write_encoded(&mut wr, &welcome).await?;
         wr.flush().await
@@ -1420,7 +1656,9 @@ async fn serve<S>(
                 frame @ (Frame::Join { .. }
                 | Frame::Leave { .. }
                 | Frame::FlushOk { .. }
-                | Frame::Send { .. }),
+                | Frame::Send { .. }
+                | Frame::Note { .. }
+                | Frame::StatusRequest),
             )) => {
                 let mut inflight = None;
                 if let Frame::Send { group, payload, .. } = &frame {
@@ -1629,6 +1867,9 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::FlushOk { .. } => "FlushOk",
         Frame::Send { .. } => "Send",
         Frame::Welcome { .. } => "Welcome",
+        Frame::Note { .. } => "Note",
+        Frame::StatusRequest => "StatusRequest",
+        Frame::Status { .. } => "Status",
         Frame::Event(_) => "event",
         Frame::Error { .. } => "Error",
     }

@@ -48,6 +48,13 @@ pub trait Connection {
     /// The next event.
     async fn next_event(&mut self) -> Result<Event, GcsError>;
 
+    /// Leaves a note about this member's state in `group` with the engine, where the
+    /// engine can show it (the daemon's status); engines without one ignore it.
+    async fn note(&mut self, group: &GroupName, note: Bytes) -> Result<(), GcsError> {
+        let _ = (group, note);
+        Ok(())
+    }
+
     /// Starts a batch of requests: the engine may hold them (in order) until
     /// [`end_batch`](Connection::end_batch), to write them together. By default
     /// requests go out at once.
@@ -133,6 +140,10 @@ impl Connection for Client {
 
     async fn next_event(&mut self) -> Result<Event, GcsError> {
         Client::next_event(self).await
+    }
+
+    async fn note(&mut self, group: &GroupName, note: Bytes) -> Result<(), GcsError> {
+        Client::note(self, group, note).await
     }
 
     fn begin_batch(&mut self) {

@@ -14,8 +14,15 @@ use crate::types::{
 /// The magic that opens the client's `Hello`.
 pub const MAGIC: [u8; 8] = *b"CONCLAVE";
 
-/// The protocol version this crate speaks.
-pub const VERSION: u16 = 1;
+/// The protocol version this crate speaks (2: `Note`, `StatusRequest` and `Status`).
+pub const VERSION: u16 = 2;
+
+/// The oldest protocol version a daemon still accepts (a version-1 client sends none of
+/// version 2's frames).
+pub const MIN_VERSION: u16 = 1;
+
+/// The largest member's note (`Note`) the daemon keeps.
+pub const MAX_NOTE_LEN: usize = 4096;
 
 /// The largest frame length (type byte and body): a maximal message plus room for its
 /// header fields.
@@ -30,6 +37,8 @@ mod kind {
     pub const LEAVE: u8 = 0x03;
     pub const FLUSH_OK: u8 = 0x04;
     pub const SEND: u8 = 0x05;
+    pub const NOTE: u8 = 0x06;
+    pub const STATUS_REQUEST: u8 = 0x07;
     pub const WELCOME: u8 = 0x81;
     pub const VIEW: u8 = 0x82;
     pub const FLUSH_REQUEST: u8 = 0x83;
@@ -37,6 +46,7 @@ mod kind {
     pub const LEFT: u8 = 0x85;
     pub const ERROR: u8 = 0x86;
     pub const REFUSED: u8 = 0x87;
+    pub const STATUS: u8 = 0x88;
 }
 
 /// The `kind` byte of a unicast `Send`.
@@ -117,6 +127,22 @@ pub enum Frame {
         self_delivery: bool,
         /// The payload.
         payload: Bytes,
+    },
+    /// Client: a note about this member's state in a group (for the secure layer, its
+    /// signed modules and epoch), kept by the daemon while the member is in the group
+    /// and shown by `Status` (opaque to the daemon; at most [`MAX_NOTE_LEN`] bytes).
+    Note {
+        /// The group.
+        group: GroupName,
+        /// The note.
+        note: Bytes,
+    },
+    /// Client: asks for the daemon's status.
+    StatusRequest,
+    /// Daemon, answer to `StatusRequest`: its status as a JSON document.
+    Status {
+        /// The JSON document.
+        json: Bytes,
     },
     /// Daemon, answer to `Hello`: the connection is established.
     Welcome {
@@ -229,6 +255,16 @@ impl Frame {
                     }
                 }
                 payload = p.clone();
+            }
+            Frame::Note { group, note } => {
+                b.put_u8(kind::NOTE);
+                put_name(&mut b, group.as_str());
+                payload = note.clone();
+            }
+            Frame::StatusRequest => b.put_u8(kind::STATUS_REQUEST),
+            Frame::Status { json } => {
+                b.put_u8(kind::STATUS);
+                payload = json.clone();
             }
             Frame::Welcome { version } => {
                 b.put_u8(kind::WELCOME);
@@ -365,6 +401,27 @@ impl Frame {
                     self_delivery,
                     payload: r.rest(),
                 }
+            }
+            kind::NOTE => {
+                r.what = "Note";
+                let group = r.group()?;
+                let note = r.rest();
+                if note.len() > MAX_NOTE_LEN {
+                    return Err(WireError::BadValue {
+                        field: "note length",
+                        value: note.len() as u64,
+                    });
+                }
+                Frame::Note { group, note }
+            }
+            kind::STATUS_REQUEST => {
+                r.what = "StatusRequest";
+                r.end()?;
+                Frame::StatusRequest
+            }
+            kind::STATUS => {
+                r.what = "Status";
+                Frame::Status { json: r.rest() }
             }
             kind::WELCOME => {
                 r.what = "Welcome";
