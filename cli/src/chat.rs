@@ -3,7 +3,8 @@
 //!
 //! Each line on standard input is multicast to the group (agreed order, sealed). Lines
 //! that start with `/` are commands: `/refresh` forces a new key (with new modules if the
-//! policy file changed), `/leave` leaves the group and exits. SIGHUP reloads the policy
+//! policy file changed), `/status` shows the group's view, modules, epoch and key age as
+//! this member holds them, `/leave` leaves the group and exits. SIGHUP reloads the policy
 //! file: a change takes effect at the group's next key agreement.
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
@@ -121,6 +122,7 @@ async fn run_session<C: Connection>(
                 let c = match line.trim() {
                     "" => continue,
                     "/refresh" => SessionCommand::Refresh(group.clone()),
+                    "/status" => SessionCommand::Status(group.clone()),
                     "/leave" | "/quit" => SessionCommand::Leave(group.clone()),
                     text => SessionCommand::Multicast {
                         group: group.clone(),

@@ -34,6 +34,7 @@ mod plugins;
 mod policy_cmd;
 mod render;
 mod scaffold;
+mod status;
 
 use std::process::ExitCode;
 
@@ -57,6 +58,12 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
 
+    /// Serve Prometheus metrics at this address (`IP:PORT`, path `/metrics`) while the
+    /// command runs: the daemon's traffic, queues, views and disconnects, the sessions'
+    /// rekeys and security errors (docs/operations.md).
+    #[arg(long, global = true, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -77,6 +84,9 @@ enum Command {
     /// Chat in a secure group through a daemon or Corosync (lines in, events out; ends
     /// at the end of its input).
     Chat(chat::ChatArgs),
+    /// Show a daemon's groups (view, modules in force, epoch, key age, as the members
+    /// report them, signed) and its own figures (connections, queues, disconnects).
+    Status(status::StatusArgs),
     /// Check a policy file, or explain what it gives a group.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
@@ -100,6 +110,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log.as_deref());
     conclave_builtins::link();
+    if let Some(addr) = cli.metrics {
+        let installed = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install();
+        if let Err(e) = installed {
+            eprintln!("cannot serve metrics at {addr}: {e}");
+            return ExitCode::from(2);
+        }
+    }
     match cli.command {
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Daemon(args) => daemon::run(args),
@@ -108,5 +127,6 @@ fn main() -> ExitCode {
         Command::Chat(args) => chat::run(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Status(args) => status::run(args),
     }
 }

@@ -79,6 +79,23 @@ pub fn describe(e: &SessionEvent) -> String {
                 " (no change of modules)"
             }
         ),
+        SessionEvent::Status(st) => match &st.secure {
+            Some(sec) => format!(
+                "status   {} on [{}]: {} + {} on {} ({}), epoch {}, key {} ago, keyed [{}], policy v{}",
+                st.group,
+                st.members.join(" "),
+                sec.key_agreement,
+                sec.cipher,
+                sec.dh_group,
+                sec.provider,
+                sec.epoch.map_or("-".into(), |e| e.to_string()),
+                sec.since_key_ms
+                    .map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1e3)),
+                sec.keyed.join(" "),
+                sec.policy_version
+            ),
+            None => format!("status   {} on [{}]: plain", st.group, st.members.join(" ")),
+        },
         SessionEvent::PolicyRefused { admin, refusal, .. } => {
             format!("POLICY   refused (from {admin}): {refusal}")
         }

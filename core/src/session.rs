@@ -285,6 +285,8 @@ pub enum SessionEvent {
         /// Why.
         refusal: crate::secure::publish::PolicyRefusal,
     },
+    /// This member's status of a group, as asked by [`Command::Status`].
+    Status(crate::secure::status::GroupStatus),
     /// A command sent through a [`SessionHandle`] failed.
     CommandFailed {
         /// The command.
@@ -361,6 +363,8 @@ pub enum Command {
     Refresh(String),
     /// [`Session::reload_policy`].
     ReloadPolicy(Arc<dyn PolicySource>),
+    /// Report this member's status of the group ([`SessionEvent::Status`]).
+    Status(String),
 }
 
 impl std::fmt::Debug for Command {
@@ -376,6 +380,7 @@ impl std::fmt::Debug for Command {
             }
             Command::Refresh(g) => write!(f, "refresh {g}"),
             Command::ReloadPolicy(_) => write!(f, "reload the policy"),
+            Command::Status(g) => write!(f, "status of {g}"),
         }
     }
 }
@@ -526,6 +531,7 @@ impl<C: Connection> Session<C> {
                 self.reload_policy(p.clone());
                 Ok(())
             }
+            Command::Status(g) => self.layer.report_status(g, Instant::now()),
         }
     }
 
@@ -669,6 +675,17 @@ impl<C: Connection> Session<C> {
         loop {
             self.run_ops(false).await?;
             if let Some(e) = self.layer.poll_event() {
+                if let SessionEvent::KeyEstablished(k) = &e {
+                    // The new key's status, signed, for the engine to show (the
+                    // daemon's `Status`); best effort: the key stands either way.
+                    if let (Some(note), Ok(group)) = (
+                        self.layer.signed_note(&k.group, Instant::now()),
+                        conclave_gcs::GroupName::new(&k.group),
+                    ) && let Err(error) = self.client.note(&group, note.into()).await
+                    {
+                        tracing::debug!(%error, "status note not left with the engine");
+                    }
+                }
                 return Ok(e);
             }
             let at = self

@@ -341,7 +341,11 @@ impl Client {
     /// [`MAX_NOTE_LEN`](crate::wire::MAX_NOTE_LEN) bytes; the secure layer's signed
     /// modules and epoch): the daemon keeps the last one while the member is in the
     /// group and shows it in its status.
-    pub async fn note(&mut self, group: &GroupName, note: impl Into<Bytes>) -> Result<(), GcsError> {
+    pub async fn note(
+        &mut self,
+        group: &GroupName,
+        note: impl Into<Bytes>,
+    ) -> Result<(), GcsError> {
         self.check_open()?;
         let note = note.into();
         if note.len() > crate::wire::MAX_NOTE_LEN {

@@ -923,7 +923,15 @@ async fn order(
             cmd = rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 domain.advance(start.elapsed().as_millis() as u64);
+                let counts = !matches!(
+                    &cmd,
+                    Cmd::Request { frame: Frame::Send { .. } | Frame::FlushOk { .. }, .. }
+                        | Cmd::Drained { .. }
+                );
                 o.handle(cmd, &mut domain, &mut clients);
+                if counts {
+                    Stats::counts(&domain, &clients);
+                }
             }
             _ = tick.tick() => {
                 domain.advance(start.elapsed().as_millis() as u64);
@@ -1046,7 +1054,9 @@ impl Stats {
                 g.metrics.bytes_out.increment(payload.len() as u64);
             }
             Event::FlushRequest { group } => {
-                self.group(group).flush_since.get_or_insert_with(Instant::now);
+                self.group(group)
+                    .flush_since
+                    .get_or_insert_with(Instant::now);
             }
             Event::View(view) => {
                 let g = self.group(&view.group);
@@ -1069,11 +1079,19 @@ impl Stats {
     fn tick(&mut self, domain: &Domain, clients: &BTreeMap<MemberName, ClientOut>, limit: usize) {
         self.groups.retain(|g, _| !domain.members(g).is_empty());
         let queued: usize = clients.values().map(|c| c.queued(limit)).sum();
-        let congested = clients.values().filter(|c| c.congested_since.is_some()).count();
-        metrics::gauge!("conclave_daemon_connections").set(clients.len() as f64);
-        metrics::gauge!("conclave_daemon_groups").set(domain.groups().count() as f64);
+        let congested = clients
+            .values()
+            .filter(|c| c.congested_since.is_some())
+            .count();
+        Self::counts(domain, clients);
         metrics::gauge!("conclave_daemon_queued_bytes").set(queued as f64);
         metrics::gauge!("conclave_daemon_congested_clients").set(congested as f64);
+    }
+
+    /// The connection and group gauges (at each change of either, and each tick).
+    fn counts(domain: &Domain, clients: &BTreeMap<MemberName, ClientOut>) {
+        metrics::gauge!("conclave_daemon_connections").set(clients.len() as f64);
+        metrics::gauge!("conclave_daemon_groups").set(domain.groups().count() as f64);
     }
 
     /// The `Status` document.
@@ -1323,7 +1341,14 @@ impl Ordering<'_> {
                 self.config.stall_timeout
             );
             warn!(%member, %reason, "disconnecting slow client");
-            Self::remove_client(&mut self.stats, domain, clients, &member, reason, ConnState::Kill);
+            Self::remove_client(
+                &mut self.stats,
+                domain,
+                clients,
+                &member,
+                reason,
+                ConnState::Kill,
+            );
             changed = true;
         }
         if changed {
@@ -1438,7 +1463,14 @@ impl Ordering<'_> {
                     config.queue_limit
                 );
                 warn!(%member, %reason, "disconnecting slow client");
-                Self::remove_client(&mut self.stats, domain, clients, &member, reason, ConnState::Kill);
+                Self::remove_client(
+                    &mut self.stats,
+                    domain,
+                    clients,
+                    &member,
+                    reason,
+                    ConnState::Kill,
+                );
                 changed = true;
             }
         }

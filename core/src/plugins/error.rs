@@ -131,3 +131,25 @@ pub enum LoadError {
         source: PluginError,
     },
 }
+
+impl LoadError {
+    /// A short kebab-case name of the refusal (for metrics and logs).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LoadError::NotFound { .. } => "not-found",
+            LoadError::Io { .. } => "io",
+            LoadError::NotAFile { .. } => "not-a-file",
+            LoadError::UnsafeFile(_) => "unsafe-file",
+            LoadError::PinMismatch { .. } => "pin-mismatch",
+            LoadError::InvalidLibrary { .. } => "invalid-library",
+            LoadError::NotAPlugin { .. } => "not-a-plugin",
+            LoadError::AbiMismatch { .. } => "abi-mismatch",
+            LoadError::IncompatibleVersion { .. } => "incompatible-version",
+            LoadError::BadMetadata { .. } => "bad-metadata",
+            LoadError::DuplicateName { .. } => "duplicate-name",
+            LoadError::UnknownPlugin { .. } => "unknown-plugin",
+            LoadError::WrongKind { .. } => "wrong-kind",
+            LoadError::Instantiate { .. } => "instantiate",
+        }
+    }
+}

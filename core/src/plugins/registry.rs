@@ -282,8 +282,12 @@ impl Registry {
         path: &Path,
         pin: Option<&Sha256Pin>,
     ) -> Result<&LoadedPlugin, LoadError> {
-        let plugin = inspect(path, pin)?;
-        self.insert(plugin)
+        let loaded = inspect(path, pin).and_then(|plugin| self.insert(plugin));
+        if let Err(e) = &loaded {
+            metrics::counter!("conclave_plugin_load_refusals_total", "reason" => e.kind())
+                .increment(1);
+        }
+        loaded
     }
 
     /// Loads every shared library (`*.so` on Linux) of a directory, with the pins given

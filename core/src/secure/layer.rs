@@ -44,6 +44,7 @@ use crate::{
     identity::Identity,
     plugins::Registry,
     secure::publish::{PolicyRefusal, SignedPolicy},
+    secure::status::{GroupStatus, SecureStatus},
     secure::{
         AgreementId, Exclusion, Output, SecureView,
         control::{Body, Control},
@@ -1135,6 +1136,7 @@ impl SecureLayer {
     /// Reports a refused message or a failed step: once per sender and error code in a
     /// view, then only counted.
     fn security_error(&mut self, group: &str, sender: Option<&str>, e: &PluginError) {
+        metrics::counter!("conclave_security_errors_total", "code" => e.code.name()).increment(1);
         if let Some(g) = self.groups.get_mut(group)
             && !g
                 .reported
@@ -1275,6 +1277,10 @@ impl SecureLayer {
             bytes: stats.bytes_sent,
         };
         let settings = &g.settings;
+        metrics::counter!("conclave_rekeys_total", "protocol" => settings.key_agreement.clone())
+            .increment(1);
+        metrics::histogram!("conclave_rekey_seconds", "protocol" => settings.key_agreement.clone())
+            .record(took.as_secs_f64());
         self.events
             .push_back(SessionEvent::KeyEstablished(KeyEstablished {
                 group: group.into(),
@@ -1580,6 +1586,8 @@ impl SecureLayer {
             }
             Err(refusal) => {
                 tracing::warn!(group, sender, %admin, %refusal, "published policy refused");
+                metrics::counter!("conclave_security_errors_total", "code" => refusal.code().name())
+                    .increment(1);
                 self.events.push_back(SessionEvent::PolicyRefused {
                     group: group.into(),
                     admin,
@@ -1682,6 +1690,59 @@ impl SecureLayer {
             Ok((version, source, settings))
         })();
         (admin, result)
+    }
+
+    /// What this member knows of `group` now: its view, and for a secure group the
+    /// modules in force, the epoch, the secure view and how long ago the key came.
+    pub fn status(&self, group: &str, now: Instant) -> Option<GroupStatus> {
+        let g = self.groups.get(group)?;
+        let secure = g.secured.as_ref().map(|s| {
+            let settings = &g.settings;
+            SecureStatus {
+                key_agreement: settings.key_agreement.clone(),
+                cipher: format!("{} ({})", settings.cipher, settings.cipher_algorithm),
+                dh_group: settings.dh_group.clone(),
+                provider: settings.provider.clone(),
+                epoch: s.current,
+                keyed: s
+                    .current
+                    .and_then(|e| s.epoch_members.get(&e))
+                    .cloned()
+                    .unwrap_or_default(),
+                since_key_ms: s
+                    .current
+                    .map(|_| now.saturating_duration_since(s.last_key).as_millis() as u64),
+                policy_version: g.policy_version,
+            }
+        });
+        Some(GroupStatus {
+            group: group.into(),
+            member: self.identity.name().into(),
+            view_id: g.view.as_ref().map(|v| hex::encode(v.id.to_bytes())),
+            members: g
+                .view
+                .as_ref()
+                .map(|v| v.members.iter().map(|m| m.as_str().to_string()).collect())
+                .unwrap_or_default(),
+            secure,
+        })
+    }
+
+    /// Reports this member's status of `group` as [`SessionEvent::Status`].
+    pub fn report_status(&mut self, group: &str, now: Instant) -> Result<(), CoreError> {
+        let status = self
+            .status(group, now)
+            .ok_or_else(|| CoreError::NotJoined(group.into()))?;
+        self.events.push_back(SessionEvent::Status(status));
+        Ok(())
+    }
+
+    /// This member's status of `group`, signed with its identity key, for the engine to
+    /// show ([`GroupStatus::open_note`] checks one).
+    pub fn signed_note(&self, group: &str, now: Instant) -> Option<Vec<u8>> {
+        let status = self.status(group, now)?;
+        let s = self.groups.get(group)?.secured.as_ref()?;
+        status.seal_note(&s.signer).ok()
     }
 
     /// The version of the policy in force for `group` (the file's, or the last one an

@@ -10,6 +10,7 @@
 pub mod control;
 pub mod layer;
 pub mod publish;
+pub mod status;
 pub mod view;
 
 pub use view::{AgreementId, Exclusion, Output, SecureView};
