@@ -245,7 +245,7 @@ fn env_errors_name_the_variable() {
             "environment variable CONCLAVE_POLICY__DEFAULTS__CIPHR: unknown key \"ciphr\" in [defaults] (known: key_agreement, cipher, dh_group, provider, rekey_interval, agreement_timeout, security, signature)",
             "environment variable CONCLAVE_POLICY__GROUP__0__CIPHER: [[group]] rules cannot be set from the environment",
             "environment variable CONCLAVE_POLICY__PLUGINS__PINS__X: plugin pins cannot be set from the environment",
-            "environment variable CONCLAVE_POLICY__TRUSTED: unknown key \"trusted\" in the top level (known: plugins, trust, defaults, group)",
+            "environment variable CONCLAVE_POLICY__TRUSTED: unknown key \"trusted\" in the top level (known: policy, plugins, trust, defaults, group)",
         ]
     );
     // Values are checked like the file's, and blamed on the variable.
