@@ -193,7 +193,20 @@ async fn termination() {
 /// Binds, prints the address, serves until `stop` resolves, then shuts down.
 async fn serve(config: DaemonConfig, stop: impl Future<Output = ()>) -> ExitCode {
     let listen = config.listen.clone();
-    let daemon = match Daemon::bind(config).await {
+    // A socket handed over by the service manager (systemd's conclave-daemon.socket:
+    // LISTEN_FDS and LISTEN_PID) takes the place of `listen`.
+    let inherited = match listenfd::ListenFd::from_env().take_unix_listener(0) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("conclave daemon: the socket passed by the service manager is unusable: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let bound = match inherited {
+        Some(listener) => Daemon::bind_inherited(config, listener).await,
+        None => Daemon::bind(config).await,
+    };
+    let daemon = match bound {
         Ok(d) => d,
         Err(e) => {
             eprintln!("conclave daemon: cannot listen on {listen}: {e}");

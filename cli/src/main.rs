@@ -111,9 +111,17 @@ fn main() -> ExitCode {
     init_logging(cli.log.as_deref());
     conclave_builtins::link();
     if let Some(addr) = cli.metrics {
+        // Durations (`*_seconds`) as Prometheus histograms, from 0.5 ms to 10 s.
+        const BUCKETS: [f64; 14] = [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
         let installed = metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)
-            .install();
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+                &BUCKETS,
+            )
+            .and_then(|b| b.install());
         if let Err(e) = installed {
             eprintln!("cannot serve metrics at {addr}: {e}");
             return ExitCode::from(2);

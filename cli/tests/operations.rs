@@ -341,6 +341,13 @@ fn publish_status_and_metrics_on_a_live_group_of_processes() {
     assert!(
         get(
             &alice,
+            "conclave_rekey_seconds_bucket{protocol=\"ckd\",le=\"+Inf\"}"
+        ) >= 1.0,
+        "a histogram"
+    );
+    assert!(
+        get(
+            &alice,
             "conclave_security_errors_total{code=\"replayed-message\"}"
         ) >= 1.0
     );

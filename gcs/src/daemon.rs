@@ -503,8 +503,7 @@ impl Daemon {
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>(64);
-        let mut tasks = JoinSet::new();
+        let tasks = JoinSet::new();
         let (listener, address) = match &config.listen {
             Address::Tcp(_) if config.tcp.is_none() => {
                 return Err(std::io::Error::new(
@@ -521,11 +520,63 @@ impl Daemon {
             Address::Unix(path) => {
                 let listener = bind_unix(path, &config).await?;
                 (
-                    Listener::Unix(listener, path.clone()),
+                    Listener::Unix(listener, Some(path.clone())),
                     Address::Unix(path.clone()),
                 )
             }
         };
+        Ok(Self::serve(
+            config,
+            listener,
+            address,
+            shutdown,
+            shutdown_rx,
+            tasks,
+        ))
+    }
+
+    /// Starts serving on a Unix socket that the caller bound (a service manager's socket
+    /// activation, e.g. systemd's `conclave-daemon.socket`): `config.listen` is not
+    /// bound, and the socket file is left in place at shutdown (its owner removes it).
+    pub async fn bind_inherited(
+        config: DaemonConfig,
+        listener: std::os::unix::net::UnixListener,
+    ) -> std::io::Result<Daemon> {
+        config
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        listener.set_nonblocking(true)?;
+        let path = listener
+            .local_addr()?
+            .as_pathname()
+            .map(std::path::Path::to_path_buf)
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the inherited socket is not a Unix socket with a path",
+                )
+            })?;
+        let listener = UnixListener::from_std(listener)?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        Ok(Self::serve(
+            config,
+            Listener::Unix(listener, None),
+            Address::Unix(path),
+            shutdown,
+            shutdown_rx,
+            JoinSet::new(),
+        ))
+    }
+
+    fn serve(
+        config: DaemonConfig,
+        listener: Listener,
+        address: Address,
+        shutdown: watch::Sender<bool>,
+        shutdown_rx: watch::Receiver<bool>,
+        mut tasks: JoinSet<()>,
+    ) -> Daemon {
+        let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>(64);
         let pressure = Arc::new(Pressure::new());
         let limits = Arc::new(Limits {
             pressure: Arc::clone(&pressure),
@@ -544,11 +595,11 @@ impl Daemon {
         let origin = config.origin.unwrap_or_else(default_origin);
         tasks.spawn(order(config, origin, pressure, cmd_rx, shutdown_rx));
         info!(address = %address, origin, "daemon listening");
-        Ok(Daemon {
+        Daemon {
             address,
             shutdown,
             tasks,
-        })
+        }
     }
 
     /// The address the daemon listens on (with the port chosen for `tcp:...:0`).
@@ -589,7 +640,8 @@ const FREE_RECEIVE: usize = 64 * 1024;
 
 enum Listener {
     Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
+    /// The listener, and the socket file to remove at shutdown (none if inherited).
+    Unix(UnixListener, Option<PathBuf>),
 }
 
 /// Who is at the other end of a connection, as the kernel says.
@@ -765,7 +817,7 @@ async fn accept_loop(
         };
     }
     drain_connections(conns).await;
-    if let Listener::Unix(_, path) = &listener {
+    if let Listener::Unix(_, Some(path)) = &listener {
         let _ = std::fs::remove_file(path);
     }
 }
