@@ -660,6 +660,14 @@ mod tests {
                 fatal: true,
                 reason: "bye ünïcode".into(),
             },
+            Frame::Note {
+                group: g(),
+                note: Bytes::from_static(b"signed status"),
+            },
+            Frame::StatusRequest,
+            Frame::Status {
+                json: Bytes::from_static(b"{\"groups\":[]}"),
+            },
         ]
     }
 
@@ -726,6 +734,23 @@ mod tests {
                 WireError::BadValue {
                     field: "cause",
                     value: 9,
+                },
+            ),
+            (
+                vec![0, 0, 0, 2, kind::STATUS_REQUEST, 0],
+                WireError::Trailing(1),
+            ),
+            (
+                {
+                    let len = 3 + MAX_NOTE_LEN + 1;
+                    let mut v = (len as u32).to_be_bytes().to_vec();
+                    v.extend_from_slice(&[kind::NOTE, 1, b'g']);
+                    v.extend(std::iter::repeat_n(0u8, MAX_NOTE_LEN + 1));
+                    v
+                },
+                WireError::BadValue {
+                    field: "note length",
+                    value: (MAX_NOTE_LEN + 1) as u64,
                 },
             ),
         ];

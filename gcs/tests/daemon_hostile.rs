@@ -556,3 +556,112 @@ async fn shutdown_is_bounded_with_a_held_back_sender_and_a_stopped_reader() {
     sender.abort();
     drop(slow);
 }
+
+/// Notes and status requests from raw clients (protocol version 2): a note for a group
+/// the client is not in is refused and never shown, an oversized note closes only its
+/// own connection, and a client that asks for status without reading is disconnected
+/// once its queue is full, alone; a member of the group keeps working throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notes_and_status_requests_from_raw_clients_stay_within_their_bounds() {
+    let _alone = alone().await;
+    let d = daemon(DaemonConfig {
+        stall_timeout: Duration::from_secs(2),
+        queue_limit: 17 << 20,
+        ..DaemonConfig::default()
+    })
+    .await;
+    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
+    joined(&mut a, "g", 1).await;
+    a.note(&grp("g"), Bytes::from_static(b"a's note"))
+        .await
+        .unwrap();
+
+    // Outside the group: refused (non-fatal), not kept.
+    let mut spy = raw_member(&d, "spy").await;
+    let note = Frame::Note {
+        group: grp("g"),
+        note: Bytes::from_static(b"forged note"),
+    };
+    spy.write_all(&note.encode().to_vec()).await.unwrap();
+    // An oversized note (the length field honest): a protocol error for that
+    // connection alone.
+    let mut big = raw_member(&d, "big").await;
+    let mut frame = ((3 + 4097) as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&[0x06, 1, b'g']);
+    frame.extend(std::iter::repeat_n(7u8, 4097));
+    big.write_all(&frame).await.unwrap();
+    let said = read_to_close(&mut big, WAIT).await;
+    assert!(
+        String::from_utf8_lossy(&said).contains("note length"),
+        "{:?}",
+        String::from_utf8_lossy(&said)
+    );
+
+    let status = |json: Bytes| -> serde_json::Value { serde_json::from_slice(&json).unwrap() };
+    let mut observer = Client::connect(d.address(), m("observer")).await.unwrap();
+    let doc = status(observer.status().await.unwrap());
+    let g = &doc["groups"][0];
+    assert_eq!(g["group"], "g");
+    assert_eq!(g["members"], serde_json::json!(["a"]));
+    assert_eq!(
+        g["notes"],
+        serde_json::json!({ "a": hex::encode(b"a's note") }),
+        "only the member's own note: {doc:#}"
+    );
+
+    // A status flood from a client that reads nothing: its queue fills and it is
+    // disconnected alone, within the stall timeout and a margin.
+    let mut flooder = raw_member(&d, "flooder").await;
+    let request = Frame::StatusRequest.encode().to_vec();
+    let burst: Vec<u8> = request.repeat(4096);
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        // Until the daemon stops reading it (the writes then fail or block).
+        for _ in 0..64 {
+            if timeout(Duration::from_secs(5), flooder.write_all(&burst))
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                break;
+            }
+        }
+        flooder
+    });
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let doc = status(observer.status().await.unwrap());
+        if doc["daemon"]["disconnects"]["slow-consumer"].as_u64() >= Some(1) {
+            assert!(
+                doc["daemon"]["queued_bytes"].get("flooder").is_none(),
+                "{doc:#}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the flooder is still connected: {doc:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    writer.abort();
+    // The member still sends and receives in its group.
+    a.multicast(&grp("g"), Service::Agreed, Bytes::from_static(b"still"))
+        .await
+        .unwrap();
+    loop {
+        match next(&mut a).await {
+            Event::Message { payload, .. } => {
+                assert_eq!(&payload[..], b"still");
+                break;
+            }
+            Event::FlushRequest { group } => a.flush_ok(&group).await.unwrap(),
+            _ => {}
+        }
+    }
+    d.shutdown().await;
+}
