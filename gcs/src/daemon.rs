@@ -487,6 +487,9 @@ impl ClientOut {
     }
 }
 
+/// The least time between two status documents for one connection.
+const STATUS_INTERVAL: Duration = Duration::from_millis(10);
+
 /// A running daemon.
 pub struct Daemon {
     address: Address,
@@ -1729,12 +1732,24 @@ async fn serve<S>(
     });
 
     // Reader.
+    let mut next_status = tokio::time::Instant::now();
     let reason = loop {
         let frame = tokio::select! {
             f = inbound.next(&mut rd) => f,
             _ = wait_for(&mut state, ConnState::Closing) => break None,
             _ = shutdown.changed() => break None,
         };
+        if let Ok(Some(Frame::StatusRequest)) = &frame {
+            // A status costs the ordering task a walk over every group: each
+            // connection gets at most one per STATUS_INTERVAL (its further requests,
+            // and everything after them, wait in its own socket).
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_status) => {}
+                _ = wait_for(&mut state, ConnState::Closing) => break None,
+                _ = shutdown.changed() => break None,
+            }
+            next_status = tokio::time::Instant::now() + STATUS_INTERVAL;
+        }
         match frame {
             Ok(Some(
                 frame @ (Frame::Join { .. }

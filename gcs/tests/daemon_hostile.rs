@@ -559,8 +559,8 @@ async fn shutdown_is_bounded_with_a_held_back_sender_and_a_stopped_reader() {
 
 /// Notes and status requests from raw clients (protocol version 2): a note for a group
 /// the client is not in is refused and never shown, an oversized note closes only its
-/// own connection, and a client that asks for status without reading is disconnected
-/// once its queue is full, alone; a member of the group keeps working throughout.
+/// own connection, and a client that floods status requests without reading gets at
+/// most one status per 10 ms; others' status and a member of the group keep working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notes_and_status_requests_from_raw_clients_stay_within_their_bounds() {
     let _alone = alone().await;
@@ -609,15 +609,15 @@ async fn notes_and_status_requests_from_raw_clients_stay_within_their_bounds() {
         "only the member's own note: {doc:#}"
     );
 
-    // A status flood from a client that reads nothing: its queue fills and it is
-    // disconnected alone, within the stall timeout and a margin.
+    // A status flood from a client that reads nothing: the daemon reads its requests
+    // at most one per 10 ms, so in a second of flooding it queued at most about a
+    // hundred documents for it, and the observer's own status comes at once.
     let mut flooder = raw_member(&d, "flooder").await;
     let request = Frame::StatusRequest.encode().to_vec();
     let burst: Vec<u8> = request.repeat(4096);
-    let started = Instant::now();
     let writer = tokio::spawn(async move {
-        // Until the daemon stops reading it (the writes then fail or block).
         for _ in 0..64 {
+            // The writes block once the daemon stops reading ahead.
             if timeout(Duration::from_secs(5), flooder.write_all(&burst))
                 .await
                 .map_or(true, |r| r.is_err())
@@ -627,27 +627,25 @@ async fn notes_and_status_requests_from_raw_clients_stay_within_their_bounds() {
         }
         flooder
     });
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let doc = status(observer.status().await.unwrap());
-        if doc["daemon"]["disconnects"]["slow-consumer"].as_u64() >= Some(1) {
-            assert!(
-                doc["daemon"]["queued_bytes"].get("flooder").is_none(),
-                "{doc:#}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the flooder is still connected: {doc:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        started.elapsed()
+    let flooding = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = Instant::now();
+    let doc = status(
+        timeout(Duration::from_secs(1), observer.status())
+            .await
+            .expect("the observer's status within 1 s of a flood")
+            .unwrap(),
     );
+    let answered = asked.elapsed();
+    let elapsed = flooding.elapsed().as_secs_f64();
+    let queued = doc["daemon"]["queued_bytes"]["flooder"].as_u64().unwrap();
+    let one = serde_json::to_vec(&doc).unwrap().len() as f64;
+    let docs = queued as f64 / one;
+    assert!(
+        docs <= elapsed * 100.0 + 10.0,
+        "{docs:.0} status documents queued for the flooder in {elapsed:.2} s"
+    );
+    assert!(answered < Duration::from_millis(500), "{answered:?}");
     writer.abort();
     // The member still sends and receives in its group.
     a.multicast(&grp("g"), Service::Agreed, Bytes::from_static(b"still"))
