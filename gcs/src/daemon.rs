@@ -1065,6 +1065,9 @@ impl GroupStats {
 #[derive(Default)]
 struct Stats {
     groups: std::collections::HashMap<GroupName, GroupStats>,
+    /// Deliveries counted but not yet added to their group: (group, messages, bytes).
+    /// A dispatch delivers runs of one group's messages, so a run costs one lookup.
+    run: Option<(GroupName, u64, u64)>,
     /// Disconnects by cause.
     disconnects: BTreeMap<&'static str, u64>,
     connections: u64,
@@ -1102,11 +1105,17 @@ impl Stats {
     fn outgoing(&mut self, event: &Event) {
         match event {
             Event::Message { group, payload, .. } => {
-                let g = self.group(group);
-                g.messages_out += 1;
-                g.bytes_out += payload.len() as u64;
-                g.metrics.messages_out.increment(1);
-                g.metrics.bytes_out.increment(payload.len() as u64);
+                let len = payload.len() as u64;
+                match &mut self.run {
+                    Some((g, messages, bytes)) if g == group => {
+                        *messages += 1;
+                        *bytes += len;
+                    }
+                    _ => {
+                        self.end_run();
+                        self.run = Some((group.clone(), 1, len));
+                    }
+                }
             }
             Event::FlushRequest { group } => {
                 self.group(group)
@@ -1127,6 +1136,17 @@ impl Stats {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Adds the current run of deliveries to its group.
+    fn end_run(&mut self) {
+        if let Some((group, messages, bytes)) = self.run.take() {
+            let g = self.group(&group);
+            g.messages_out += messages;
+            g.bytes_out += bytes;
+            g.metrics.messages_out.increment(messages);
+            g.metrics.bytes_out.increment(bytes);
         }
     }
 
@@ -1529,6 +1549,7 @@ impl Ordering<'_> {
                 changed = true;
             }
         }
+        self.stats.end_run();
         if changed {
             self.update_pressure(domain, clients);
         }

@@ -586,3 +586,80 @@ async fn a_batch_leaves_at_its_end_whole_and_in_order() {
     assert_eq!(p.as_ref(), b"after");
     d.shutdown().await;
 }
+
+/// The status document counts every message in and every delivery out, per group, and
+/// every view; a second group's traffic stays in its own row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_every_message_in_and_out_per_group() {
+    let d = daemon(DaemonConfig::default()).await;
+    let mut a = connect(&d, "a").await;
+    a.join(&g()).await.unwrap();
+    until_view(&mut a, 1).await;
+    let mut b = connect(&d, "b").await;
+    b.join(&g()).await.unwrap();
+    let mut c = connect(&d, "c").await;
+    c.join(&g()).await.unwrap();
+    tokio::join!(
+        until_view(&mut a, 3),
+        until_view(&mut b, 3),
+        until_view(&mut c, 3)
+    );
+    let other = GroupName::new("other").unwrap();
+    c.join(&other).await.unwrap();
+    until_view(&mut c, 1).await;
+    const N: u64 = 50;
+    for i in 0..N {
+        a.multicast(&g(), Service::Agreed, Bytes::from(vec![i as u8; 100]))
+            .await
+            .unwrap();
+    }
+    c.multicast(&other, Service::Fifo, Bytes::from_static(b"elsewhere"))
+        .await
+        .unwrap();
+    // Everyone has everything once c has its own message in the other group, after
+    // the N in room (one total order).
+    for client in [&mut a, &mut b] {
+        let mut got = 0;
+        while got < N {
+            if let Event::Message { .. } = next(client).await {
+                got += 1;
+            }
+        }
+    }
+    let mut got = 0;
+    while got < N + 1 {
+        if let Event::Message { .. } = next(&mut c).await {
+            got += 1;
+        }
+    }
+    let json = a.status().await.unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let row = |name: &str| {
+        doc["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["group"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let room = row("room");
+    assert_eq!(room["messages_in"], N, "{doc:#}");
+    assert_eq!(room["bytes_in"], N * 100);
+    assert_eq!(room["messages_out"], 3 * N, "self-delivered too: {doc:#}");
+    assert_eq!(room["bytes_out"], 3 * N * 100);
+    // a alone, then b and c (in one view or two: joins during a flush fold).
+    let views = room["views"].as_u64().unwrap();
+    assert!((2..=3).contains(&views), "{views}");
+    assert_eq!(room["members"], serde_json::json!(["a", "b", "c"]));
+    let elsewhere = row("other");
+    assert_eq!(
+        (
+            elsewhere["messages_in"].as_u64(),
+            elsewhere["messages_out"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(doc["daemon"]["connections"], 3);
+    d.shutdown().await;
+}
