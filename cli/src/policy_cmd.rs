@@ -128,7 +128,7 @@ fn publish(args: PublishArgs) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let mut client =
-            conclave::session::connect_engine(&address, &identity, daemon_key.as_ref())
+            conclave::secure::publish::connect_admin(&address, &identity, daemon_key.as_ref())
                 .await
                 .map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?;
         tokio::time::timeout(

@@ -8,8 +8,8 @@ use conclave::{
     Exclusion, Identity, PolicyFile, PolicyRefusal, PolicySource, SessionEvent, SignedPolicy,
     plugins::Registry,
     sdk::Options,
-    secure::publish::publish,
-    session::{Command, KeyEstablished, connect_engine},
+    secure::publish::{connect_admin, publish},
+    session::{Command, KeyEstablished},
 };
 use conclave_gcs::Service;
 use conclave_tests::harness::{Member, Net, agreed};
@@ -78,7 +78,7 @@ fn seal(signer: &Identity, admin: &str, version: u64, text: &str) -> Vec<u8> {
 
 /// Publishes `sealed` as the administrator's engine member (`as_identity` names it).
 async fn publish_as(net: &Net, as_identity: &Identity, sealed: &[u8]) {
-    let mut client = connect_engine(&net.address, as_identity, None)
+    let mut client = connect_admin(&net.address, as_identity, None)
         .await
         .unwrap();
     tokio::time::timeout(
@@ -160,7 +160,7 @@ async fn an_administrator_moves_a_live_group_to_new_modules_and_forgeries_change
         let admin = admin.clone();
         let sealed = v2.clone();
         tokio::spawn(async move {
-            let mut client = connect_engine(&address, &admin, None).await.unwrap();
+            let mut client = connect_admin(&address, &admin, None).await.unwrap();
             publish(&mut client, GROUP, &sealed).await.unwrap();
             conclave_gcs::Connection::close(client).await;
         })

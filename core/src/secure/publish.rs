@@ -210,6 +210,31 @@ impl PolicyRefusal {
     }
 }
 
+/// How long [`connect_admin`] waits for an earlier connection under the same name.
+pub const ADMIN_NAME_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Connects to the daemon at `address` as the administrator `identity` for
+/// [`publish`]: while the daemon still holds an earlier connection under that name
+/// (a publication that just ended: its disconnect is processed asynchronously), it
+/// retries for up to [`ADMIN_NAME_WAIT`].
+pub async fn connect_admin(
+    address: &conclave_gcs::Address,
+    identity: &crate::Identity,
+    daemon: Option<&conclave_policy::PublicKeyFile>,
+) -> Result<conclave_gcs::Client, CoreError> {
+    let deadline = tokio::time::Instant::now() + ADMIN_NAME_WAIT;
+    loop {
+        match crate::session::connect_engine(address, identity, daemon).await {
+            Err(CoreError::Engine(GcsError::NameInUse(_)))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Publishes a sealed policy (from [`SignedPolicy::seal`]) into `group` over an engine
 /// connection of the administrator: joins the group, multicasts it in agreed order
 /// once in a view, waits until the engine delivered it back (every member of that
