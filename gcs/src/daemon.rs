@@ -1095,6 +1095,22 @@ impl Stats {
             .or_insert_with(|| GroupStats::new(group))
     }
 
+    /// Counts a send accepted into `group` (the group's name is cloned only the first
+    /// time: this runs for every message).
+    fn sent(&mut self, group: &GroupName, len: u64) {
+        let g = match self.groups.get_mut(group) {
+            Some(g) => g,
+            None => self
+                .groups
+                .entry(group.clone())
+                .or_insert_with(|| GroupStats::new(group)),
+        };
+        g.messages_in += 1;
+        g.bytes_in += len;
+        g.metrics.messages_in.increment(1);
+        g.metrics.bytes_in.increment(len);
+    }
+
     fn disconnected(&mut self, reason: &str) {
         let cause = disconnect_cause(reason);
         *self.disconnects.entry(cause).or_default() += 1;
@@ -1142,7 +1158,13 @@ impl Stats {
     /// Adds the current run of deliveries to its group.
     fn end_run(&mut self) {
         if let Some((group, messages, bytes)) = self.run.take() {
-            let g = self.group(&group);
+            let g = match self.groups.entry(group) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let stats = GroupStats::new(e.key());
+                    e.insert(stats)
+                }
+            };
             g.messages_out += messages;
             g.bytes_out += bytes;
             g.metrics.messages_out.increment(messages);
@@ -1333,11 +1355,7 @@ impl Ordering<'_> {
                             SendOptions { self_delivery },
                         );
                         if sent.is_ok() {
-                            let g = self.stats.group(&group);
-                            g.messages_in += 1;
-                            g.bytes_in += len;
-                            g.metrics.messages_in.increment(1);
-                            g.metrics.bytes_in.increment(len);
+                            self.stats.sent(&group, len);
                         }
                         sent
                     }
