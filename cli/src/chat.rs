@@ -77,19 +77,8 @@ async fn chat(args: ChatArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         return run_session(session, &args, live_trust).await;
     }
-    let address = args
-        .connect
-        .clone()
-        .unwrap_or_else(conclave_gcs::daemon::default_address);
-    let daemon_key = match &args.daemon_key {
-        Some(path) => Some(conclave_policy::PublicKeyFile::read(path).map_err(|e| e.to_string())?),
-        None if matches!(address, Address::Tcp(_)) => {
-            return Err(format!(
-                "{address} is TCP: give the daemon's public key with --daemon-key FILE"
-            ));
-        }
-        None => None,
-    };
+    let (address, daemon_key) =
+        crate::daemon::target(args.connect.as_ref(), args.daemon_key.as_deref())?;
     let session = Session::connect_pinned(
         &address,
         identity,

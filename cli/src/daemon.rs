@@ -190,6 +190,28 @@ async fn termination() {
     }
 }
 
+/// Where a client command reaches the daemon: `connect` (default: the address a plain
+/// `conclave daemon` of this user listens on) and the daemon's public key read from
+/// `daemon_key`, which a `tcp:` address needs (the daemon must prove that key).
+pub fn target(
+    connect: Option<&Address>,
+    daemon_key: Option<&std::path::Path>,
+) -> Result<(Address, Option<conclave_policy::PublicKeyFile>), String> {
+    let address = connect
+        .cloned()
+        .unwrap_or_else(conclave_gcs::daemon::default_address);
+    let key = match daemon_key {
+        Some(path) => Some(conclave_policy::PublicKeyFile::read(path).map_err(|e| e.to_string())?),
+        None if matches!(address, Address::Tcp(_)) => {
+            return Err(format!(
+                "{address} is TCP: give the daemon's public key with --daemon-key FILE"
+            ));
+        }
+        None => None,
+    };
+    Ok((address, key))
+}
+
 /// Binds, prints the address, serves until `stop` resolves, then shuts down.
 async fn serve(config: DaemonConfig, stop: impl Future<Output = ()>) -> ExitCode {
     let listen = config.listen.clone();

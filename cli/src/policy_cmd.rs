@@ -109,19 +109,8 @@ fn publish(args: PublishArgs) -> Result<String, String> {
     }
     .seal(&signer)
     .map_err(|e| e.to_string())?;
-    let address = args
-        .connect
-        .clone()
-        .unwrap_or_else(conclave_gcs::daemon::default_address);
-    let daemon_key = match &args.daemon_key {
-        Some(path) => Some(conclave_policy::PublicKeyFile::read(path).map_err(|e| e.to_string())?),
-        None if matches!(address, conclave_gcs::Address::Tcp(_)) => {
-            return Err(format!(
-                "{address} is TCP: give the daemon's public key with --daemon-key FILE"
-            ));
-        }
-        None => None,
-    };
+    let (address, daemon_key) =
+        crate::daemon::target(args.connect.as_ref(), args.daemon_key.as_deref())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

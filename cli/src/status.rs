@@ -118,34 +118,26 @@ fn text(doc: &Value) -> String {
 }
 
 async fn query(args: &StatusArgs) -> Result<Value, String> {
-    let address = args
-        .connect
-        .clone()
-        .unwrap_or_else(conclave_gcs::daemon::default_address);
+    if let (Some(address @ Address::Tcp(_)), None) = (&args.connect, &args.identity) {
+        return Err(format!(
+            "{address} is TCP: give --identity and --daemon-key"
+        ));
+    }
+    let (address, daemon) =
+        crate::daemon::target(args.connect.as_ref(), args.daemon_key.as_deref())?;
     let registry = conclave::plugins::Registry::with_builtins().map_err(|e| e.to_string())?;
     let provider = registry
         .new_provider("rustcrypto", conclave::sdk::Options::default())
         .map_err(|e| e.to_string())?;
     let mut client = match (&address, &args.identity) {
-        (Address::Tcp(_), None) => {
-            return Err(format!(
-                "{address} is TCP: give --identity and --daemon-key"
-            ));
-        }
         (_, Some(path)) => {
             let identity =
                 conclave::Identity::read_file(&provider, path).map_err(|e| e.to_string())?;
-            let daemon = match &args.daemon_key {
-                Some(p) => {
-                    Some(conclave_policy::PublicKeyFile::read(p).map_err(|e| e.to_string())?)
-                }
-                None => None,
-            };
             conclave::session::connect_engine(&address, &identity, daemon.as_ref())
                 .await
                 .map_err(|e| format!("cannot reach the daemon at {address}: {e}"))?
         }
-        (Address::Unix(_), None) => {
+        (_, None) => {
             let name = MemberName::new(format!("status.{}", std::process::id()))
                 .map_err(|e| e.to_string())?;
             Client::connect(&address, name)
