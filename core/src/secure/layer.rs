@@ -162,8 +162,9 @@ struct GroupState {
     descriptor: Vec<u8>,
     /// Settings from a reloaded or published policy, for the next agreement.
     pending: Option<GroupSettings>,
-    /// The policy an administrator published into the group, once adopted.
-    published: Option<Arc<dyn PolicySource>>,
+    /// Whether the settings come from a policy an administrator published into the
+    /// group (adopted), rather than from this member's file.
+    published: bool,
     /// The version of the policy in force for the group (published or the file's).
     policy_version: u64,
     secured: Option<Secured>,
@@ -326,11 +327,11 @@ impl SecureLayer {
         let mut changed = Vec::new();
         let version = self.policy.version();
         for (name, g) in &mut self.groups {
-            if g.published.is_some() && g.policy_version >= version {
+            if g.published && g.policy_version >= version {
                 // A published policy stays until the file catches up with it.
                 continue;
             }
-            g.published = None;
+            g.published = false;
             g.policy_version = version;
             match self.policy.settings(name) {
                 Ok(new) => {
@@ -466,7 +467,7 @@ impl SecureLayer {
                 settings,
                 descriptor,
                 pending: None,
-                published: None,
+                published: false,
                 policy_version: self.policy.version(),
                 secured,
                 sv,
@@ -1563,12 +1564,12 @@ impl SecureLayer {
     fn on_policy(&mut self, group: &str, sender: &str, body: &[u8]) -> Result<(), CoreError> {
         let (admin, result) = self.check_policy(group, sender, body);
         match result {
-            Ok((version, source, settings)) => {
+            Ok((version, settings)) => {
                 let Some(g) = self.groups.get_mut(group) else {
                     return Ok(());
                 };
                 g.policy_version = version;
-                g.published = Some(source);
+                g.published = true;
                 let changed = settings != g.settings;
                 g.pending = changed.then_some(settings);
                 tracing::info!(group, %admin, version, changed, "published policy adopted");
@@ -1599,18 +1600,14 @@ impl SecureLayer {
     }
 
     /// Checks a published policy in order (syntax, group, sender, administrator, key,
-    /// signature, version, the policy itself): whom it claims, and the version, source
-    /// and settings to adopt, or why not.
-    #[allow(clippy::type_complexity)]
+    /// signature, version, the policy itself): whom it claims, and the version and
+    /// settings to adopt, or why not.
     fn check_policy(
         &self,
         group: &str,
         sender: &str,
         body: &[u8],
-    ) -> (
-        String,
-        Result<(u64, Arc<dyn PolicySource>, GroupSettings), PolicyRefusal>,
-    ) {
+    ) -> (String, Result<(u64, GroupSettings), PolicyRefusal>) {
         let (published, signed, signature) = match SignedPolicy::parse(body) {
             Ok(p) => p,
             Err(e) => {
@@ -1687,7 +1684,7 @@ impl SecureLayer {
                         .into(),
                 ));
             }
-            Ok((version, source, settings))
+            Ok((version, settings))
         })();
         (admin, result)
     }
