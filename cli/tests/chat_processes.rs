@@ -12,25 +12,13 @@ use std::{
 
 use serde_json::Value;
 
-fn conclave() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_conclave"))
-}
+mod common;
+use common::{Killer, collect, conclave, spawn_json};
 
 struct Chat {
     name: String,
     child: Child,
     stdin: ChildStdin,
-}
-
-struct Killer(Vec<Child>);
-
-impl Drop for Killer {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn spawn_chat(dir: &Path, name: &str, tx: mpsc::Sender<(String, Value)>) -> Chat {
@@ -57,44 +45,13 @@ fn spawn_chat_at(
     connect: &[&str],
     tx: mpsc::Sender<(String, Value)>,
 ) -> Chat {
-    let mut child = chat_command(dir, name, "room", connect)
-        .arg("--json")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let who = name.to_string();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && tx.send((who.clone(), v)).is_err()
-            {
-                break;
-            }
-        }
-    });
+    let mut command = chat_command(dir, name, "room", connect);
+    command.arg("--json");
+    let (child, stdin) = spawn_json(command, name, tx);
     Chat {
         name: name.into(),
         child,
         stdin,
-    }
-}
-
-/// Collects events until `done` says so; panics after 30 s with what arrived.
-fn collect(
-    rx: &mpsc::Receiver<(String, Value)>,
-    seen: &mut Vec<(String, Value)>,
-    mut done: impl FnMut(&[(String, Value)]) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done(seen) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(e) => seen.push(e),
-            Err(_) => panic!("timed out; events so far: {seen:#?}"),
-        }
     }
 }
 

@@ -4,30 +4,18 @@
 //! signed modules and epoch; `--metrics` serves the named Prometheus series.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
     path::Path,
-    process::{Child, ChildStdin, Command, Stdio},
+    process::{Child, ChildStdin, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-fn conclave() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_conclave"))
-}
-
-struct Killer(Vec<Child>);
-
-impl Drop for Killer {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+mod common;
+use common::{Killer, collect, conclave, spawn_json};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -65,21 +53,6 @@ fn series(text: &str, name_and_labels: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn collect(
-    rx: &mpsc::Receiver<(String, Value)>,
-    seen: &mut Vec<(String, Value)>,
-    mut done: impl FnMut(&[(String, Value)]) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done(seen) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(e) => seen.push(e),
-            Err(_) => panic!("timed out; events so far: {seen:#?}"),
-        }
-    }
-}
-
 fn keys<'a>(seen: &'a [(String, Value)], ka: &str) -> Vec<(&'a str, &'a Value)> {
     seen.iter()
         .filter(|(_, e)| {
@@ -97,30 +70,16 @@ struct Chat {
 }
 
 fn chat(root: &Path, name: &str, extra: &[&str], tx: mpsc::Sender<(String, Value)>) -> Chat {
-    let mut child = conclave()
+    let mut command = conclave();
+    command
         .args(extra)
         .args(["chat", "--group", "room", "--json", "--connect"])
         .arg(format!("unix:{}", root.join("daemon.sock").display()))
         .arg("--identity")
         .arg(root.join("keys").join(format!("{name}.key")))
         .arg("--policy")
-        .arg(root.join("policy.toml"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let who = name.to_string();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line)
-                && tx.send((who.clone(), v)).is_err()
-            {
-                break;
-            }
-        }
-    });
+        .arg(root.join("policy.toml"));
+    let (child, stdin) = spawn_json(command, name, tx);
     Chat { child, stdin }
 }
 

@@ -8,8 +8,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-fn conclave() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_conclave"))
+mod common;
+use common::conclave;
+
+/// Runs packaging/install.sh with prefix /opt/conclave, staged under `stage`.
+fn install(stage: &Path) -> std::process::Output {
+    Command::new(repo().join("packaging/install.sh"))
+        .args([
+            "--prefix",
+            "/opt/conclave",
+            "--bin",
+            env!("CARGO_BIN_EXE_conclave"),
+        ])
+        .arg("--destdir")
+        .arg(stage)
+        .output()
+        .unwrap()
 }
 
 fn repo() -> &'static Path {
@@ -20,17 +34,7 @@ fn repo() -> &'static Path {
 fn the_install_script_stages_a_valid_service() {
     let dir = tempfile::tempdir().unwrap();
     let stage = dir.path();
-    let out = Command::new(repo().join("packaging/install.sh"))
-        .args([
-            "--prefix",
-            "/opt/conclave",
-            "--bin",
-            env!("CARGO_BIN_EXE_conclave"),
-        ])
-        .arg("--destdir")
-        .arg(stage)
-        .output()
-        .unwrap();
+    let out = install(stage);
     assert!(out.status.success(), "{out:?}");
     let bin = stage.join("opt/conclave/bin/conclave");
     let version = Command::new(&bin).arg("--version").output().unwrap();
@@ -73,17 +77,7 @@ fn the_install_script_stages_a_valid_service() {
 
     // Installing again keeps an administrator's edits.
     std::fs::write(stage.join("etc/conclave/policy.toml"), "# edited\n").unwrap();
-    let again = Command::new(repo().join("packaging/install.sh"))
-        .args([
-            "--prefix",
-            "/opt/conclave",
-            "--bin",
-            env!("CARGO_BIN_EXE_conclave"),
-        ])
-        .arg("--destdir")
-        .arg(stage)
-        .output()
-        .unwrap();
+    let again = install(stage);
     assert!(again.status.success(), "{again:?}");
     assert_eq!(
         std::fs::read_to_string(stage.join("etc/conclave/policy.toml")).unwrap(),
