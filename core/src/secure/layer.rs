@@ -30,7 +30,7 @@ use conclave_gcs::{
     Cause, Delivery, Event, GcsError, GroupName, MemberName, Service, View, ViewId,
 };
 use conclave_plugin_sdk::{
-    ErrorCode, PluginError, SecretBytes,
+    ErrorCode, PluginError, RVec, SecretBytes,
     api::{
         cipher::CipherConfig,
         key_agreement::{Action, KeyAgreementConfig, MembershipView, ViewCause},
@@ -130,6 +130,9 @@ struct Secured {
     own: std::collections::VecDeque<OwnSend>,
     /// Plaintext bytes held in `own` (at most [`OWN_SENDS_MAX_BYTES`]).
     own_bytes: usize,
+    /// The authenticated data of the group's application messages:
+    /// [`AAD_DOMAIN`] then the group's name.
+    aad: Vec<u8>,
 }
 
 /// A sealed multicast of this member on its way back to it.
@@ -408,6 +411,7 @@ impl SecureLayer {
             early: Vec::new(),
             own: Default::default(),
             own_bytes: 0,
+            aad: [AAD_DOMAIN, group.as_bytes()].concat(),
         })
     }
 
@@ -579,10 +583,13 @@ impl SecureLayer {
                 None => [&[tag::PLAIN][..], &held.data].concat().into(),
                 Some(s) => {
                     let epoch = s.current.unwrap_or_default();
-                    let aad = [AAD_DOMAIN, group.as_bytes()].concat();
-                    match s.cipher.seal(epoch, &aad, &held.data) {
-                        Ok(sealed) => {
-                            let payload: Bytes = [&[tag::SEALED][..], &sealed].concat().into();
+                    // Sealed straight into the payload's buffer, after its tag byte.
+                    let mut payload =
+                        RVec::with_capacity(1 + s.cipher.overhead() + held.data.len());
+                    payload.push(tag::SEALED);
+                    match s.cipher.seal_into(epoch, &s.aad, &held.data, &mut payload) {
+                        Ok(()) => {
+                            let payload = Bytes::from(payload.into_vec());
                             if matches!(held.delivery, Delivery::Multicast(_))
                                 && s.own_bytes + held.data.len() <= OWN_SENDS_MAX_BYTES
                             {
@@ -1406,8 +1413,9 @@ impl SecureLayer {
             }
         }
         // Senders excluded for good were refused in `on_message`, before opening.
-        let aad = [AAD_DOMAIN, group.as_bytes()].concat();
-        match s.cipher.open(sender, &aad, body) {
+        // Opened straight into the buffer the application receives.
+        let mut plaintext = RVec::with_capacity(body.len());
+        match s.cipher.open_into(sender, &s.aad, body, &mut plaintext) {
             Ok(opened)
                 if s.epoch_members
                     .get(&opened.epoch)
@@ -1418,7 +1426,7 @@ impl SecureLayer {
                     sender: sender.into(),
                     service: service.into(),
                     epoch: Some(opened.epoch),
-                    data: opened.plaintext.to_vec(),
+                    data: plaintext.into_vec(),
                 });
             }
             Ok(opened) => {

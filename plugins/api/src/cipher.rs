@@ -13,7 +13,7 @@
 
 use abi_stable::{
     StableAbi, sabi_trait,
-    std_types::{RBox, RSlice, RStr, RString, RVec},
+    std_types::{RBox, RResult, RSlice, RStr, RString, RVec},
 };
 
 use crate::{Options, PluginResult, provider::CryptoProviderArc};
@@ -47,6 +47,16 @@ pub struct OpenedMessage {
     pub sequence: u64,
     /// The plaintext.
     pub plaintext: RVec<u8>,
+}
+
+/// What [`GroupCipher::open_into`] learned from an accepted message's header.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenedHeader {
+    /// The epoch whose key sealed the message.
+    pub epoch: u64,
+    /// The sender's sequence number within that epoch.
+    pub sequence: u64,
 }
 
 /// Seals and opens the messages of one member in one group.
@@ -86,6 +96,53 @@ pub trait GroupCipher: Send {
         aad: RSlice<'_, u8>,
         sealed: RSlice<'_, u8>,
     ) -> PluginResult<OpenedMessage>;
+
+    /// Seals as [`GroupCipher::seal`] does, appending the sealed message to `out`
+    /// (which may already hold the host's frame header), so that the host seals into
+    /// the buffer it sends: no intermediate buffer, no copy. On an error `out` is left
+    /// as it was.
+    ///
+    /// Added in ABI 1.3: for a cipher built before, this default body seals and copies.
+    fn seal_into(
+        &mut self,
+        epoch: u64,
+        aad: RSlice<'_, u8>,
+        plaintext: RSlice<'_, u8>,
+        out: &mut RVec<u8>,
+    ) -> PluginResult<()> {
+        match self.seal(epoch, aad, plaintext) {
+            RResult::ROk(sealed) => {
+                out.extend_from_copy_slice(&sealed);
+                RResult::ROk(())
+            }
+            RResult::RErr(e) => RResult::RErr(e),
+        }
+    }
+
+    /// Opens as [`GroupCipher::open`] does, appending the plaintext to `out` (the
+    /// buffer the host hands on) and returning the epoch and sequence number. On an
+    /// error `out` is left as it was: no byte of an unauthenticated plaintext stays in
+    /// it.
+    ///
+    /// Added in ABI 1.3: for a cipher built before, this default body opens and copies.
+    fn open_into(
+        &mut self,
+        sender: RStr<'_>,
+        aad: RSlice<'_, u8>,
+        sealed: RSlice<'_, u8>,
+        out: &mut RVec<u8>,
+    ) -> PluginResult<OpenedHeader> {
+        match self.open(sender, aad, sealed) {
+            RResult::ROk(opened) => {
+                out.extend_from_copy_slice(&opened.plaintext);
+                RResult::ROk(OpenedHeader {
+                    epoch: opened.epoch,
+                    sequence: opened.sequence,
+                })
+            }
+            RResult::RErr(e) => RResult::RErr(e),
+        }
+    }
 }
 
 impl Clone for CipherConfig {

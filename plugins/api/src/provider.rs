@@ -196,6 +196,50 @@ pub trait Aead: Send {
         aad: RSlice<'_, u8>,
         ciphertext: RSlice<'_, u8>,
     ) -> PluginResult<SecretBytes>;
+
+    /// Encrypts and authenticates as [`Aead::seal`] does, appending `ciphertext || tag`
+    /// to `out` (a caller's buffer, which may already hold a header): no buffer of its
+    /// own, no copy. On an error `out` is left as it was.
+    ///
+    /// Added in ABI 1.3: for a provider built before, this default body seals and
+    /// copies.
+    fn seal_into(
+        &mut self,
+        nonce: RSlice<'_, u8>,
+        aad: RSlice<'_, u8>,
+        plaintext: RSlice<'_, u8>,
+        out: &mut RVec<u8>,
+    ) -> PluginResult<()> {
+        match self.seal(nonce, aad, plaintext) {
+            RResult::ROk(sealed) => {
+                out.extend_from_copy_slice(&sealed);
+                RResult::ROk(())
+            }
+            RResult::RErr(e) => RResult::RErr(e),
+        }
+    }
+
+    /// Verifies and decrypts as [`Aead::open`] does, appending the plaintext to `out`.
+    /// On an error `out` is left as it was: no byte of an unauthenticated plaintext
+    /// stays in it.
+    ///
+    /// Added in ABI 1.3: for a provider built before, this default body opens and
+    /// copies.
+    fn open_into(
+        &mut self,
+        nonce: RSlice<'_, u8>,
+        aad: RSlice<'_, u8>,
+        ciphertext: RSlice<'_, u8>,
+        out: &mut RVec<u8>,
+    ) -> PluginResult<()> {
+        match self.open(nonce, aad, ciphertext) {
+            RResult::ROk(plaintext) => {
+                out.extend_from_copy_slice(plaintext.expose());
+                RResult::ROk(())
+            }
+            RResult::RErr(e) => RResult::RErr(e),
+        }
+    }
 }
 
 /// A block cipher under one key, with raw ECB and CBC (no padding: the input length

@@ -5,7 +5,7 @@
 //! (all members sharing whatever provider the plugin under test should use).
 
 use conclave_plugin_sdk::{
-    ErrorCode, Options, PluginError,
+    ErrorCode, Options, PluginError, RVec,
     api::{PluginModuleRef, cipher::CipherConfig},
     host::{Cipher, Provider},
 };
@@ -71,6 +71,88 @@ pub fn all(make: MakeCipher<'_>) -> Report {
                 })?;
             }
             Ok(())
+        })(),
+    );
+    r.check(
+        "seal_into and open_into append to the caller's buffer, as seal and open give",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1])?;
+            for (i, len) in [0usize, 1, 1024, 70_000].into_iter().enumerate() {
+                let pt: Vec<u8> = (0..len).map(|j| (j * 5 + i) as u8).collect();
+                let mut frame = RVec::new();
+                frame.extend_from_copy_slice(b"frame header");
+                a.seal_into(1, b"hdr", &pt, &mut frame).map_err(err)?;
+                ensure(frame.starts_with(b"frame header"), || {
+                    "seal_into overwrote the bytes before it".into()
+                })?;
+                let sealed = &frame[12..];
+                ensure(sealed.len() <= pt.len() + a.overhead(), || {
+                    "seal_into exceeds the stated overhead".into()
+                })?;
+                // Each form opens what the other sealed.
+                let mut out = RVec::new();
+                out.extend_from_copy_slice(b"kept");
+                let header = b
+                    .open_into("alice", b"hdr", sealed, &mut out)
+                    .map_err(err)?;
+                ensure(out.starts_with(b"kept") && out[4..] == pt[..], || {
+                    format!("open_into at {len} B: plaintext mismatch")
+                })?;
+                ensure(header.epoch == 1 && header.sequence == 2 * i as u64, || {
+                    format!("open_into header {header:?}")
+                })?;
+                let sealed = a.seal(1, b"hdr", &pt).map_err(err)?;
+                let mut out = RVec::new();
+                let header = b
+                    .open_into("alice", b"hdr", &sealed, &mut out)
+                    .map_err(err)?;
+                ensure(
+                    out[..] == pt[..] && header.sequence == 2 * i as u64 + 1,
+                    || format!("open_into of a seal at {len} B"),
+                )?;
+            }
+            Ok(())
+        })(),
+    );
+    r.check(
+        "a refused open_into or seal_into leaves the buffer as it was",
+        (|| {
+            let (mut a, mut b) = pair(make, &[1])?;
+            let sealed = a.seal(1, b"aad", &[0x42; 300]).map_err(err)?;
+            let mut out = RVec::new();
+            out.extend_from_copy_slice(b"before");
+            for i in (0..sealed.len()).step_by(7).chain([sealed.len() - 1]) {
+                let mut t = sealed.clone();
+                t[i] ^= 0x01;
+                expect_code(
+                    b.open_into("alice", b"aad", &t, &mut out),
+                    &[
+                        ErrorCode::AUTHENTICATION_FAILED,
+                        ErrorCode::MALFORMED,
+                        ErrorCode::UNKNOWN_EPOCH,
+                        ErrorCode::TOO_OLD,
+                    ],
+                )
+                .map_err(|e| format!("byte {i}: {e}"))?;
+                ensure(out[..] == b"before"[..], || {
+                    format!("byte {i}: the refused open left {} bytes", out.len())
+                })?;
+            }
+            expect_code(
+                a.seal_into(9, b"aad", b"no key", &mut out),
+                &[ErrorCode::NO_KEY, ErrorCode::UNKNOWN_EPOCH],
+            )?;
+            ensure(out[..] == b"before"[..], || {
+                "a refused seal_into changed the buffer".into()
+            })?;
+            // Nothing was recorded: the genuine message still opens, once.
+            b.open_into("alice", b"aad", &sealed, &mut out)
+                .map_err(err)?;
+            ensure(out[6..] == [0x42; 300][..], || "mismatch".into())?;
+            expect_code(
+                b.open_into("alice", b"aad", &sealed, &mut out),
+                &[ErrorCode::REPLAYED],
+            )
         })(),
     );
     r.check(

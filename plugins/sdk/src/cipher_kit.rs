@@ -37,8 +37,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use abi_stable::std_types::RVec;
 use conclave_plugin_api::{
-    ErrorCode, PluginError, SecretBytes, cipher::CipherConfig, cipher::OpenedMessage,
+    ErrorCode, PluginError, SecretBytes, abi_stable,
+    cipher::{CipherConfig, OpenedHeader, OpenedMessage},
 };
 
 use crate::{
@@ -62,6 +64,32 @@ pub trait SenderCipher: Send {
     fn seal(&mut self, sequence: u64, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>>;
     /// Verifies and decrypts message number `sequence`.
     fn open(&mut self, sequence: u64, aad: &[u8], body: &[u8]) -> Result<SecretBytes>;
+    /// Appends the body of message number `sequence` to `out`. The default seals with
+    /// [`SenderCipher::seal`] and copies; override it to encrypt into `out`. On an
+    /// error the kit cuts `out` back.
+    fn seal_into(
+        &mut self,
+        sequence: u64,
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        out.extend_from_copy_slice(&self.seal(sequence, aad, plaintext)?);
+        Ok(())
+    }
+    /// Appends the plaintext of message number `sequence` to `out`. The default opens
+    /// with [`SenderCipher::open`] and copies. On an error the kit wipes what was
+    /// appended and cuts `out` back.
+    fn open_into(
+        &mut self,
+        sequence: u64,
+        aad: &[u8],
+        body: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        out.extend_from_copy_slice(self.open(sequence, aad, body)?.expose());
+        Ok(())
+    }
 }
 
 /// Makes [`SenderCipher`]s from per-sender keys.
@@ -129,6 +157,26 @@ impl SenderCipher for CounterNonceAead {
     fn open(&mut self, sequence: u64, aad: &[u8], body: &[u8]) -> Result<SecretBytes> {
         self.nonce(sequence);
         self.aead.open(&self.nonce, aad, body)
+    }
+    fn seal_into(
+        &mut self,
+        sequence: u64,
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        self.nonce(sequence);
+        self.aead.seal_into(&self.nonce, aad, plaintext, out)
+    }
+    fn open_into(
+        &mut self,
+        sequence: u64,
+        aad: &[u8],
+        body: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        self.nonce(sequence);
+        self.aead.open_into(&self.nonce, aad, body, out)
     }
 }
 
@@ -246,6 +294,9 @@ pub struct KitCipher {
     factory: Box<dyn SenderCipherFactory>,
     limits: Limits,
     epochs: BTreeMap<u64, EpochState>,
+    /// The authenticated data of the message at hand (header, then the host's), kept
+    /// between messages so that sealing and opening allocate nothing.
+    aad: Vec<u8>,
 }
 
 impl KitCipher {
@@ -275,6 +326,7 @@ impl KitCipher {
             factory,
             limits,
             epochs: BTreeMap::new(),
+            aad: Vec::new(),
         })
     }
 
@@ -304,12 +356,140 @@ impl KitCipher {
         h
     }
 
-    fn full_aad(header: &[u8], aad: &[u8]) -> Vec<u8> {
-        let mut v = Vec::with_capacity(header.len() + aad.len());
-        v.extend_from_slice(header);
-        v.extend_from_slice(aad);
-        v
+    /// Sets the authenticated data of one message: its header, then the host's.
+    fn set_aad(buffer: &mut Vec<u8>, header: &[u8], aad: &[u8]) {
+        buffer.clear();
+        buffer.extend_from_slice(header);
+        buffer.extend_from_slice(aad);
     }
+
+    fn seal_appending(
+        &mut self,
+        epoch: u64,
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        let limits = self.limits;
+        let state = self.epochs.get(&epoch).ok_or_else(|| {
+            PluginError::new(
+                ErrorCode::NO_KEY,
+                format!("no key installed for epoch {epoch}"),
+            )
+        })?;
+        if state.send.is_none() {
+            let key = self.sender_key(&state.key, epoch, &self.local)?;
+            let cipher = self.factory.new_sender(&self.provider, key.expose())?;
+            // The state exists: it was found above and nothing removed it since.
+            if let Some(state) = self.epochs.get_mut(&epoch) {
+                state.send = Some(SendState {
+                    cipher,
+                    next: 0,
+                    bytes: 0,
+                });
+            }
+        }
+        let send = self
+            .epochs
+            .get_mut(&epoch)
+            .and_then(|s| s.send.as_mut())
+            .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "send state vanished"))?;
+        let len = plaintext.len() as u64;
+        if send.next >= limits.max_messages
+            || send.next == u64::MAX
+            || send.bytes.saturating_add(len) > limits.max_bytes
+        {
+            return Err(PluginError::new(
+                ErrorCode::KEY_EXHAUSTED,
+                format!(
+                    "epoch {epoch}: this sender's key has sealed {} messages and {} bytes; rekey",
+                    send.next, send.bytes
+                ),
+            ));
+        }
+        let sequence = send.next;
+        let header = Self::header(epoch, sequence);
+        Self::set_aad(&mut self.aad, &header, aad);
+        out.reserve(HEADER_LEN + plaintext.len() + self.factory.overhead());
+        out.extend_from_copy_slice(&header);
+        send.cipher.seal_into(sequence, &self.aad, plaintext, out)?;
+        send.next += 1;
+        send.bytes += len;
+        Ok(())
+    }
+
+    fn open_appending(
+        &mut self,
+        sender: &str,
+        aad: &[u8],
+        sealed: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<OpenedHeader> {
+        if sealed.len() < HEADER_LEN + self.factory.min_body_len() {
+            return Err(PluginError::new(
+                ErrorCode::MALFORMED,
+                format!("sealed message of {} bytes is truncated", sealed.len()),
+            ));
+        }
+        if sealed[0] != FORMAT_VERSION {
+            return Err(PluginError::new(
+                ErrorCode::MALFORMED,
+                format!("unknown sealed-format version {}", sealed[0]),
+            ));
+        }
+        let (header, body) = sealed.split_at(HEADER_LEN);
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&header[1..9]);
+        let epoch = u64::from_be_bytes(word);
+        word.copy_from_slice(&header[9..17]);
+        let sequence = u64::from_be_bytes(word);
+
+        let state = self.epochs.get(&epoch).ok_or_else(|| {
+            PluginError::new(
+                ErrorCode::UNKNOWN_EPOCH,
+                format!("no key for epoch {epoch} (sender {sender})"),
+            )
+        })?;
+        // A new sender's state is built aside and kept only if the message authenticates.
+        let mut fresh = None;
+        if !state.peers.contains_key(sender) {
+            let key = self.sender_key(&state.key, epoch, sender)?;
+            fresh = Some(PeerState {
+                cipher: self.factory.new_sender(&self.provider, key.expose())?,
+                window: ReplayWindow::default(),
+            });
+        }
+        let state = self
+            .epochs
+            .get_mut(&epoch)
+            .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "epoch state vanished"))?;
+        Self::set_aad(&mut self.aad, header, aad);
+        match state.peers.get_mut(sender) {
+            Some(peer) => {
+                peer.window.check(sequence)?;
+                peer.cipher.open_into(sequence, &self.aad, body, out)?;
+                peer.window.record(sequence);
+            }
+            None => {
+                let mut peer = fresh
+                    .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "peer state vanished"))?;
+                peer.cipher.open_into(sequence, &self.aad, body, out)?;
+                peer.window.record(sequence);
+                state.peers.insert(sender.to_string(), peer);
+            }
+        }
+        Ok(OpenedHeader { epoch, sequence })
+    }
+}
+
+/// Keeps the `*_into` contract on the kit's own errors and a sender cipher's: what was
+/// appended to `out` is wiped and cut off.
+fn cut_back<R>(r: Result<R>, out: &mut RVec<u8>, len: usize) -> Result<R> {
+    if r.is_err() && out.len() > len {
+        zeroize::Zeroize::zeroize(&mut out[len..]);
+        out.truncate(len);
+    }
+    r
 }
 
 impl GroupCipherImpl for KitCipher {
@@ -355,117 +535,44 @@ impl GroupCipherImpl for KitCipher {
     }
 
     fn seal(&mut self, epoch: u64, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let limits = self.limits;
-        let state = self.epochs.get(&epoch).ok_or_else(|| {
-            PluginError::new(
-                ErrorCode::NO_KEY,
-                format!("no key installed for epoch {epoch}"),
-            )
-        })?;
-        if state.send.is_none() {
-            let key = self.sender_key(&state.key, epoch, &self.local)?;
-            let cipher = self.factory.new_sender(&self.provider, key.expose())?;
-            // The state exists: it was found above and nothing removed it since.
-            if let Some(state) = self.epochs.get_mut(&epoch) {
-                state.send = Some(SendState {
-                    cipher,
-                    next: 0,
-                    bytes: 0,
-                });
-            }
-        }
-        let send = self
-            .epochs
-            .get_mut(&epoch)
-            .and_then(|s| s.send.as_mut())
-            .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "send state vanished"))?;
-        let len = plaintext.len() as u64;
-        if send.next >= limits.max_messages
-            || send.next == u64::MAX
-            || send.bytes.saturating_add(len) > limits.max_bytes
-        {
-            return Err(PluginError::new(
-                ErrorCode::KEY_EXHAUSTED,
-                format!(
-                    "epoch {epoch}: this sender's key has sealed {} messages and {} bytes; rekey",
-                    send.next, send.bytes
-                ),
-            ));
-        }
-        let sequence = send.next;
-        let header = Self::header(epoch, sequence);
-        let body = send
-            .cipher
-            .seal(sequence, &Self::full_aad(&header, aad), plaintext)?;
-        send.next += 1;
-        send.bytes += len;
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&body);
-        Ok(out)
+        let mut out = RVec::new();
+        self.seal_into(epoch, aad, plaintext, &mut out)?;
+        Ok(out.into_vec())
     }
 
     fn open(&mut self, sender: &str, aad: &[u8], sealed: &[u8]) -> Result<OpenedMessage> {
-        if sealed.len() < HEADER_LEN + self.factory.min_body_len() {
-            return Err(PluginError::new(
-                ErrorCode::MALFORMED,
-                format!("sealed message of {} bytes is truncated", sealed.len()),
-            ));
-        }
-        if sealed[0] != FORMAT_VERSION {
-            return Err(PluginError::new(
-                ErrorCode::MALFORMED,
-                format!("unknown sealed-format version {}", sealed[0]),
-            ));
-        }
-        let (header, body) = sealed.split_at(HEADER_LEN);
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&header[1..9]);
-        let epoch = u64::from_be_bytes(word);
-        word.copy_from_slice(&header[9..17]);
-        let sequence = u64::from_be_bytes(word);
-
-        let state = self.epochs.get(&epoch).ok_or_else(|| {
-            PluginError::new(
-                ErrorCode::UNKNOWN_EPOCH,
-                format!("no key for epoch {epoch} (sender {sender})"),
-            )
-        })?;
-        // A new sender's state is built aside and kept only if the message authenticates.
-        let mut fresh = None;
-        if !state.peers.contains_key(sender) {
-            let key = self.sender_key(&state.key, epoch, sender)?;
-            fresh = Some(PeerState {
-                cipher: self.factory.new_sender(&self.provider, key.expose())?,
-                window: ReplayWindow::default(),
-            });
-        }
-        let state = self
-            .epochs
-            .get_mut(&epoch)
-            .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "epoch state vanished"))?;
-        let aad = Self::full_aad(header, aad);
-        let plaintext = match state.peers.get_mut(sender) {
-            Some(peer) => {
-                peer.window.check(sequence)?;
-                let pt = peer.cipher.open(sequence, &aad, body)?;
-                peer.window.record(sequence);
-                pt
-            }
-            None => {
-                let mut peer = fresh
-                    .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "peer state vanished"))?;
-                let pt = peer.cipher.open(sequence, &aad, body)?;
-                peer.window.record(sequence);
-                state.peers.insert(sender.to_string(), peer);
-                pt
-            }
-        };
+        let mut plaintext = RVec::new();
+        let OpenedHeader { epoch, sequence } =
+            self.open_into(sender, aad, sealed, &mut plaintext)?;
         Ok(OpenedMessage {
             epoch,
             sequence,
-            plaintext: plaintext.into_exposed(),
+            plaintext,
         })
+    }
+
+    fn seal_into(
+        &mut self,
+        epoch: u64,
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        let len = out.len();
+        let r = self.seal_appending(epoch, aad, plaintext, out);
+        cut_back(r, out, len)
+    }
+
+    fn open_into(
+        &mut self,
+        sender: &str,
+        aad: &[u8],
+        sealed: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<OpenedHeader> {
+        let len = out.len();
+        let r = self.open_appending(sender, aad, sealed, out);
+        cut_back(r, out, len)
     }
 }
 

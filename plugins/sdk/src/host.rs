@@ -6,10 +6,10 @@
 
 use std::fmt;
 
-use abi_stable::std_types::{RSlice, RStr};
+use abi_stable::std_types::{RSlice, RStr, RVec};
 use conclave_plugin_api::{
     Algorithm, PluginError, SecretBytes, abi_stable,
-    cipher::{GroupCipherBox, OpenedMessage},
+    cipher::{GroupCipherBox, OpenedHeader, OpenedMessage},
     key_agreement::{Action, KeyAgreementBox, KeyAgreementStats, MembershipView},
     provider::{
         AeadBox, BlockCipherBox, CryptoProviderArc, DhGroupBox, MacBox, OpCounters, SignerBox,
@@ -264,6 +264,31 @@ impl Aead {
             .open(rs(nonce), rs(aad), rs(ciphertext))
             .into_result()
     }
+    /// Appends `ciphertext || tag` to `out`; on an error `out` is as it was.
+    pub fn seal_into(
+        &mut self,
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        self.inner
+            .seal_into(rs(nonce), rs(aad), rs(plaintext), out)
+            .into_result()
+    }
+    /// Verifies and decrypts, appending the plaintext to `out`; on an error `out` is
+    /// as it was.
+    pub fn open_into(
+        &mut self,
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        self.inner
+            .open_into(rs(nonce), rs(aad), rs(ciphertext), out)
+            .into_result()
+    }
 }
 
 /// A keyed block cipher from a provider.
@@ -404,6 +429,33 @@ impl Cipher {
     pub fn open(&mut self, sender: &str, aad: &[u8], sealed: &[u8]) -> Result<OpenedMessage> {
         self.inner
             .open(rstr(sender), rs(aad), rs(sealed))
+            .into_result()
+    }
+    /// Seals from the local member under `epoch`, appending the sealed message to
+    /// `out` (which may already hold a frame header): the zero-copy form of
+    /// [`Cipher::seal`]. On an error `out` is as it was.
+    pub fn seal_into(
+        &mut self,
+        epoch: u64,
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        self.inner
+            .seal_into(epoch, rs(aad), rs(plaintext), out)
+            .into_result()
+    }
+    /// Opens a message from `sender`, appending its plaintext to `out`: the zero-copy
+    /// form of [`Cipher::open`]. On an error `out` is as it was.
+    pub fn open_into(
+        &mut self,
+        sender: &str,
+        aad: &[u8],
+        sealed: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<OpenedHeader> {
+        self.inner
+            .open_into(rstr(sender), rs(aad), rs(sealed), out)
             .into_result()
     }
 }

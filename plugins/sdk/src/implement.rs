@@ -11,7 +11,9 @@ use abi_stable::{
 use conclave_plugin_api::{
     Algorithm, ErrorCode, Options, PluginError, PluginKind, PluginResult, ProviderConfig,
     SecretBytes, abi_stable,
-    cipher::{CipherConfig, GroupCipher, GroupCipher_TO, GroupCipherBox, OpenedMessage},
+    cipher::{
+        CipherConfig, GroupCipher, GroupCipher_TO, GroupCipherBox, OpenedHeader, OpenedMessage,
+    },
     key_agreement::{
         Action, KeyAgreement, KeyAgreement_TO, KeyAgreementBox, KeyAgreementConfig,
         KeyAgreementStats, MembershipView,
@@ -134,6 +136,31 @@ pub trait AeadImpl: Send {
     fn seal(&mut self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>>;
     /// Verifies and decrypts.
     fn open(&mut self, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<SecretBytes>;
+    /// Appends `ciphertext || tag` to `out` (a caller's buffer). The default seals
+    /// with [`AeadImpl::seal`] and copies; a provider that can encrypt into the buffer
+    /// overrides it. On an error the adapter cuts `out` back to its length.
+    fn seal_into(
+        &mut self,
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        out.extend_from_copy_slice(&self.seal(nonce, aad, plaintext)?);
+        Ok(())
+    }
+    /// Appends the plaintext to `out`. The default opens with [`AeadImpl::open`] and
+    /// copies. On an error the adapter wipes what was appended and cuts `out` back.
+    fn open_into(
+        &mut self,
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        out.extend_from_copy_slice(self.open(nonce, aad, ciphertext)?.expose());
+        Ok(())
+    }
 }
 
 /// A keyed block cipher (raw ECB and CBC on whole blocks).
@@ -253,6 +280,35 @@ pub trait GroupCipherImpl: Send {
     fn seal(&mut self, epoch: u64, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>>;
     /// Opens a message from `sender`.
     fn open(&mut self, sender: &str, aad: &[u8], sealed: &[u8]) -> Result<OpenedMessage>;
+    /// Appends the sealed message to `out`. The default seals with
+    /// [`GroupCipherImpl::seal`] and copies. On an error the adapter cuts `out` back.
+    fn seal_into(
+        &mut self,
+        epoch: u64,
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        out.extend_from_copy_slice(&self.seal(epoch, aad, plaintext)?);
+        Ok(())
+    }
+    /// Appends the plaintext of a message from `sender` to `out`. The default opens
+    /// with [`GroupCipherImpl::open`] and copies. On an error the adapter wipes what was
+    /// appended and cuts `out` back.
+    fn open_into(
+        &mut self,
+        sender: &str,
+        aad: &[u8],
+        sealed: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<OpenedHeader> {
+        let opened = self.open(sender, aad, sealed)?;
+        out.extend_from_copy_slice(&opened.plaintext);
+        Ok(OpenedHeader {
+            epoch: opened.epoch,
+            sequence: opened.sequence,
+        })
+    }
 }
 
 /// A key-agreement state machine; see
@@ -361,6 +417,42 @@ impl Aead for G<dyn AeadImpl> {
     ) -> PluginResult<SecretBytes> {
         self.0.call_mut(|a| a.open(&nonce, &aad, &ciphertext))
     }
+    fn seal_into(
+        &mut self,
+        nonce: RSlice<'_, u8>,
+        aad: RSlice<'_, u8>,
+        plaintext: RSlice<'_, u8>,
+        out: &mut RVec<u8>,
+    ) -> PluginResult<()> {
+        let len = out.len();
+        let r = self
+            .0
+            .call_mut(|a| a.seal_into(&nonce, &aad, &plaintext, &mut *out));
+        restore_on_error(r, out, len)
+    }
+    fn open_into(
+        &mut self,
+        nonce: RSlice<'_, u8>,
+        aad: RSlice<'_, u8>,
+        ciphertext: RSlice<'_, u8>,
+        out: &mut RVec<u8>,
+    ) -> PluginResult<()> {
+        let len = out.len();
+        let r = self
+            .0
+            .call_mut(|a| a.open_into(&nonce, &aad, &ciphertext, &mut *out));
+        restore_on_error(r, out, len)
+    }
+}
+
+/// The `*_into` contract, kept whatever the implementation did: on an error (or a
+/// panic) the bytes appended to `out` are wiped and cut off.
+fn restore_on_error<R>(r: PluginResult<R>, out: &mut RVec<u8>, len: usize) -> PluginResult<R> {
+    if r.is_err() && out.len() > len {
+        zeroize::Zeroize::zeroize(&mut out[len..]);
+        out.truncate(len);
+    }
+    r
 }
 
 /// Wraps a native block cipher into an ABI object.
@@ -542,6 +634,32 @@ impl GroupCipher for G<dyn GroupCipherImpl> {
         sealed: RSlice<'_, u8>,
     ) -> PluginResult<OpenedMessage> {
         self.0.call_mut(|c| c.open(sender.as_str(), &aad, &sealed))
+    }
+    fn seal_into(
+        &mut self,
+        epoch: u64,
+        aad: RSlice<'_, u8>,
+        plaintext: RSlice<'_, u8>,
+        out: &mut RVec<u8>,
+    ) -> PluginResult<()> {
+        let len = out.len();
+        let r = self
+            .0
+            .call_mut(|c| c.seal_into(epoch, &aad, &plaintext, &mut *out));
+        restore_on_error(r, out, len)
+    }
+    fn open_into(
+        &mut self,
+        sender: RStr<'_>,
+        aad: RSlice<'_, u8>,
+        sealed: RSlice<'_, u8>,
+        out: &mut RVec<u8>,
+    ) -> PluginResult<OpenedHeader> {
+        let len = out.len();
+        let r = self
+            .0
+            .call_mut(|c| c.open_into(sender.as_str(), &aad, &sealed, &mut *out));
+        restore_on_error(r, out, len)
     }
 }
 

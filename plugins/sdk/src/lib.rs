@@ -29,6 +29,9 @@ pub mod ka_kit;
 pub mod key_cache;
 
 pub use conclave_plugin_api as api;
+/// The growable byte buffer of the ABI, in which the `*_into` methods append their
+/// output (the caller's buffer: a plugin grows it through its own vtable, safely).
+pub use conclave_plugin_api::abi_stable::std_types::RVec;
 pub use conclave_plugin_api::{
     Algorithm, AlgorithmClass, ErrorCode, Options, PluginError, PluginKind, PluginMetadata,
     SecretBytes,

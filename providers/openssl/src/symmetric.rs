@@ -7,7 +7,7 @@
 use std::sync::{Arc, OnceLock};
 
 use conclave_plugin_sdk::{
-    ErrorCode, PluginError, SecretBytes,
+    ErrorCode, PluginError, RVec, SecretBytes,
     counters::{Counters, Op},
     implement::{AeadImpl, BlockCipherImpl, MacImpl},
 };
@@ -177,6 +177,84 @@ impl AeadImpl for OsslAead {
             return Err(self.auth_failed());
         }
         Ok(SecretBytes::new(std::mem::take(&mut *out)))
+    }
+
+    fn seal_into(
+        &mut self,
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        self.check_nonce(nonce)?;
+        let ctx = &mut self.enc;
+        ctx.encrypt_init(None, None, Some(nonce))
+            .map_err(ossl("EVP_EncryptInit"))?;
+        if !aad.is_empty() {
+            ctx.cipher_update(aad, None)
+                .map_err(ossl("EVP_EncryptUpdate"))?;
+        }
+        let start = out.len();
+        out.reserve(plaintext.len() + TAG_LEN);
+        // GCM and ChaCha20-Poly1305 are stream modes: the output is as long as the
+        // input, written over it by the update.
+        out.extend_from_copy_slice(plaintext);
+        let written = ctx
+            .cipher_update_inplace(&mut out[start..], plaintext.len())
+            .map_err(ossl("EVP_EncryptUpdate"))?;
+        let mut tail = [0u8; TAG_LEN];
+        let more = ctx
+            .cipher_final(&mut tail)
+            .map_err(ossl("EVP_EncryptFinal"))?;
+        out.truncate(start + written);
+        out.extend_from_copy_slice(&tail[..more]);
+        ctx.tag(&mut tail).map_err(ossl("EVP_CTRL_AEAD_GET_TAG"))?;
+        out.extend_from_copy_slice(&tail);
+        self.counters.bump(Op::Encryption);
+        Ok(())
+    }
+
+    fn open_into(
+        &mut self,
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        self.check_nonce(nonce)?;
+        let Some(body_len) = ciphertext.len().checked_sub(TAG_LEN) else {
+            return Err(self.auth_failed());
+        };
+        let (body, tag) = ciphertext.split_at(body_len);
+        self.counters.bump(Op::Decryption);
+        let ctx = &mut self.dec;
+        ctx.decrypt_init(None, None, Some(nonce))
+            .map_err(ossl("EVP_DecryptInit"))?;
+        ctx.set_tag(tag).map_err(ossl("EVP_CTRL_AEAD_SET_TAG"))?;
+        if !aad.is_empty() {
+            ctx.cipher_update(aad, None)
+                .map_err(ossl("EVP_DecryptUpdate"))?;
+        }
+        let start = out.len();
+        out.extend_from_copy_slice(body);
+        // Unauthenticated plaintext, wiped below if the tag turns out wrong.
+        let written = ctx
+            .cipher_update_inplace(&mut out[start..], body.len())
+            .map_err(ossl("EVP_DecryptUpdate"))?;
+        out.truncate(start + written);
+        let mut tail = [0u8; TAG_LEN];
+        match ctx.cipher_final(&mut tail) {
+            Ok(more) => {
+                out.extend_from_copy_slice(&tail[..more]);
+                Ok(())
+            }
+            Err(_) => {
+                // Wiped here too: this object may be called without the adapter.
+                zeroize::Zeroize::zeroize(&mut out[start..]);
+                out.truncate(start);
+                Err(self.auth_failed())
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use aes_gcm::{
     Aes128Gcm, Aes256Gcm,
-    aead::{AeadCore, KeyInit, Nonce, Payload},
+    aead::{AeadCore, AeadInOut, KeyInit, Nonce, Payload, Tag},
 };
 use cbc::cipher::{
     Array, BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt,
@@ -12,7 +12,7 @@ use cbc::cipher::{
 };
 use chacha20poly1305::ChaCha20Poly1305;
 use conclave_plugin_sdk::{
-    ErrorCode, PluginError, SecretBytes,
+    ErrorCode, PluginError, RVec, SecretBytes,
     counters::{Counters, Op},
     implement::{AeadImpl, BlockCipherImpl, MacImpl},
 };
@@ -63,7 +63,7 @@ pub fn aead(name: &str, key: &[u8], counters: Arc<Counters>) -> Result<Box<dyn A
 
 impl<C> AeadImpl for AeadCipher<C>
 where
-    C: aes_gcm::aead::Aead + AeadCore + Send,
+    C: aes_gcm::aead::Aead + AeadInOut + AeadCore + Send,
 {
     fn algorithm(&self) -> String {
         self.name.to_string()
@@ -109,12 +109,69 @@ where
                 },
             )
             .map(SecretBytes::new)
+            .map_err(|_| self.tag_mismatch())
+    }
+
+    fn seal_into(
+        &mut self,
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        let nonce = self.nonce(nonce)?;
+        self.counters.bump(Op::Encryption);
+        let start = out.len();
+        out.reserve(plaintext.len() + TAG_LEN);
+        out.extend_from_copy_slice(plaintext);
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&nonce, aad, (&mut out[start..]).into())
             .map_err(|_| {
-                PluginError::new(
-                    ErrorCode::AUTHENTICATION_FAILED,
-                    format!("{}: tag mismatch (tampered or wrong key)", self.name),
-                )
-            })
+                PluginError::invalid_argument(format!("{}: message or AAD too long", self.name))
+            })?;
+        out.extend_from_copy_slice(&tag);
+        Ok(())
+    }
+
+    fn open_into(
+        &mut self,
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+        out: &mut RVec<u8>,
+    ) -> Result<()> {
+        let nonce = self.nonce(nonce)?;
+        self.counters.bump(Op::Decryption);
+        let Some(body_len) = ciphertext.len().checked_sub(TAG_LEN) else {
+            return Err(self.tag_mismatch());
+        };
+        let (body, tag) = ciphertext.split_at(body_len);
+        let tag = Tag::<C>::try_from(tag).map_err(|_| self.tag_mismatch())?;
+        let start = out.len();
+        out.extend_from_copy_slice(body);
+        // On a mismatch the caller's adapter wipes and cuts off what was appended.
+        self.cipher
+            .decrypt_inout_detached(&nonce, aad, (&mut out[start..]).into(), &tag)
+            .map_err(|_| self.tag_mismatch())
+    }
+}
+
+/// The tag length of every AEAD here.
+const TAG_LEN: usize = 16;
+
+impl<C: AeadCore> AeadCipher<C> {
+    fn nonce(&self, nonce: &[u8]) -> Result<Nonce<C>> {
+        Nonce::<C>::try_from(nonce).map_err(|_| {
+            PluginError::invalid_argument(format!("{}: nonce must be 12 bytes", self.name))
+        })
+    }
+
+    fn tag_mismatch(&self) -> PluginError {
+        PluginError::new(
+            ErrorCode::AUTHENTICATION_FAILED,
+            format!("{}: tag mismatch (tampered or wrong key)", self.name),
+        )
     }
 }
 
