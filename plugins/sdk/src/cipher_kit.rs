@@ -45,7 +45,7 @@ use conclave_plugin_api::{
 
 use crate::{
     host::{Aead, Provider},
-    implement::GroupCipherImpl,
+    implement::{GroupCipherImpl, wipe_from},
 };
 
 type Result<T> = std::result::Result<T, PluginError>;
@@ -482,16 +482,6 @@ impl KitCipher {
     }
 }
 
-/// Keeps the `*_into` contract on the kit's own errors and a sender cipher's: what was
-/// appended to `out` is wiped and cut off.
-fn cut_back<R>(r: Result<R>, out: &mut RVec<u8>, len: usize) -> Result<R> {
-    if r.is_err() && out.len() > len {
-        zeroize::Zeroize::zeroize(&mut out[len..]);
-        out.truncate(len);
-    }
-    r
-}
-
 impl GroupCipherImpl for KitCipher {
     fn algorithm(&self) -> String {
         self.algorithm.clone()
@@ -560,7 +550,10 @@ impl GroupCipherImpl for KitCipher {
     ) -> Result<()> {
         let len = out.len();
         let r = self.seal_appending(epoch, aad, plaintext, out);
-        cut_back(r, out, len)
+        if r.is_err() {
+            wipe_from(out, len);
+        }
+        r
     }
 
     fn open_into(
@@ -572,7 +565,10 @@ impl GroupCipherImpl for KitCipher {
     ) -> Result<OpenedHeader> {
         let len = out.len();
         let r = self.open_appending(sender, aad, sealed, out);
-        cut_back(r, out, len)
+        if r.is_err() {
+            wipe_from(out, len);
+        }
+        r
     }
 }
 

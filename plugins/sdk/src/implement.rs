@@ -448,11 +448,18 @@ impl Aead for G<dyn AeadImpl> {
 /// The `*_into` contract, kept whatever the implementation did: on an error (or a
 /// panic) the bytes appended to `out` are wiped and cut off.
 fn restore_on_error<R>(r: PluginResult<R>, out: &mut RVec<u8>, len: usize) -> PluginResult<R> {
-    if r.is_err() && out.len() > len {
+    if r.is_err() {
+        wipe_from(out, len);
+    }
+    r
+}
+
+/// Wipes and cuts off what lies in `out` past `len` (an `*_into` call that failed).
+pub(crate) fn wipe_from(out: &mut RVec<u8>, len: usize) {
+    if out.len() > len {
         zeroize::Zeroize::zeroize(&mut out[len..]);
         out.truncate(len);
     }
-    r
 }
 
 /// Wraps a native block cipher into an ABI object.

@@ -21,7 +21,6 @@ use openssl::{
     provider::Provider,
     sign::Signer,
 };
-use zeroize::Zeroizing;
 
 use crate::{Result, ossl};
 
@@ -132,51 +131,16 @@ impl AeadImpl for OsslAead {
     }
 
     fn seal(&mut self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        self.check_nonce(nonce)?;
-        let ctx = &mut self.enc;
-        ctx.encrypt_init(None, None, Some(nonce))
-            .map_err(ossl("EVP_EncryptInit"))?;
-        if !aad.is_empty() {
-            ctx.cipher_update(aad, None)
-                .map_err(ossl("EVP_EncryptUpdate"))?;
-        }
-        let mut out = Vec::with_capacity(plaintext.len() + TAG_LEN + 16);
-        ctx.cipher_update_vec(plaintext, &mut out)
-            .map_err(ossl("EVP_EncryptUpdate"))?;
-        ctx.cipher_final_vec(&mut out)
-            .map_err(ossl("EVP_EncryptFinal"))?;
-        let mut tag = [0u8; TAG_LEN];
-        ctx.tag(&mut tag).map_err(ossl("EVP_CTRL_AEAD_GET_TAG"))?;
-        out.extend_from_slice(&tag);
-        self.counters.bump(Op::Encryption);
-        Ok(out)
+        let mut out = RVec::with_capacity(plaintext.len() + TAG_LEN);
+        self.seal_into(nonce, aad, plaintext, &mut out)?;
+        Ok(out.into_vec())
     }
 
     fn open(&mut self, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<SecretBytes> {
-        self.check_nonce(nonce)?;
-        let Some(body_len) = ciphertext.len().checked_sub(TAG_LEN) else {
-            return Err(self.auth_failed());
-        };
-        let (body, tag) = ciphertext.split_at(body_len);
-        self.counters.bump(Op::Decryption);
-        let ctx = &mut self.dec;
-        ctx.decrypt_init(None, None, Some(nonce))
-            .map_err(ossl("EVP_DecryptInit"))?;
-        ctx.set_tag(tag).map_err(ossl("EVP_CTRL_AEAD_SET_TAG"))?;
-        if !aad.is_empty() {
-            ctx.cipher_update(aad, None)
-                .map_err(ossl("EVP_DecryptUpdate"))?;
-        }
-        // Unauthenticated plaintext is wiped if the tag turns out wrong.
-        let mut out = Zeroizing::new(Vec::with_capacity(body.len() + 16));
-        ctx.cipher_update_vec(body, &mut out)
-            .map_err(ossl("EVP_DecryptUpdate"))?;
-        if ctx.cipher_final_vec(&mut out).is_err() {
-            // Drain OpenSSL's error queue; the cause is known.
-            let _ = openssl::error::ErrorStack::get();
-            return Err(self.auth_failed());
-        }
-        Ok(SecretBytes::new(std::mem::take(&mut *out)))
+        let mut out = RVec::with_capacity(ciphertext.len());
+        // A failed open wipes what it wrote (below), so `out` holds only a plaintext.
+        self.open_into(nonce, aad, ciphertext, &mut out)?;
+        Ok(SecretBytes::new(out.into_vec()))
     }
 
     fn seal_into(
