@@ -90,6 +90,10 @@ pub struct Config {
     pub events: Vec<Event>,
     /// Repetitions of each measurement.
     pub runs: usize,
+    /// Verify each distinct signature once per process and charge every further
+    /// verification its calibrated cost ([`crate::shared_verify`]); `false`: every member
+    /// verifies every signature itself.
+    pub share_verifications: bool,
 }
 
 /// One measurement.
@@ -227,14 +231,26 @@ fn openssl() -> Provider {
     crate::provider("openssl").unwrap_or_else(|e| unreachable!("the built-in provider: {e}"))
 }
 
-fn setup(combo: &Combo) -> Result<Setup, String> {
+fn shared_rustcrypto() -> Provider {
+    crate::shared_verify::provider(Box::new(
+        conclave_provider_rustcrypto::RustCryptoProvider::new(),
+    ))
+}
+
+fn shared_openssl() -> Provider {
+    crate::shared_verify::provider(Box::new(conclave_provider_openssl::OpensslProvider::new()))
+}
+
+fn setup(combo: &Combo, share_verifications: bool) -> Result<Setup, String> {
     Ok(Setup {
         module: module(&combo.key_agreement)?,
         algorithm: combo.key_agreement.clone(),
-        provider: match combo.provider.as_str() {
-            "rustcrypto" => rustcrypto,
-            "openssl" => openssl,
-            other => return Err(format!("no provider named {other:?}")),
+        provider: match (combo.provider.as_str(), share_verifications) {
+            ("rustcrypto", false) => rustcrypto,
+            ("openssl", false) => openssl,
+            ("rustcrypto", true) => shared_rustcrypto,
+            ("openssl", true) => shared_openssl,
+            (other, _) => return Err(format!("no provider named {other:?}")),
         },
         dh_group: combo.dh_group.clone(),
         options: Options::default(),
@@ -277,6 +293,8 @@ impl Runner<'_> {
         change: impl FnOnce(&mut Runner<'_>) -> Result<(), String>,
     ) -> Result<Sample, String> {
         self.net.reset_clocks();
+        // What was verified while the group grew is verified again in this event.
+        crate::shared_verify::clear();
         let before = self.net.stats();
         change(self)?;
         ka::settle(&mut self.net)?;
@@ -369,9 +387,10 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Vec<Sample
     let mut samples = Vec::new();
     for combo in &config.combos {
         let costs = calibrate(combo)?;
+        crate::shared_verify::set_cost(Duration::from_secs_f64(costs.verification_ms / 1e3));
         for run in 0..config.runs {
             let mut r = Runner {
-                net: Net::new(setup(combo)?),
+                net: Net::new(setup(combo, config.share_verifications)?),
                 combo,
                 costs,
                 next: 0,

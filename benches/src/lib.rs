@@ -3,6 +3,7 @@
 //! key-agreement measurements behind `conclave bench keys` ([`keys`]).
 
 pub mod keys;
+pub mod shared_verify;
 
 use conclave_conformance::{cipher::from_module, provider::from_module as provider_from};
 use conclave_plugin_sdk::{
