@@ -44,8 +44,10 @@ use crate::evs::{self, Addr, Output, Reason};
 /// The prefix of the CPG group names of Conclave's groups.
 pub const CPG_PREFIX: &str = "conclave:";
 
-/// How long requests are retried while corosync answers `TryAgain`.
-const RETRY_FOR: Duration = Duration::from_secs(10);
+/// How long requests are retried while corosync answers `TryAgain`. Corosync also
+/// answers it while its ring re-forms (a partition, a merge), which on a loaded machine
+/// has taken more than 10 s: a member is cut only when corosync stays shut far longer.
+const RETRY_FOR: Duration = Duration::from_secs(30);
 /// How long to wait before offering corosync a refused request again.
 const RETRY_AFTER: Duration = Duration::from_micros(500);
 /// Frames queued for corosync beyond which a send waits for the queue to drain.

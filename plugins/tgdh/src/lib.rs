@@ -1138,10 +1138,12 @@ impl TreeAgreement {
 
     fn on_tree(&mut self, env: &Envelope) -> Result<Vec<Action>> {
         let msg = parse_tree_message(&env.body, self.layout.max_height())?;
-        let me = self.s.me().to_string();
-        let members = self.s.current()?.members.clone();
-        let running = self.running()?;
-        if running.run.is_none() {
+        if self.running()?.run.is_none() {
+            // The first tree message of this member's run (the rest skip this: the
+            // member list is cloned once per run, not per message).
+            let me = self.s.me().to_string();
+            let members = self.s.current()?.members.clone();
+            let running = self.running()?;
             match &msg.shape {
                 Some(shape) => {
                     let run = adopt_shape(shape, &members, &me, self.layout.max_height())?;
