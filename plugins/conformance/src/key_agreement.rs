@@ -347,21 +347,26 @@ impl Net {
         let view_id = format!("view-{}", self.views).into_bytes();
         self.components[c].members = members.clone();
         self.components[c].view_id = view_id.clone();
+        // Sets, so that a view of n members costs O(n) per member, not O(n^2).
+        let now: std::collections::HashSet<&str> = members.iter().map(String::as_str).collect();
         for name in &members {
             let Some(member) = self.members.get_mut(name) else {
                 continue;
             };
+            let before: std::collections::HashSet<&str> =
+                member.previous.iter().map(String::as_str).collect();
             let joined: Vec<String> = members
                 .iter()
-                .filter(|m| !member.previous.contains(m))
+                .filter(|m| !before.contains(m.as_str()))
                 .cloned()
                 .collect();
             let left: Vec<String> = member
                 .previous
                 .iter()
-                .filter(|m| !members.contains(m))
+                .filter(|m| !now.contains(m.as_str()))
                 .cloned()
                 .collect();
+            drop(before);
             let view = MembershipView {
                 group: GROUP.into(),
                 view_id: view_id.clone().into(),

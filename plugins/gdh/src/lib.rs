@@ -234,7 +234,7 @@ impl Gdh {
         let joiners: Vec<String> = info
             .members
             .iter()
-            .filter(|m| !base.contains(m))
+            .filter(|m| !info.was_member(m))
             .cloned()
             .collect();
         let controller = base.last().cloned().unwrap_or_default();

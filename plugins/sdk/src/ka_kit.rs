@@ -442,6 +442,12 @@ struct MessageStats {
 }
 
 /// The current view, as a member sees it.
+///
+/// Made by the [`Session`] (or [`ViewInfo::new`]), which indexes the member lists by
+/// name: [`ViewInfo::contains`], [`ViewInfo::rank`] and [`ViewInfo::was_member`] are
+/// binary searches, so a protocol that asks about every member of a large group does not
+/// go quadratic. The lists are public to read; changed afterwards, the index would not
+/// follow.
 #[derive(Debug, Clone)]
 pub struct ViewInfo {
     /// The view as the engine delivered it.
@@ -450,9 +456,41 @@ pub struct ViewInfo {
     pub members: Vec<String>,
     /// The members of this member's previous view (empty for its first view).
     pub previous: Vec<String>,
+    /// Positions in `members`, sorted by name.
+    by_name: Vec<u32>,
+    /// Positions in `previous`, sorted by name.
+    previous_by_name: Vec<u32>,
+}
+
+/// The positions of `names`, sorted by name.
+fn index_by_name(names: &[String]) -> Vec<u32> {
+    let mut index: Vec<u32> = (0..names.len())
+        .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+        .collect();
+    index.sort_unstable_by(|&a, &b| names[a as usize].cmp(&names[b as usize]));
+    index
+}
+
+/// The position of `name` in `names`, through their index.
+fn find(names: &[String], index: &[u32], name: &str) -> Option<usize> {
+    index
+        .binary_search_by(|&i| names[i as usize].as_str().cmp(name))
+        .ok()
+        .map(|at| index[at] as usize)
 }
 
 impl ViewInfo {
+    /// A view with its members (join order) and this member's previous members.
+    pub fn new(view: MembershipView, members: Vec<String>, previous: Vec<String>) -> Self {
+        Self {
+            by_name: index_by_name(&members),
+            previous_by_name: index_by_name(&previous),
+            view,
+            members,
+            previous,
+        }
+    }
+
     /// The oldest member.
     pub fn oldest(&self) -> &str {
         self.members.first().map(String::as_str).unwrap_or("")
@@ -465,12 +503,17 @@ impl ViewInfo {
 
     /// Whether `m` is a member.
     pub fn contains(&self, m: &str) -> bool {
-        self.members.iter().any(|x| x == m)
+        self.rank(m).is_some()
     }
 
     /// Position of `m` in join order.
     pub fn rank(&self, m: &str) -> Option<usize> {
-        self.members.iter().position(|x| x == m)
+        find(&self.members, &self.by_name, m)
+    }
+
+    /// Whether `m` was a member of this member's previous view.
+    pub fn was_member(&self, m: &str) -> bool {
+        find(&self.previous, &self.previous_by_name, m).is_some()
     }
 
     /// Whether this member came into the view together with the oldest member, i.e.
@@ -487,7 +530,7 @@ impl ViewInfo {
     pub fn stayed(&self) -> Vec<String> {
         self.members
             .iter()
-            .filter(|m| self.previous.contains(m))
+            .filter(|m| self.was_member(m))
             .cloned()
             .collect()
     }
@@ -705,11 +748,9 @@ impl Session {
         self.seen_mac.clear();
         self.member_set = members.iter().cloned().collect();
         self.sent.clear();
-        Ok(self.view.insert(ViewInfo {
-            view: view.clone(),
-            members,
-            previous,
-        }))
+        Ok(self
+            .view
+            .insert(ViewInfo::new(view.clone(), members, previous)))
     }
 
     /// Checks that this member may start a refresh now: it holds a key of the current
@@ -1447,5 +1488,44 @@ impl<R: Running, S> Phase<R, S> {
         actions.push(session.key_ready(c.round.into_schedule())?);
         *kept = Some(c.pending);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod view_info_tests {
+    use conclave_plugin_api::key_agreement::{MembershipView, ViewCause};
+
+    use super::ViewInfo;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The by-name index answers as a scan of the join-ordered lists would.
+    #[test]
+    fn lookups_by_name_agree_with_the_lists() {
+        let members = names(&["m07", "a", "zed", "m10", "b2", "m1"]);
+        let previous = names(&["zed", "gone", "a", "m07"]);
+        let view = MembershipView {
+            group: "g".into(),
+            view_id: b"v".to_vec().into(),
+            members: members.iter().map(|m| m.as_str().into()).collect(),
+            joined: Default::default(),
+            left: Default::default(),
+            cause: ViewCause::Join,
+        };
+        let info = ViewInfo::new(view, members.clone(), previous.clone());
+        for probe in [
+            "m07", "a", "zed", "m10", "b2", "m1", "gone", "m", "", "zed2", "A",
+        ] {
+            assert_eq!(
+                info.rank(probe),
+                members.iter().position(|m| m == probe),
+                "{probe}"
+            );
+            assert_eq!(info.contains(probe), members.iter().any(|m| m == probe));
+            assert_eq!(info.was_member(probe), previous.iter().any(|m| m == probe));
+        }
+        assert_eq!(info.stayed(), names(&["m07", "a", "zed"]));
     }
 }
