@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use aes_gcm::{
     Aes128Gcm, Aes256Gcm,
-    aead::{AeadCore, AeadInOut, KeyInit, Nonce, Payload, Tag},
+    aead::{AeadCore, AeadInOut, KeyInit, Nonce, Tag},
 };
 use cbc::cipher::{
     Array, BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt,
@@ -18,6 +18,7 @@ use conclave_plugin_sdk::{
 };
 use hmac::Hmac;
 use sha2::{Digest, Sha256, Sha384, Sha512};
+use zeroize::Zeroize;
 
 type Result<T> = std::result::Result<T, PluginError>;
 
@@ -63,7 +64,7 @@ pub fn aead(name: &str, key: &[u8], counters: Arc<Counters>) -> Result<Box<dyn A
 
 impl<C> AeadImpl for AeadCipher<C>
 where
-    C: aes_gcm::aead::Aead + AeadInOut + AeadCore + Send,
+    C: AeadInOut + AeadCore + Send,
 {
     fn algorithm(&self) -> String {
         self.name.to_string()
@@ -78,38 +79,16 @@ where
     }
 
     fn seal(&mut self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let nonce = Nonce::<C>::try_from(nonce).map_err(|_| {
-            PluginError::invalid_argument(format!("{}: nonce must be 12 bytes", self.name))
-        })?;
-        self.counters.bump(Op::Encryption);
-        self.cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|_| {
-                PluginError::invalid_argument(format!("{}: message or AAD too long", self.name))
-            })
+        let mut out = RVec::with_capacity(plaintext.len() + TAG_LEN);
+        self.seal_into(nonce, aad, plaintext, &mut out)?;
+        Ok(out.into_vec())
     }
 
     fn open(&mut self, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<SecretBytes> {
-        let nonce = Nonce::<C>::try_from(nonce).map_err(|_| {
-            PluginError::invalid_argument(format!("{}: nonce must be 12 bytes", self.name))
-        })?;
-        self.counters.bump(Op::Decryption);
-        self.cipher
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
-            .map(SecretBytes::new)
-            .map_err(|_| self.tag_mismatch())
+        let mut out = RVec::with_capacity(ciphertext.len());
+        // A failed open wipes what it wrote (below), so `out` holds only a plaintext.
+        self.open_into(nonce, aad, ciphertext, &mut out)?;
+        Ok(SecretBytes::new(out.into_vec()))
     }
 
     fn seal_into(
@@ -150,10 +129,16 @@ where
         let tag = Tag::<C>::try_from(tag).map_err(|_| self.tag_mismatch())?;
         let start = out.len();
         out.extend_from_copy_slice(body);
-        // On a mismatch the caller's adapter wipes and cuts off what was appended.
-        self.cipher
-            .decrypt_inout_detached(&nonce, aad, (&mut out[start..]).into(), &tag)
-            .map_err(|_| self.tag_mismatch())
+        let opened =
+            self.cipher
+                .decrypt_inout_detached(&nonce, aad, (&mut out[start..]).into(), &tag);
+        if opened.is_err() {
+            // Wiped here too: this object may be called without the adapter.
+            out[start..].zeroize();
+            out.truncate(start);
+            return Err(self.tag_mismatch());
+        }
+        Ok(())
     }
 }
 
