@@ -90,10 +90,10 @@ pub struct Config {
     pub events: Vec<Event>,
     /// Repetitions of each measurement.
     pub runs: usize,
-    /// Verify each distinct signature once per process and charge every further
-    /// verification its calibrated cost ([`crate::shared_verify`]); `false`: every member
-    /// verifies every signature itself.
-    pub share_verifications: bool,
+    /// Verify each distinct signature and compute each distinct exponentiation once per
+    /// process, and charge every repeat its calibrated cost ([`crate::shared_work`]);
+    /// `false`: every member does all its work itself.
+    pub share_work: bool,
 }
 
 /// One measurement.
@@ -146,6 +146,8 @@ pub struct Sample {
 pub struct Costs {
     /// One exponentiation with a fresh scalar, milliseconds.
     pub exponentiation_ms: f64,
+    /// One exponentiation of the generator with a fresh scalar, milliseconds.
+    pub generator_exponentiation_ms: f64,
     /// One validation of a received group element, milliseconds.
     pub validation_ms: f64,
     /// One Ed25519 signature, milliseconds.
@@ -206,6 +208,9 @@ pub fn calibrate(combo: &Combo) -> Result<Costs, String> {
     };
     Ok(Costs {
         exponentiation_ms: time(&mut || g.exp(&y, x.expose()).map(drop).map_err(e))?,
+        generator_exponentiation_ms: time(&mut || {
+            g.exp_generator(x.expose()).map(drop).map_err(e)
+        })?,
         validation_ms: time(&mut || g.validate_element(&y).map_err(e))?,
         signature_ms: time(&mut || signer.sign(&msg).map(drop).map_err(e))?,
         verification_ms: time(&mut || p.verify("ed25519", &pk, &msg, &sig).map_err(e))?,
@@ -232,20 +237,20 @@ fn openssl() -> Provider {
 }
 
 fn shared_rustcrypto() -> Provider {
-    crate::shared_verify::provider(Box::new(
+    crate::shared_work::provider(Box::new(
         conclave_provider_rustcrypto::RustCryptoProvider::new(),
     ))
 }
 
 fn shared_openssl() -> Provider {
-    crate::shared_verify::provider(Box::new(conclave_provider_openssl::OpensslProvider::new()))
+    crate::shared_work::provider(Box::new(conclave_provider_openssl::OpensslProvider::new()))
 }
 
-fn setup(combo: &Combo, share_verifications: bool) -> Result<Setup, String> {
+fn setup(combo: &Combo, share_work: bool) -> Result<Setup, String> {
     Ok(Setup {
         module: module(&combo.key_agreement)?,
         algorithm: combo.key_agreement.clone(),
-        provider: match (combo.provider.as_str(), share_verifications) {
+        provider: match (combo.provider.as_str(), share_work) {
             ("rustcrypto", false) => rustcrypto,
             ("openssl", false) => openssl,
             ("rustcrypto", true) => shared_rustcrypto,
@@ -293,8 +298,8 @@ impl Runner<'_> {
         change: impl FnOnce(&mut Runner<'_>) -> Result<(), String>,
     ) -> Result<Sample, String> {
         self.net.reset_clocks();
-        // What was verified while the group grew is verified again in this event.
-        crate::shared_verify::clear();
+        // What was verified or computed while the group grew is done again in this event.
+        crate::shared_work::clear();
         let before = self.net.stats();
         change(self)?;
         ka::settle(&mut self.net)?;
@@ -387,10 +392,15 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Vec<Sample
     let mut samples = Vec::new();
     for combo in &config.combos {
         let costs = calibrate(combo)?;
-        crate::shared_verify::set_cost(Duration::from_secs_f64(costs.verification_ms / 1e3));
+        let ms = |v: f64| Duration::from_secs_f64(v / 1e3);
+        crate::shared_work::set_costs(crate::shared_work::Costs {
+            verification: ms(costs.verification_ms),
+            exponentiation: ms(costs.exponentiation_ms),
+            generator_exponentiation: ms(costs.generator_exponentiation_ms),
+        });
         for run in 0..config.runs {
             let mut r = Runner {
-                net: Net::new(setup(combo, config.share_verifications)?),
+                net: Net::new(setup(combo, config.share_work)?),
                 combo,
                 costs,
                 next: 0,

@@ -3,7 +3,7 @@
 //! key-agreement measurements behind `conclave bench keys` ([`keys`]).
 
 pub mod keys;
-pub mod shared_verify;
+pub mod shared_work;
 
 use conclave_conformance::{cipher::from_module, provider::from_module as provider_from};
 use conclave_plugin_sdk::{

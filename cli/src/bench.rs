@@ -75,12 +75,13 @@ pub struct KeysArgs {
     /// Draw the charts on logarithmic axes (size and time), for grids to thousands.
     #[arg(long, requires = "plot")]
     log_scale: bool,
-    /// On the in-process network, have every member verify every signature itself. By
-    /// default each distinct signature is verified once per process (all members run in
-    /// it) and every further verification is charged to its member at the calibrated
-    /// cost of one: the same times, without n identical verifications per multicast.
-    #[arg(long)]
-    verify_all: bool,
+    /// On the in-process network, have every member do all its work itself. By default
+    /// each distinct signature verification and each distinct exponentiation is done
+    /// once per process (all members run in it; in a key tree every member below a node
+    /// computes that node's key from the same inputs) and every repeat is charged to its
+    /// member at the calibrated cost of one: the same times, without the repeats.
+    #[arg(long, alias = "verify-all")]
+    compute_all: bool,
 }
 
 /// Arguments of `conclave bench plot`.
@@ -426,7 +427,7 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
         sizes: sizes.clone(),
         events,
         runs: args.runs,
-        share_verifications: !args.verify_all,
+        share_work: !args.compute_all,
     };
     let daemon = args.engine == "daemon";
     let measured_events = config

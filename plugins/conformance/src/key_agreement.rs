@@ -780,8 +780,9 @@ thread_local! {
 /// Charges `time` to the member step running on this thread, on top of the CPU time it
 /// takes: for work a harness does once for several members and hands the others, so
 /// that each still pays for it. `conclave bench keys` verifies each distinct signature
-/// once per process (every receiver of a multicast would verify the same bytes) and
-/// charges each further verification its calibrated cost here.
+/// and computes each distinct exponentiation once per process (every receiver of a
+/// multicast would verify the same bytes; every member below a key-tree node computes
+/// its key from the same inputs) and charges each repeat its calibrated cost here.
 pub fn charge(time: std::time::Duration) {
     OWED.with(|o| o.set(o.get() + time));
 }
