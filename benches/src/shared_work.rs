@@ -217,6 +217,9 @@ impl DhGroupImpl for SharedGroup {
     fn invert_element(&self, a: &[u8]) -> Result<SecretBytes> {
         self.inner.invert_element(a)
     }
+    fn chain_product(&self, start: &[u8], factors: &[&[u8]]) -> Result<SecretBytes> {
+        self.inner.chain_product(start, factors)
+    }
 }
 
 impl ProviderImpl for Shared {

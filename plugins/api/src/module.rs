@@ -16,11 +16,11 @@ use crate::{
 
 /// The ABI version, `major.minor.0`. The loader refuses a plugin whose major version
 /// differs from the host's, or whose minor version is newer than the host's.
-pub const ABI_VERSION: &str = "1.3.0";
+pub const ABI_VERSION: &str = "1.4.0";
 /// Major part of [`ABI_VERSION`]: changes when a published type changes.
 pub const ABI_VERSION_MAJOR: u32 = 1;
 /// Minor part of [`ABI_VERSION`]: changes when fields or methods are appended.
-pub const ABI_VERSION_MINOR: u32 = 3;
+pub const ABI_VERSION_MINOR: u32 = 4;
 
 /// The kind of a plugin.
 #[repr(u8)]

@@ -546,7 +546,7 @@ fn known_multiple(g: &DhGroup, name: &str, k: u8) -> Option<Vec<u8>> {
     })
 }
 
-/// `mul_elements` and `invert_element`: the published multiples of the generator by
+/// `mul_elements`, `invert_element` and `chain_product`: the published multiples of the generator by
 /// repeated multiplication, division undoing multiplication, exponentiation
 /// distributing over the product, and malformed operands refused.
 fn element_algebra(g: &DhGroup, name: &str) -> Result<(), String> {
@@ -603,10 +603,31 @@ fn element_algebra(g: &DhGroup, name: &str) -> Result<(), String> {
     );
     let rhs = g.mul_elements(xc.expose(), yc.expose()).map_err(err)?;
     ensure(lhs == rhs, || "(x y)^c != x^c y^c".into())?;
+    // chain_product(s, [f1, f2, f3]) = s^4 f1^3 f2^2 f3, against exponentiations, and
+    // the empty chain is its start.
+    let f3 = g.exp_generator(c.expose()).map_err(err)?;
+    let chain = g.chain_product(&x, &[&y, &x, &f3]).map_err(err)?;
+    // The closed form by plain multiplications: s s s s f1 f1 f1 f2 f2 f3.
+    let mut closed = x.clone();
+    for e in [&x, &x, &x, &y, &y, &y, &x, &x] {
+        closed = g.mul_elements(&closed, e).map_err(err)?.expose().to_vec();
+    }
+    let closed = g.mul_elements(&closed, &f3).map_err(err)?;
+    ensure(chain == closed, || {
+        "chain_product(s, [a, b, c]) != s^4 a^3 b^2 c".into()
+    })?;
+    ensure(g.chain_product(&x, &[]).map_err(err)?.expose() == x, || {
+        "the empty chain is not its start".into()
+    })?;
     // Malformed operands: a typed error, not a panic.
     let short = vec![0x01u8; g.element_len() - 1];
     expect_code(g.mul_elements(&short, &x), ErrorCode::INVALID_ELEMENT)?;
     expect_code(g.mul_elements(&x, &short), ErrorCode::INVALID_ELEMENT)?;
+    expect_code(g.chain_product(&short, &[&x]), ErrorCode::INVALID_ELEMENT)?;
+    expect_code(
+        g.chain_product(&x, &[&y, &short]),
+        ErrorCode::INVALID_ELEMENT,
+    )?;
     expect_code(g.invert_element(&short), ErrorCode::INVALID_ELEMENT)
 }
 

@@ -231,6 +231,16 @@ impl DhGroup {
     pub fn invert_element(&self, a: &[u8]) -> Result<SecretBytes> {
         self.inner.invert_element(rs(a)).into_result()
     }
+    /// The product of the running products of `start` and `factors`: with `a_0 =
+    /// start` and `a_j = a_(j-1) * factors[j-1]`, `a_0 * ... * a_m` (a Burmester-Desmedt
+    /// key). From a provider built before ABI 1.4, `2m` multiplications through
+    /// [`DhGroup::mul_elements`].
+    pub fn chain_product(&self, start: &[u8], factors: &[&[u8]]) -> Result<SecretBytes> {
+        let factors: Vec<RSlice<'_, u8>> = factors.iter().map(|f| rs(f)).collect();
+        self.inner
+            .chain_product(rs(start), RSlice::from_slice(&factors))
+            .into_result()
+    }
 }
 
 /// A keyed AEAD from a provider.

@@ -122,6 +122,15 @@ pub trait DhGroupImpl: Send + Sync {
             self.name()
         )))
     }
+    /// The product of the running products of `start` and `factors` (a
+    /// Burmester-Desmedt key; see the ABI's `DhGroup::chain_product`). Defaults to `2m`
+    /// calls of [`DhGroupImpl::mul_elements`]; a group whose elements cost something to
+    /// decode and encode does better by keeping the running products decoded.
+    fn chain_product(&self, start: &[u8], factors: &[&[u8]]) -> Result<SecretBytes> {
+        crate::api::provider::chain_product_by(start, factors.iter().copied(), |a, b| {
+            self.mul_elements(a, b)
+        })
+    }
 }
 
 /// A keyed AEAD.
@@ -382,6 +391,14 @@ impl DhGroup for G<dyn DhGroupImpl> {
     }
     fn invert_element(&self, a: RSlice<'_, u8>) -> PluginResult<SecretBytes> {
         self.0.call(|g| g.invert_element(&a))
+    }
+    fn chain_product(
+        &self,
+        start: RSlice<'_, u8>,
+        factors: RSlice<'_, RSlice<'_, u8>>,
+    ) -> PluginResult<SecretBytes> {
+        let factors: Vec<&[u8]> = factors.iter().map(|f| f.as_slice()).collect();
+        self.0.call(|g| g.chain_product(&start, &factors))
     }
 }
 

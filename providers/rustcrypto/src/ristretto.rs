@@ -1,6 +1,6 @@
 //! The Ristretto255 prime-order group (curve25519-dalek).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use conclave_plugin_sdk::{
     ErrorCode, PluginError, SecretBytes,
@@ -20,69 +20,17 @@ type Result<T> = std::result::Result<T, PluginError>;
 /// Ristretto255: 32-byte elements and little-endian scalars modulo the group order `l`.
 ///
 /// Decoding an element costs a field exponentiation (an inverse square root), as does
-/// encoding one, against about a tenth of that for the group operation itself. A chain
-/// of products, such as Burmester-Desmedt's key, feeds each product back in, so the
-/// group keeps its last two products decoded: a link of the chain then decodes one
-/// element instead of three (and the chain costs half as much). The products may be
-/// secret: they are wiped when replaced and when the group is dropped.
+/// encoding one, against about a tenth of that for the group operation itself: a chain
+/// of products such as Burmester-Desmedt's key is [`DhGroupImpl::chain_product`], which
+/// decodes each factor once and encodes once.
 pub struct Ristretto255 {
     counters: Arc<Counters>,
-    decoded: Mutex<Decoded>,
-}
-
-#[derive(Default)]
-struct Decoded {
-    products: [Option<([u8; 32], RistrettoPoint)>; 2],
-}
-
-impl Decoded {
-    fn get(&self, bytes: &[u8]) -> Option<RistrettoPoint> {
-        self.products
-            .iter()
-            .flatten()
-            .find(|(e, _)| e[..] == *bytes)
-            .map(|(_, p)| *p)
-    }
-
-    fn keep_product(&mut self, encoding: [u8; 32], point: RistrettoPoint) {
-        // The older one is wiped where it lies, then overwritten.
-        if let Some((e, p)) = self.products[1].as_mut() {
-            e.zeroize();
-            p.zeroize();
-        }
-        self.products.swap(0, 1);
-        self.products[0] = Some((encoding, point));
-    }
-}
-
-impl Drop for Decoded {
-    fn drop(&mut self) {
-        for (e, p) in self.products.iter_mut().flatten() {
-            e.zeroize();
-            p.zeroize();
-        }
-    }
 }
 
 impl Ristretto255 {
     /// The group, counting on `counters`.
     pub fn new(counters: Arc<Counters>) -> Self {
-        Self {
-            counters,
-            decoded: Mutex::new(Decoded::default()),
-        }
-    }
-
-    fn decoded(&self) -> std::sync::MutexGuard<'_, Decoded> {
-        self.decoded.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// `bytes` decoded, from what the group kept if it can.
-    fn point(&self, bytes: &[u8]) -> Result<RistrettoPoint> {
-        match self.decoded().get(bytes) {
-            Some(p) => Ok(p),
-            None => point(bytes),
-        }
+        Self { counters }
     }
 }
 
@@ -167,7 +115,7 @@ impl DhGroupImpl for Ristretto255 {
     }
 
     fn exp(&self, element: &[u8], scalar_bytes: &[u8]) -> Result<SecretBytes> {
-        let p = self.point(element)?;
+        let p = point(element)?;
         let mut s = scalar(scalar_bytes)?;
         self.counters.bump(Op::Exponentiation);
         let r = p * s;
@@ -205,17 +153,45 @@ impl DhGroupImpl for Ristretto255 {
     }
 
     fn mul_elements(&self, a: &[u8], b: &[u8]) -> Result<SecretBytes> {
-        let r = self.point(a)? + self.point(b)?;
-        let encoding = r.compress().to_bytes();
-        let out = SecretBytes::copy_from(&encoding);
-        self.decoded().keep_product(encoding, r);
-        Ok(out)
+        let mut r = point(a)? + point(b)?;
+        Ok(encode_secret(&mut r))
     }
 
     fn invert_element(&self, a: &[u8]) -> Result<SecretBytes> {
-        let r = -self.point(a)?;
-        Ok(SecretBytes::copy_from(r.compress().as_bytes()))
+        let mut r = -point(a)?;
+        Ok(encode_secret(&mut r))
     }
+
+    fn chain_product(&self, start: &[u8], factors: &[&[u8]]) -> Result<SecretBytes> {
+        let mut a = point(start)?;
+        let mut product = a;
+        let mut out = Ok(());
+        for f in factors {
+            match point(f) {
+                Ok(f) => {
+                    a += f;
+                    product += a;
+                }
+                Err(e) => {
+                    out = Err(e);
+                    break;
+                }
+            }
+        }
+        a.zeroize();
+        let result = out.map(|()| encode_secret(&mut product));
+        product.zeroize();
+        result
+    }
+}
+
+/// `p`'s encoding as a secret; `p` is wiped.
+fn encode_secret(p: &mut RistrettoPoint) -> SecretBytes {
+    let mut encoding = p.compress().to_bytes();
+    p.zeroize();
+    let out = SecretBytes::copy_from(&encoding);
+    encoding.zeroize();
+    out
 }
 
 #[cfg(test)]
@@ -226,11 +202,9 @@ mod tests {
         Ristretto255::new(Arc::new(Counters::default()))
     }
 
-    /// A chain of products (Burmester-Desmedt's key) through one group object, which
-    /// answers from the products it kept decoded, equals the same chain through fresh
-    /// objects.
+    /// A chain product equals its `2m` multiplications one by one, at every length.
     #[test]
-    fn products_from_kept_decodings_equal_fresh_ones() {
+    fn a_chain_product_equals_its_multiplications() {
         let g = group();
         let xs: Vec<Vec<u8>> = (0..40)
             .map(|_| {
@@ -239,25 +213,35 @@ mod tests {
             })
             .collect();
         let (mut a, mut key) = (xs[0].clone(), xs[0].clone());
-        let (mut fa, mut fkey) = (xs[0].clone(), xs[0].clone());
-        for x in &xs[1..] {
-            a = g.mul_elements(&a, x).unwrap().expose().to_vec();
+        for m in 1..xs.len() {
+            a = g.mul_elements(&a, &xs[m]).unwrap().expose().to_vec();
             key = g.mul_elements(&key, &a).unwrap().expose().to_vec();
-            fa = group().mul_elements(&fa, x).unwrap().expose().to_vec();
-            fkey = group().mul_elements(&fkey, &fa).unwrap().expose().to_vec();
-            assert_eq!((&a, &key), (&fa, &fkey));
+            let factors: Vec<&[u8]> = xs[1..=m].iter().map(Vec::as_slice).collect();
+            assert_eq!(
+                g.chain_product(&xs[0], &factors).unwrap().expose(),
+                &key[..]
+            );
         }
-        // The inverse and exponentiation of a kept element agree too.
-        let s = g.random_scalar().unwrap();
-        assert_eq!(
-            g.exp(&key, s.expose()).unwrap(),
-            group().exp(&key, s.expose()).unwrap()
-        );
-        assert_eq!(
-            g.invert_element(&a).unwrap(),
-            group().invert_element(&a).unwrap()
-        );
-        // A malformed element is refused whatever was kept.
+        assert_eq!(g.chain_product(&xs[0], &[]).unwrap().expose(), &xs[0][..]);
+        // start^3 * x^2 * y: the closed form for m = 2.
+        let (x, y) = (&xs[1], &xs[2]);
+        let three = Scalar::from(3u64).to_bytes();
+        let two = Scalar::from(2u64).to_bytes();
+        let closed = g
+            .mul_elements(
+                g.mul_elements(
+                    g.exp(&xs[0], &three).unwrap().expose(),
+                    g.exp(x, &two).unwrap().expose(),
+                )
+                .unwrap()
+                .expose(),
+                y,
+            )
+            .unwrap();
+        assert_eq!(g.chain_product(&xs[0], &[x, y]).unwrap(), closed);
+        // A malformed element anywhere is refused.
         assert!(g.mul_elements(&[0xff; 32], &xs[1]).is_err());
+        assert!(g.chain_product(&[0xff; 32], &[x]).is_err());
+        assert!(g.chain_product(&xs[0], &[x, &[0xff; 32], y]).is_err());
     }
 }
