@@ -429,6 +429,7 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Vec<Sample
                         .map_err(|e| e.to_string())?;
                     ka::settle(&mut r.net)?;
                 }
+                let mut split_and_merged = false;
                 for &event in &config.events {
                     let sample = match event {
                         Event::Join => continue,
@@ -463,29 +464,37 @@ pub fn run(config: &Config, mut progress: impl FnMut(&str)) -> Result<Vec<Sample
                             })?
                         }
                         Event::Partition | Event::Merge => {
-                            if n < 2 {
+                            // Both in one go, whichever comes first: the group splits
+                            // in two halves (both rekey) and the halves merge again,
+                            // each measured if asked for.
+                            if n < 2 || split_and_merged {
                                 continue;
                             }
+                            split_and_merged = true;
                             let members = r.members();
                             let away: Vec<String> = members.iter().skip(n / 2).cloned().collect();
-                            if event == Event::Partition {
-                                let s = r.measure(event, n, run, |r| {
+                            if config.events.contains(&Event::Partition) {
+                                samples.push(r.measure(Event::Partition, n, run, |r| {
                                     r.net.partition(0, &away, Flush::All);
                                     Ok(())
-                                })?;
-                                let b = r.net.components.len() - 1;
-                                r.net.merge(0, b, Flush::All);
-                                ka::settle(&mut r.net)?;
-                                s
+                                })?);
+                                progress(&format!("{} partition n={n}", combo.label()));
                             } else {
                                 r.net.partition(0, &away, Flush::All);
                                 ka::settle(&mut r.net)?;
-                                let b = r.net.components.len() - 1;
-                                r.measure(event, n, run, |r| {
+                            }
+                            let b = r.net.components.len() - 1;
+                            if config.events.contains(&Event::Merge) {
+                                samples.push(r.measure(Event::Merge, n, run, |r| {
                                     r.net.merge(0, b, Flush::All);
                                     Ok(())
-                                })?
+                                })?);
+                                progress(&format!("{} merge n={n}", combo.label()));
+                            } else {
+                                r.net.merge(0, b, Flush::All);
+                                ka::settle(&mut r.net)?;
                             }
+                            continue;
                         }
                     };
                     samples.push(sample);

@@ -30,27 +30,87 @@ pub enum BenchCommand {
     CpgMember(crate::bench_cpg::CpgMemberArgs),
 }
 
+/// What `conclave bench keys` measures where its options leave it open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Grid {
+    /// The five protocols side by side to large groups (TISSEC 2004's comparison):
+    /// gdh, ckd, tgdh, str and bd on rustcrypto's ristretto255, n = 10 to 1,000,
+    /// join, leave, merge and partition, one run (the default on the in-process
+    /// network).
+    Large,
+    /// Small groups, every provider and DH group (the ICDCS 2000 paper's tables): gdh
+    /// and ckd on openssl and rustcrypto, ffdhe2048 and ristretto255, n = 2 to 50 by
+    /// 4, every event, three runs (the default through the daemon).
+    Paper,
+}
+
+/// A [`Grid`]'s choices.
+struct GridChoice {
+    key_agreement: &'static [&'static str],
+    provider: &'static [&'static str],
+    dh_group: &'static [&'static str],
+    sizes: &'static str,
+    events: &'static [&'static str],
+    runs: usize,
+}
+
+impl Grid {
+    fn choice(self) -> GridChoice {
+        match self {
+            Grid::Large => GridChoice {
+                key_agreement: &["gdh", "ckd", "tgdh", "str", "bd"],
+                provider: &["rustcrypto"],
+                dh_group: &["ristretto255"],
+                sizes: "10,20,50,100,200,500,1000",
+                events: &["join", "leave", "merge", "partition"],
+                runs: 1,
+            },
+            Grid::Paper => GridChoice {
+                key_agreement: &["gdh", "ckd"],
+                provider: &["openssl", "rustcrypto"],
+                dh_group: &["ffdhe2048", "ristretto255"],
+                sizes: "2..50/4",
+                events: &[
+                    "join",
+                    "leave",
+                    "merge",
+                    "partition",
+                    "refresh",
+                    "controller-leave",
+                ],
+                runs: 3,
+            },
+        }
+    }
+}
+
 /// Arguments of `conclave bench keys`.
 #[derive(Debug, Args)]
 pub struct KeysArgs {
-    /// Key agreements, comma-separated (built in: gdh, ckd, tgdh, str, bd).
-    #[arg(long, default_value = "gdh,ckd", value_delimiter = ',')]
+    /// What to measure where the options below leave it open: `large` (the default on
+    /// the in-process network) or `paper` (the default through the daemon); see
+    /// `docs/benchmarks.md`.
+    #[arg(long, value_enum)]
+    grid: Option<Grid>,
+    /// Key agreements, comma-separated (built in: gdh, ckd, tgdh, str, bd; grid large:
+    /// all five; grid paper: gdh, ckd).
+    #[arg(long, value_delimiter = ',')]
     key_agreement: Vec<String>,
-    /// Providers, comma-separated.
-    #[arg(long, default_value = "openssl,rustcrypto", value_delimiter = ',')]
+    /// Providers, comma-separated (grid large: rustcrypto; grid paper: openssl,
+    /// rustcrypto).
+    #[arg(long, value_delimiter = ',')]
     provider: Vec<String>,
-    /// DH groups, comma-separated (a combination whose provider lacks the group is skipped).
-    #[arg(long, default_value = "ffdhe2048,ristretto255", value_delimiter = ',')]
+    /// DH groups, comma-separated; a combination whose provider lacks the group is
+    /// skipped (grid large: ristretto255; grid paper: ffdhe2048, ristretto255).
+    #[arg(long, value_delimiter = ',')]
     dh_group: Vec<String>,
-    /// Group sizes: `A..B` (every size), `A..B/S` (every S-th), or a comma-separated list.
-    #[arg(long, default_value = "2..50/4")]
-    sizes: String,
-    /// Events, comma-separated: join, leave, merge, partition, refresh, controller-leave.
-    #[arg(
-        long,
-        default_value = "join,leave,merge,partition,refresh,controller-leave",
-        value_delimiter = ','
-    )]
+    /// Group sizes: `A..B` (every size), `A..B/S` (every S-th), or a comma-separated list
+    /// (grid large: 10,20,50,100,200,500,1000; grid paper: 2..50/4).
+    #[arg(long)]
+    sizes: Option<String>,
+    /// Events, comma-separated: join, leave, merge, partition, refresh, controller-leave
+    /// (grid large: the first four; grid paper: all six).
+    #[arg(long, value_delimiter = ',')]
     events: Vec<String>,
     /// The engine: `sim`, the in-process view-synchronous network (every member on its
     /// own state machine and provider; times composed along the messages, as if each
@@ -60,9 +120,10 @@ pub struct KeysArgs {
     #[arg(long, default_value = "sim", value_parser = ["sim", "daemon"])]
     engine: String,
     /// Repetitions of each measurement (the table shows the fastest on the in-process
-    /// network, where time is CPU time, the median through the daemon, and the spread).
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
+    /// network, where time is CPU time, the median through the daemon, and the spread;
+    /// grid large: 1; grid paper: 3).
+    #[arg(long)]
+    runs: Option<usize>,
     /// Write every row as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -200,14 +261,18 @@ pub fn parse_sizes(text: &str) -> Result<Vec<usize>, String> {
     Ok(out)
 }
 
-fn combos(args: &KeysArgs) -> Result<(Vec<Combo>, Vec<String>), String> {
+fn combos(
+    key_agreements: &[String],
+    providers: &[String],
+    dh_groups: &[String],
+) -> Result<(Vec<Combo>, Vec<String>), String> {
     conclave_builtins::link();
     let mut out = Vec::new();
     let mut skipped = Vec::new();
-    for ka in &args.key_agreement {
-        for p in &args.provider {
+    for ka in key_agreements {
+        for p in providers {
             let provider = conclave_benches::provider(p).map_err(|e| e.to_string())?;
-            for g in &args.dh_group {
+            for g in dh_groups {
                 let combo = Combo {
                     key_agreement: ka.clone(),
                     provider: p.clone(),
@@ -408,17 +473,38 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
     }
 }
 
+/// `given`, or the grid's choice where it is empty.
+fn or_grid(given: &[String], grid: &[&str]) -> Vec<String> {
+    if given.is_empty() {
+        grid.iter().map(|s| s.to_string()).collect()
+    } else {
+        given.to_vec()
+    }
+}
+
 fn bench_keys(args: KeysArgs) -> Result<(), String> {
-    let sizes = parse_sizes(&args.sizes)?;
-    let events = args
-        .events
+    let grid = args
+        .grid
+        .unwrap_or(if args.engine == "daemon" {
+            Grid::Paper
+        } else {
+            Grid::Large
+        })
+        .choice();
+    let sizes = parse_sizes(args.sizes.as_deref().unwrap_or(grid.sizes))?;
+    let events = or_grid(&args.events, grid.events)
         .iter()
         .map(|e| Event::parse(e).ok_or_else(|| format!("unknown event {e:?}")))
         .collect::<Result<Vec<_>, _>>()?;
-    if args.runs == 0 {
+    let runs = args.runs.unwrap_or(grid.runs);
+    if runs == 0 {
         return Err("--runs must be at least 1".into());
     }
-    let (combos, skipped) = combos(&args)?;
+    let (combos, skipped) = combos(
+        &or_grid(&args.key_agreement, grid.key_agreement),
+        &or_grid(&args.provider, grid.provider),
+        &or_grid(&args.dh_group, grid.dh_group),
+    )?;
     for s in &skipped {
         eprintln!("skipping {s}: the provider does not offer that DH group");
     }
@@ -426,7 +512,7 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
         combos,
         sizes: sizes.clone(),
         events,
-        runs: args.runs,
+        runs,
         share_work: !args.compute_all,
     };
     let daemon = args.engine == "daemon";
@@ -471,7 +557,7 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&serde_json::json!({
             "engine": args.engine,
-            "runs": args.runs,
+            "runs": runs,
             "rows": rows,
             "samples": samples,
         }))

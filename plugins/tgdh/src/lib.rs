@@ -75,7 +75,7 @@
 
 use std::{
     cell::RefCell,
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
 };
 
 use conclave_plugin_sdk::{
@@ -474,16 +474,79 @@ fn decode_path(r: &mut Reader<'_>, max: usize) -> Result<Path> {
         .collect())
 }
 
+/// Where the leaves of a tree are: each leaf's rank among the leaves (left to right)
+/// and, for every node in pre-order, how many nodes and leaves its subtree has. A path
+/// is found by walking down from the root, left while the rank is below the left
+/// subtree's leaf count.
+#[derive(Clone, Debug)]
+struct LeafIndex {
+    rank: HashMap<String, u32>,
+    /// `(nodes, leaves)` of each node's subtree, in pre-order (the root first, a left
+    /// child right after its parent, a right child after its sibling's subtree).
+    sizes: Vec<(u32, u32)>,
+}
+
+impl LeafIndex {
+    fn new(tree: &Node) -> LeafIndex {
+        fn walk(n: &Node, index: &mut LeafIndex) -> (u32, u32) {
+            let at = index.sizes.len();
+            index.sizes.push((1, 1));
+            let size = match &n.kind {
+                Kind::Leaf(name) => {
+                    let rank = u32::try_from(index.rank.len()).unwrap_or(u32::MAX);
+                    index.rank.insert(name.clone(), rank);
+                    (1, 1)
+                }
+                Kind::Inner(l, r) => {
+                    let (ln, ll) = walk(l, index);
+                    let (rn, rl) = walk(r, index);
+                    (1 + ln + rn, ll + rl)
+                }
+            };
+            index.sizes[at] = size;
+            size
+        }
+        let mut index = LeafIndex {
+            rank: HashMap::new(),
+            sizes: Vec::new(),
+        };
+        walk(tree, &mut index);
+        index
+    }
+
+    /// The path of `m`'s leaf, if it is in the tree.
+    fn path(&self, m: &str) -> Option<Path> {
+        let mut rank = *self.rank.get(m)?;
+        let mut at = 0usize;
+        let mut path = Vec::new();
+        while self.sizes.get(at)?.0 > 1 {
+            let left = at + 1;
+            let (left_nodes, left_leaves) = *self.sizes.get(left)?;
+            if rank < left_leaves {
+                path.push(false);
+                at = left;
+            } else {
+                rank -= left_leaves;
+                path.push(true);
+                at = left + left_nodes as usize;
+            }
+        }
+        Some(path)
+    }
+}
+
 /// The tree of a run, with who must broadcast what.
 #[derive(Clone, Debug)]
 struct Run {
     tree: Node,
     /// The member drawing a fresh share for the run (none when everyone does).
     sponsor: Option<String>,
-    /// The paths looked up so far (the tree's shape is fixed during a run). A member
-    /// needs a few (its own, the sponsor's, the senders'): each is found on demand in
-    /// one walk instead of all `n` up front, which in STR's skinny tree is O(n^2) bits.
-    paths: RefCell<BTreeMap<String, Path>>,
+    /// Where each leaf is, built in one walk at the first lookup (the tree's shape is
+    /// fixed during a run): a path is then a walk down from the root, O(depth), where a
+    /// search of the tree for the name is O(n) (and a merge looks up every sender's).
+    index: RefCell<Option<LeafIndex>>,
+    /// The sponsor's path, which every blinded key received is checked against.
+    sponsor_path: RefCell<Option<Path>>,
     /// The members whose leaf is fresh this run (their first messages name the epoch).
     fresh: BTreeSet<String>,
 }
@@ -499,17 +562,29 @@ impl Run {
         Run {
             tree,
             sponsor,
-            paths: RefCell::default(),
+            index: RefCell::default(),
+            sponsor_path: RefCell::default(),
             fresh,
         }
     }
 
+    /// The path of `m`'s leaf (the sponsor's is kept: it is asked for at every blinded
+    /// key; the others are walked down to, which an STR tree, as tall as the group, makes
+    /// O(n) each: kept for all, they would be O(n^2)).
     fn path(&self, m: &str) -> Result<Path> {
-        if let Some(p) = self.paths.borrow().get(m) {
+        let sponsor = self.sponsor.as_deref() == Some(m);
+        if sponsor && let Some(p) = self.sponsor_path.borrow().as_ref() {
             return Ok(p.clone());
         }
-        let p = self.tree.path_of(m)?;
-        self.paths.borrow_mut().insert(m.to_string(), p.clone());
+        let p = self
+            .index
+            .borrow_mut()
+            .get_or_insert_with(|| LeafIndex::new(&self.tree))
+            .path(m)
+            .ok_or_else(|| internal(&format!("{m} is not in the tree")))?;
+        if sponsor {
+            *self.sponsor_path.borrow_mut() = Some(p.clone());
+        }
         Ok(p)
     }
 
@@ -1303,5 +1378,38 @@ impl KeyAgreementImpl for TreeAgreement {
 
     fn stats(&self) -> KeyAgreementStats {
         self.s.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index finds every leaf where a search of the tree does, in balanced and
+    /// skinny trees, after departures too, and nothing for a name not in the tree.
+    #[test]
+    fn the_leaf_index_agrees_with_a_search() {
+        for layout in [Layout::Balanced, Layout::Skinny] {
+            for n in [1usize, 2, 3, 7, 8, 33, 100] {
+                let names: Vec<String> = (0..n).map(|i| format!("m{i:03}")).collect();
+                let mut tree = TreeAgreement::initial_tree(&names, layout).expect("a tree");
+                let mut order = 0;
+                for gone in names.iter().skip(1).step_by(5) {
+                    order += 1;
+                    let path = tree.path_of(gone).expect("in the tree");
+                    tree.remove(&path, order).expect("removed");
+                }
+                let index = LeafIndex::new(&tree);
+                for (name, _) in tree.leaves() {
+                    assert_eq!(
+                        index.path(&name),
+                        Some(tree.path_of(&name).expect("in the tree")),
+                        "{layout:?}, n = {n}, {name}"
+                    );
+                }
+                assert_eq!(index.path("nobody"), None);
+                assert_eq!(index.rank.len(), tree.leaves().len());
+            }
+        }
     }
 }
