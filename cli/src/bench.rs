@@ -34,9 +34,8 @@ pub enum BenchCommand {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Grid {
     /// The five protocols side by side to large groups (TISSEC 2004's comparison):
-    /// gdh, ckd, tgdh, str and bd on rustcrypto's ristretto255, n = 10 to 1,000,
-    /// join, leave, merge and partition, one run (the default on the in-process
-    /// network).
+    /// gdh, ckd, tgdh, str and bd on rustcrypto's ristretto255, n = 10 to 1,000, join
+    /// and leave, one run (the default on the in-process network).
     Large,
     /// Small groups, every provider and DH group (the ICDCS 2000 paper's tables): gdh
     /// and ckd on openssl and rustcrypto, ffdhe2048 and ristretto255, n = 2 to 50 by
@@ -62,7 +61,7 @@ impl Grid {
                 provider: &["rustcrypto"],
                 dh_group: &["ristretto255"],
                 sizes: "10,20,50,100,200,500,1000",
-                events: &["join", "leave", "merge", "partition"],
+                events: &["join", "leave"],
                 runs: 1,
             },
             Grid::Paper => GridChoice {
@@ -109,7 +108,7 @@ pub struct KeysArgs {
     #[arg(long)]
     sizes: Option<String>,
     /// Events, comma-separated: join, leave, merge, partition, refresh, controller-leave
-    /// (grid large: the first four; grid paper: all six).
+    /// (grid large: join, leave; grid paper: all six).
     #[arg(long, value_delimiter = ',')]
     events: Vec<String>,
     /// The engine: `sim`, the in-process view-synchronous network (every member on its

@@ -613,13 +613,25 @@ impl Run {
         Ok(node.rightmost_leaf())
     }
 
-    /// The nodes `me` may owe: the stale or announced nodes of its path below the root
+    /// The nodes `me` owes: the stale or announced nodes of its path below the root
     /// (no one needs the root's blinded key: it is no one's sibling; a node that comes
-    /// under a new root later is announced then) and, for the sponsor, of its co-path.
-    /// One walk down the path; only those nodes' paths are built.
-    fn candidates(&self, me: &str) -> Result<Vec<Path>> {
+    /// under a new root later is announced then) and, for the sponsor, of its co-path,
+    /// that [`Run::owner`] gives to `me`. One walk down the path, [`Run::owner`]'s rule
+    /// applied along it (the sponsor's path is compared once, not at every node), and
+    /// only the owed nodes' paths built: in STR's skinny tree, as tall as the group,
+    /// building every stale node's path made each step of a merge O(n^2).
+    fn owed(&self, me: &str) -> Result<Vec<Path>> {
         let path = self.path(me)?;
-        let sponsor = self.sponsor.as_deref() == Some(me);
+        let sponsor = match self.sponsor.as_deref() {
+            Some(s) => Some((s, self.path(s)?)),
+            None => None,
+        };
+        let am_sponsor = sponsor.as_ref().is_some_and(|(s, _)| *s == me);
+        // How far the sponsor's path runs along this member's.
+        let common = sponsor.as_ref().map_or(0, |(_, sp)| {
+            sp.iter().zip(&path).take_while(|(a, b)| a == b).count()
+        });
+        let moved_up_beside = |n: &Node| n.announce && !n.stale && n.promoted == 0;
         let mut out = Vec::new();
         let mut node = &self.tree;
         for (d, &right) in path.iter().enumerate() {
@@ -627,13 +639,24 @@ impl Run {
                 break;
             };
             let (next, sibling) = if right { (r, l) } else { (l, r) };
-            if sponsor && (sibling.stale || sibling.announce) {
+            // The sponsor's co-path: it owes the announced nodes beside its path whose
+            // blinded keys it holds; a stale one there is its rightmost leaf's.
+            if am_sponsor && moved_up_beside(sibling) {
                 let mut p = path[..d].to_vec();
                 p.push(!right);
                 out.push(p);
             }
             if next.stale || next.announce {
-                out.push(path[..=d].to_vec());
+                let owner = match &sponsor {
+                    // On the sponsor's path.
+                    Some((s, _)) if d < common => *s,
+                    // Beside the sponsor's path, moved up: the sponsor holds it.
+                    Some((s, sp)) if d == common && d < sp.len() && moved_up_beside(next) => *s,
+                    _ => next.rightmost_leaf(),
+                };
+                if owner == me {
+                    out.push(path[..=d].to_vec());
+                }
             }
             node = next;
         }
@@ -995,16 +1018,14 @@ impl TreeAgreement {
         }
         // The blinded keys this member owes and can give now.
         let mut owed: Vec<(Path, Vec<u8>)> = Vec::new();
-        for v in run.candidates(me)? {
+        for v in run.owed(me)? {
             if running.sent.contains(&v) {
                 continue;
             }
             let Some(node) = run.tree.at(&v) else {
                 continue;
             };
-            if !(node.stale || node.announce) || run.owner(&v)? != me {
-                continue;
-            }
+            debug_assert_eq!(run.owner(&v)?, me, "owed() applies owner()'s rule");
             let bk = match (&node.bk, &node.k) {
                 (Some(bk), _) => bk.clone(),
                 (None, Some(k)) => self.s.dh().exp_generator(k.expose())?,
