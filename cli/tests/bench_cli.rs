@@ -128,6 +128,70 @@ fn bench_keys_counts_match_the_protocol_formulas() {
     }
 }
 
+/// A grid fills in what the options leave open: `large` (the default on the simulator)
+/// is every protocol on rustcrypto's ristretto255, one run; `paper` three runs on both
+/// providers and groups; an option given wins over either.
+#[test]
+fn bench_keys_grids_fill_in_what_the_options_leave_open() {
+    let (_, large) = bench(&["bench", "keys", "--sizes", "3", "--events", "leave"]);
+    let rows = large["rows"].as_array().unwrap();
+    let mut protocols: Vec<&str> = rows
+        .iter()
+        .map(|r| r["key_agreement"].as_str().unwrap())
+        .collect();
+    protocols.sort_unstable();
+    assert_eq!(protocols, ["bd", "ckd", "gdh", "str", "tgdh"]);
+    for r in rows {
+        assert_eq!(
+            (&r["provider"], &r["dh_group"], &r["runs"], &r["size"]),
+            (
+                &"rustcrypto".into(),
+                &"ristretto255".into(),
+                &1.into(),
+                &3.into()
+            ),
+            "{r}"
+        );
+    }
+    let (_, paper) = bench(&[
+        "bench",
+        "keys",
+        "--grid",
+        "paper",
+        "--key-agreement",
+        "ckd",
+        "--sizes",
+        "2",
+        "--events",
+        "join",
+    ]);
+    let rows = paper["rows"].as_array().unwrap();
+    let mut combos: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["provider"].as_str().unwrap(),
+                r["dh_group"].as_str().unwrap()
+            )
+        })
+        .collect();
+    combos.sort();
+    // OpenSSL has no ristretto255: that combination is skipped.
+    assert_eq!(
+        combos,
+        [
+            "openssl/ffdhe2048",
+            "rustcrypto/ffdhe2048",
+            "rustcrypto/ristretto255"
+        ]
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["runs"] == 3 && r["key_agreement"] == "ckd")
+    );
+}
+
 /// The same counts through the real daemon, with full sessions: the members' own
 /// counters (not the simulator's) agree with the formulas; partitions are not offered.
 #[test]
