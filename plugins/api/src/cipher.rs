@@ -68,7 +68,9 @@ pub trait GroupCipher: Send {
     /// Length in bytes of the group key that [`GroupCipher::install_key`] expects.
     fn key_len(&self) -> usize;
 
-    /// Upper bound of the bytes that sealing adds to a plaintext.
+    /// Upper bound of the bytes that sealing adds to a plaintext, fixed for the object's
+    /// life (the host asks once and sizes its buffers with it; a seal that adds more is
+    /// still correct, only slower).
     fn overhead(&self) -> usize;
 
     /// Installs the key of `epoch`. Installing a second key for the same epoch is an

@@ -213,7 +213,6 @@ impl Gdh {
             // A joiner: wait for the token (or the join message).
             return Ok(Vec::new());
         }
-        let base = info.stayed();
         let valid = self.valid_cs(previous_view.as_deref());
         if !valid {
             // Initial agreement: a merge into the oldest member alone.
@@ -227,6 +226,7 @@ impl Gdh {
             self.running()?.share = Some(x);
             return Ok(vec![action]);
         }
+        let base = info.stayed();
         let cs = self
             .cs
             .as_ref()

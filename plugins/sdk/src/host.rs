@@ -393,6 +393,8 @@ impl Signer {
 /// A group cipher from a cipher plugin.
 pub struct Cipher {
     inner: GroupCipherBox,
+    /// [`Cipher::overhead`], asked once (it sizes buffers at every send).
+    overhead: usize,
 }
 
 impl fmt::Debug for Cipher {
@@ -406,7 +408,8 @@ impl fmt::Debug for Cipher {
 impl Cipher {
     /// Wraps an ABI cipher object.
     pub fn from_abi(inner: GroupCipherBox) -> Self {
-        Self { inner }
+        let overhead = inner.overhead();
+        Self { inner, overhead }
     }
     /// Canonical name.
     pub fn algorithm(&self) -> String {
@@ -416,9 +419,10 @@ impl Cipher {
     pub fn key_len(&self) -> usize {
         self.inner.key_len()
     }
-    /// Maximum bytes added by sealing.
+    /// Maximum bytes added by sealing (asked of the plugin once, when it was wrapped: the
+    /// bound is the object's for its life, and only sizes buffers).
     pub fn overhead(&self) -> usize {
-        self.inner.overhead()
+        self.overhead
     }
     /// Installs an epoch's key.
     pub fn install_key(&mut self, epoch: u64, key: &[u8]) -> Result<()> {
