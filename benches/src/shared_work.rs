@@ -20,15 +20,13 @@
 
 use std::{
     collections::HashMap,
+    hash::{Hash, Hasher},
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
-
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 
 use conclave_plugin_sdk::{
     Algorithm, PluginError, SecretBytes,

@@ -49,7 +49,7 @@ struct GridChoice {
     provider: &'static [&'static str],
     dh_group: &'static [&'static str],
     sizes: &'static str,
-    events: &'static [&'static str],
+    events: &'static [Event],
     runs: usize,
 }
 
@@ -61,7 +61,7 @@ impl Grid {
                 provider: &["rustcrypto"],
                 dh_group: &["ristretto255"],
                 sizes: "10,20,50,100,200,500,1000",
-                events: &["join", "leave"],
+                events: &[Event::Join, Event::Leave],
                 runs: 1,
             },
             Grid::Paper => GridChoice {
@@ -69,14 +69,7 @@ impl Grid {
                 provider: &["openssl", "rustcrypto"],
                 dh_group: &["ffdhe2048", "ristretto255"],
                 sizes: "2..50/4",
-                events: &[
-                    "join",
-                    "leave",
-                    "merge",
-                    "partition",
-                    "refresh",
-                    "controller-leave",
-                ],
+                events: &Event::ALL,
                 runs: 3,
             },
         }
@@ -491,10 +484,14 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
         })
         .choice();
     let sizes = parse_sizes(args.sizes.as_deref().unwrap_or(grid.sizes))?;
-    let events = or_grid(&args.events, grid.events)
-        .iter()
-        .map(|e| Event::parse(e).ok_or_else(|| format!("unknown event {e:?}")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let events = if args.events.is_empty() {
+        grid.events.to_vec()
+    } else {
+        args.events
+            .iter()
+            .map(|e| Event::parse(e).ok_or_else(|| format!("unknown event {e:?}")))
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let runs = args.runs.unwrap_or(grid.runs);
     if runs == 0 {
         return Err("--runs must be at least 1".into());

@@ -377,14 +377,17 @@ impl Bd {
         // Two members: the key is A_0 (no second round). Otherwise the product of
         // A_0 ... A_(n-1), A_j = A_(j-1) X_(i+j-1): one call, the provider keeping the
         // running products in its own form.
-        let factors = (1..n)
-            .filter(|_| n > 2)
-            .map(|j| {
-                r.x.get(&members[(r.index + j - 1) % n])
-                    .map(Vec::as_slice)
-                    .ok_or_else(|| internal("a missing round-2 value"))
-            })
-            .collect::<Result<Vec<&[u8]>>>()?;
+        let factors = if n > 2 {
+            (1..n)
+                .map(|j| {
+                    r.x.get(&members[(r.index + j - 1) % n])
+                        .map(Vec::as_slice)
+                        .ok_or_else(|| internal("a missing round-2 value"))
+                })
+                .collect::<Result<Vec<&[u8]>>>()?
+        } else {
+            Vec::new()
+        };
         let key = self.s.dh().chain_product(a0.expose(), &factors)?;
         let mut transcript = Writer::new();
         for m in &members {

@@ -594,44 +594,34 @@ impl Run {
             .tree
             .at(v)
             .ok_or_else(|| bad("a node outside the tree"))?;
-        if let Some(s) = &self.sponsor {
-            let sp = self.path(s)?;
-            if sp.starts_with(v) {
-                return Ok(s);
-            }
-            // The sponsor holds its co-path's blinded keys, except a subtree moved up.
-            if node.announce
-                && !node.stale
-                && node.promoted == 0
-                && let Some((&side, parent)) = v.split_last()
-                && sp.starts_with(parent)
-                && sp.get(parent.len()) == Some(&!side)
-            {
-                return Ok(s);
-            }
+        let sponsor = self.sponsor_and_path()?;
+        let common = sponsor.as_ref().map_or(0, |(_, sp)| common_prefix(sp, v));
+        Ok(owner_at(sponsor.as_ref(), node, v.len(), common))
+    }
+
+    /// The sponsor and its path, if the run has one.
+    fn sponsor_and_path(&self) -> Result<Option<(&str, Path)>> {
+        match self.sponsor.as_deref() {
+            Some(s) => Ok(Some((s, self.path(s)?))),
+            None => Ok(None),
         }
-        Ok(node.rightmost_leaf())
     }
 
     /// The nodes `me` owes: the stale or announced nodes of its path below the root
     /// (no one needs the root's blinded key: it is no one's sibling; a node that comes
     /// under a new root later is announced then) and, for the sponsor, of its co-path,
-    /// that [`Run::owner`] gives to `me`. One walk down the path, [`Run::owner`]'s rule
-    /// applied along it (the sponsor's path is compared once, not at every node), and
-    /// only the owed nodes' paths built: in STR's skinny tree, as tall as the group,
+    /// that [`owner_at`] gives to `me` (the rule [`Run::owner`] applies). One walk down
+    /// the path (the sponsor's path is compared once, not at every node), and only the
+    /// owed nodes' paths built: in STR's skinny tree, as tall as the group,
     /// building every stale node's path made each step of a merge O(n^2).
     fn owed(&self, me: &str) -> Result<Vec<Path>> {
         let path = self.path(me)?;
-        let sponsor = match self.sponsor.as_deref() {
-            Some(s) => Some((s, self.path(s)?)),
-            None => None,
-        };
+        let sponsor = self.sponsor_and_path()?;
         let am_sponsor = sponsor.as_ref().is_some_and(|(s, _)| *s == me);
         // How far the sponsor's path runs along this member's.
-        let common = sponsor.as_ref().map_or(0, |(_, sp)| {
-            sp.iter().zip(&path).take_while(|(a, b)| a == b).count()
-        });
-        let moved_up_beside = |n: &Node| n.announce && !n.stale && n.promoted == 0;
+        let common = sponsor
+            .as_ref()
+            .map_or(0, |(_, sp)| common_prefix(sp, &path));
         let mut out = Vec::new();
         let mut node = &self.tree;
         for (d, &right) in path.iter().enumerate() {
@@ -639,29 +629,57 @@ impl Run {
                 break;
             };
             let (next, sibling) = if right { (r, l) } else { (l, r) };
-            // The sponsor's co-path: it owes the announced nodes beside its path whose
-            // blinded keys it holds; a stale one there is its rightmost leaf's.
-            if am_sponsor && moved_up_beside(sibling) {
+            // The sponsor's co-path (its path and the sibling's part at depth d).
+            if am_sponsor
+                && (sibling.stale || sibling.announce)
+                && owner_at(sponsor.as_ref(), sibling, d + 1, d) == me
+            {
                 let mut p = path[..d].to_vec();
                 p.push(!right);
                 out.push(p);
             }
-            if next.stale || next.announce {
-                let owner = match &sponsor {
-                    // On the sponsor's path.
-                    Some((s, _)) if d < common => *s,
-                    // Beside the sponsor's path, moved up: the sponsor holds it.
-                    Some((s, sp)) if d == common && d < sp.len() && moved_up_beside(next) => *s,
-                    _ => next.rightmost_leaf(),
-                };
-                if owner == me {
-                    out.push(path[..=d].to_vec());
-                }
+            if (next.stale || next.announce)
+                && owner_at(sponsor.as_ref(), next, d + 1, common.min(d + 1)) == me
+            {
+                out.push(path[..=d].to_vec());
             }
             node = next;
         }
         Ok(out)
     }
+}
+
+/// How many leading steps `a` and `b` share.
+fn common_prefix(a: &[bool], b: &[bool]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Who broadcasts the blinded key of `node`, whose path from the root is `depth` steps
+/// long and shares its first `common` steps with the sponsor's path: the sponsor for the
+/// nodes on its path, and for the announced nodes beside it whose blinded keys it holds
+/// (all but a subtree moved up by a departure); the node's rightmost leaf otherwise.
+fn owner_at<'a>(
+    sponsor: Option<&(&'a str, Path)>,
+    node: &'a Node,
+    depth: usize,
+    common: usize,
+) -> &'a str {
+    if let Some(&(s, ref sp)) = sponsor {
+        // On the sponsor's path.
+        if common == depth {
+            return s;
+        }
+        // Beside it: the parent on the sponsor's path, the node not.
+        if common + 1 == depth
+            && common < sp.len()
+            && node.announce
+            && !node.stale
+            && node.promoted == 0
+        {
+            return s;
+        }
+    }
+    node.rightmost_leaf()
 }
 
 // ---------------------------------------------------------------------------------------
