@@ -38,11 +38,14 @@
 //! `other-modules`.
 
 use std::{
+    borrow::Cow,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use conclave_gcs::{Address, Client, Connection, GcsError, MemberName, SendOptions, Service};
+use conclave_gcs::{
+    Address, Client, Connection, GcsError, GroupName, MemberName, SendOptions, Service,
+};
 
 /// At most this many waiting commands are carried out (and their writes batched)
 /// before the session looks at the engine's events again.
@@ -236,11 +239,11 @@ pub enum SessionEvent {
     /// An application message.
     Message {
         /// The group.
-        group: String,
+        group: GroupName,
         /// The sender.
-        sender: String,
+        sender: MemberName,
         /// `fifo`, `causal`, `agreed` or `unicast`.
-        service: String,
+        service: Cow<'static, str>,
         /// The epoch it was sealed under (none in a plain group).
         epoch: Option<u64>,
         /// The plaintext.

@@ -1684,14 +1684,14 @@ async fn serve<S>(
         return;
     }
 
-    // Writer: frames in order; a frame that makes no progress for the stall timeout
-    // (the client reads nothing) disconnects the client; a kill drops what is queued
-    // and, at a frame boundary, says why in a last Error frame.
+    // Writer: frames in order, in batches of what is queued (one write each); a batch
+    // that makes no progress for the stall timeout (the client reads nothing)
+    // disconnects the client; a kill drops what is queued and, at a frame boundary,
+    // says why in a last Error frame.
     let mut writer_state = state.clone();
     let (writer_core, writer_member, stall) = (core.clone(), member.clone(), config.stall_timeout);
     let writer = tokio::spawn(async move {
-        // Small frames are batched; the buffer is flushed whenever the queue is empty.
-        let mut wr = tokio::io::BufWriter::with_capacity(64 * 1024, wr);
+        let mut batch = Batch::default();
         loop {
             let item = tokio::select! {
                 item = rx.recv() => item,
@@ -1703,68 +1703,89 @@ async fn serve<S>(
                     break;
                 }
             };
-            match item {
+            let mut close = match item {
                 Some(Out::Frame(frame, permit)) => {
-                    let mut write = Box::pin(async {
-                        write_encoded(&mut wr, &frame).await?;
-                        if rx.is_empty() {
-                            wr.flush().await?;
-                        }
-                        Ok::<_, std::io::Error>(())
-                    });
-                    let written = tokio::select! {
-                        r = tokio::time::timeout(stall, &mut write) => Some(r),
-                        _ = wait_for(&mut writer_state, ConnState::Kill) => None,
-                    };
-                    let Some(written) = written else {
-                        // Killed inside a frame: finish it if the client takes it
-                        // soon, so that the last words can follow it.
-                        let finished = tokio::time::timeout(Duration::from_millis(200), &mut write)
-                            .await
-                            .is_ok_and(|r| r.is_ok());
-                        drop(write);
-                        drop(permit);
+                    batch.add(frame, permit);
+                    None
+                }
+                Some(Out::Close(reason)) => Some(reason),
+                None => break,
+            };
+            // Everything else already queued goes in the same write.
+            while close.is_none() && batch.has_room() {
+                match rx.try_recv() {
+                    Ok(Out::Frame(frame, permit)) => batch.add(frame, permit),
+                    Ok(Out::Close(reason)) => close = Some(reason),
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                let written = {
+                    let mut write = std::pin::pin!(batch.write_to(&mut wr));
+                    // Most writes complete at once: the stall timer is armed only for
+                    // one that has to wait for the client.
+                    let first =
+                        std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx)))
+                            .await;
+                    match first {
+                        std::task::Poll::Ready(r) => Written::Done(Ok(r)),
+                        std::task::Poll::Pending => tokio::select! {
+                            r = tokio::time::timeout(stall, &mut write) => Written::Done(r),
+                            _ = wait_for(&mut writer_state, ConnState::Kill) => {
+                                // Killed inside a write: finish it if the client takes
+                                // it soon, so that the last words can follow it.
+                                let finished =
+                                    tokio::time::timeout(Duration::from_millis(200), &mut write)
+                                        .await
+                                        .is_ok_and(|r| r.is_ok());
+                                Written::Killed { finished }
+                            }
+                        },
+                    }
+                };
+                let written = match written {
+                    Written::Done(r) => r,
+                    Written::Killed { finished } => {
+                        batch.clear();
                         let reason = kill_reason.lock().ok().and_then(|r| r.clone());
                         if let (true, Some(reason)) = (finished, reason) {
                             last_words(&mut wr, reason, Duration::from_millis(200)).await;
                         }
                         break;
-                    };
-                    drop(write);
-                    drop(permit);
-                    if watch_drain.load(std::sync::atomic::Ordering::Relaxed)
-                        && writer_credit.available_permits() > queue_limit - queue_limit / 4
-                    {
-                        watch_drain.store(false, std::sync::atomic::Ordering::Relaxed);
-                        let _ = writer_core.try_send(Cmd::Drained {
-                            conn,
-                            member: writer_member.clone(),
-                        });
                     }
-                    match written {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => break,
-                        Err(_) => {
-                            let reason = format!(
-                                "slow consumer: no progress writing to the client for {stall:?}"
-                            );
-                            warn!(member = %writer_member, %reason, "disconnecting slow client");
-                            let _ = writer_core
-                                .send(Cmd::Gone {
-                                    conn,
-                                    member: writer_member,
-                                    reason,
-                                })
-                                .await;
-                            break;
-                        }
+                };
+                batch.clear();
+                if watch_drain.load(std::sync::atomic::Ordering::Relaxed)
+                    && writer_credit.available_permits() > queue_limit - queue_limit / 4
+                {
+                    watch_drain.store(false, std::sync::atomic::Ordering::Relaxed);
+                    let _ = writer_core.try_send(Cmd::Drained {
+                        conn,
+                        member: writer_member.clone(),
+                    });
+                }
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        let reason = format!(
+                            "slow consumer: no progress writing to the client for {stall:?}"
+                        );
+                        warn!(member = %writer_member, %reason, "disconnecting slow client");
+                        let _ = writer_core
+                            .send(Cmd::Gone {
+                                conn,
+                                member: writer_member,
+                                reason,
+                            })
+                            .await;
+                        break;
                     }
                 }
-                Some(Out::Close(reason)) => {
-                    last_words(&mut wr, reason, Duration::from_secs(1)).await;
-                    break;
-                }
-                None => break,
+            }
+            if let Some(reason) = close {
+                last_words(&mut wr, reason, Duration::from_secs(1)).await;
+                break;
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
@@ -1889,9 +1910,10 @@ impl Inbound {
             .map_or(0, OwnedSemaphorePermit::num_permits)
     }
 
-    /// Holds permits for exactly the buffered bytes past the free allowance, waiting
-    /// until `deadline` for more.
-    async fn account(&mut self, deadline: tokio::time::Instant) -> Result<(), String> {
+    /// Holds budget permits for the bytes buffered past [`FREE_RECEIVE`], waiting for
+    /// them until `deadline` (by default the frame timeout from now: the clock is read
+    /// only when there is something to wait for).
+    async fn account(&mut self, deadline: Option<tokio::time::Instant>) -> Result<(), String> {
         let need = self.buf.len().saturating_sub(FREE_RECEIVE);
         let have = self.holding();
         if need < have {
@@ -1901,6 +1923,8 @@ impl Inbound {
         } else if need > have {
             let more = u32::try_from(need - have).map_err(|_| "frame too large".to_string())?;
             let acquire = Arc::clone(&self.budget).acquire_many_owned(more);
+            let deadline =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.frame_timeout);
             match tokio::time::timeout_at(deadline, acquire).await {
                 Ok(Ok(p)) => match &mut self.held {
                     Some(held) => held.merge(p),
@@ -1925,8 +1949,7 @@ impl Inbound {
         loop {
             match Frame::decode(&mut self.buf) {
                 Ok(Some(frame)) => {
-                    let far = tokio::time::Instant::now() + self.frame_timeout;
-                    self.account(far).await?;
+                    self.account(None).await?;
                     return Ok(Some(frame));
                 }
                 Ok(None) => {}
@@ -1935,9 +1958,7 @@ impl Inbound {
             if !self.buf.is_empty() && deadline.is_none() {
                 deadline = Some(tokio::time::Instant::now() + self.frame_timeout);
             }
-            let until =
-                deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.frame_timeout);
-            self.account(until).await?;
+            self.account(deadline).await?;
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(64 * 1024);
             }
@@ -1964,6 +1985,69 @@ impl Inbound {
                 Err(e) => return Err(format!("read failed: {e}")),
             }
         }
+    }
+}
+
+/// The frames a connection's writer sends in one write: small frames are copied into
+/// one buffer, a large payload (over [`COPY_LIMIT`]) is written from its own buffer
+/// after the rest, and ends the batch. The queue credit of every frame is held until
+/// the write is done.
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    large: Option<Bytes>,
+    permits: Vec<OwnedSemaphorePermit>,
+}
+
+/// How a batch's write ended.
+enum Written {
+    /// Written, failed, or timed out (no progress for the stall timeout).
+    Done(Result<std::io::Result<()>, tokio::time::error::Elapsed>),
+    /// The connection was killed during the write; `finished` if the write still
+    /// completed within a short grace.
+    Killed { finished: bool },
+}
+
+/// How many bytes a batch gathers before it is written.
+const BATCH_BYTES: usize = 64 * 1024;
+/// A payload larger than this is written from its own buffer, not copied.
+const COPY_LIMIT: usize = 16 * 1024;
+
+impl Batch {
+    fn add(&mut self, frame: Encoded, permit: OwnedSemaphorePermit) {
+        self.buf.extend_from_slice(&frame.head);
+        if frame.payload.len() > COPY_LIMIT {
+            self.large = Some(frame.payload);
+        } else {
+            self.buf.extend_from_slice(&frame.payload);
+        }
+        self.permits.push(permit);
+    }
+
+    fn has_room(&self) -> bool {
+        self.large.is_none() && self.buf.len() < BATCH_BYTES
+    }
+
+    fn is_empty(&self) -> bool {
+        self.permits.is_empty()
+    }
+
+    async fn write_to<W: AsyncWrite + Unpin>(&self, wr: &mut W) -> std::io::Result<()> {
+        wr.write_all(&self.buf).await?;
+        if let Some(large) = &self.large {
+            wr.write_all(large).await?;
+        }
+        Ok(())
+    }
+
+    /// Empties the batch (its frames written or dropped), releasing their credit.
+    fn clear(&mut self) {
+        self.buf.clear();
+        if self.buf.capacity() > 4 * BATCH_BYTES {
+            self.buf = Vec::new();
+        }
+        self.large = None;
+        self.permits.clear();
     }
 }
 

@@ -300,7 +300,7 @@ impl Member {
                         epoch,
                         data,
                         ..
-                    } if g == group => Some((sender.clone(), epoch.unwrap_or(0), data.clone())),
+                    } if g == group => Some((sender.to_string(), epoch.unwrap_or(0), data.clone())),
                     _ => None,
                 })
                 .await;

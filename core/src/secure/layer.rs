@@ -538,10 +538,14 @@ impl SecureLayer {
         }
         self.last_send += 1;
         let id = self.last_send;
+        // One byte of room for a plain group's tag, put in front without a second
+        // buffer; a secure group keeps this copy for its own delivery.
+        let mut copy = Vec::with_capacity(1 + data.len());
+        copy.extend_from_slice(data);
         g.held.push_back(Held {
             id,
             delivery,
-            data: data.to_vec(),
+            data: copy,
         });
         self.release(group)?;
         Ok(id)
@@ -580,7 +584,11 @@ impl SecureLayer {
                 return Ok(());
             };
             let payload: Bytes = match &mut g.secured {
-                None => [&[tag::PLAIN][..], &held.data].concat().into(),
+                None => {
+                    let mut payload = std::mem::take(&mut held.data);
+                    payload.insert(0, tag::PLAIN);
+                    payload.into()
+                }
                 Some(s) => {
                     let epoch = s.current.unwrap_or_default();
                     // Sealed straight into the payload's buffer, after its tag byte.
@@ -767,7 +775,7 @@ impl SecureLayer {
                 } else {
                     service_name(service)
                 };
-                self.on_message(group.as_str(), sender.as_str(), service, &payload)
+                self.on_message(&group, &sender, service, &payload)
             }
             Event::Left { group, cause } => {
                 if let Some(g) = self.groups.remove(group.as_str()) {
@@ -1308,11 +1316,12 @@ impl SecureLayer {
 
     fn on_message(
         &mut self,
-        group: &str,
-        sender: &str,
-        service: &str,
+        group_name: &GroupName,
+        sender_name: &MemberName,
+        service: &'static str,
         payload: &[u8],
     ) -> Result<(), CoreError> {
+        let (group, sender) = (group_name.as_str(), sender_name.as_str());
         let Some(g) = self.groups.get_mut(group) else {
             return Ok(());
         };
@@ -1338,8 +1347,8 @@ impl SecureLayer {
         match kind {
             tag::PLAIN if !secure => {
                 self.events.push_back(SessionEvent::Message {
-                    group: group.into(),
-                    sender: sender.into(),
+                    group: group_name.clone(),
+                    sender: sender_name.clone(),
                     service: service.into(),
                     epoch: None,
                     data: body.to_vec(),
@@ -1347,7 +1356,7 @@ impl SecureLayer {
                 Ok(())
             }
             tag::SEALED if secure => {
-                self.on_sealed(group, sender, service, body);
+                self.on_sealed(group_name, sender_name, service, body);
                 self.release(group)
             }
             tag::KEY_AGREEMENT if secure => {
@@ -1384,7 +1393,14 @@ impl SecureLayer {
         }
     }
 
-    fn on_sealed(&mut self, group: &str, sender: &str, service: &str, body: &[u8]) {
+    fn on_sealed(
+        &mut self,
+        group_name: &GroupName,
+        sender_name: &MemberName,
+        service: &'static str,
+        body: &[u8],
+    ) {
+        let (group, sender) = (group_name.as_str(), sender_name.as_str());
         let Some(g) = self.groups.get_mut(group) else {
             return;
         };
@@ -1403,8 +1419,8 @@ impl SecureLayer {
             s.own_bytes -= own.data.len();
             if s.epoch_members.contains_key(&own.epoch) {
                 self.events.push_back(SessionEvent::Message {
-                    group: group.into(),
-                    sender: sender.into(),
+                    group: group_name.clone(),
+                    sender: sender_name.clone(),
                     service: service.into(),
                     epoch: Some(own.epoch),
                     data: own.data,
@@ -1422,8 +1438,8 @@ impl SecureLayer {
                     .is_some_and(|m| m.iter().any(|x| x == sender)) =>
             {
                 self.events.push_back(SessionEvent::Message {
-                    group: group.into(),
-                    sender: sender.into(),
+                    group: group_name.clone(),
+                    sender: sender_name.clone(),
                     service: service.into(),
                     epoch: Some(opened.epoch),
                     data: plaintext.into_vec(),
