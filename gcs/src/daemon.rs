@@ -2010,7 +2010,8 @@ enum Written {
 
 /// How many bytes a batch gathers before it is written.
 const BATCH_BYTES: usize = 64 * 1024;
-/// A payload larger than this is written from its own buffer, not copied.
+/// A payload larger than this is written from its own buffer, not copied (by the
+/// writer's batches and by [`write_encoded`]).
 const COPY_LIMIT: usize = 16 * 1024;
 
 impl Batch {
@@ -2114,7 +2115,7 @@ pub(crate) async fn write_encoded<W: AsyncWrite + Unpin>(
     wr: &mut W,
     frame: &Encoded,
 ) -> std::io::Result<()> {
-    if frame.payload.len() <= 16 * 1024 {
+    if frame.payload.len() <= COPY_LIMIT {
         // One write for a small frame; a large payload is written without a copy.
         let mut whole = Vec::with_capacity(frame.len());
         whole.extend_from_slice(&frame.head);
