@@ -714,7 +714,7 @@ impl<C: Connection> Session<C> {
                         }
                         done += 1;
                         if done < COMMAND_BATCH {
-                            next = self.commands.try_recv().ok();
+                            next = conclave_gcs::channel::take_ready_unbounded(&mut self.commands).await;
                         }
                     }
                     self.client.end_batch().await?;

@@ -527,7 +527,9 @@ impl Connection for CpgConnection {
                 return Ok(e);
             }
             // What the callbacks queued in the last dispatch.
-            if let Ok((group, raw)) = self.rx.try_recv() {
+            if let Some((group, raw)) =
+                conclave_gcs::channel::take_ready_unbounded(&mut self.rx).await
+            {
                 self.on_raw(group, raw)?;
                 continue;
             }

@@ -1713,10 +1713,10 @@ async fn serve<S>(
             };
             // Everything else already queued goes in the same write.
             while close.is_none() && batch.has_room() {
-                match rx.try_recv() {
-                    Ok(Out::Frame(frame, permit)) => batch.add(frame, permit),
-                    Ok(Out::Close(reason)) => close = Some(reason),
-                    Err(_) => break,
+                match crate::channel::take_ready_unbounded(&mut rx).await {
+                    Some(Out::Frame(frame, permit)) => batch.add(frame, permit),
+                    Some(Out::Close(reason)) => close = Some(reason),
+                    None => break,
                 }
             }
             if !batch.is_empty() {

@@ -1,6 +1,7 @@
 //! Group-communication engines for Conclave: view-synchronous membership and ordered
 //! delivery, after Spread and its Flush layer.
 //!
+//! * [`channel`]: taking what a Tokio channel holds without parking the thread.
 //! * [`engine`]: the [`Connection`] trait every engine implements (what the core uses).
 //! * [`types`]: names, views, services, events and errors shared by every engine.
 //! * [`vs`]: the sans-IO view-synchrony state machine of one ordering domain.
@@ -11,6 +12,7 @@
 //! * [`daemon`] and [`client`]: the daemon engine (tokio, Unix or TCP sockets) and its
 //!   async client library.
 
+pub mod channel;
 pub mod client;
 pub mod daemon;
 pub mod engine;

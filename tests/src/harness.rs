@@ -269,9 +269,9 @@ impl Member {
 
     /// Every event received so far and not yet picked (the backlog and what is queued),
     /// without waiting.
-    pub fn drain_now(&mut self) -> Vec<SessionEvent> {
+    pub async fn drain_now(&mut self) -> Vec<SessionEvent> {
         let mut all = std::mem::take(&mut self.backlog);
-        while let Ok(e) = self.events.try_recv() {
+        while let Some(e) = conclave_gcs::channel::take_ready_unbounded(&mut self.events).await {
             all.push(e);
         }
         all

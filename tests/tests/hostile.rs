@@ -124,8 +124,8 @@ async fn exchange(members: &mut [Member], group: &str, key: &KeyEstablished) {
 
 /// The events each member got that name `who` (as the excluded member or as the
 /// sender of a refused message); asserts that no member left.
-fn about(m: &mut Member, who: &str) -> Vec<SessionEvent> {
-    let all = m.drain_now();
+async fn about(m: &mut Member, who: &str) -> Vec<SessionEvent> {
+    let all = m.drain_now().await;
     assert!(
         !all.iter().any(|e| matches!(e, SessionEvent::Left { .. })),
         "{} left: {all:?}",
@@ -241,7 +241,7 @@ async fn a_raw_newcomer_forging_switch_and_modules_changes_nothing() {
     let key = keyed_without(&mut members, "g", "mallory", before.epoch).await;
     exchange(&mut members, "g", &key).await;
     for m in members.iter_mut() {
-        assert_eq!(exclusion(&about(m, "mallory")), Exclusion::Untrusted);
+        assert_eq!(exclusion(&about(m, "mallory").await), Exclusion::Untrusted);
     }
     net.daemon.unwrap().shutdown().await;
 }
@@ -267,7 +267,7 @@ async fn a_raw_oldest_member_forging_modules_keeps_no_one_out() {
     let key = keyed_without_since(&mut members, "g", "mallory", 0, Some(since)).await;
     exchange(&mut members, "g", &key).await;
     for m in members.iter_mut() {
-        assert_eq!(exclusion(&about(m, "mallory")), Exclusion::Untrusted);
+        assert_eq!(exclusion(&about(m, "mallory").await), Exclusion::Untrusted);
     }
     net.daemon.unwrap().shutdown().await;
 }
@@ -283,7 +283,7 @@ async fn a_silent_raw_client_on_a_trusted_name_is_cut_at_the_timeout() {
     let key = keyed_without(&mut members, "g", "dave", before.epoch).await;
     exchange(&mut members, "g", &key).await;
     for m in members.iter_mut() {
-        assert_eq!(exclusion(&about(m, "dave")), Exclusion::Silent);
+        assert_eq!(exclusion(&about(m, "dave").await), Exclusion::Silent);
     }
     net.daemon.unwrap().shutdown().await;
 }
@@ -298,11 +298,12 @@ async fn an_untrusted_identity_gets_no_key_and_stops_no_one() {
     let key = keyed_without(&mut members, "g", "eve", before.epoch).await;
     exchange(&mut members, "g", &key).await;
     for m in members.iter_mut() {
-        assert_eq!(exclusion(&about(m, "eve")), Exclusion::Untrusted);
+        assert_eq!(exclusion(&about(m, "eve").await), Exclusion::Untrusted);
     }
     // eve gets no key with them (she may key alone once she gives up on them).
     let eve_keys = eve
         .drain_now()
+        .await
         .into_iter()
         .filter(|e| matches!(e, SessionEvent::KeyEstablished(k) if k.members.len() > 1))
         .count();
@@ -332,7 +333,7 @@ async fn an_identity_excluded_by_members_gets_no_key_and_stops_no_one() {
     let key = keyed_without(&mut members, "g", "carol", before.epoch).await;
     exchange(&mut members, "g", &key).await;
     for m in members.iter_mut() {
-        assert_eq!(exclusion(&about(m, "carol")), Exclusion::NotAllowed);
+        assert_eq!(exclusion(&about(m, "carol").await), Exclusion::NotAllowed);
     }
     net.daemon.unwrap().shutdown().await;
 }
@@ -358,7 +359,7 @@ async fn a_trusted_member_that_stops_in_mid_agreement_is_cut_at_the_timeout() {
     let key = keyed_without(&mut members, "g", "dave", before.epoch).await;
     exchange(&mut members, "g", &key).await;
     for m in members.iter_mut() {
-        let events = about(m, "dave");
+        let events = about(m, "dave").await;
         // One exclusion (silent), and at most one report of the replayed announcement
         // (replays that come after the secure view closed are moot).
         let kinds: Vec<String> = events
@@ -419,7 +420,7 @@ async fn a_keyless_client_announcing_on_a_trusted_name_is_cut_and_moves_no_epoch
     );
     exchange(&mut members, "g", &key).await;
     for m in members.iter_mut() {
-        assert_eq!(exclusion(&about(m, "dave")), Exclusion::Silent);
+        assert_eq!(exclusion(&about(m, "dave").await), Exclusion::Silent);
     }
     net.daemon.unwrap().shutdown().await;
 }

@@ -287,6 +287,7 @@ async fn an_administrator_moves_a_live_group_to_new_modules_and_forgeries_change
     for m in members.iter_mut() {
         assert!(
             !m.drain_now()
+                .await
                 .iter()
                 .any(|e| matches!(e, SessionEvent::Left { .. })),
             "{} left",
@@ -394,7 +395,7 @@ async fn raw_policy_messages_from_the_engine_are_refused_with_their_reasons() {
         let got = m.messages(GROUP, 1).await;
         assert_eq!(got[0].2, b"still here");
         assert!(got[0].1 >= first.epoch);
-        let events = m.drain_now();
+        let events = m.drain_now().await;
         assert!(
             !events
                 .iter()

@@ -228,6 +228,7 @@ async fn a_member_on_other_modules_is_left_out_without_leaving_and_the_group_goe
     for m in members.iter_mut().chain(std::iter::once(&mut mallory)) {
         let lefts = m
             .drain_now()
+            .await
             .into_iter()
             .filter(|e| {
                 matches!(e, SessionEvent::Left { .. })
@@ -380,6 +381,7 @@ async fn a_blowfish_group_carries_64_mib_from_one_sender_over_its_key_limit() {
     for m in members.iter_mut() {
         let failed: Vec<_> = m
             .drain_now()
+            .await
             .into_iter()
             .filter(|e| {
                 matches!(
