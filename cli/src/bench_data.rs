@@ -457,10 +457,14 @@ async fn measure(
             let mut last = start;
             while latencies.len() < count {
                 let got = latencies.len();
-                let (at, e) = tokio::time::timeout(Duration::from_secs(60), events.recv())
-                    .await
-                    .map_err(|_| format!("{got} of {count} messages arrived"))?
-                    .ok_or("a member's session ended")?;
+                // An event already waiting is taken without arming a timer.
+                let next = match conclave_gcs::channel::take_ready_unbounded(&mut events).await {
+                    Some(e) => Some(e),
+                    None => tokio::time::timeout(Duration::from_secs(60), events.recv())
+                        .await
+                        .map_err(|_| format!("{got} of {count} messages arrived"))?,
+                };
+                let (at, e) = next.ok_or("a member's session ended")?;
                 match e {
                     SessionEvent::Message { data, .. } => {
                         let mut t = [0u8; 8];

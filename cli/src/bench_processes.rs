@@ -217,7 +217,10 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
                 }
             }
         }
-        let e = if traffic.sender && sent < traffic.count && period.is_some() {
+        // An event already waiting is taken without arming a timer.
+        let e = if let Some(e) = conclave_gcs::channel::take_ready_unbounded(&mut events).await {
+            Some(e)
+        } else if traffic.sender && sent < traffic.count && period.is_some() {
             match tokio::time::timeout_at(next, events.recv()).await {
                 Ok(e) => e,
                 Err(_) => continue,

@@ -39,6 +39,7 @@
 
 use std::{
     borrow::Cow,
+    pin::Pin,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -408,6 +409,14 @@ pub struct Session<C: Connection = Client> {
     handle: tokio::sync::mpsc::UnboundedSender<Command>,
     client: C,
     layer: SecureLayer,
+    /// The layer's next deadline, armed only while the session waits (made on the
+    /// first wait: a timer needs the runtime), and reset only when it changes.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether ready commands go before ready events on the next turn (they take turns,
+    /// so that a flood of either does not hold the other back).
+    commands_first: bool,
+    /// Turns of the loop, for the deadline check of a session that never waits.
+    turns: u32,
 }
 
 impl<C: Connection> std::fmt::Debug for Session<C> {
@@ -511,6 +520,9 @@ impl<C: Connection> Session<C> {
             handle,
             client: connection,
             layer: SecureLayer::new(identity, registry, policy, trust, Instant::now()),
+            timer: None,
+            commands_first: false,
+            turns: 0,
         })
     }
 
@@ -691,39 +703,101 @@ impl<C: Connection> Session<C> {
                 }
                 return Ok(e);
             }
+            // What is ready now is taken without a timer or a select, commands and
+            // events in turns. Every 64 turns a deadline that has passed is met: a
+            // session that never has to wait (a flood) still meets its timeouts.
+            self.turns = self.turns.wrapping_add(1);
+            if self.turns.is_multiple_of(64) {
+                let now = Instant::now();
+                if self.layer.poll_timeout().is_some_and(|at| at <= now) {
+                    self.layer.handle_timeout(now)?;
+                    continue;
+                }
+            }
+            self.commands_first = !self.commands_first;
+            if self.commands_first
+                && let Some(command) =
+                    conclave_gcs::channel::take_ready_unbounded(&mut self.commands).await
+            {
+                self.execute_batch(command).await?;
+                continue;
+            }
+            // Up to a batch of events, as many as a batch of commands: a sender that
+            // floods keeps up with its own deliveries (and the key agreement's
+            // messages among them) instead of running ahead of them.
+            let mut took = 0;
+            while took < COMMAND_BATCH
+                && let Some(event) = self.client.ready_event().await?
+            {
+                self.layer.handle_event(event, Instant::now())?;
+                took += 1;
+            }
+            if took > 0 {
+                continue;
+            }
+            if !self.commands_first
+                && let Some(command) =
+                    conclave_gcs::channel::take_ready_unbounded(&mut self.commands).await
+            {
+                self.execute_batch(command).await?;
+                continue;
+            }
+            // Nothing waiting: wait for the engine, a command or the layer's deadline.
             let at = self
                 .layer
                 .poll_timeout()
-                .map(tokio::time::Instant::from_std)
-                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+                .map(tokio::time::Instant::from_std);
+            let timer = match (&mut self.timer, at) {
+                (Some(timer), Some(at)) => {
+                    if timer.deadline() != at {
+                        timer.as_mut().reset(at);
+                    }
+                    Some(timer.as_mut())
+                }
+                (slot @ None, Some(at)) => {
+                    Some(slot.insert(Box::pin(tokio::time::sleep_until(at))).as_mut())
+                }
+                (_, None) => None,
+            };
             // Each branch is cancel-safe (a channel receive, a timer): whichever wins is
             // then processed to the end.
             tokio::select! {
+                biased;
                 e = self.client.next_event() => {
                     let event = e?;
                     self.layer.handle_event(event, Instant::now())?;
                 }
                 Some(command) = self.commands.recv() => {
-                    // The commands waiting now go out as one batch of writes.
-                    self.client.begin_batch();
-                    let mut next = Some(command);
-                    let mut done = 0;
-                    while let Some(command) = next.take() {
-                        if let Err(e) = self.execute(&command).await {
-                            self.layer.command_failed(format!("{command:?}"), &e);
-                        }
-                        done += 1;
-                        if done < COMMAND_BATCH {
-                            next = conclave_gcs::channel::take_ready_unbounded(&mut self.commands).await;
-                        }
-                    }
-                    self.client.end_batch().await?;
+                    self.execute_batch(command).await?;
                 }
-                _ = tokio::time::sleep_until(at) => {
+                _ = async {
+                    match timer {
+                        Some(timer) => timer.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     self.layer.handle_timeout(Instant::now())?;
                 }
             }
         }
+    }
+
+    /// Carries out `first` and the commands waiting behind it, as one batch of writes.
+    async fn execute_batch(&mut self, first: Command) -> Result<(), CoreError> {
+        self.client.begin_batch();
+        let mut next = Some(first);
+        let mut done = 0;
+        while let Some(command) = next.take() {
+            if let Err(e) = self.execute(&command).await {
+                self.layer.command_failed(format!("{command:?}"), &e);
+            }
+            done += 1;
+            if done < COMMAND_BATCH {
+                next = conclave_gcs::channel::take_ready_unbounded(&mut self.commands).await;
+            }
+        }
+        self.client.end_batch().await?;
+        Ok(())
     }
 
     /// Counters of a group's key agreement (for benchmarks and tests).

@@ -516,7 +516,7 @@ impl Connection for CpgConnection {
         Ok(())
     }
 
-    async fn next_event(&mut self) -> Result<Event, GcsError> {
+    async fn ready_event(&mut self) -> Result<Option<Event>, GcsError> {
         loop {
             if let Some(e) = self.events.pop_front() {
                 self.session.observe(&e);
@@ -524,14 +524,20 @@ impl Connection for CpgConnection {
                     // Finalizes the handle.
                     self.groups.remove(group);
                 }
-                return Ok(e);
+                return Ok(Some(e));
             }
             // What the callbacks queued in the last dispatch.
-            if let Some((group, raw)) =
-                conclave_gcs::channel::take_ready_unbounded(&mut self.rx).await
-            {
-                self.on_raw(group, raw)?;
-                continue;
+            match conclave_gcs::channel::take_ready_unbounded(&mut self.rx).await {
+                Some((group, raw)) => self.on_raw(group, raw)?,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    async fn next_event(&mut self) -> Result<Event, GcsError> {
+        loop {
+            if let Some(e) = self.ready_event().await? {
+                return Ok(e);
             }
             self.pump()?;
             self.time_flushes();

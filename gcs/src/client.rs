@@ -33,7 +33,7 @@ use crate::daemon::{Address, read_frame, write_encoded};
 use crate::noise::{self, TcpIdentity, TcpTrust};
 use crate::session::Session;
 use crate::types::{Delivery, Event, GcsError, GroupName, MemberName, SendOptions, Service, View};
-use crate::wire::{Frame, VERSION};
+use crate::wire::{Frame, NameCache, VERSION};
 
 type Writer = Pin<Box<dyn AsyncWrite + Send>>;
 
@@ -161,11 +161,16 @@ impl Client {
         write_encoded(&mut writer, &hello).await.map_err(io_error)?;
         writer.flush().await.map_err(io_error)?;
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        let answer = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut rd, &mut buf))
-            .await
-            .map_err(|_| GcsError::Disconnected {
-                reason: "no answer to Hello within 10 s".into(),
-            })?;
+        // The groups and senders of the events, decoded once each.
+        let mut names = NameCache::default();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            read_frame(&mut rd, &mut buf, &mut names),
+        )
+        .await
+        .map_err(|_| GcsError::Disconnected {
+            reason: "no answer to Hello within 10 s".into(),
+        })?;
         match answer {
             Ok(Some(Frame::Welcome { version })) if version == VERSION => {}
             Ok(Some(Frame::Welcome { version })) => {
@@ -193,7 +198,7 @@ impl Client {
         let bytes = Arc::new(Semaphore::new(EVENT_QUEUE_BYTES));
         let reader = tokio::spawn(async move {
             let reason = loop {
-                match read_frame(&mut rd, &mut buf).await {
+                match read_frame(&mut rd, &mut buf, &mut names).await {
                     Ok(Some(Frame::Event(event))) => {
                         let size = match &event {
                             Event::Message { payload, .. } => payload.len(),
@@ -454,6 +459,29 @@ impl Client {
                 other => break other,
             }
         };
+        self.take(incoming)
+    }
+
+    /// The next event if one has arrived, without waiting: `Ok(None)` if none has (the
+    /// connection's end then shows at [`next_event`](Client::next_event)). Never parks
+    /// the thread (see [`crate::channel`]).
+    pub async fn ready_event(&mut self) -> Result<Option<Event>, GcsError> {
+        if let Some(event) = self.stashed.pop_front() {
+            self.session.observe(&event);
+            return Ok(Some(event));
+        }
+        self.check_open()?;
+        loop {
+            match crate::channel::take_ready(&mut self.events).await {
+                Some(Incoming::Status(_)) => continue,
+                Some(other) => return self.take(Some(other)).map(Some),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// What the reader task handed over, as the next event or the connection's end.
+    fn take(&mut self, incoming: Option<Incoming>) -> Result<Event, GcsError> {
         match incoming {
             Some(Incoming::Event(event, _permit)) => {
                 self.session.observe(&event);

@@ -57,7 +57,7 @@ use tracing::{debug, info, warn};
 use crate::noise::{self, NoiseStream, TcpIdentity, TcpTrust};
 use crate::types::{Event, GcsError, GroupName, MemberName, SendOptions};
 use crate::vs::{Domain, Outgoing};
-use crate::wire::{Encoded, Frame, MAX_FRAME_LEN, MIN_VERSION, VERSION};
+use crate::wire::{Encoded, Frame, MAX_FRAME_LEN, MIN_VERSION, NameCache, VERSION};
 
 /// Where a daemon listens, and where a client connects: `unix:PATH` or `tcp:ADDR`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1528,6 +1528,9 @@ impl Ordering<'_> {
                 out.into_iter().partition(|o| deferred.contains(&o.to))
             };
             let mut stalled = Vec::new();
+            // A multicast's copies share one encoding (the recipients' frames are the
+            // same bytes).
+            let mut last: Option<(Event, Encoded)> = None;
             for o in now.into_iter().chain(later) {
                 if stalled.contains(&o.to) {
                     continue;
@@ -1536,7 +1539,15 @@ impl Ordering<'_> {
                     continue;
                 };
                 self.stats.outgoing(&o.event);
-                if !Self::queue(client, Frame::Event(o.event).encode()) {
+                let frame = match &last {
+                    Some((event, frame)) if same_message(event, &o.event) => frame.clone(),
+                    _ => {
+                        let frame = Frame::Event(o.event.clone()).encode();
+                        last = Some((o.event, frame.clone()));
+                        frame
+                    }
+                };
+                if !Self::queue(client, frame) {
                     stalled.push(o.to);
                     continue;
                 }
@@ -1571,6 +1582,40 @@ impl Ordering<'_> {
         if changed {
             self.update_pressure(domain, clients);
         }
+    }
+}
+
+/// Whether `a` and `b` are copies of one message (the same payload buffer and
+/// fields), which encode to the same frame.
+fn same_message(a: &Event, b: &Event) -> bool {
+    match (a, b) {
+        (
+            Event::Message {
+                group,
+                sender,
+                service,
+                view_id,
+                unicast,
+                payload,
+            },
+            Event::Message {
+                group: group2,
+                sender: sender2,
+                service: service2,
+                view_id: view_id2,
+                unicast: unicast2,
+                payload: payload2,
+            },
+        ) => {
+            payload.as_ptr() == payload2.as_ptr()
+                && payload.len() == payload2.len()
+                && unicast == unicast2
+                && service == service2
+                && view_id == view_id2
+                && group == group2
+                && sender == sender2
+        }
+        _ => false,
     }
 }
 
@@ -1886,6 +1931,8 @@ async fn serve<S>(
 /// timeout applied.
 struct Inbound {
     buf: BytesMut,
+    /// The group names this client sends to, decoded once.
+    names: NameCache,
     budget: Arc<Semaphore>,
     /// Permits held for the bytes buffered past [`FREE_RECEIVE`].
     held: Option<OwnedSemaphorePermit>,
@@ -1897,6 +1944,7 @@ impl Inbound {
     fn new(config: &DaemonConfig, limits: &Limits) -> Self {
         Self {
             buf: BytesMut::with_capacity(FREE_RECEIVE),
+            names: NameCache::default(),
             budget: Arc::clone(&limits.receive),
             held: None,
             frame_timeout: config.frame_timeout,
@@ -1947,7 +1995,7 @@ impl Inbound {
     async fn next<R: AsyncRead + Unpin>(&mut self, rd: &mut R) -> Result<Option<Frame>, String> {
         let mut deadline = None;
         loop {
-            match Frame::decode(&mut self.buf) {
+            match Frame::decode_cached(&mut self.buf, &mut self.names) {
                 Ok(Some(frame)) => {
                     self.account(None).await?;
                     return Ok(Some(frame));
@@ -2131,9 +2179,10 @@ pub(crate) async fn write_encoded<W: AsyncWrite + Unpin>(
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
+    names: &mut NameCache,
 ) -> Result<Option<Frame>, String> {
     loop {
-        match Frame::decode(buf) {
+        match Frame::decode_cached(buf, names) {
             Ok(Some(frame)) => return Ok(Some(frame)),
             Ok(None) => {}
             Err(e) => return Err(format!("malformed frame: {e}")),

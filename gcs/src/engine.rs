@@ -48,6 +48,15 @@ pub trait Connection {
     /// The next event.
     async fn next_event(&mut self) -> Result<Event, GcsError>;
 
+    /// The next event if one is already waiting, without waiting (and without a
+    /// timer or a task switch): a driver takes a burst of events through this and
+    /// waits with [`next_event`](Connection::next_event) only when none is left. By
+    /// default `None`: every event then comes through `next_event`. It must never
+    /// block or park the thread (see [`crate::channel`]).
+    async fn ready_event(&mut self) -> Result<Option<Event>, GcsError> {
+        Ok(None)
+    }
+
     /// Leaves a note about this member's state in `group` with the engine, where the
     /// engine can show it (the daemon's status); engines without one ignore it.
     async fn note(&mut self, group: &GroupName, note: Bytes) -> Result<(), GcsError> {
@@ -142,6 +151,10 @@ impl Connection for Client {
         Client::next_event(self).await
     }
 
+    async fn ready_event(&mut self) -> Result<Option<Event>, GcsError> {
+        Client::ready_event(self).await
+    }
+
     async fn note(&mut self, group: &GroupName, note: Bytes) -> Result<(), GcsError> {
         Client::note(self, group, note).await
     }
@@ -192,6 +205,10 @@ impl Connection for MemberHandle {
         options: SendOptions,
     ) -> Result<(), GcsError> {
         MemberHandle::send(self, group, delivery, payload, options)
+    }
+
+    async fn ready_event(&mut self) -> Result<Option<Event>, GcsError> {
+        Ok(MemberHandle::next_event(self))
     }
 
     /// Steps the simulation until this member has an event, yielding to other tasks

@@ -330,6 +330,22 @@ impl Frame {
     /// Takes one complete frame off the front of `buf`: `Ok(None)` if more bytes are
     /// needed. An oversized length prefix is refused before its body arrives.
     pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        Self::decode_with(buf, None)
+    }
+
+    /// [`Frame::decode`], taking names already seen on this stream from `names`
+    /// (shared, not allocated again for every frame).
+    pub fn decode_cached(
+        buf: &mut BytesMut,
+        names: &mut NameCache,
+    ) -> Result<Option<Frame>, WireError> {
+        Self::decode_with(buf, Some(names))
+    }
+
+    fn decode_with(
+        buf: &mut BytesMut,
+        names: Option<&mut NameCache>,
+    ) -> Result<Option<Frame>, WireError> {
         if buf.len() < 4 {
             return Ok(None);
         }
@@ -346,11 +362,15 @@ impl Frame {
         }
         buf.advance(4);
         let body = buf.split_to(len).freeze();
-        Self::parse(body).map(Some)
+        Self::parse_with(body, names).map(Some)
     }
 
     /// Parses one frame (type byte and body, without the length prefix).
-    pub fn parse(mut body: Bytes) -> Result<Frame, WireError> {
+    pub fn parse(body: Bytes) -> Result<Frame, WireError> {
+        Self::parse_with(body, None)
+    }
+
+    fn parse_with(mut body: Bytes, names: Option<&mut NameCache>) -> Result<Frame, WireError> {
         if body.is_empty() {
             return Err(WireError::Empty);
         }
@@ -358,6 +378,7 @@ impl Frame {
         let mut r = Reader {
             buf: body,
             what: "",
+            names,
         };
         let frame = match ty {
             kind::HELLO => {
@@ -510,12 +531,53 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
 }
 
 /// A checked cursor over a frame body.
-struct Reader {
+struct Reader<'a> {
     buf: Bytes,
     what: &'static str,
+    names: Option<&'a mut NameCache>,
 }
 
-impl Reader {
+/// The group and member names last decoded on one stream: a frame that names one of
+/// them again gets the same (shared) name, validated once, instead of a new one.
+#[derive(Debug, Default)]
+pub struct NameCache {
+    groups: Vec<GroupName>,
+    members: Vec<MemberName>,
+}
+
+/// How many names of each kind a [`NameCache`] keeps (the most recent).
+const CACHED_NAMES: usize = 8;
+
+impl NameCache {
+    fn group(&mut self, raw: &[u8]) -> Result<GroupName, NameError> {
+        Self::find(&mut self.groups, raw, GroupName::from_bytes)
+    }
+
+    fn member(&mut self, raw: &[u8]) -> Result<MemberName, NameError> {
+        Self::find(&mut self.members, raw, MemberName::from_bytes)
+    }
+
+    fn find<N: Clone + std::ops::Deref<Target = str>>(
+        cache: &mut Vec<N>,
+        raw: &[u8],
+        make: impl FnOnce(&[u8]) -> Result<N, NameError>,
+    ) -> Result<N, NameError> {
+        if let Some(at) = cache.iter().position(|n| n.as_bytes() == raw) {
+            // Most recent first: a stream that names few groups and senders finds
+            // them at once.
+            cache[..=at].rotate_right(1);
+            return Ok(cache[0].clone());
+        }
+        let name = make(raw)?;
+        if cache.len() == CACHED_NAMES {
+            cache.pop();
+        }
+        cache.insert(0, name.clone());
+        Ok(name)
+    }
+}
+
+impl Reader<'_> {
     fn need(&self, n: usize) -> Result<(), WireError> {
         if self.buf.remaining() < n {
             Err(WireError::Truncated(self.what))
@@ -558,10 +620,18 @@ impl Reader {
         self.take(n)
     }
     fn group(&mut self) -> Result<GroupName, WireError> {
-        Ok(GroupName::from_bytes(&self.name()?)?)
+        let raw = self.name()?;
+        Ok(match &mut self.names {
+            Some(names) => names.group(&raw)?,
+            None => GroupName::from_bytes(&raw)?,
+        })
     }
     fn member(&mut self) -> Result<MemberName, WireError> {
-        Ok(MemberName::from_bytes(&self.name()?)?)
+        let raw = self.name()?;
+        Ok(match &mut self.names {
+            Some(names) => names.member(&raw)?,
+            None => MemberName::from_bytes(&raw)?,
+        })
     }
     fn names(&mut self) -> Result<Vec<MemberName>, WireError> {
         let n = self.u16()? as usize;
@@ -690,6 +760,93 @@ mod tests {
             }
         }
         assert_eq!(out, samples());
+    }
+
+    /// A message event from `sender` in group `group`, encoded.
+    fn message_bytes(group: &str, sender: &str) -> Vec<u8> {
+        Frame::Event(Event::Message {
+            group: GroupName::new(group).unwrap(),
+            sender: m(sender),
+            service: Service::Agreed,
+            view_id: ViewId {
+                origin: 1,
+                counter: 2,
+            },
+            unicast: false,
+            payload: Bytes::from_static(b"x"),
+        })
+        .encode()
+        .to_vec()
+    }
+
+    fn names_of(frame: Frame) -> (GroupName, MemberName) {
+        match frame {
+            Frame::Event(Event::Message { group, sender, .. }) => (group, sender),
+            other => panic!("a message, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cached_decoding_shares_names_and_mixes_none_up() {
+        let mut names = NameCache::default();
+        let mut decode = |bytes: Vec<u8>| {
+            let mut buf = BytesMut::from(&bytes[..]);
+            names_of(Frame::decode_cached(&mut buf, &mut names).unwrap().unwrap())
+        };
+        let (g1, a1) = decode(message_bytes("g", "alice"));
+        let (g2, a2) = decode(message_bytes("g", "alice"));
+        // The same names, shared: one allocation each for the stream.
+        assert_eq!(
+            (g1.as_str().as_ptr(), a1.as_str().as_ptr()),
+            (g2.as_str().as_ptr(), a2.as_str().as_ptr())
+        );
+        // More senders than the cache holds: each decodes to its own name, every time.
+        for round in 0..3 {
+            for i in 0..(2 * CACHED_NAMES) {
+                let sender = format!("m{i}");
+                let group = format!("g{}", i % 3);
+                let (g, s) = decode(message_bytes(&group, &sender));
+                assert_eq!(
+                    (g.as_str(), s.as_str()),
+                    (group.as_str(), sender.as_str()),
+                    "round {round}"
+                );
+            }
+        }
+        assert!(names.groups.len() <= CACHED_NAMES && names.members.len() <= CACHED_NAMES);
+        // Without the cache, every frame gets names of its own.
+        let bytes = message_bytes("g", "alice");
+        let (g3, _) = names_of(
+            Frame::decode(&mut BytesMut::from(&bytes[..]))
+                .unwrap()
+                .unwrap(),
+        );
+        let (g4, _) = names_of(
+            Frame::decode(&mut BytesMut::from(&bytes[..]))
+                .unwrap()
+                .unwrap(),
+        );
+        assert_ne!(g3.as_str().as_ptr(), g4.as_str().as_ptr());
+    }
+
+    #[test]
+    fn cached_decoding_still_refuses_invalid_names() {
+        let mut names = NameCache::default();
+        let mut bytes = message_bytes("g", "alice");
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert!(
+            Frame::decode_cached(&mut buf, &mut names)
+                .unwrap()
+                .is_some()
+        );
+        // The same frame with the sender's name changed to one that breaks the rules.
+        let at = bytes.windows(5).position(|w| w == b"alice").unwrap();
+        bytes[at..at + 5].copy_from_slice(b"al ce");
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert!(matches!(
+            Frame::decode_cached(&mut buf, &mut names),
+            Err(WireError::Name(_))
+        ));
     }
 
     #[test]

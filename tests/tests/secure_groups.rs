@@ -334,6 +334,68 @@ async fn the_rekey_interval_refreshes_the_key_on_its_own() {
     net.daemon.unwrap().shutdown().await;
 }
 
+/// A session that always has input waiting (a sender with a hundred thousand sends
+/// queued, a receiver with deliveries arriving back to back) takes it without waiting;
+/// its timers must still fire: the rekey interval refreshes the key in the middle of
+/// the flood, not after it. (Messages already sealed keep their epoch, so the proof is
+/// where the new key shows among the deliveries, not the messages' epochs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rekey_interval_holds_in_the_middle_of_a_flood() {
+    const COUNT: u64 = 100_000;
+    let net = Net::new().await;
+    let periodic = GroupSettings {
+        rekey_interval: Some(std::time::Duration::from_millis(50)),
+        ..GroupSettings::default()
+    };
+    let mut members = Vec::new();
+    for n in ["alice", "bob"] {
+        let mut m = net.member(n, policy(periodic.clone())).await;
+        m.join("flood").await;
+        members.push(m);
+    }
+    let first = agreed(&mut members, "flood", &["alice", "bob"]).await;
+    let start = std::time::Instant::now();
+    for i in 0..COUNT {
+        members[0].send(Command::Multicast {
+            group: "flood".into(),
+            service: Service::Agreed,
+            data: i.to_be_bytes().to_vec(),
+        });
+    }
+    // Bob's deliveries in order: messages by number, and where new keys came.
+    let mut next = 0u64;
+    let mut keys_during = Vec::new();
+    while next < COUNT {
+        let got = members[1]
+            .until("a message or a key in flood", |e| match e {
+                SessionEvent::Message { group, data, .. } if group == "flood" => {
+                    Some(Ok(u64::from_be_bytes(data[..8].try_into().unwrap())))
+                }
+                SessionEvent::KeyEstablished(k) if k.group == "flood" => Some(Err(k.epoch)),
+                _ => None,
+            })
+            .await;
+        match got {
+            Ok(n) => {
+                assert_eq!(n, next, "message {next} out of order");
+                next += 1;
+            }
+            Err(epoch) => {
+                assert!(epoch > first.epoch);
+                keys_during.push((next, epoch));
+            }
+        }
+    }
+    // Before, a sender ran ahead of its own deliveries (64 sends to 1 event), and the
+    // one refresh of a 2 s flood waited behind them for over a second.
+    let took = start.elapsed();
+    assert!(
+        keys_during.len() >= 2 && keys_during[0].0 < COUNT / 2,
+        "new keys at (message, epoch) {keys_during:?} during a flood of {COUNT} messages over {took:?} (rekey interval 50 ms)"
+    );
+    net.daemon.unwrap().shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blowfish_group_carries_64_mib_from_one_sender_over_its_key_limit() {
     // Blowfish stops a sender key at 32 MiB (Sweet32): the secure layer rekeys before
