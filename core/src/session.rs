@@ -730,6 +730,10 @@ impl<C: Connection> Session<C> {
                 && let Some(event) = self.client.ready_event().await?
             {
                 self.layer.handle_event(event, Instant::now())?;
+                // What the event asks of the engine goes out before the next event
+                // changes the engine's state (a send belongs to the view it was made
+                // in).
+                self.run_ops(false).await?;
                 took += 1;
             }
             if took > 0 {
