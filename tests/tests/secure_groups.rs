@@ -8,7 +8,7 @@ use conclave::{
     session::{Command, KeyEstablished},
 };
 use conclave_gcs::Service;
-use conclave_tests::harness::{Net, agreed};
+use conclave_tests::harness::{Member, Net, agreed};
 
 fn policy(settings: GroupSettings) -> Arc<dyn PolicySource> {
     Arc::new(FixedPolicy(settings))
@@ -304,20 +304,26 @@ async fn a_plain_group_delivers_without_keys_where_the_policy_says_so() {
     net.daemon.unwrap().shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rekey_interval_refreshes_the_key_on_its_own() {
-    let net = Net::new().await;
+/// Alice and Bob in `group`, whose policy refreshes the key every `interval_ms`, keyed.
+async fn periodic_pair(net: &Net, group: &str, interval_ms: u64) -> (Vec<Member>, KeyEstablished) {
     let periodic = GroupSettings {
-        rekey_interval: Some(std::time::Duration::from_millis(200)),
+        rekey_interval: Some(std::time::Duration::from_millis(interval_ms)),
         ..GroupSettings::default()
     };
     let mut members = Vec::new();
     for n in ["alice", "bob"] {
         let mut m = net.member(n, policy(periodic.clone())).await;
-        m.join("clock").await;
+        m.join(group).await;
         members.push(m);
     }
-    let first = agreed(&mut members, "clock", &["alice", "bob"]).await;
+    let first = agreed(&mut members, group, &["alice", "bob"]).await;
+    (members, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rekey_interval_refreshes_the_key_on_its_own() {
+    let net = Net::new().await;
+    let (mut members, first) = periodic_pair(&net, "clock", 200).await;
     // Nobody asks: the controller's timer refreshes, and both members follow.
     for m in members.iter_mut() {
         let k = m
@@ -343,17 +349,7 @@ async fn the_rekey_interval_refreshes_the_key_on_its_own() {
 async fn the_rekey_interval_holds_in_the_middle_of_a_flood() {
     const COUNT: u64 = 100_000;
     let net = Net::new().await;
-    let periodic = GroupSettings {
-        rekey_interval: Some(std::time::Duration::from_millis(50)),
-        ..GroupSettings::default()
-    };
-    let mut members = Vec::new();
-    for n in ["alice", "bob"] {
-        let mut m = net.member(n, policy(periodic.clone())).await;
-        m.join("flood").await;
-        members.push(m);
-    }
-    let first = agreed(&mut members, "flood", &["alice", "bob"]).await;
+    let (mut members, first) = periodic_pair(&net, "flood", 50).await;
     let start = std::time::Instant::now();
     for i in 0..COUNT {
         members[0].send(Command::Multicast {
