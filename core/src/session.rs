@@ -715,11 +715,7 @@ impl<C: Connection> Session<C> {
                 }
             }
             self.commands_first = !self.commands_first;
-            if self.commands_first
-                && let Some(command) =
-                    conclave_gcs::channel::take_ready_unbounded(&mut self.commands).await
-            {
-                self.execute_batch(command).await?;
+            if self.commands_first && self.execute_ready().await? {
                 continue;
             }
             // Up to a batch of events, as many as a batch of commands: a sender that
@@ -739,11 +735,7 @@ impl<C: Connection> Session<C> {
             if took > 0 {
                 continue;
             }
-            if !self.commands_first
-                && let Some(command) =
-                    conclave_gcs::channel::take_ready_unbounded(&mut self.commands).await
-            {
-                self.execute_batch(command).await?;
+            if !self.commands_first && self.execute_ready().await? {
                 continue;
             }
             // Nothing waiting: wait for the engine, a command or the layer's deadline.
@@ -783,6 +775,15 @@ impl<C: Connection> Session<C> {
                     self.layer.handle_timeout(Instant::now())?;
                 }
             }
+        }
+    }
+
+    /// Carries out the commands already waiting, if any, as one batch; whether there
+    /// were any.
+    async fn execute_ready(&mut self) -> Result<bool, CoreError> {
+        match conclave_gcs::channel::take_ready_unbounded(&mut self.commands).await {
+            Some(command) => self.execute_batch(command).await.map(|()| true),
+            None => Ok(false),
         }
     }
 

@@ -26,20 +26,20 @@ use tokio::sync::mpsc;
 /// Never waits and never parks the thread. Tokio's cooperative budget applies: a task
 /// that has used up its budget reads `None` here until it yields.
 pub async fn take_ready<T>(rx: &mut mpsc::Receiver<T>) -> Option<T> {
-    std::future::poll_fn(|cx| match rx.poll_recv(cx) {
-        Poll::Ready(item) => Poll::Ready(item),
-        Poll::Pending => Poll::Ready(None),
-    })
-    .await
+    std::future::poll_fn(|cx| now(rx.poll_recv(cx))).await
 }
 
 /// [`take_ready`] for an unbounded channel.
 pub async fn take_ready_unbounded<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Option<T> {
-    std::future::poll_fn(|cx| match rx.poll_recv(cx) {
+    std::future::poll_fn(|cx| now(rx.poll_recv(cx))).await
+}
+
+/// One poll's answer, ready at once: an item, or `None` for "not now" (or closed).
+fn now<T>(polled: Poll<Option<T>>) -> Poll<Option<T>> {
+    match polled {
         Poll::Ready(item) => Poll::Ready(item),
         Poll::Pending => Poll::Ready(None),
-    })
-    .await
+    }
 }
 
 #[cfg(test)]

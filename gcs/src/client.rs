@@ -447,11 +447,10 @@ impl Client {
     /// Cancel-safe: it can be raced in `tokio::select!` against the caller's own work
     /// (for example a queue of sends); an event is never lost by a cancelled call.
     pub async fn next_event(&mut self) -> Result<Event, GcsError> {
-        if let Some(event) = self.stashed.pop_front() {
-            self.session.observe(&event);
+        // Completes in one poll, so this stays cancel-safe.
+        if let Some(event) = self.ready_event().await? {
             return Ok(event);
         }
-        self.check_open()?;
         let incoming = loop {
             match self.events.recv().await {
                 // An answer nobody waits for any more (a cancelled status call).
