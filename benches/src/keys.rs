@@ -12,10 +12,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use conclave_conformance::key_agreement::{self as ka, Counted, Flush, Net, Setup};
 use conclave_plugin_sdk::{Options, api::key_agreement::ViewCause, host::Provider};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A membership event to measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Event {
     /// One member joins a group of n-1.
@@ -62,7 +62,7 @@ impl Event {
 }
 
 /// One combination of modules.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Combo {
     /// The key-agreement plugin.
     pub key_agreement: String,
@@ -97,7 +97,7 @@ pub struct Config {
 }
 
 /// One measurement.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     /// The modules.
     #[serde(flatten)]
@@ -118,6 +118,12 @@ pub struct Sample {
     /// signatures and verifications at the calibrated cost of one, milliseconds (in-process engine
     /// only). `time_ms / math_ms` is what the protocol machinery adds.
     pub math_ms: Option<f64>,
+    /// The operations `math_ms` prices: those of the critical path with the most
+    /// mathematics (in-process engine only).
+    pub path_ops: Option<PathOps>,
+    /// The cost of one operation as the measuring process calibrated it (in-process
+    /// engine only): [`price_at_fastest`] prices samples of several processes alike.
+    pub costs: Option<Costs>,
     /// Exponentiations at all members.
     pub total_exponentiations: u64,
     /// Signatures at all members.
@@ -141,8 +147,21 @@ pub struct Sample {
     pub rss_mib: Option<f64>,
 }
 
+/// The mathematics of one critical path: what [`Sample::math_ms`] prices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathOps {
+    /// Exponentiations.
+    pub exponentiations: u64,
+    /// Validations of received group elements.
+    pub validations: u64,
+    /// Signatures.
+    pub signatures: u64,
+    /// Verifications.
+    pub verifications: u64,
+}
+
 /// The cost of one operation on a combination's provider, measured before its runs.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Costs {
     /// One exponentiation with a fresh scalar, milliseconds.
     pub exponentiation_ms: f64,
@@ -157,6 +176,27 @@ pub struct Costs {
 }
 
 impl Costs {
+    /// What `ops` cost at these prices, milliseconds.
+    pub fn price(&self, ops: &PathOps) -> f64 {
+        ops.exponentiations as f64 * self.exponentiation_ms
+            + ops.validations as f64 * self.validation_ms
+            + ops.signatures as f64 * self.signature_ms
+            + ops.verifications as f64 * self.verification_ms
+    }
+
+    /// Each operation at the lower of the two prices.
+    pub fn cheapest(&self, other: &Costs) -> Costs {
+        Costs {
+            exponentiation_ms: self.exponentiation_ms.min(other.exponentiation_ms),
+            generator_exponentiation_ms: self
+                .generator_exponentiation_ms
+                .min(other.generator_exponentiation_ms),
+            validation_ms: self.validation_ms.min(other.validation_ms),
+            signature_ms: self.signature_ms.min(other.signature_ms),
+            verification_ms: self.verification_ms.min(other.verification_ms),
+        }
+    }
+
     /// The shares of `cpu_ms` spent in `exponentiations`, and in `signatures` and
     /// `verifications`, estimated from the cost of one of each (each at most 1).
     pub fn shares(
@@ -322,15 +362,16 @@ impl Runner<'_> {
             .collect();
         let time = paths.iter().map(|p| p.time).max().unwrap_or_default();
         let serial = paths.iter().map(|p| p.exponentiations).max().unwrap_or(0);
-        let math_ms = paths
+        let path_ops = paths
             .iter()
-            .map(|p| {
-                p.exponentiations as f64 * self.costs.exponentiation_ms
-                    + p.validations as f64 * self.costs.validation_ms
-                    + p.signatures as f64 * self.costs.signature_ms
-                    + p.verifications as f64 * self.costs.verification_ms
+            .map(|p| PathOps {
+                exponentiations: p.exponentiations,
+                validations: p.validations,
+                signatures: p.signatures,
+                verifications: p.verifications,
             })
-            .fold(0.0, f64::max);
+            .max_by(|a, b| self.costs.price(a).total_cmp(&self.costs.price(b)))
+            .unwrap_or_default();
         let cpu: Duration = self.net.members.values().map(|m| m.busy).sum();
         let cpu_ms = cpu.as_secs_f64() * 1e3;
         let (dh_share, signature_share) = self.costs.shares(
@@ -347,7 +388,9 @@ impl Runner<'_> {
             time_ms: time.as_secs_f64() * 1e3,
             cpu_ms: cpu.as_secs_f64() * 1e3,
             serial_exponentiations: Some(serial),
-            math_ms: Some(math_ms),
+            math_ms: Some(self.costs.price(&path_ops)),
+            path_ops: Some(path_ops),
+            costs: Some(self.costs),
             total_exponentiations: total.exponentiations,
             signatures: total.signatures,
             verifications: total.verifications,
@@ -531,7 +574,8 @@ pub struct Row {
     pub time_ms_min: f64,
     /// Slowest run.
     pub time_ms_max: f64,
-    /// Median CPU time over all members, milliseconds.
+    /// CPU time over all members, milliseconds: the least of the runs on the
+    /// in-process network (a cost, like the time), the median through a real engine.
     pub cpu_ms: f64,
     /// Exponentiations on the critical path (the same in every run; known on the
     /// in-process engine only).
@@ -585,6 +629,41 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Prices every in-process sample's mathematics, and its shares of CPU in
+/// exponentiations and signatures, at the lowest cost of each operation that any of
+/// the samples' processes calibrated for its combination.
+///
+/// A process runs fast or slow as a whole (the same command's figures came out 1.35 to
+/// 1.9 times apart between invocations on this project's VMs, while within one
+/// process the fastest of several runs repeated well), and its calibration at start
+/// does not always share its speed: `bench keys` therefore measures each run in a
+/// process of its own, takes the fastest run, and prices them all at the cheapest
+/// calibration, so that `x math` compares a fastest path with fastest operations.
+pub fn price_at_fastest(samples: &mut [Sample]) {
+    let mut cheapest: BTreeMap<Combo, Costs> = BTreeMap::new();
+    for s in samples.iter() {
+        if let Some(c) = s.costs {
+            cheapest
+                .entry(s.combo.clone())
+                .and_modify(|best| *best = best.cheapest(&c))
+                .or_insert(c);
+        }
+    }
+    for s in samples.iter_mut() {
+        let (Some(ops), Some(costs)) = (s.path_ops, cheapest.get(&s.combo)) else {
+            continue;
+        };
+        s.math_ms = Some(costs.price(&ops));
+        (s.dh_share, s.signature_share) = costs.shares(
+            s.total_exponentiations,
+            s.signatures,
+            s.verifications,
+            s.cpu_ms,
+        );
+        s.costs = Some(*costs);
+    }
+}
+
 /// One row per combination, event and size.
 pub fn summarize(samples: &[Sample]) -> Vec<Row> {
     let mut groups: BTreeMap<(Combo, Event, usize), Vec<&Sample>> = BTreeMap::new();
@@ -614,7 +693,7 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
                 time_ms: typical(times.clone()),
                 time_ms_min: times.iter().copied().fold(f64::INFINITY, f64::min),
                 time_ms_max: times.iter().copied().fold(0.0, f64::max),
-                cpu_ms: median(v.iter().map(|s| s.cpu_ms).collect()),
+                cpu_ms: typical(v.iter().map(|s| s.cpu_ms).collect()),
                 serial_exponentiations: v[0].serial_exponentiations,
                 math_ms: {
                     let m: Vec<f64> = v.iter().filter_map(|s| s.math_ms).collect();
@@ -685,6 +764,8 @@ mod tests {
             cpu_ms: time_ms * 2.0,
             serial_exponentiations: Some(8),
             math_ms: Some(1.0),
+            path_ops: None,
+            costs: None,
             total_exponentiations: 20,
             signatures: 4,
             verifications: 12,
@@ -708,8 +789,9 @@ mod tests {
         assert_eq!(cost[0].time_ms, 1.0);
         assert_eq!(cost[0].over_math, Some(1.0));
         assert_eq!((cost[0].time_ms_min, cost[0].time_ms_max), (1.0, 4.0));
-        // CPU over all members stays the median; memory is the first (smallest) run's.
-        assert_eq!(cost[0].cpu_ms, 2.6);
+        // CPU over all members is a cost too (the least); memory is the first
+        // (smallest) run's.
+        assert_eq!(cost[0].cpu_ms, 2.0);
         assert_eq!(cost[0].rss_mib, Some(10.0));
         let wall = summarize(&[
             sample(0, 1.3, Some(0.5)),
@@ -719,6 +801,50 @@ mod tests {
         assert_eq!(wall[0].time_ms, 1.3);
         assert_eq!(wall[0].over_math, Some(1.3));
         assert_eq!(wall[0].engine_ms, Some(0.5));
+        assert_eq!(wall[0].cpu_ms, 2.6);
+    }
+
+    /// Samples of two processes that calibrated differently are priced alike, at each
+    /// operation's cheaper cost; a sample through a real engine keeps its figures.
+    #[test]
+    fn samples_of_several_processes_are_priced_at_the_cheapest_calibration() {
+        let ops = PathOps {
+            exponentiations: 10,
+            validations: 2,
+            signatures: 1,
+            verifications: 3,
+        };
+        let costs = |exp: f64, verify: f64| Costs {
+            exponentiation_ms: exp,
+            generator_exponentiation_ms: exp,
+            validation_ms: 0.01,
+            signature_ms: 0.02,
+            verification_ms: verify,
+        };
+        let priced = |run, c: Costs| Sample {
+            path_ops: Some(ops),
+            math_ms: Some(c.price(&ops)),
+            costs: Some(c),
+            ..sample(run, 4.0, None)
+        };
+        // The first process was slow at exponentiations, the second at verifications.
+        let mut samples = vec![
+            priced(0, costs(0.2, 0.05)),
+            priced(1, costs(0.1, 0.08)),
+            sample(2, 1.0, Some(0.5)),
+        ];
+        price_at_fastest(&mut samples);
+        let math = 10.0 * 0.1 + 2.0 * 0.01 + 0.02 + 3.0 * 0.05;
+        for s in &samples[..2] {
+            assert!((s.math_ms.unwrap() - math).abs() < 1e-12, "{s:?}");
+            assert_eq!(s.costs, Some(costs(0.1, 0.05)));
+            // 20 exponentiations at 0.1 ms of 8 ms of CPU; 4 x 0.02 + 12 x 0.05 ms.
+            assert!((s.dh_share - 0.25).abs() < 1e-12, "{s:?}");
+            assert!((s.signature_share - 0.085).abs() < 1e-12, "{s:?}");
+        }
+        assert_eq!(samples[2].math_ms, Some(1.0));
+        assert_eq!(samples[2].dh_share, 0.5);
+        assert_eq!(samples[2].costs, None);
     }
 
     #[test]

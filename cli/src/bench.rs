@@ -3,13 +3,14 @@
 
 use std::{
     collections::BTreeMap,
+    io::{BufRead as _, Write as _},
     path::{Path, PathBuf},
-    process::ExitCode,
+    process::{ExitCode, Stdio},
 };
 
 use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use conclave_benches::keys::{self, Combo, Config, Event, Row};
+use conclave_benches::keys::{self, Combo, Config, Event, Row, Sample};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// `conclave bench ...`
@@ -39,7 +40,7 @@ pub enum Grid {
     Large,
     /// Small groups, every provider and DH group (the ICDCS 2000 paper's tables): gdh
     /// and ckd on openssl and rustcrypto, ffdhe2048 and ristretto255, n = 2 to 50 by
-    /// 4, every event, three runs (the default through the daemon).
+    /// 4, every event, five runs (the default through the daemon).
     Paper,
 }
 
@@ -70,7 +71,7 @@ impl Grid {
                 dh_group: &["ffdhe2048", "ristretto255"],
                 sizes: "2..50/4",
                 events: &Event::ALL,
-                runs: 3,
+                runs: 5,
             },
         }
     }
@@ -113,7 +114,10 @@ pub struct KeysArgs {
     engine: String,
     /// Repetitions of each measurement (the table shows the fastest on the in-process
     /// network, where time is CPU time, the median through the daemon, and the spread;
-    /// grid large: 1; grid paper: 3).
+    /// grid large: 1; grid paper: 5). On the in-process network each run is a process
+    /// of its own: a process runs fast or slow as a whole, so the fastest of several
+    /// processes repeats between invocations where the fastest of several runs in one
+    /// process does not.
     #[arg(long)]
     runs: Option<usize>,
     /// Write every row as JSON.
@@ -135,6 +139,21 @@ pub struct KeysArgs {
     /// member at the calibrated cost of one: the same times, without the repeats.
     #[arg(long, alias = "verify-all")]
     compute_all: bool,
+    /// Internal: measure one run and report on standard output, one JSON
+    /// [`WorkerLine`] per line (how the in-process network's runs are spread over
+    /// processes).
+    #[arg(long, hide = true)]
+    worker: bool,
+}
+
+/// What a `bench keys --worker` process reports, one JSON object per line.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum WorkerLine {
+    /// A measurement is done (its label, for the progress bar).
+    Progress(String),
+    /// The run's samples, last.
+    Samples(Vec<Sample>),
 }
 
 /// Arguments of `conclave bench plot`.
@@ -501,6 +520,20 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
         &or_grid(&args.provider, grid.provider),
         &or_grid(&args.dh_group, grid.dh_group),
     )?;
+    let daemon = args.engine == "daemon";
+    if args.worker {
+        if daemon {
+            return Err("--worker measures on the in-process network only".into());
+        }
+        let config = Config {
+            combos,
+            sizes,
+            events,
+            runs: 1,
+            share_work: !args.compute_all,
+        };
+        return keys_worker(&config);
+    }
     for s in &skipped {
         eprintln!("skipping {s}: the provider does not offer that DH group");
     }
@@ -511,7 +544,6 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
         runs,
         share_work: !args.compute_all,
     };
-    let daemon = args.engine == "daemon";
     let measured_events = config
         .events
         .iter()
@@ -533,12 +565,15 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
         bar.set_message(label.to_string());
         bar.inc(1);
     };
-    let samples = if daemon {
+    let mut samples = if daemon {
         crate::bench_keys_daemon::run(&config, progress)?
+    } else if config.runs > 1 {
+        runs_in_processes(config.runs, progress)?
     } else {
         keys::run(&config, progress)?
     };
     bar.finish_and_clear();
+    keys::price_at_fastest(&mut samples);
     let rows = keys::summarize(&samples);
     crate::out!("{}", table(&rows, &sizes, daemon));
     if daemon {
@@ -578,6 +613,65 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `bench keys --worker`: measures `config` (one run) and reports on standard output.
+fn keys_worker(config: &Config) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    let mut send = |line: &WorkerLine| -> Result<(), String> {
+        let text = serde_json::to_string(line).map_err(|e| e.to_string())?;
+        writeln!(stdout, "{text}")
+            .and_then(|()| stdout.flush())
+            .map_err(|e| format!("standard output: {e}"))
+    };
+    let mut failed = Ok(());
+    let samples = keys::run(config, |label| {
+        if failed.is_ok() {
+            failed = send(&WorkerLine::Progress(label.to_string()));
+        }
+    })?;
+    failed?;
+    send(&WorkerLine::Samples(samples))
+}
+
+/// Measures each of `runs` runs in a process of its own (this command again, with
+/// `--worker`), one after the other, and returns all their samples, each numbered by
+/// its process.
+fn runs_in_processes(runs: usize, mut progress: impl FnMut(&str)) -> Result<Vec<Sample>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("this program's path: {e}"))?;
+    let mut all = Vec::new();
+    for run in 0..runs {
+        let mut child = std::process::Command::new(&exe)
+            .args(std::env::args_os().skip(1))
+            .arg("--worker")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the process of run {}: {e}", run + 1))?;
+        let mut samples = None;
+        let mut garbled = None;
+        if let Some(out) = child.stdout.take() {
+            for line in std::io::BufReader::new(out).lines() {
+                let line = line.map_err(|e| format!("run {}: {e}", run + 1))?;
+                match serde_json::from_str::<WorkerLine>(&line) {
+                    Ok(WorkerLine::Progress(label)) => progress(&label),
+                    Ok(WorkerLine::Samples(v)) => samples = Some(v),
+                    Err(e) => garbled = garbled.or(Some(e)),
+                }
+            }
+        }
+        let status = child.wait().map_err(|e| format!("run {}: {e}", run + 1))?;
+        if !status.success() {
+            return Err(format!("the process of run {} failed ({status})", run + 1));
+        }
+        if let Some(e) = garbled {
+            return Err(format!("run {}: an unreadable report: {e}", run + 1));
+        }
+        let samples =
+            samples.ok_or_else(|| format!("the process of run {} reported no samples", run + 1))?;
+        all.extend(samples.into_iter().map(|s| Sample { run, ..s }));
+    }
+    Ok(all)
 }
 
 /// Rows grouped by event, then by module combination (for plotting).

@@ -200,6 +200,8 @@ impl Runner<'_> {
             cpu_ms,
             serial_exponentiations: None,
             math_ms: None,
+            path_ops: None,
+            costs: None,
             total_exponentiations: c.exponentiations,
             signatures: c.signatures,
             verifications: c.verifications,

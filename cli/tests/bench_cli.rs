@@ -79,7 +79,26 @@ fn bench_keys_counts_match_the_protocol_formulas() {
     let rows = v["rows"].as_array().unwrap();
     // 2 key agreements x 1 group x 4 sizes x 6 events.
     assert_eq!(rows.len(), 2 * 4 * 6);
-    assert_eq!(v["samples"].as_array().unwrap().len(), 2 * rows.len());
+    let samples = v["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 2 * rows.len());
+    // Each run is a process of its own; all samples of a combination are priced at the
+    // same (cheapest) calibration, and each one's mathematics is its path's at it.
+    for s in samples {
+        assert!(s["run"] == 0 || s["run"] == 1, "{s}");
+        let same = samples
+            .iter()
+            .find(|o| o["key_agreement"] == s["key_agreement"] && o["dh_group"] == s["dh_group"])
+            .unwrap();
+        assert_eq!(s["costs"], same["costs"], "{s}");
+        let (ops, costs) = (&s["path_ops"], &s["costs"]);
+        let price =
+            |op: &str, cost: &str| ops[op].as_f64().unwrap() * costs[cost].as_f64().unwrap();
+        let math = price("exponentiations", "exponentiation_ms")
+            + price("validations", "validation_ms")
+            + price("signatures", "signature_ms")
+            + price("verifications", "verification_ms");
+        assert!((s["math_ms"].as_f64().unwrap() - math).abs() < 1e-9, "{s}");
+    }
     let mut checked = 0;
     for r in rows {
         let (ka, event, n) = (
@@ -129,7 +148,7 @@ fn bench_keys_counts_match_the_protocol_formulas() {
 }
 
 /// A grid fills in what the options leave open: `large` (the default on the simulator)
-/// is every protocol on rustcrypto's ristretto255, one run; `paper` three runs on both
+/// is every protocol on rustcrypto's ristretto255, one run; `paper` five runs on both
 /// providers and groups; an option given wins over either.
 #[test]
 fn bench_keys_grids_fill_in_what_the_options_leave_open() {
@@ -188,7 +207,7 @@ fn bench_keys_grids_fill_in_what_the_options_leave_open() {
     );
     assert!(
         rows.iter()
-            .all(|r| r["runs"] == 3 && r["key_agreement"] == "ckd")
+            .all(|r| r["runs"] == 5 && r["key_agreement"] == "ckd")
     );
 }
 
