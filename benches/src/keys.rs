@@ -603,10 +603,11 @@ pub struct Row {
     /// Through a real engine: median milliseconds until the last member had its view.
     pub engine_ms: Option<f64>,
     /// The resident memory of the measuring process after the event, MiB, the smallest
-    /// over the runs (every member's state in one process; Linux only). Runs come one
-    /// after the other, sizes in increasing order, and the allocator keeps what it frees
-    /// (`bench keys` turns mimalloc's purging off): the first run's figure is the most
-    /// memory the measurement needed up to that size, later runs' are the peak so far.
+    /// over the runs (every member's state in one process; Linux only). Sizes come in
+    /// increasing order and the allocator keeps what it frees (`bench keys` turns
+    /// mimalloc's purging off), so a run's figure is the most memory its process needed
+    /// up to that size; where runs share a process (through a real engine), later
+    /// runs' figures are the peak so far, and the first run's is the smallest.
     pub rss_mib: Option<f64>,
 }
 
