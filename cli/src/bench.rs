@@ -521,22 +521,6 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
         &or_grid(&args.dh_group, grid.dh_group),
     )?;
     let daemon = args.engine == "daemon";
-    if args.worker {
-        if daemon {
-            return Err("--worker measures on the in-process network only".into());
-        }
-        let config = Config {
-            combos,
-            sizes,
-            events,
-            runs: 1,
-            share_work: !args.compute_all,
-        };
-        return keys_worker(&config);
-    }
-    for s in &skipped {
-        eprintln!("skipping {s}: the provider does not offer that DH group");
-    }
     let config = Config {
         combos,
         sizes: sizes.clone(),
@@ -544,6 +528,15 @@ fn bench_keys(args: KeysArgs) -> Result<(), String> {
         runs,
         share_work: !args.compute_all,
     };
+    if args.worker {
+        if daemon {
+            return Err("--worker measures on the in-process network only".into());
+        }
+        return keys_worker(&Config { runs: 1, ..config });
+    }
+    for s in &skipped {
+        eprintln!("skipping {s}: the provider does not offer that DH group");
+    }
     let measured_events = config
         .events
         .iter()
