@@ -397,6 +397,59 @@ fn bench_data_with_the_daemon_and_each_member_a_process_of_its_own() {
     assert!(text.contains("every member a process of its own"), "{text}");
 }
 
+/// The internal worker of `bench keys` (one run per process) writes only JSON lines on
+/// standard output, its progress and then its samples, one run's worth; through the
+/// daemon it refuses with exit code 2 and writes nothing.
+#[test]
+fn bench_keys_worker_reports_one_run_as_json_lines() {
+    let out = conclave_tests::output_ok(Command::new(env!("CARGO_BIN_EXE_conclave")).args([
+        "bench",
+        "keys",
+        "--key-agreement",
+        "ckd",
+        "--provider",
+        "rustcrypto",
+        "--dh-group",
+        "ristretto255",
+        "--sizes",
+        "3",
+        "--events",
+        "join,leave",
+        "--runs",
+        "4",
+        "--worker",
+    ]));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[..2].iter().all(|l| l["progress"].is_string()),
+        "{lines:?}"
+    );
+    let samples = lines[2]["samples"].as_array().unwrap();
+    // One run (not --runs 4): one sample per event.
+    assert_eq!(samples.len(), 2, "{samples:?}");
+    assert!(
+        samples
+            .iter()
+            .all(|s| s["run"] == 0 && s["costs"].is_object())
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args([
+            "bench", "keys", "--engine", "daemon", "--sizes", "2", "--worker",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in-process network only"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn bench_data_on_corosync_needs_a_process_per_member() {
     let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
