@@ -438,27 +438,32 @@ fn bench_keys_worker_reports_one_run_as_json_lines() {
             .all(|s| s["run"] == 0 && s["costs"].is_object())
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .args([
+    refused(
+        &[
             "bench", "keys", "--engine", "daemon", "--sizes", "2", "--worker",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("in-process network only"), "{stderr}");
-    assert!(out.stdout.is_empty());
+        ],
+        "in-process network only",
+    );
 }
 
 #[test]
 fn bench_data_on_corosync_needs_a_process_per_member() {
+    refused(
+        &["bench", "data", "--engine", "corosync", "--messages", "10"],
+        "add --processes",
+    );
+}
+
+/// Runs `conclave ARGS`, which must refuse: exit code 2, `why` on standard error and
+/// nothing on standard output.
+fn refused(args: &[&str], why: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
-        .args(["bench", "data", "--engine", "corosync", "--messages", "10"])
+        .args(args)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(2), "{args:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("add --processes"), "{stderr}");
+    assert!(stderr.contains(why), "{stderr}");
     assert!(out.stdout.is_empty());
 }
 
