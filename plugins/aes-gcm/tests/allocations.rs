@@ -1,6 +1,6 @@
 //! The sealed data path allocates nothing per message: `seal_into` writes into the
 //! caller's frame buffer and `open_into` into the caller's plaintext buffer, through the
-//! cipher plugin's ABI, the kit and the provider's ABI, on both providers. Counted by
+//! cipher plugin's ABI, the kit and the provider's ABI, on every provider. Counted by
 //! `allocation-counter` (the global allocator of this crate's test binaries): after the
 //! first message of a sender (which derives its key and builds its state), a thousand
 //! messages each way allocate nothing. OpenSSL's own `malloc` calls are not Rust allocations and are not
@@ -66,6 +66,7 @@ fn sealing_and_opening_into_buffers_allocate_nothing_per_message() {
     for (name, module) in [
         ("rustcrypto", conclave_provider_rustcrypto::plugin_module()),
         ("openssl", conclave_provider_openssl::plugin_module()),
+        ("aws-lc", conclave_provider_aws_lc::plugin_module()),
     ] {
         for algorithm in ["aes-128-gcm", "aes-256-gcm"] {
             check(name, module, algorithm);

@@ -14,6 +14,7 @@ pub const NAMES: &[&str] = &[
     conclave_plugin_gdh::NAME,
     conclave_plugin_str::NAME,
     conclave_plugin_tgdh::NAME,
+    conclave_provider_aws_lc::NAME,
     conclave_provider_openssl::NAME,
     conclave_provider_rustcrypto::NAME,
 ];
@@ -32,6 +33,7 @@ pub fn link() {
         conclave_plugin_gdh::plugin_module,
         conclave_plugin_str::plugin_module,
         conclave_plugin_tgdh::plugin_module,
+        conclave_provider_aws_lc::plugin_module,
         conclave_provider_openssl::plugin_module,
         conclave_provider_rustcrypto::plugin_module,
     ];

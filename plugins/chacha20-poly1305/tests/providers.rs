@@ -1,15 +1,18 @@
-//! The chacha20-poly1305 plugin through its ABI root module, on both providers: the conformance
+//! The chacha20-poly1305 plugin through its ABI root module, on every provider: the conformance
 //! kit on each, and what one seals the other opens.
 
 #[test]
 fn conforms_on_every_provider_and_across_them() {
-    conclave_conformance::cipher::on_providers(
+    let report = conclave_conformance::cipher::on_providers(
         conclave_plugin_chacha20_poly1305::plugin_module(),
         &["chacha20-poly1305"],
         &[
             ("rustcrypto", conclave_provider_rustcrypto::plugin_module()),
             ("openssl", conclave_provider_openssl::plugin_module()),
+            ("aws-lc", conclave_provider_aws_lc::plugin_module()),
         ],
-    )
-    .assert_interoperates("rustcrypto", "openssl");
+    );
+    report.assert_interoperates("rustcrypto", "openssl");
+    report.assert_interoperates("rustcrypto", "aws-lc");
+    report.assert_interoperates("openssl", "aws-lc");
 }
