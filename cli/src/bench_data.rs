@@ -37,9 +37,11 @@ pub struct DataArgs {
     /// Members in the group (one sender, the others receive).
     #[arg(long, default_value_t = 3)]
     members: usize,
-    /// The provider of the ciphers.
-    #[arg(long, default_value = "openssl")]
-    provider: String,
+    /// The providers of the ciphers, comma-separated: each sealed row is measured on
+    /// each of them (side by side, in turns). The key agreement runs on the same
+    /// provider, or on `rustcrypto` when it offers no DH group (`aws-lc`).
+    #[arg(long, default_value = "openssl", value_delimiter = ',')]
+    provider: Vec<String>,
     /// Messages per measurement (at most; fewer for large messages, about 32 MB).
     #[arg(long, default_value_t = 20_000)]
     messages: usize,
@@ -82,6 +84,9 @@ pub struct DataArgs {
 pub struct DataRow {
     /// The cipher (`none`: plain group).
     pub cipher: String,
+    /// The provider the cipher computed on (empty for a plain group and raw CPG).
+    #[serde(default)]
+    pub provider: String,
     /// Payload bytes.
     pub size: usize,
     /// Messages sent.
@@ -338,6 +343,7 @@ impl Spec<'_> {
         let per_message = |seconds: f64| seconds * 1e6 / count as f64;
         DataRow {
             cipher: self.cipher.into(),
+            provider: self.provider.into(),
             size: self.size,
             messages: count,
             messages_per_s: count as f64 / elapsed,
@@ -356,7 +362,8 @@ impl Spec<'_> {
 }
 
 /// The settings of the benchmark's group: plain for `none`, else `cipher` on
-/// `provider` (the key agreement is not what is measured).
+/// `provider`, and the key agreement on it too, or on the built-in default provider
+/// when it offers no DH group (the key agreement is not what is measured).
 pub(crate) fn group_settings(
     registry: &Registry,
     cipher: &str,
@@ -372,13 +379,29 @@ pub(crate) fn group_settings(
             .get(cipher)
             .and_then(|p| p.info().algorithms.first().map(|a| a.name.clone()))
             .ok_or_else(|| format!("no cipher plugin named {cipher:?}"))?;
+        // Both DH providers offer it; the key agreement is not what is measured.
+        let dh_group = "ffdhe2048";
+        let offers_dh = registry
+            .get(provider)
+            .ok_or_else(|| format!("no provider named {provider:?}"))?
+            .info()
+            .algorithms
+            .iter()
+            .any(|a| {
+                a.class == conclave::sdk::AlgorithmClass::DhGroup.as_str() && a.name == dh_group
+            });
+        let defaults = GroupSettings::default();
         GroupSettings {
             cipher: cipher.into(),
             cipher_algorithm: algorithm,
-            provider: provider.into(),
-            // Both providers offer it; the key agreement is not what is measured.
-            dh_group: "ffdhe2048".into(),
-            ..GroupSettings::default()
+            provider: if offers_dh {
+                provider.into()
+            } else {
+                defaults.provider.clone()
+            },
+            cipher_provider: Some(provider.into()),
+            dh_group: dh_group.into(),
+            ..defaults
         }
     })
 }
@@ -621,7 +644,17 @@ pub fn run(args: DataArgs) -> Result<(), String> {
     for round in 0..args.rounds {
         let mut at = 0;
         for cipher in &ciphers {
-            for &size in &args.sizes {
+            // A plain group and CPG alone seal nothing: measured once.
+            let plain = [String::new()];
+            let providers = if cipher == "none" || cipher == crate::bench_processes::RAW_CPG {
+                &plain[..]
+            } else {
+                &args.provider[..]
+            };
+            for (provider, &size) in providers
+                .iter()
+                .flat_map(|p| args.sizes.iter().map(move |s| (p, s)))
+            {
                 let variants: &[bool] = if args.stopped_client {
                     &[false, true]
                 } else {
@@ -633,14 +666,19 @@ pub fn run(args: DataArgs) -> Result<(), String> {
                     } else {
                         ""
                     };
+                    let on = if provider.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" on {provider}")
+                    };
                     eprintln!(
-                        "measuring {cipher} at {size} B{with} (round {} of {}) ...",
+                        "measuring {cipher}{on} at {size} B{with} (round {} of {}) ...",
                         round + 1,
                         args.rounds
                     );
                     let spec = Spec {
                         cipher,
-                        provider: &args.provider,
+                        provider,
                         size,
                         members: args.members,
                         messages: args.messages,
@@ -669,6 +707,7 @@ pub fn run(args: DataArgs) -> Result<(), String> {
     t.load_style(UTF8_FULL_CONDENSED);
     let mut header = vec![
         "cipher",
+        "provider",
         "size B",
         "stopped client elsewhere",
         "messages",
@@ -690,6 +729,11 @@ pub fn run(args: DataArgs) -> Result<(), String> {
     for r in &rows {
         let mut row = vec![
             r.cipher.clone(),
+            if r.provider.is_empty() {
+                "-".into()
+            } else {
+                r.provider.clone()
+            },
             r.size.to_string(),
             if r.stopped_client { "yes" } else { "no" }.into(),
             r.messages.to_string(),

@@ -196,6 +196,11 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
                 ),
                 ("dh_group", r.dh_group.clone(), source(&s.dh_group)),
                 ("provider", r.provider.clone(), source(&s.provider)),
+                (
+                    "cipher_provider",
+                    r.cipher_provider.clone(),
+                    source(&s.cipher_provider),
+                ),
                 ("signature", r.signature.clone(), source(&s.signature)),
                 (
                     "rekey_interval",

@@ -87,7 +87,11 @@ pub fn describe(e: &SessionEvent) -> String {
                 sec.key_agreement,
                 sec.cipher,
                 sec.dh_group,
-                sec.provider,
+                if sec.cipher_provider.is_empty() || sec.cipher_provider == sec.provider {
+                    sec.provider.clone()
+                } else {
+                    format!("{}, cipher on {}", sec.provider, sec.cipher_provider)
+                },
                 sec.epoch.map_or("-".into(), |e| e.to_string()),
                 sec.since_key_ms
                     .map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1e3)),

@@ -159,6 +159,7 @@ impl From<&Resolved> for GroupSettings {
             cipher_algorithm: r.cipher_algorithm.clone(),
             dh_group: r.dh_group.clone(),
             provider: r.provider.clone(),
+            cipher_provider: (r.cipher_provider != r.provider).then(|| r.cipher_provider.clone()),
             signature: r.signature.clone(),
             rekey_interval: r.rekey_interval,
             members: r.members.clone(),
@@ -166,6 +167,7 @@ impl From<&Resolved> for GroupSettings {
             cipher_options: r.options_for(&r.cipher).to_vec(),
             key_agreement_options: r.options_for(&r.key_agreement).to_vec(),
             provider_options: r.options_for(&r.provider).to_vec(),
+            cipher_provider_options: r.options_for(&r.cipher_provider).to_vec(),
         }
     }
 }
@@ -212,5 +214,33 @@ impl Catalog for Registry {
             .ok_or_else(|| format!("no plugin named {plugin}"))?;
         p.check_options(&crate::settings::abi_options(options))
             .map_err(|e| e.message.to_string())
+    }
+
+    /// The cipher plugin is made on a fresh instance of the provider, as a group
+    /// would make it: its constructor asks the provider for what it needs.
+    fn check_cipher(
+        &self,
+        (cipher, algorithm, cipher_options): (&str, &str, &[(String, String)]),
+        (provider, provider_options): (&str, &[(String, String)]),
+    ) -> Result<(), String> {
+        let reason = |e: LoadError| match e {
+            LoadError::Instantiate { source, .. } => source.message.to_string(),
+            other => other.to_string(),
+        };
+        let provider = self
+            .new_provider(provider, crate::settings::abi_options(provider_options))
+            .map_err(reason)?;
+        self.get_kind(cipher, PluginKind::Cipher)
+            .and_then(|p| {
+                p.new_cipher(&conclave_plugin_sdk::api::cipher::CipherConfig {
+                    algorithm: algorithm.into(),
+                    group: "policy-check".into(),
+                    local_member: "policy-check".into(),
+                    provider: provider.to_abi(),
+                    options: crate::settings::abi_options(cipher_options),
+                })
+            })
+            .map(drop)
+            .map_err(reason)
     }
 }

@@ -132,6 +132,10 @@ pub struct KeyEstablished {
     pub dh_group: String,
     /// This member's provider.
     pub provider: String,
+    /// The provider this member's cipher computes on (the provider unless the policy
+    /// names a `cipher_provider`).
+    #[serde(default)]
+    pub cipher_provider: String,
     /// The members that hold the key (the secure view), in join order.
     pub members: Vec<String>,
     /// The agreement's view, in hex: the engine's view id, then the stage and round of

@@ -30,8 +30,13 @@ pub struct GroupSettings {
     /// The DH group.
     pub dh_group: String,
     /// The provider this member uses (others may use another: the names and encodings
-    /// are the same).
+    /// are the same): the key agreement's, the signatures', and the cipher's unless
+    /// [`GroupSettings::cipher_provider`] names another.
     pub provider: String,
+    /// The cipher plugin's provider when it is not [`GroupSettings::provider`] (a
+    /// provider of symmetric primitives only, such as `aws-lc`). Local too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_provider: Option<String>,
     /// The signature algorithm of identities.
     pub signature: String,
     /// Refresh the key this often, if set.
@@ -53,6 +58,9 @@ pub struct GroupSettings {
     /// Options for the provider plugin (local: not part of what members agree on).
     #[serde(default)]
     pub provider_options: Vec<(String, String)>,
+    /// Options for the cipher's provider when it is another one (local as well).
+    #[serde(default)]
+    pub cipher_provider_options: Vec<(String, String)>,
 }
 
 /// Options as the plugin ABI carries them.
@@ -91,6 +99,7 @@ impl Default for GroupSettings {
             cipher_algorithm: "aes-256-gcm".into(),
             dh_group: "ristretto255".into(),
             provider: "rustcrypto".into(),
+            cipher_provider: None,
             signature: "ed25519".into(),
             rekey_interval: None,
             members: None,
@@ -98,11 +107,17 @@ impl Default for GroupSettings {
             cipher_options: Vec::new(),
             key_agreement_options: Vec::new(),
             provider_options: Vec::new(),
+            cipher_provider_options: Vec::new(),
         }
     }
 }
 
 impl GroupSettings {
+    /// The provider the cipher plugin computes on.
+    pub fn cipher_provider(&self) -> &str {
+        self.cipher_provider.as_deref().unwrap_or(&self.provider)
+    }
+
     /// The bytes every member of the group must agree on: the protocols, algorithms and
     /// plugin versions (not the provider, which may differ between members). They are
     /// bound into every key-agreement message and announced by the oldest member.
@@ -143,14 +158,20 @@ impl GroupSettings {
     pub fn summary(&self) -> String {
         match self.security {
             Security::None => "security none".into(),
-            Security::Required => format!(
-                "{} + {} ({}) on {}, {}",
-                self.key_agreement,
-                self.cipher,
-                self.cipher_algorithm,
-                self.dh_group,
-                self.provider
-            ),
+            Security::Required => {
+                let cipher_provider = match &self.cipher_provider {
+                    Some(p) if *p != self.provider => format!(" (cipher on {p})"),
+                    _ => String::new(),
+                };
+                format!(
+                    "{} + {} ({}) on {}, {}{cipher_provider}",
+                    self.key_agreement,
+                    self.cipher,
+                    self.cipher_algorithm,
+                    self.dh_group,
+                    self.provider
+                )
+            }
         }
     }
 }

@@ -82,6 +82,19 @@ pub trait Catalog {
         let _ = (plugin, options);
         Ok(())
     }
+
+    /// Asks the cipher plugin `cipher.0` whether it runs `cipher.1` (its algorithm)
+    /// on the provider `provider.0`, each with the policy's options (`cipher.2`,
+    /// `provider.1`): the reason if not (a provider that lacks the AEAD or block
+    /// cipher the plugin needs, say). A catalog that cannot ask accepts.
+    fn check_cipher(
+        &self,
+        cipher: (&str, &str, &[(String, String)]),
+        provider: (&str, &[(String, String)]),
+    ) -> Result<(), String> {
+        let _ = (cipher, provider);
+        Ok(())
+    }
 }
 
 impl Catalog for [CatalogPlugin] {

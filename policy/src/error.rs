@@ -317,6 +317,26 @@ pub enum PolicyError {
         /// What the provider offers in that class.
         known: Vec<String>,
     },
+    /// A cipher plugin that cannot run on the provider that would compute it (the
+    /// provider lacks the primitive it needs), as the plugin itself says.
+    #[error(
+        "{at}: cipher \"{cipher}\" ({algorithm}) cannot run on provider \"{provider}\" ({scope}): {reason}"
+    )]
+    CipherUnavailable {
+        /// The line of `cipher_provider` (or of `cipher`, or `provider`, whichever the
+        /// scope sets).
+        at: Position,
+        /// The cipher plugin.
+        cipher: String,
+        /// Its algorithm.
+        algorithm: String,
+        /// The provider of the cipher (`cipher_provider`, else `provider`).
+        provider: String,
+        /// Which settings combine here: `[defaults]` or `group rule #2 ("ops-*")`.
+        scope: String,
+        /// The plugin's reason.
+        reason: String,
+    },
     /// A group's `members` names an identity the trust store does not hold.
     #[error(
         "{at}: member \"{name}\" is not in the trust store (known: {})",
@@ -389,6 +409,7 @@ impl PolicyError {
             | BadOptions { at, .. }
             | UnknownCipher { at, .. }
             | UnknownAlgorithm { at, .. }
+            | CipherUnavailable { at, .. }
             | UnknownMember { at, .. }
             | UnknownAdmin { at, .. }
             | NotPublishable { at, .. }

@@ -15,11 +15,12 @@ use crate::policy::{GroupRule, MAX_AGREEMENT_TIMEOUT, Policy, Security, Settings
 use crate::trust::{PublicKey, Trust, check_identity};
 
 /// The keys of `[defaults]` and of a `[[group]]` rule (besides `match` and `members`).
-pub(crate) const SETTING_KEYS: [&str; 8] = [
+pub(crate) const SETTING_KEYS: [&str; 9] = [
     "key_agreement",
     "cipher",
     "dh_group",
     "provider",
+    "cipher_provider",
     "rekey_interval",
     "agreement_timeout",
     "security",
@@ -379,6 +380,7 @@ struct RawSettings {
     cipher: Option<String>,
     dh_group: Option<String>,
     provider: Option<String>,
+    cipher_provider: Option<String>,
     rekey_interval: Option<String>,
     agreement_timeout: Option<String>,
     security: Option<String>,
@@ -395,6 +397,7 @@ struct RawGroup {
     cipher: Option<String>,
     dh_group: Option<String>,
     provider: Option<String>,
+    cipher_provider: Option<String>,
     rekey_interval: Option<String>,
     agreement_timeout: Option<String>,
     security: Option<String>,
@@ -410,6 +413,7 @@ impl RawGroup {
             cipher: self.cipher.take(),
             dh_group: self.dh_group.take(),
             provider: self.provider.take(),
+            cipher_provider: self.cipher_provider.take(),
             rekey_interval: self.rekey_interval.take(),
             agreement_timeout: self.agreement_timeout.take(),
             security: self.security.take(),
@@ -853,6 +857,7 @@ fn settings(
     let cipher = name("cipher", raw.cipher);
     let dh_group = name("dh_group", raw.dh_group);
     let provider = name("provider", raw.provider);
+    let cipher_provider = name("cipher_provider", raw.cipher_provider);
     let signature = name("signature", raw.signature);
     let rekey_interval = raw.rekey_interval.and_then(|v| {
         let pos = at("rekey_interval");
@@ -907,6 +912,7 @@ fn settings(
         cipher,
         dh_group,
         provider,
+        cipher_provider,
         rekey_interval,
         agreement_timeout,
         security,

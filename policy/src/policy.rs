@@ -46,8 +46,12 @@ pub struct Settings {
     pub cipher: Option<Located<String>>,
     /// DH group, a name the provider offers (`ffdhe3072`, `ristretto255`, ...).
     pub dh_group: Option<Located<String>>,
-    /// Crypto provider plugin (`rustcrypto`, `openssl`).
+    /// Crypto provider plugin (`rustcrypto`, `openssl`): computes the key agreement
+    /// and signatures, and the cipher's primitives unless `cipher_provider` says.
     pub provider: Option<Located<String>>,
+    /// Crypto provider of the cipher plugin only (`aws-lc`, say): the data path's
+    /// AEAD and key derivation. Defaults to `provider`.
+    pub cipher_provider: Option<Located<String>>,
     /// Rekey at least this often (besides every membership change).
     pub rekey_interval: Option<Located<Duration>>,
     /// How long a key agreement may wait for a member of the secure view: a member

@@ -90,6 +90,9 @@ pub struct Sources {
     pub dh_group: Source,
     /// Of [`Resolved::provider`].
     pub provider: Source,
+    /// Of [`Resolved::cipher_provider`] (the provider's own source when the policy
+    /// does not set it).
+    pub cipher_provider: Source,
     /// Of [`Resolved::signature`].
     pub signature: Source,
     /// Of [`Resolved::rekey_interval`].
@@ -121,8 +124,12 @@ pub struct Resolved {
     pub cipher_algorithm: String,
     /// DH group.
     pub dh_group: String,
-    /// Provider plugin.
+    /// Provider plugin: the key agreement's and the signatures', and the cipher's
+    /// unless [`Resolved::cipher_provider`] differs.
     pub provider: String,
+    /// The cipher plugin's provider: `cipher_provider` if the policy sets it, else
+    /// [`Resolved::provider`]. Local, like the provider: members may differ.
+    pub cipher_provider: String,
     /// Signature algorithm of identity keys.
     pub signature: String,
     /// Periodic rekey, if any.
@@ -201,7 +208,7 @@ impl Resolved {
             || "none".to_owned(),
             |d| humantime::format_duration(d).to_string(),
         );
-        let rows: [(&str, String, &Source); 9] = [
+        let rows: [(&str, String, &Source); 10] = [
             (
                 "security",
                 self.security.to_string(),
@@ -219,6 +226,11 @@ impl Resolved {
             ),
             ("dh_group", self.dh_group.clone(), &self.sources.dh_group),
             ("provider", self.provider.clone(), &self.sources.provider),
+            (
+                "cipher_provider",
+                self.cipher_provider.clone(),
+                &self.sources.cipher_provider,
+            ),
             ("signature", self.signature.clone(), &self.sources.signature),
             ("rekey_interval", rekey, &self.sources.rekey_interval),
             (
@@ -254,7 +266,7 @@ impl Resolved {
     }
 
     /// The settings every member must agree on, in a fixed order: key agreement,
-    /// cipher plugin, cipher algorithm, DH group, signature. Not the provider (members
+    /// cipher plugin, cipher algorithm, DH group, signature. Not the providers (members
     /// may compute on different ones) nor the rekey interval, agreement timeout or
     /// members list.
     ///
@@ -315,6 +327,7 @@ struct Effective {
     cipher: Eff<String>,
     dh_group: Eff<String>,
     provider: Eff<String>,
+    cipher_provider: Eff<String>,
     signature: Eff<String>,
     rekey_interval: Eff<Option<Duration>>,
     agreement_timeout: Eff<Duration>,
@@ -360,6 +373,26 @@ impl Policy {
             d.rekey_interval.as_ref(),
             Duration::ZERO,
         );
+        let provider = pick(
+            rule,
+            r.and_then(|r| r.provider.as_ref()),
+            d.provider.as_ref(),
+            s(builtin::PROVIDER),
+        );
+        // Unset, the cipher's provider is the group's, from wherever that comes.
+        let cipher_provider = pick(
+            rule,
+            r.and_then(|r| r.cipher_provider.as_ref()),
+            d.cipher_provider.as_ref(),
+            String::new(),
+        );
+        let cipher_provider = match cipher_provider.source {
+            Source::BuiltIn => Eff {
+                value: provider.value.clone(),
+                source: provider.source.clone(),
+            },
+            _ => cipher_provider,
+        };
         Effective {
             scope: match rule {
                 Some(r) => format!("group rule #{} (\"{}\")", r.index, r.pattern.value),
@@ -389,12 +422,8 @@ impl Policy {
                 d.dh_group.as_ref(),
                 s(builtin::DH_GROUP),
             ),
-            provider: pick(
-                rule,
-                r.and_then(|r| r.provider.as_ref()),
-                d.provider.as_ref(),
-                s(builtin::PROVIDER),
-            ),
+            provider,
+            cipher_provider,
             signature: pick(
                 rule,
                 r.and_then(|r| r.signature.as_ref()),
@@ -454,6 +483,7 @@ impl Policy {
         for rule in scopes {
             let eff = self.effective(rule);
             check_scope(&eff, &installed, &mut errors);
+            check_cipher(&eff, &installed, catalog, &mut errors);
         }
         // Every table of options, where it is written: its plugin is installed and
         // accepts it.
@@ -514,6 +544,7 @@ impl Policy {
         if eff.security.value == Security::Required {
             let mut errors = Vec::new();
             check_scope(&eff, &installed, &mut errors);
+            check_cipher(&eff, &installed, catalog, &mut errors);
             if !errors.is_empty() {
                 return Err(PolicyErrors::sorted(errors));
             }
@@ -531,6 +562,7 @@ impl Policy {
             cipher_algorithm,
             dh_group: eff.dh_group.value,
             provider: eff.provider.value,
+            cipher_provider: eff.cipher_provider.value,
             signature: eff.signature.value,
             rekey_interval: eff.rekey_interval.value,
             agreement_timeout: eff.agreement_timeout.value,
@@ -554,6 +586,7 @@ impl Policy {
                 cipher: eff.cipher.source,
                 dh_group: eff.dh_group.source,
                 provider: eff.provider.source,
+                cipher_provider: eff.cipher_provider.source,
                 signature: eff.signature.source,
                 rekey_interval: eff.rekey_interval.source,
                 agreement_timeout: eff.agreement_timeout.source,
@@ -577,8 +610,12 @@ fn check_scope(eff: &Effective, installed: &Installed, errors: &mut Vec<PolicyEr
     for (key, kind, v) in [
         ("key_agreement", Kind::KeyAgreement, &eff.key_agreement),
         ("provider", Kind::Provider, &eff.provider),
+        ("cipher_provider", Kind::Provider, &eff.cipher_provider),
     ] {
-        if installed.find(kind, &v.value).is_none() {
+        // An unset cipher provider is the provider, reported as such.
+        let inherited =
+            key == "cipher_provider" && eff.cipher_provider.source == eff.provider.source;
+        if !inherited && installed.find(kind, &v.value).is_none() {
             push_once(
                 errors,
                 PolicyError::UnknownPlugin {
@@ -650,5 +687,67 @@ fn check_scope(eff: &Effective, installed: &Installed, errors: &mut Vec<PolicyEr
         if !dup {
             errors.push(e);
         }
+    }
+}
+
+/// In a secured scope whose cipher and cipher provider are installed: the cipher
+/// plugin runs its algorithm on that provider (asked of the plugin through
+/// `catalog`). Options the plugins refuse are reported by their own check.
+fn check_cipher(
+    eff: &Effective,
+    installed: &Installed,
+    catalog: &dyn Catalog,
+    errors: &mut Vec<PolicyError>,
+) {
+    if eff.security.value != Security::Required {
+        return;
+    }
+    let provider = &eff.cipher_provider;
+    let (Some((cipher, algorithm)), Some(_)) = (
+        installed.cipher(&eff.cipher.value),
+        installed.find(Kind::Provider, &provider.value),
+    ) else {
+        return;
+    };
+    let options = |plugin: &str| {
+        eff.options
+            .get(plugin)
+            .map_or(&[][..], |o| o.value.as_slice())
+    };
+    let (cipher_options, provider_options) = (options(&cipher), options(&provider.value));
+    if catalog.check_options(&cipher, cipher_options).is_err()
+        || catalog
+            .check_options(&provider.value, provider_options)
+            .is_err()
+    {
+        return;
+    }
+    let Err(reason) = catalog.check_cipher(
+        (&cipher, &algorithm, cipher_options),
+        (&provider.value, provider_options),
+    ) else {
+        return;
+    };
+    // Blamed on what the scope itself sets: the cipher's provider, else the cipher.
+    let at = match (&provider.source, &eff.cipher.source) {
+        (Source::BuiltIn, Source::BuiltIn) => Position::BuiltIn,
+        (Source::BuiltIn, _) => eff.cipher.at(),
+        _ => provider.at(),
+    };
+    // Once per (position, cipher, provider): a rule inheriting the defaults' mistake
+    // does not repeat it.
+    let dup = errors.iter().any(|old| {
+        matches!(old, PolicyError::CipherUnavailable { at: a, cipher: c, algorithm: g, provider: p, .. }
+            if *a == at && *c == cipher && *g == algorithm && *p == provider.value)
+    });
+    if !dup {
+        errors.push(PolicyError::CipherUnavailable {
+            at,
+            cipher,
+            algorithm,
+            provider: provider.value.clone(),
+            scope: eff.scope.clone(),
+            reason,
+        });
     }
 }

@@ -24,7 +24,7 @@ fn unknown_key_in_defaults() {
     assert_eq!(
         e,
         "policy.toml:3: unknown key \"ciphr\" in [defaults] (known: key_agreement, cipher, \
-         dh_group, provider, rekey_interval, agreement_timeout, security, signature, options)"
+         dh_group, provider, cipher_provider, rekey_interval, agreement_timeout, security, signature, options)"
     );
 }
 
@@ -40,7 +40,7 @@ fn unknown_key_at_top_level_and_in_sections() {
             "policy.toml:3: unknown key \"path\" in [plugins] (known: paths, pins)",
             "policy.toml:5: unknown key \"key\" in [trust] (known: keys, members, admins)",
             "policy.toml:10: unknown key \"member\" in [[group]] #2 (known: match, key_agreement, \
-             cipher, dh_group, provider, rekey_interval, agreement_timeout, security, signature, options, \
+             cipher, dh_group, provider, cipher_provider, rekey_interval, agreement_timeout, security, signature, options, \
              members)",
         ]
     );

@@ -242,7 +242,7 @@ fn env_errors_name_the_variable() {
     assert_eq!(
         msgs,
         [
-            "environment variable CONCLAVE_POLICY__DEFAULTS__CIPHR: unknown key \"ciphr\" in [defaults] (known: key_agreement, cipher, dh_group, provider, rekey_interval, agreement_timeout, security, signature)",
+            "environment variable CONCLAVE_POLICY__DEFAULTS__CIPHR: unknown key \"ciphr\" in [defaults] (known: key_agreement, cipher, dh_group, provider, cipher_provider, rekey_interval, agreement_timeout, security, signature)",
             "environment variable CONCLAVE_POLICY__GROUP__0__CIPHER: [[group]] rules cannot be set from the environment",
             "environment variable CONCLAVE_POLICY__PLUGINS__PINS__X: plugin pins cannot be set from the environment",
             "environment variable CONCLAVE_POLICY__TRUSTED: unknown key \"trusted\" in the top level (known: policy, plugins, trust, defaults, group)",
@@ -460,6 +460,7 @@ fn explain_lists_every_setting_with_its_source() {
         "  cipher            blowfish (blowfish-cbc-hmac-sha256) group rule #1 (match \"ops-*\") at policy.toml:11",
         "  dh_group          ffdhe3072                [defaults] at policy.toml:4",
         "  provider          openssl                  [defaults] at policy.toml:5",
+        "  cipher_provider   openssl                  [defaults] at policy.toml:5",
         "  signature         ed25519                  built-in default",
         "  rekey_interval    1h                       [defaults] at policy.toml:6",
         "  agreement_timeout 5s                       built-in default",
@@ -610,5 +611,169 @@ fn env_member_names_and_duplicates() {
     assert_eq!(
         e.to_string(),
         "environment variable conclave_policy__defaults__cipher: sets the same key as CONCLAVE_POLICY__DEFAULTS__CIPHER"
+    );
+}
+
+/// The test catalog plus `aws-lc` (symmetric primitives, no DH group, no signature),
+/// and a cipher check like the registry's: Blowfish needs a block cipher, which
+/// aws-lc lacks.
+struct WithAwsLc(Vec<conclave_policy::CatalogPlugin>);
+
+impl WithAwsLc {
+    fn new() -> Self {
+        let mut c = catalog();
+        c.push(conclave_policy::CatalogPlugin::new(
+            "aws-lc",
+            conclave_policy::Kind::Provider,
+            &[
+                ("aead", "aes-128-gcm"),
+                ("aead", "aes-256-gcm"),
+                ("aead", "chacha20-poly1305"),
+                ("kdf", "hkdf-sha256"),
+            ],
+        ));
+        Self(c)
+    }
+}
+
+impl conclave_policy::Catalog for WithAwsLc {
+    fn plugins(&self) -> Vec<conclave_policy::CatalogPlugin> {
+        self.0.clone()
+    }
+
+    fn check_cipher(
+        &self,
+        (cipher, _, _): (&str, &str, &[(String, String)]),
+        (provider, _): (&str, &[(String, String)]),
+    ) -> Result<(), String> {
+        match (cipher, provider) {
+            ("blowfish", "aws-lc") => Err("aws-lc: block cipher \"blowfish\"".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+const CIPHER_PROVIDER: &str = r#"[defaults]
+provider = "rustcrypto"
+dh_group = "ristretto255"
+cipher_provider = "aws-lc"
+
+[[group]]
+match = "ops-*"
+provider = "openssl"
+dh_group = "ffdhe2048"
+
+[[group]]
+match = "legacy-*"
+cipher_provider = "openssl"
+"#;
+
+#[test]
+fn the_cipher_provider_is_its_own_setting_and_defaults_to_the_provider() {
+    let p = parse(CIPHER_PROVIDER).unwrap();
+    let c = WithAwsLc::new();
+    p.validate(&c).unwrap();
+    // Set in [defaults]: rules inherit it, whatever provider they pick.
+    let r = p.resolve("ops-1", &c).unwrap();
+    assert_eq!(
+        (r.provider.as_str(), r.cipher_provider.as_str()),
+        ("openssl", "aws-lc")
+    );
+    assert_eq!(r.sources.cipher_provider, Source::Defaults { at: line(4) });
+    assert!(
+        r.explain()
+            .contains("  cipher_provider   aws-lc                   [defaults] at policy.toml:4\n"),
+        "{}",
+        r.explain()
+    );
+    let r = p.resolve("legacy-1", &c).unwrap();
+    assert_eq!(r.cipher_provider, "openssl");
+    // Unset anywhere: the provider, from where the provider comes.
+    let p = parse("[[group]]\nmatch = \"x\"\nprovider = \"openssl\"\n").unwrap();
+    let r = p.resolve("x", &c).unwrap();
+    assert_eq!(r.cipher_provider, "openssl");
+    assert_eq!(r.sources.cipher_provider, r.sources.provider);
+    let r = p.resolve("y", &c).unwrap();
+    assert_eq!(r.cipher_provider, "rustcrypto");
+    assert_eq!(r.sources.cipher_provider, Source::BuiltIn);
+    // Local, like the provider: not part of what members agree on.
+    let a = parse(CIPHER_PROVIDER).unwrap().resolve("lab", &c).unwrap();
+    let b = parse("[defaults]\nprovider = \"rustcrypto\"\ndh_group = \"ristretto255\"\n")
+        .unwrap()
+        .resolve("lab", &c)
+        .unwrap();
+    assert_ne!(a.cipher_provider, b.cipher_provider);
+    assert_eq!(a.context_bytes(), b.context_bytes());
+}
+
+#[test]
+fn a_cipher_provider_must_be_installed_and_run_the_cipher() {
+    let c = WithAwsLc::new();
+    let text = r#"[defaults]
+cipher_provider = "aws-lc"
+dh_group = "ristretto255"
+
+[[group]]
+match = "fish-*"
+cipher = "blowfish"
+
+[[group]]
+match = "more-fish-*"
+cipher = "blowfish"
+cipher_provider = "aws-lcc"
+
+[[group]]
+match = "plain-*"
+security = "none"
+cipher = "blowfish"
+"#;
+    let p = parse(text).unwrap();
+    let msgs: Vec<String> = p
+        .validate(&c)
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            "policy.toml:2: cipher \"blowfish\" (blowfish-cbc-hmac-sha256) cannot run on provider \"aws-lc\" (group rule #1 (\"fish-*\")): aws-lc: block cipher \"blowfish\"",
+            "policy.toml:12: cipher_provider \"aws-lcc\" is not an installed provider plugin (known: aws-lc, openssl, rustcrypto)",
+        ]
+    );
+    // A secured group of the faulty rule is refused; a plain one is not checked.
+    assert_eq!(p.resolve("fish-1", &c).unwrap_err().len(), 1);
+    assert_eq!(p.resolve("plain-1", &c).unwrap().security, Security::None);
+    // Blowfish inherited by a rule from [defaults]: one error, blamed on the cipher
+    // provider's line and reported once.
+    let p = parse(
+        "[defaults]\ncipher = \"blowfish\"\ncipher_provider = \"aws-lc\"\n[[group]]\nmatch = \"a-*\"\nkey_agreement = \"ckd\"\n",
+    )
+    .unwrap();
+    let e = p.validate(&c).unwrap_err();
+    assert_eq!(e.len(), 1, "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("policy.toml:3: cipher \"blowfish\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_provider_without_dh_groups_cannot_be_the_groups_provider() {
+    let c = WithAwsLc::new();
+    let p = parse("[defaults]\nprovider = \"aws-lc\"\n").unwrap();
+    let msgs: Vec<String> = p
+        .validate(&c)
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            "policy.toml:2: dh_group \"ffdhe2048\" is not offered by provider \"aws-lc\" ([defaults]; known: none installed)",
+            "policy.toml:2: signature \"ed25519\" is not offered by provider \"aws-lc\" ([defaults]; known: none installed)",
+        ]
     );
 }

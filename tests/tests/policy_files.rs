@@ -148,6 +148,17 @@ fn bad_policy_files_get_precise_errors() {
             format!("{name}:3: {}: SHA-256 mismatch", so.display()),
         ),
         (
+            // The cipher's provider must run the cipher: the plugins say why not.
+            "[defaults]\ncipher = \"blowfish\"\ncipher_provider = \"aws-lc\"\n",
+            format!(
+                "{name}:3: cipher \"blowfish\" (blowfish-cbc-hmac-sha256) cannot run on provider \"aws-lc\" ([defaults]): unsupported: aws-lc: block cipher \"blowfish\" (aws-lc offers AEADs only"
+            ),
+        ),
+        (
+            "[defaults]\nprovider = \"aws-lc\"\n",
+            format!("{name}:2: dh_group \"ffdhe2048\" is not offered by provider \"aws-lc\""),
+        ),
+        (
             "\n[plugins]\npaths = [\"no-such.so\"]\n",
             format!(
                 "{name}:3: {}: plugin not found",
@@ -162,6 +173,17 @@ fn bad_policy_files_get_precise_errors() {
             "{text:?} gave {e:?}, expected {expected:?}"
         );
     }
+    // AES-GCM on AWS-LC next to a key agreement on RustCrypto: accepted.
+    write(
+        &file,
+        "[defaults]\ncipher = \"aes-128-gcm\"\ndh_group = \"ristretto255\"\ncipher_provider = \"aws-lc\"\n",
+    );
+    let (_, policy, _) = PolicyFile::load(&file).unwrap();
+    let settings = conclave::PolicySource::settings(&policy, "any").unwrap();
+    assert_eq!(
+        (settings.provider.as_str(), settings.cipher_provider()),
+        ("rustcrypto", "aws-lc")
+    );
     // The unknown plugin's message names the value and the known ones.
     write(&file, "[defaults]\nkey_agreement = \"gdhx\"\n");
     let e = PolicyFile::load(&file).unwrap_err().to_string();

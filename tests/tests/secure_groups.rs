@@ -117,6 +117,89 @@ async fn two_groups_with_different_modules_in_one_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_whose_ciphers_compute_on_different_providers_share_one_group() {
+    // The cipher's provider is local: alice seals with AWS-LC, bob with RustCrypto,
+    // carol with OpenSSL (its key agreement on OpenSSL too); they agree on one key and
+    // each opens what the others seal.
+    let net = Net::new().await;
+    let on = |provider: &str, cipher_provider: Option<&str>| GroupSettings {
+        cipher: "aes-gcm".into(),
+        cipher_algorithm: "aes-128-gcm".into(),
+        dh_group: "ffdhe2048".into(),
+        provider: provider.into(),
+        cipher_provider: cipher_provider.map(Into::into),
+        ..GroupSettings::default()
+    };
+    let mut members = Vec::new();
+    for (n, settings) in [
+        ("alice", on("rustcrypto", Some("aws-lc"))),
+        ("bob", on("rustcrypto", None)),
+        ("carol", on("openssl", Some("openssl"))),
+    ] {
+        let mut m = net.member(n, policy(settings)).await;
+        m.join("mixed").await;
+        members.push(m);
+    }
+    let key = agreed(&mut members, "mixed", &["alice", "bob", "carol"]).await;
+    assert_eq!(
+        (key.provider.as_str(), key.cipher_provider.as_str()),
+        ("rustcrypto", "aws-lc"),
+        "alice's key"
+    );
+    for m in &members {
+        m.send(Command::Multicast {
+            group: "mixed".into(),
+            service: Service::Agreed,
+            data: format!("sealed by {}", m.name).into_bytes(),
+        });
+    }
+    for m in members.iter_mut() {
+        let mut got: Vec<(String, Vec<u8>)> = m
+            .messages("mixed", 3)
+            .await
+            .into_iter()
+            .map(|(sender, epoch, data)| {
+                assert_eq!(epoch, key.epoch);
+                (sender, data)
+            })
+            .collect();
+        got.sort();
+        let want: Vec<(String, Vec<u8>)> = ["alice", "bob", "carol"]
+            .iter()
+            .map(|s| (s.to_string(), format!("sealed by {s}").into_bytes()))
+            .collect();
+        assert_eq!(got, want, "{}", m.name);
+        let errors: Vec<_> = m
+            .drain_now()
+            .await
+            .into_iter()
+            .filter(|e| matches!(e, SessionEvent::SecurityError { .. }))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", m.name);
+    }
+    // The cipher really is made on the cipher's provider: Blowfish on AWS-LC (which
+    // has no Blowfish) is refused when the group is joined, with the reason.
+    let blowfish = GroupSettings {
+        cipher: "blowfish".into(),
+        cipher_algorithm: "blowfish-cbc-hmac-sha256".into(),
+        ..on("rustcrypto", Some("aws-lc"))
+    };
+    let mut dave = net.member("dave", policy(blowfish)).await;
+    dave.send(Command::Join("fish".into()));
+    let why = dave
+        .until("the join refused", |e| match e {
+            SessionEvent::CommandFailed { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(
+        why.contains("aws-lc") && why.contains("blowfish"),
+        "refused for: {why}"
+    );
+    net.daemon.unwrap().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reloaded_policy_switches_modules_at_the_forced_refresh() {
     let net = Net::new().await;
     let mut members = Vec::new();

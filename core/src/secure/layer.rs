@@ -361,6 +361,13 @@ impl SecureLayer {
         let provider = self
             .registry
             .new_provider(&settings.provider, abi_options(&settings.provider_options))?;
+        // The cipher computes on a provider of its own when the policy names one.
+        let cipher_provider = match &settings.cipher_provider {
+            Some(name) if *name != settings.provider => self
+                .registry
+                .new_provider(name, abi_options(&settings.cipher_provider_options))?,
+            _ => provider.clone(),
+        };
         let cipher_plugin = self
             .registry
             .get_kind(&settings.cipher, conclave_plugin_sdk::PluginKind::Cipher)?;
@@ -368,7 +375,7 @@ impl SecureLayer {
             algorithm: settings.cipher_algorithm.as_str().into(),
             group: group.into(),
             local_member: self.identity.name().into(),
-            provider: provider.to_abi(),
+            provider: cipher_provider.to_abi(),
             options: abi_options(&settings.cipher_options),
         })?;
         let ka_plugin = self.registry.get_kind(
@@ -1305,6 +1312,7 @@ impl SecureLayer {
                 cipher: format!("{} ({})", settings.cipher, settings.cipher_algorithm),
                 dh_group: settings.dh_group.clone(),
                 provider: settings.provider.clone(),
+                cipher_provider: settings.cipher_provider().to_string(),
                 members,
                 view_id: hex::encode(ready.view_id.as_slice()),
                 took,
@@ -1724,6 +1732,7 @@ impl SecureLayer {
                 cipher: format!("{} ({})", settings.cipher, settings.cipher_algorithm),
                 dh_group: settings.dh_group.clone(),
                 provider: settings.provider.clone(),
+                cipher_provider: settings.cipher_provider().to_string(),
                 epoch: s.current,
                 keyed: s
                     .current

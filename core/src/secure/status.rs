@@ -47,6 +47,9 @@ pub struct SecureStatus {
     pub dh_group: String,
     /// The provider.
     pub provider: String,
+    /// The cipher's provider (the provider unless the policy names another).
+    #[serde(default)]
+    pub cipher_provider: String,
     /// The epoch of the current key (none while a key agreement runs).
     pub epoch: Option<u64>,
     /// The members holding the current key (the secure view).

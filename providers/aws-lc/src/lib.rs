@@ -106,6 +106,22 @@ impl ProviderImpl for AwsLcProvider {
         algorithm_list()
     }
 
+    fn dh_group(&self, name: &str) -> Result<Box<dyn conclave_plugin_sdk::implement::DhGroupImpl>> {
+        Err(PluginError::unsupported(format!(
+            "aws-lc: DH group {name:?} (aws-lc offers no DH groups: name it as a group's cipher_provider, next to a provider that computes the key agreement)"
+        )))
+    }
+
+    fn block_cipher(
+        &self,
+        name: &str,
+        _key: &[u8],
+    ) -> Result<Box<dyn conclave_plugin_sdk::implement::BlockCipherImpl>> {
+        Err(PluginError::unsupported(format!(
+            "aws-lc: block cipher {name:?} (aws-lc offers AEADs only: aes-128-gcm, aes-256-gcm, chacha20-poly1305)"
+        )))
+    }
+
     fn aead(&self, name: &str, key: &[u8]) -> Result<Box<dyn AeadImpl>> {
         symmetric::aead(name, key, self.counters.clone())
     }
