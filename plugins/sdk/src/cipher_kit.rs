@@ -444,40 +444,35 @@ impl KitCipher {
         word.copy_from_slice(&header[9..17]);
         let sequence = u64::from_be_bytes(word);
 
-        let state = self.epochs.get(&epoch).ok_or_else(|| {
+        let unknown = || {
             PluginError::new(
                 ErrorCode::UNKNOWN_EPOCH,
                 format!("no key for epoch {epoch} (sender {sender})"),
             )
-        })?;
-        // A new sender's state is built aside and kept only if the message authenticates.
-        let mut fresh = None;
-        if !state.peers.contains_key(sender) {
-            let key = self.sender_key(&state.key, epoch, sender)?;
-            fresh = Some(PeerState {
-                cipher: self.factory.new_sender(&self.provider, key.expose())?,
-                window: ReplayWindow::default(),
-            });
-        }
-        let state = self
-            .epochs
-            .get_mut(&epoch)
-            .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "epoch state vanished"))?;
+        };
         Self::set_aad(&mut self.aad, header, aad);
-        match state.peers.get_mut(sender) {
-            Some(peer) => {
-                peer.window.check(sequence)?;
-                peer.cipher.open_into(sequence, &self.aad, body, out)?;
-                peer.window.record(sequence);
-            }
-            None => {
-                let mut peer = fresh
-                    .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "peer state vanished"))?;
-                peer.cipher.open_into(sequence, &self.aad, body, out)?;
-                peer.window.record(sequence);
-                state.peers.insert(sender.to_string(), peer);
-            }
+        // A known sender (every message but its first in an epoch): one look-up each.
+        let state = self.epochs.get_mut(&epoch).ok_or_else(unknown)?;
+        if let Some(peer) = state.peers.get_mut(sender) {
+            peer.window.check(sequence)?;
+            peer.cipher.open_into(sequence, &self.aad, body, out)?;
+            peer.window.record(sequence);
+            return Ok(OpenedHeader { epoch, sequence });
         }
+        // A new sender's state is built aside and kept only if the message authenticates.
+        let state = self.epochs.get(&epoch).ok_or_else(unknown)?;
+        let key = self.sender_key(&state.key, epoch, sender)?;
+        let mut peer = PeerState {
+            cipher: self.factory.new_sender(&self.provider, key.expose())?,
+            window: ReplayWindow::default(),
+        };
+        peer.cipher.open_into(sequence, &self.aad, body, out)?;
+        peer.window.record(sequence);
+        self.epochs
+            .get_mut(&epoch)
+            .ok_or_else(|| PluginError::new(ErrorCode::INTERNAL, "epoch state vanished"))?
+            .peers
+            .insert(sender.to_string(), peer);
         Ok(OpenedHeader { epoch, sequence })
     }
 }
