@@ -54,7 +54,10 @@ fn ciphers(c: &mut Criterion) {
         for &pname in PROVIDERS {
             let p = provider(pname).expect("provider");
             for &(plugin, alg) in CIPHERS {
-                let mut alice = cipher(plugin, alg, &p, "alice").expect("cipher");
+                // A provider that lacks the cipher's primitive (Blowfish on aws-lc).
+                let Ok(mut alice) = cipher(plugin, alg, &p, "alice") else {
+                    continue;
+                };
                 let mut bob = cipher(plugin, alg, &p, "bob").expect("cipher");
                 let mut epoch = 1u64;
                 g.bench_function(BenchmarkId::new(format!("{alg}-seal"), pname), |b| {

@@ -12,8 +12,9 @@ use conclave_plugin_sdk::{
     host::{Cipher, Provider},
 };
 
-/// The providers to compare, by name.
-pub const PROVIDERS: &[&str] = &["rustcrypto", "openssl"];
+/// The providers to compare, by name (`aws-lc` has no DH group and no signature: it
+/// appears in the cipher rows only, and only for the ciphers it can run).
+pub const PROVIDERS: &[&str] = &["rustcrypto", "openssl", "aws-lc"];
 
 /// The group ciphers to compare: (plugin, algorithm).
 pub const CIPHERS: &[(&str, &str)] = &[
@@ -28,6 +29,7 @@ pub fn provider(name: &str) -> Result<Provider, PluginError> {
     let module = match name {
         "rustcrypto" => conclave_provider_rustcrypto::plugin_module(),
         "openssl" => conclave_provider_openssl::plugin_module(),
+        "aws-lc" => conclave_provider_aws_lc::plugin_module(),
         other => return Err(PluginError::unsupported(format!("provider {other:?}"))),
     };
     provider_from(module)

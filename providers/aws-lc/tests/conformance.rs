@@ -46,18 +46,18 @@ fn offers_no_dh_group_and_no_signature() {
         "no group to check: {report}"
     );
     assert_eq!(report.skipped, ["DH algebra: no DH group offered"]);
-    let e = p.dh_group("ristretto255").err().expect("no DH groups");
+    let Err(e) = p.dh_group("ristretto255") else {
+        panic!("no DH groups");
+    };
     assert_eq!(e.code, ErrorCode::UNSUPPORTED);
     assert!(e.message.contains("ristretto255"), "{e}");
-    let e = p
-        .generate_signing_key("ed25519")
-        .err()
-        .expect("no signatures");
+    let Err(e) = p.generate_signing_key("ed25519") else {
+        panic!("no signatures");
+    };
     assert_eq!(e.code, ErrorCode::UNSUPPORTED);
     let e = p
         .verify("ed25519", &[0; 32], b"m", &[0; 64])
-        .err()
-        .expect("no signatures");
+        .expect_err("no signatures");
     assert_eq!(e.code, ErrorCode::UNSUPPORTED);
 }
 
@@ -83,10 +83,9 @@ fn refuses_unknown_options() {
     let config = ProviderConfig {
         options: conclave_plugin_sdk::Options::default().with("fips", "yes"),
     };
-    let e = new(&config)
-        .into_result()
-        .err()
-        .expect("unknown option refused");
+    let Err(e) = new(&config).into_result() else {
+        panic!("unknown option refused");
+    };
     assert_eq!(e.code, ErrorCode::BAD_CONFIG);
 }
 
@@ -99,10 +98,9 @@ fn a_failed_open_leaves_the_callers_buffer_as_it_was() {
     let last = sealed.len() - 1;
     sealed[last] ^= 1;
     let mut out = conclave_plugin_sdk::RVec::from(b"kept".to_vec());
-    let e = aead
-        .open_into(&nonce, b"aad", &sealed, &mut out)
-        .err()
-        .expect("a forged tag is refused");
+    let Err(e) = aead.open_into(&nonce, b"aad", &sealed, &mut out) else {
+        panic!("a forged tag is refused");
+    };
     assert_eq!(e.code, ErrorCode::AUTHENTICATION_FAILED);
     assert_eq!(out.as_slice(), b"kept");
     // And the same key still opens the genuine message.
