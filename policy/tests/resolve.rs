@@ -653,6 +653,15 @@ impl conclave_policy::Catalog for WithAwsLc {
     }
 }
 
+/// Every error of validating `p` against `c`, as text (it must fail).
+fn refusals(p: &Policy, c: &dyn conclave_policy::Catalog) -> Vec<String> {
+    p.validate(c)
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect()
+}
+
 const CIPHER_PROVIDER: &str = r#"[defaults]
 provider = "rustcrypto"
 dh_group = "ristretto255"
@@ -728,12 +737,7 @@ security = "none"
 cipher = "blowfish"
 "#;
     let p = parse(text).unwrap();
-    let msgs: Vec<String> = p
-        .validate(&c)
-        .unwrap_err()
-        .iter()
-        .map(|e| e.to_string())
-        .collect();
+    let msgs = refusals(&p, &c);
     assert_eq!(
         msgs,
         [
@@ -763,12 +767,7 @@ cipher = "blowfish"
 fn a_provider_without_dh_groups_cannot_be_the_groups_provider() {
     let c = WithAwsLc::new();
     let p = parse("[defaults]\nprovider = \"aws-lc\"\n").unwrap();
-    let msgs: Vec<String> = p
-        .validate(&c)
-        .unwrap_err()
-        .iter()
-        .map(|e| e.to_string())
-        .collect();
+    let msgs = refusals(&p, &c);
     assert_eq!(
         msgs,
         [

@@ -471,6 +471,37 @@ fn restore_on_error<R>(r: PluginResult<R>, out: &mut RVec<u8>, len: usize) -> Pl
     r
 }
 
+/// [`AeadImpl::seal`] for a provider whose [`AeadImpl::seal_into`] encrypts in the
+/// caller's buffer: seals into a buffer of its own (`fn seal(..) { seal_by_into(self,
+/// ..) }`).
+pub fn seal_by_into<A: AeadImpl + ?Sized>(
+    aead: &mut A,
+    nonce: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
+    let mut out = RVec::with_capacity(plaintext.len() + aead.tag_len());
+    aead.seal_into(nonce, aad, plaintext, &mut out)?;
+    Ok(out.into_vec())
+}
+
+/// [`AeadImpl::open`] for a provider whose [`AeadImpl::open_into`] decrypts in the
+/// caller's buffer. The buffer is wiped if the open fails (whatever the provider did),
+/// so it only ever hands out a plaintext, as [`SecretBytes`].
+pub fn open_by_into<A: AeadImpl + ?Sized>(
+    aead: &mut A,
+    nonce: &[u8],
+    aad: &[u8],
+    ciphertext: &[u8],
+) -> Result<SecretBytes> {
+    let mut out = RVec::with_capacity(ciphertext.len());
+    if let Err(e) = aead.open_into(nonce, aad, ciphertext, &mut out) {
+        wipe_from(&mut out, 0);
+        return Err(e);
+    }
+    Ok(SecretBytes::new(out.into_vec()))
+}
+
 /// Wipes and cuts off what lies in `out` past `len` (an `*_into` call that failed).
 pub(crate) fn wipe_from(out: &mut RVec<u8>, len: usize) {
     if out.len() > len {

@@ -6,7 +6,7 @@ use aws_lc_rs::{aead, digest, hkdf, hmac};
 use conclave_plugin_sdk::{
     ErrorCode, PluginError, RVec, SecretBytes,
     counters::{Counters, Op},
-    implement::{AeadImpl, MacImpl},
+    implement::{AeadImpl, MacImpl, open_by_into, seal_by_into},
 };
 use subtle::ConstantTimeEq;
 
@@ -81,16 +81,11 @@ impl AeadImpl for AeadKey {
     }
 
     fn seal(&mut self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let mut out = RVec::with_capacity(plaintext.len() + TAG_LEN);
-        self.seal_into(nonce, aad, plaintext, &mut out)?;
-        Ok(out.into_vec())
+        seal_by_into(self, nonce, aad, plaintext)
     }
 
     fn open(&mut self, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<SecretBytes> {
-        let mut out = RVec::with_capacity(ciphertext.len());
-        // A failed open wipes what it wrote (below), so `out` holds only a plaintext.
-        self.open_into(nonce, aad, ciphertext, &mut out)?;
-        Ok(SecretBytes::new(out.into_vec()))
+        open_by_into(self, nonce, aad, ciphertext)
     }
 
     fn seal_into(

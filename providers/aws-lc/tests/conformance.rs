@@ -3,15 +3,8 @@
 use conclave_plugin_sdk::{ErrorCode, api::ProviderConfig, host::Provider};
 
 fn provider() -> Provider {
-    let module = conclave_provider_aws_lc::plugin_module();
-    let new = module
-        .new_provider()
-        .expect("a provider plugin exports new_provider");
-    Provider::from_abi(
-        new(&ProviderConfig::default())
-            .into_result()
-            .expect("provider"),
-    )
+    conclave_conformance::provider::from_module(conclave_provider_aws_lc::plugin_module())
+        .expect("provider")
 }
 
 #[test]

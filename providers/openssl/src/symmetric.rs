@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use conclave_plugin_sdk::{
     ErrorCode, PluginError, RVec, SecretBytes,
     counters::{Counters, Op},
-    implement::{AeadImpl, BlockCipherImpl, MacImpl},
+    implement::{AeadImpl, BlockCipherImpl, MacImpl, open_by_into, seal_by_into},
 };
 use openssl::{
     cipher::Cipher,
@@ -131,16 +131,11 @@ impl AeadImpl for OsslAead {
     }
 
     fn seal(&mut self, nonce: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let mut out = RVec::with_capacity(plaintext.len() + TAG_LEN);
-        self.seal_into(nonce, aad, plaintext, &mut out)?;
-        Ok(out.into_vec())
+        seal_by_into(self, nonce, aad, plaintext)
     }
 
     fn open(&mut self, nonce: &[u8], aad: &[u8], ciphertext: &[u8]) -> Result<SecretBytes> {
-        let mut out = RVec::with_capacity(ciphertext.len());
-        // A failed open wipes what it wrote (below), so `out` holds only a plaintext.
-        self.open_into(nonce, aad, ciphertext, &mut out)?;
-        Ok(SecretBytes::new(out.into_vec()))
+        open_by_into(self, nonce, aad, ciphertext)
     }
 
     fn seal_into(
