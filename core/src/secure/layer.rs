@@ -99,6 +99,27 @@ fn service_name(s: Service) -> &'static str {
     }
 }
 
+/// The members that hold one epoch's key: in join order (for the status) and as a set
+/// (a received message's sender is checked against it, once per message: log n
+/// comparisons instead of n).
+struct EpochMembers {
+    in_order: Vec<String>,
+    set: std::collections::BTreeSet<String>,
+}
+
+impl EpochMembers {
+    fn new(members: &[String]) -> Self {
+        Self {
+            in_order: members.to_vec(),
+            set: members.iter().cloned().collect(),
+        }
+    }
+
+    fn holds(&self, member: &str) -> bool {
+        self.set.contains(member)
+    }
+}
+
 /// The modules of a secure group, instantiated.
 struct Secured {
     provider: Provider,
@@ -110,7 +131,7 @@ struct Secured {
     current: Option<u64>,
     installed: Vec<u64>,
     /// The members that hold each installed epoch's key.
-    epoch_members: BTreeMap<u64, Vec<String>>,
+    epoch_members: BTreeMap<u64, EpochMembers>,
     started: Instant,
     last_key: Instant,
     /// The agreement the key agreement runs (or last ran).
@@ -1282,7 +1303,7 @@ impl SecureLayer {
             s.epoch_members.remove(&old);
         }
         s.installed.push(epoch);
-        s.epoch_members.insert(epoch, members.clone());
+        s.epoch_members.insert(epoch, EpochMembers::new(&members));
         s.current = Some(epoch);
         if let Some(id) = s.agreement {
             sv.on_key(id);
@@ -1443,7 +1464,7 @@ impl SecureLayer {
             Ok(opened)
                 if s.epoch_members
                     .get(&opened.epoch)
-                    .is_some_and(|m| m.iter().any(|x| x == sender)) =>
+                    .is_some_and(|m| m.holds(sender)) =>
             {
                 self.events.push_back(SessionEvent::Message {
                     group: group_name.clone(),
@@ -1737,7 +1758,7 @@ impl SecureLayer {
                 keyed: s
                     .current
                     .and_then(|e| s.epoch_members.get(&e))
-                    .cloned()
+                    .map(|m| m.in_order.clone())
                     .unwrap_or_default(),
                 since_key_ms: s
                     .current
