@@ -159,8 +159,8 @@ impl GroupSettings {
         match self.security {
             Security::None => "security none".into(),
             Security::Required => {
-                let cipher_provider = match &self.cipher_provider {
-                    Some(p) if *p != self.provider => format!(" (cipher on {p})"),
+                let cipher_provider = match self.cipher_provider() {
+                    p if p != self.provider => format!(" (cipher on {p})"),
                     _ => String::new(),
                 };
                 format!(

@@ -665,28 +665,25 @@ fn check_scope(eff: &Effective, installed: &Installed, errors: &mut Vec<PolicyEr
             scope: eff.scope.clone(),
             known: offered,
         };
-        // Once per (position, value, provider): a rule inheriting the defaults'
-        // mistake does not repeat it.
-        let dup = errors.iter().any(|old| match (old, &e) {
-            (
-                PolicyError::UnknownAlgorithm {
-                    at: a,
-                    value: va,
-                    provider: pa,
-                    ..
-                },
-                PolicyError::UnknownAlgorithm {
-                    at: b,
-                    value: vb,
-                    provider: pb,
-                    ..
-                },
-            ) => a == b && va == vb && pa == pb,
-            _ => false,
-        });
-        if !dup {
-            errors.push(e);
+        push_once_across_scopes(errors, e);
+    }
+}
+
+/// Pushes `e` unless an error that differs from it only in its scope is there already:
+/// a rule inheriting the defaults' mistake does not repeat it.
+fn push_once_across_scopes(errors: &mut Vec<PolicyError>, e: PolicyError) {
+    let unscoped = |e: &PolicyError| {
+        let mut e = e.clone();
+        if let PolicyError::UnknownAlgorithm { scope, .. }
+        | PolicyError::CipherUnavailable { scope, .. } = &mut e
+        {
+            scope.clear();
         }
+        e
+    };
+    let key = unscoped(&e);
+    if !errors.iter().any(|old| unscoped(old) == key) {
+        errors.push(e);
     }
 }
 
@@ -734,20 +731,15 @@ fn check_cipher(
         (Source::BuiltIn, _) => eff.cipher.at(),
         _ => provider.at(),
     };
-    // Once per (position, cipher, provider): a rule inheriting the defaults' mistake
-    // does not repeat it.
-    let dup = errors.iter().any(|old| {
-        matches!(old, PolicyError::CipherUnavailable { at: a, cipher: c, algorithm: g, provider: p, .. }
-            if *a == at && *c == cipher && *g == algorithm && *p == provider.value)
-    });
-    if !dup {
-        errors.push(PolicyError::CipherUnavailable {
+    push_once_across_scopes(
+        errors,
+        PolicyError::CipherUnavailable {
             at,
             cipher,
             algorithm,
             provider: provider.value.clone(),
             scope: eff.scope.clone(),
             reason,
-        });
-    }
+        },
+    );
 }
