@@ -9,6 +9,7 @@ use conclave_plugin_sdk::{
     implement::{AeadImpl, MacImpl, open_by_into, seal_by_into},
 };
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 type Result<T> = std::result::Result<T, PluginError>;
 
@@ -110,7 +111,7 @@ impl AeadImpl for AeadKey {
             }
             Err(_) => {
                 // The plaintext was copied in: wipe it before cutting back.
-                out[start..].fill(0);
+                out[start..].zeroize();
                 out.truncate(start);
                 Err(PluginError::invalid_argument(format!(
                     "{}: message or AAD too long",
@@ -143,7 +144,7 @@ impl AeadImpl for AeadKey {
         );
         if opened.is_err() {
             // Wiped here too: this object may be called without the adapter.
-            out[start..].fill(0);
+            out[start..].zeroize();
             out.truncate(start);
             return Err(self.tag_mismatch());
         }
