@@ -29,6 +29,12 @@ pub enum BenchCommand {
     /// One member of the raw-CPG baseline of `bench data --engine corosync`.
     #[command(hide = true)]
     CpgMember(crate::bench_cpg::CpgMemberArgs),
+    /// The relay of the raw-relay baseline of `bench data --processes`.
+    #[command(hide = true)]
+    Relay(crate::bench_relay::RelayArgs),
+    /// One member of the raw-relay baseline of `bench data --processes`.
+    #[command(hide = true)]
+    RelayMember(crate::bench_relay::RelayMemberArgs),
 }
 
 /// What `conclave bench keys` measures where its options leave it open.
@@ -474,6 +480,8 @@ pub fn run(cmd: BenchCommand) -> ExitCode {
         BenchCommand::Data(args) => ("data", crate::bench_data::run(args)),
         BenchCommand::DataMember(args) => ("data-member", crate::bench_processes::member(args)),
         BenchCommand::CpgMember(args) => ("cpg-member", crate::bench_cpg::member(args)),
+        BenchCommand::Relay(args) => ("relay", crate::bench_relay::relay(args)),
+        BenchCommand::RelayMember(args) => ("relay-member", crate::bench_relay::member(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -71,7 +71,9 @@ pub struct DataArgs {
     rounds: u32,
     /// Run the daemon and every member as processes of their own (`conclave daemon`, and
     /// one process per member), as users run them; reports the daemon's CPU per message
-    /// apart (daemon engine only; no `--stopped-client`).
+    /// apart (daemon engine only; no `--stopped-client`). Each size is measured first as
+    /// `raw-relay`: a relay process in the daemon's place and members with nothing of
+    /// Conclave, the machine's floor.
     #[arg(long, conflicts_with = "stopped_client")]
     processes: bool,
     /// Write the rows as JSON.
@@ -624,9 +626,16 @@ pub fn run(args: DataArgs) -> Result<(), String> {
     }
     // The Corosync engine is read against CPG alone, measured first in each round.
     let mut ciphers = args.cipher.clone();
-    if args.engine == "corosync" {
-        ciphers.retain(|c| c != crate::bench_processes::RAW_CPG);
-        ciphers.insert(0, crate::bench_processes::RAW_CPG.to_string());
+    // The daemon's processes, against the raw relay in the same place (nothing of
+    // Conclave: what the machine's sockets and process wake-ups allow).
+    let baseline = match args.engine.as_str() {
+        "corosync" => Some(crate::bench_processes::RAW_CPG),
+        "daemon" if args.processes => Some(crate::bench_relay::RAW_RELAY),
+        _ => None,
+    };
+    if let Some(baseline) = baseline {
+        ciphers.retain(|c| c != baseline);
+        ciphers.insert(0, baseline.to_string());
     }
     // The simulator's members live on one thread (a LocalSet); the daemon's clients and
     // the daemon share two worker threads.
@@ -646,7 +655,7 @@ pub fn run(args: DataArgs) -> Result<(), String> {
         for cipher in &ciphers {
             // A plain group and CPG alone seal nothing: measured once.
             let plain = [String::new()];
-            let providers = if cipher == "none" || cipher == crate::bench_processes::RAW_CPG {
+            let providers = if cipher == "none" || Some(cipher.as_str()) == baseline {
                 &plain[..]
             } else {
                 &args.provider[..]
@@ -758,7 +767,7 @@ pub fn run(args: DataArgs) -> Result<(), String> {
     } else if args.engine == "corosync" {
         "this machine's corosync (CPG), every member a process of its own; raw-cpg: CPG alone, no Conclave layer"
     } else if args.processes {
-        "a daemon process (Unix socket), every member a process of its own"
+        "a daemon process (Unix socket), every member a process of its own; raw-relay: a relay process in the daemon's place and members with nothing of Conclave (the machine's floor)"
     } else {
         "an embedded daemon (Unix socket)"
     };

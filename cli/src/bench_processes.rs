@@ -24,7 +24,10 @@ use conclave_gcs::{Address, Service};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::bench_data::{DataRow, Spec, group_settings};
+use crate::{
+    bench_data::{DataRow, Spec, group_settings},
+    bench_relay::RAW_RELAY,
+};
 
 /// Arguments of the hidden `conclave bench data-member` (one member of `--processes`).
 #[derive(Debug, Args)]
@@ -342,7 +345,8 @@ pub const RAW_CPG: &str = "raw-cpg";
 /// One row measured with each member in a process of its own: through a daemon
 /// process (`engine` `daemon`), or through this machine's corosync (`corosync`; the
 /// cipher [`RAW_CPG`] is CPG alone, members that use the `rust-corosync` crate and
-/// nothing of Conclave).
+/// nothing of Conclave). On the daemon engine the cipher [`RAW_RELAY`] puts the
+/// raw relay (`bench relay`, nothing of Conclave) where the daemon stands.
 pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<DataRow, String> {
     let Spec {
         cipher,
@@ -359,7 +363,8 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
     let n = members.max(2);
     let count = spec.count();
     let raw = cipher == RAW_CPG;
-    if !raw {
+    let relay = cipher == RAW_RELAY;
+    if !raw && !relay {
         std::fs::create_dir(&keys).map_err(|e| e.to_string())?;
         let settings = group_settings(registry, cipher, provider)?;
         let p = registry
@@ -372,9 +377,22 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
                 .map_err(|e| e.to_string())?;
         }
     }
-    // The process that orders the messages: our daemon, or this namespace's corosync.
+    // The process that orders the messages: our daemon, the raw relay, or this
+    // namespace's corosync.
     let (_daemon, engine_pid) = if engine == "corosync" {
         (None, corosync_pid())
+    } else if relay {
+        let relay = spawn(&[
+            "bench".into(),
+            "relay".into(),
+            "--listen".into(),
+            socket.display().to_string(),
+            "--members".into(),
+            n.to_string(),
+        ])?;
+        wait_for(&socket)?;
+        let pid = relay.child.id();
+        (Some(relay), Some(pid))
     } else {
         let daemon = spawn(&[
             "daemon".into(),
@@ -405,6 +423,13 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
                 .iter()
                 .map(|s| s.to_string())
                 .collect()
+        } else if relay {
+            vec![
+                "bench".into(),
+                "relay-member".into(),
+                "--socket".into(),
+                socket.display().to_string(),
+            ]
         } else {
             let mut a: Vec<String> = [
                 "bench",

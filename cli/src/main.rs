@@ -23,6 +23,7 @@ mod bench_cpg;
 mod bench_data;
 mod bench_keys_daemon;
 mod bench_processes;
+mod bench_relay;
 mod chat;
 mod daemon;
 mod daemon_config;

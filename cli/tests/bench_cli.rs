@@ -375,7 +375,9 @@ fn bench_data_with_the_daemon_and_each_member_a_process_of_its_own() {
         "300",
     ]);
     let rows: Vec<Value> = serde_json::from_value(json).unwrap();
-    assert_eq!(rows.len(), 2, "{rows:?}");
+    // The raw relay first (the machine's floor), then the rows asked for.
+    let ciphers: Vec<&str> = rows.iter().map(|r| r["cipher"].as_str().unwrap()).collect();
+    assert_eq!(ciphers, ["raw-relay", "none", "aes-gcm"], "{rows:?}");
     for r in &rows {
         assert_eq!(r["messages"], 300, "{r}");
         for k in [
@@ -395,6 +397,37 @@ fn bench_data_with_the_daemon_and_each_member_a_process_of_its_own() {
     }
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("every member a process of its own"), "{text}");
+    assert!(text.contains("raw-relay: a relay process"), "{text}");
+}
+
+/// The raw relay orders one sender's frames for every member, the sender included, and
+/// its members measure what arrived: paced at 2,000 msg/s, about that rate, with a
+/// latency for each message at each receiver.
+#[test]
+fn bench_data_raw_relay_moves_every_frame_to_every_member_at_the_pace_asked() {
+    let (_, json) = bench(&[
+        "bench",
+        "data",
+        "--processes",
+        "--cipher",
+        "raw-relay",
+        "--sizes",
+        "100",
+        "--messages",
+        "400",
+        "--rate",
+        "2000",
+    ]);
+    let rows: Vec<Value> = serde_json::from_value(json).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(r["cipher"], "raw-relay", "{r}");
+    assert_eq!(r["provider"], "", "{r}");
+    assert_eq!(r["messages"], 400, "{r}");
+    let rate = r["messages_per_s"].as_f64().unwrap();
+    assert!((1000.0..=2500.0).contains(&rate), "{r}");
+    let (p50, p99) = (r["p50_us"].as_f64().unwrap(), r["p99_us"].as_f64().unwrap());
+    assert!(p50 > 0.0 && p50 <= p99, "{r}");
 }
 
 /// The internal worker of `bench keys` (one run per process) writes only JSON lines on
