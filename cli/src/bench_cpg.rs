@@ -10,7 +10,7 @@
 //! `cpg_dispatch` take turns, and the callbacks (plain function pointers) record into
 //! a thread-local.
 
-use std::{cell::RefCell, io::BufRead, time::Duration};
+use std::{cell::RefCell, time::Duration};
 
 use clap::Args;
 use rust_corosync::{
@@ -18,7 +18,7 @@ use rust_corosync::{
     cpg::{self, Address, Guarantee, Handle, Model1Data, Model1Flags, ModelData},
 };
 
-use crate::bench_processes::{Report, Traffic, monotonic_ns};
+use crate::bench_processes::{Report, Traffic, monotonic_ns, ready_then_go, report_then_wait};
 
 /// Arguments of the hidden `conclave bench cpg-member`.
 #[derive(Debug, Args)]
@@ -101,13 +101,7 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
         }
         cpg::dispatch(&handle, DispatchFlags::One).map_err(|e| cs("dispatch", e))?;
     }
-    println!("ready");
-    let mut line = String::new();
-    let stdin = std::io::stdin();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
+    ready_then_go()?;
     let cpu = cpu_time::ProcessTime::now();
     let size = traffic.size.max(8);
     let mut payload = vec![0u8; size];
@@ -169,13 +163,7 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
         last_ns: s.last_ns,
         cpu_s: cpu.elapsed().as_secs_f64(),
     });
-    println!(
-        "{}",
-        serde_json::to_string(&report).map_err(|e| e.to_string())?
-    );
-    // Stay in the group until the parent is done with everyone.
-    line.clear();
-    let _ = stdin.lock().read_line(&mut line);
+    report_then_wait(&report)?;
     let _ = cpg::finalize(&handle);
     Ok(())
 }

@@ -272,6 +272,30 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The start of a blocking member's exchange with the parent (`cpg-member`,
+/// `relay-member`): says `ready` and waits for `go` on standard input.
+pub(crate) fn ready_then_go() -> Result<(), String> {
+    println!("ready");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The end of a blocking member's exchange with the parent: prints its [`Report`] as
+/// one JSON line, then waits for the end of standard input (the member stays in its
+/// group until the parent is done with everyone).
+pub(crate) fn report_then_wait(report: &Report) -> Result<(), String> {
+    println!(
+        "{}",
+        serde_json::to_string(report).map_err(|e| e.to_string())?
+    );
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    Ok(())
+}
+
 /// A running child with its standard streams.
 struct Proc {
     child: Child,

@@ -28,7 +28,7 @@ use std::{
 use clap::Args;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
-use crate::bench_processes::{Report, Traffic, monotonic_ns};
+use crate::bench_processes::{Report, Traffic, monotonic_ns, ready_then_go, report_then_wait};
 
 /// The row name of the raw-relay baseline of `--processes` on the daemon engine.
 pub const RAW_RELAY: &str = "raw-relay";
@@ -195,13 +195,7 @@ pub fn member(args: RelayMemberArgs) -> Result<(), String> {
     stream
         .read_exact(&mut all_here)
         .map_err(|e| format!("relay: {e}"))?;
-    println!("ready");
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
+    ready_then_go()?;
     let cpu = cpu_time::ProcessTime::now();
     let size = traffic.size.max(8);
     let mut received = Received {
@@ -264,13 +258,7 @@ pub fn member(args: RelayMemberArgs) -> Result<(), String> {
     }
     let mut report = received.report;
     report.cpu_s = cpu.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        serde_json::to_string(&report).map_err(|e| e.to_string())?
-    );
-    line.clear();
-    let _ = stdin.lock().read_line(&mut line);
-    Ok(())
+    report_then_wait(&report)
 }
 
 /// Whether `stream` has bytes to read within `wait` (`None`: as long as it takes).
