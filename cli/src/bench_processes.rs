@@ -405,27 +405,27 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
     // namespace's corosync.
     let (_daemon, engine_pid) = if engine == "corosync" {
         (None, corosync_pid())
-    } else if relay {
-        let relay = spawn(&[
-            "bench".into(),
-            "relay".into(),
-            "--listen".into(),
-            socket.display().to_string(),
-            "--members".into(),
-            n.to_string(),
-        ])?;
-        wait_for(&socket)?;
-        let pid = relay.child.id();
-        (Some(relay), Some(pid))
     } else {
-        let daemon = spawn(&[
-            "daemon".into(),
-            "--listen".into(),
-            format!("unix:{}", socket.display()),
-        ])?;
+        let args: Vec<String> = if relay {
+            vec![
+                "bench".into(),
+                "relay".into(),
+                "--listen".into(),
+                socket.display().to_string(),
+                "--members".into(),
+                n.to_string(),
+            ]
+        } else {
+            vec![
+                "daemon".into(),
+                "--listen".into(),
+                format!("unix:{}", socket.display()),
+            ]
+        };
+        let orderer = spawn(&args)?;
         wait_for(&socket)?;
-        let pid = daemon.child.id();
-        (Some(daemon), Some(pid))
+        let pid = orderer.child.id();
+        (Some(orderer), Some(pid))
     };
     let mut procs = Vec::new();
     for i in 0..n {

@@ -10,7 +10,8 @@
 //! bench relay-member` is a member: frames are a 4-byte big-endian length and the
 //! payload; it speaks the same protocol with the parent as `bench data-member`
 //! (`ready`, `go` on standard input, a JSON [`Report`] line, then it waits for the end
-//! of standard input).
+//! of standard input). A frame longer than 1 MiB ends the relaying of the member that
+//! sent it (the others go on) and is an error at a member: buffers stay bounded.
 //!
 //! What the relay leaves out is what Conclave adds: view synchrony, sessions, the
 //! daemon's limits and accounting, framing with names, and the cipher. At a paced rate
@@ -18,7 +19,7 @@
 //! relay to receiver); in a flood, of the copies through the sockets.
 
 use std::{
-    io::{BufRead, Read, Write},
+    io::{Read, Write},
     os::unix::net::{UnixListener, UnixStream},
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -35,6 +36,10 @@ pub const RAW_RELAY: &str = "raw-relay";
 
 /// Bytes of a frame's length prefix.
 const HEADER: usize = 4;
+/// The largest payload a relay or a member takes. The bench's messages are at most
+/// 10 KB: a longer length is a broken or hostile peer, not a frame to wait for (and
+/// so the buffers stay bounded).
+const MAX_FRAME: usize = 1 << 20;
 
 /// Arguments of the hidden `conclave bench relay`.
 #[derive(Debug, Args)]
@@ -89,7 +94,10 @@ pub fn relay(args: RelayArgs) -> Result<(), String> {
                     Ok(0) | Err(_) => return,
                     Ok(n) => filled += n,
                 }
-                let whole = whole_frames(&buf[..filled]);
+                // A frame too long to take ends this member's relaying, nobody else's.
+                let Ok(whole) = whole_frames(&buf[..filled], |_| {}) else {
+                    return;
+                };
                 if whole == 0 {
                     continue;
                 }
@@ -107,30 +115,28 @@ pub fn relay(args: RelayArgs) -> Result<(), String> {
             }
         });
     }
-    let mut line = String::new();
-    while std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| e.to_string())?
-        > 0
-    {
-        line.clear();
-    }
+    std::io::copy(&mut std::io::stdin(), &mut std::io::sink()).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&args.listen);
     Ok(())
 }
 
-/// Bytes of `buf` that are whole frames, from its start.
-fn whole_frames(buf: &[u8]) -> usize {
+/// Hands the payload of each whole frame at the start of `buf` to `each`, in order,
+/// and returns the bytes those frames take (a partial frame at the end waits for more).
+/// A length above [`MAX_FRAME`] is an error.
+fn whole_frames(buf: &[u8], mut each: impl FnMut(&[u8])) -> Result<usize, String> {
     let mut at = 0;
     while let Some(header) = buf.get(at..at + HEADER) {
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        if buf.len() - at - HEADER < len {
-            break;
+        if len > MAX_FRAME {
+            return Err(format!("a frame of {len} bytes (at most {MAX_FRAME})"));
         }
+        let Some(payload) = buf.get(at + HEADER..at + HEADER + len) else {
+            break;
+        };
+        each(payload);
         at += HEADER + len;
     }
-    at
+    Ok(at)
 }
 
 /// What a member has received so far.
@@ -156,32 +162,31 @@ impl Received {
         }
         self.filled += n;
         let now = monotonic_ns();
-        let whole = whole_frames(&self.buf[..self.filled]);
-        let mut at = 0;
-        while at < whole {
-            let len = u32::from_be_bytes(
-                self.buf[at..at + HEADER]
-                    .try_into()
-                    .map_err(|_| "short header")?,
-            ) as usize;
-            let payload = &self.buf[at + HEADER..at + HEADER + len];
-            if let Some(t) = payload.get(..8) {
-                let sent = u64::from_be_bytes(t.try_into().map_err(|_| "short payload")?);
-                if self.got == 0 {
-                    self.report.first_sent_ns = sent;
-                }
-                if !sender {
-                    self.report
-                        .latencies_us
-                        .push(now.saturating_sub(sent) as f64 / 1e3);
-                }
-                self.got += 1;
+        let Self {
+            buf,
+            filled,
+            got,
+            report,
+        } = self;
+        let whole = whole_frames(&buf[..*filled], |payload| {
+            let Some(t) = payload.first_chunk::<8>() else {
+                return;
+            };
+            let sent = u64::from_be_bytes(*t);
+            if *got == 0 {
+                report.first_sent_ns = sent;
             }
-            at += HEADER + len;
-        }
-        self.report.last_ns = now;
-        self.buf.copy_within(whole..self.filled, 0);
-        self.filled -= whole;
+            if !sender {
+                report
+                    .latencies_us
+                    .push(now.saturating_sub(sent) as f64 / 1e3);
+            }
+            *got += 1;
+        })
+        .map_err(|e| format!("relay: {e}"))?;
+        report.last_ns = now;
+        buf.copy_within(whole..*filled, 0);
+        *filled -= whole;
         Ok(())
     }
 }
@@ -282,13 +287,41 @@ mod tests {
     #[test]
     fn whole_frames_stops_at_the_first_partial_frame() {
         let mut buf = Vec::new();
-        for len in [3u32, 0, 5] {
+        for (len, byte) in [(3u32, 1u8), (0, 2), (5, 3)] {
             buf.extend_from_slice(&len.to_be_bytes());
-            buf.resize(buf.len() + len as usize, 7);
+            buf.resize(buf.len() + len as usize, byte);
         }
-        assert_eq!(whole_frames(&buf), 4 + 3 + 4 + 4 + 5);
-        assert_eq!(whole_frames(&buf[..buf.len() - 1]), 4 + 3 + 4);
-        assert_eq!(whole_frames(&buf[..2]), 0);
-        assert_eq!(whole_frames(&[]), 0);
+        let taken = |buf: &[u8]| {
+            let mut payloads = Vec::new();
+            let whole = whole_frames(buf, |p| payloads.push(p.to_vec())).unwrap();
+            (whole, payloads)
+        };
+        assert_eq!(
+            taken(&buf),
+            (4 + 3 + 4 + 4 + 5, vec![vec![1; 3], vec![], vec![3; 5]])
+        );
+        assert_eq!(
+            taken(&buf[..buf.len() - 1]),
+            (4 + 3 + 4, vec![vec![1; 3], vec![]])
+        );
+        assert_eq!(taken(&buf[..2]), (0, vec![]));
+        assert_eq!(taken(&[]), (0, vec![]));
+    }
+
+    /// A length above the bound is refused at once, before any byte of it arrives,
+    /// and the frames before it are still handed over.
+    #[test]
+    fn a_frame_longer_than_the_bound_is_an_error_not_a_wait() {
+        let mut buf = 2u32.to_be_bytes().to_vec();
+        buf.extend_from_slice(&[9, 9]);
+        buf.extend_from_slice(&(MAX_FRAME as u32 + 1).to_be_bytes());
+        let mut seen = Vec::new();
+        let e = whole_frames(&buf, |p| seen.push(p.to_vec())).unwrap_err();
+        assert!(e.contains(&format!("{}", MAX_FRAME + 1)), "{e}");
+        assert_eq!(seen, vec![vec![9, 9]]);
+        assert_eq!(
+            whole_frames(&u32::MAX.to_be_bytes(), |_| {}).map_err(|_| ()),
+            Err(())
+        );
     }
 }

@@ -568,3 +568,75 @@ fn bench_plot_draws_several_files_in_one_chart_and_refuses_other_files() {
         assert!(!empty.exists(), "nothing drawn");
     }
 }
+
+/// The raw relay, attacked with raw bytes: a member that announces a frame longer than
+/// the bound (1 MiB) and sends it loses its own relaying at once, the relay neither
+/// buffering nor relaying that frame; the other members' frames still reach every member, the
+/// attacker included, and nothing of the bogus frame reaches anyone.
+#[test]
+fn bench_relay_refuses_an_oversized_frame_and_keeps_relaying_the_others() {
+    use std::{
+        io::{Read, Write},
+        os::unix::net::UnixStream,
+        process::Stdio,
+        time::Duration,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("relay.sock");
+    let mut relay = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(["bench", "relay", "--members", "3", "--listen"])
+        .arg(&socket)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        let stream = loop {
+            match UnixStream::connect(&socket) {
+                Ok(s) => break s,
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        members.push(stream);
+    }
+    for m in &mut members {
+        let mut all_here = [9u8; 4];
+        m.read_exact(&mut all_here).unwrap();
+        assert_eq!(all_here, [0; 4]);
+    }
+    // The attacker: a length of 1 MiB + 1, then all of it (from a thread of its own:
+    // a relay that stopped reading leaves it blocked, until its write times out).
+    let mut attacker = members[2].try_clone().unwrap();
+    attacker
+        .set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let long = 1usize << 20 | 1;
+    let attack = std::thread::spawn(move || {
+        let mut bogus = (long as u32).to_be_bytes().to_vec();
+        bogus.resize(4 + long, 7);
+        let _ = attacker.write_all(&bogus);
+    });
+    // An honest member's frame afterwards.
+    let frame = [&5u32.to_be_bytes()[..], b"hello"].concat();
+    members[1].write_all(&frame).unwrap();
+    for (i, m) in members.iter_mut().enumerate() {
+        let mut got = vec![0u8; frame.len()];
+        m.read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("member {i}: {e}"));
+        assert_eq!(got, frame, "member {i}");
+    }
+    // Nothing more arrives, though the attacker sent the whole frame: it went nowhere.
+    attack.join().unwrap();
+    // (The relay writes to members in the order they came, the attacker last: a
+    // relayed frame would show at the first.)
+    members[0]
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut more = [0u8; 1];
+    assert!(members[0].read(&mut more).is_err(), "{more:?}");
+    drop(relay.stdin.take());
+    assert!(relay.wait().unwrap().success());
+}
