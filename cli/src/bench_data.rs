@@ -108,6 +108,9 @@ pub struct DataRow {
     pub cpu_us_per_message: f64,
     /// With `--processes`: the daemon's CPU time per message sent, microseconds.
     pub daemon_cpu_us_per_message: Option<f64>,
+    /// With `--processes`: the daemon's wake-ups per message sent (its threads'
+    /// voluntary context switches: each a sleep, to wait for something, then a wake-up).
+    pub daemon_wakeups_per_message: Option<f64>,
     /// The send window of a flood (0: none).
     pub window: usize,
     /// Rounds measured (the figures are their medians).
@@ -355,6 +358,7 @@ impl Spec<'_> {
             p999_us: percentile(latencies, 0.999),
             cpu_us_per_message: per_message(cpu),
             daemon_cpu_us_per_message: daemon_cpu.map(per_message),
+            daemon_wakeups_per_message: None,
             window: if self.rate == 0 { self.window } else { 0 },
             rounds: 1,
             rate: self.rate,
@@ -599,6 +603,10 @@ fn median_row(mut runs: Vec<DataRow>) -> DataRow {
         .iter()
         .all(|r| r.daemon_cpu_us_per_message.is_some())
         .then(|| median(|r| r.daemon_cpu_us_per_message.unwrap_or(0.0), &runs));
+    let daemon_wakeups = runs
+        .iter()
+        .all(|r| r.daemon_wakeups_per_message.is_some())
+        .then(|| median(|r| r.daemon_wakeups_per_message.unwrap_or(0.0), &runs));
     let rounds = runs.len() as u32;
     let mut row = runs.swap_remove(0);
     row.messages_per_s = messages_per_s;
@@ -608,6 +616,7 @@ fn median_row(mut runs: Vec<DataRow>) -> DataRow {
     row.p999_us = p999_us;
     row.cpu_us_per_message = cpu_us_per_message;
     row.daemon_cpu_us_per_message = daemon_cpu;
+    row.daemon_wakeups_per_message = daemon_wakeups;
     row.rounds = rounds;
     row
 }
@@ -728,10 +737,10 @@ pub fn run(args: DataArgs) -> Result<(), String> {
         "CPU µs/msg",
     ];
     if args.processes {
-        header.push(if args.engine == "corosync" {
-            "corosync CPU µs/msg"
+        header.extend(if args.engine == "corosync" {
+            ["corosync CPU µs/msg", "corosync wake-ups/msg"]
         } else {
-            "daemon CPU µs/msg"
+            ["daemon CPU µs/msg", "daemon wake-ups/msg"]
         });
     }
     t.set_header(header);
@@ -753,11 +762,11 @@ pub fn run(args: DataArgs) -> Result<(), String> {
             format!("{:.0}", r.p999_us),
             format!("{:.1}", r.cpu_us_per_message),
         ];
-        match r.daemon_cpu_us_per_message {
-            Some(d) => row.push(format!("{d:.1}")),
-            // Corosync not visible from here (another namespace, or another user's).
-            None if args.processes => row.push("-".into()),
-            None => {}
+        if args.processes {
+            // None: corosync not visible from here (another namespace, another user's).
+            for figure in [r.daemon_cpu_us_per_message, r.daemon_wakeups_per_message] {
+                row.push(figure.map_or("-".into(), |d| format!("{d:.1}")));
+            }
         }
         t.add_row(row);
     }
@@ -791,7 +800,12 @@ pub fn run(args: DataArgs) -> Result<(), String> {
         }
     );
     crate::out!(
-        "CPU µs/msg: CPU time of the daemon and the members together per message sent{}",
+        "CPU µs/msg: CPU time of the daemon and the members together per message sent{}{}",
+        if args.processes {
+            "; wake-ups/msg: the engine's per message sent (its threads' voluntary context switches)"
+        } else {
+            ""
+        },
         if args.rounds > 1 {
             format!(
                 "; each figure the median of {} interleaved rounds",

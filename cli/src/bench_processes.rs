@@ -344,23 +344,64 @@ fn spawn(args: &[String]) -> Result<Proc, String> {
     })
 }
 
-/// CPU time of process `pid` so far, seconds: the sum over its threads of the time
-/// each ran (`/proc/PID/task/*/schedstat`, in nanoseconds; `stat`'s ticks are 10 ms).
-fn process_cpu(pid: u32) -> Result<f64, String> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())?;
-    let mut ns = 0u64;
-    for task in tasks {
-        let path = task.map_err(|e| e.to_string())?.path().join("schedstat");
-        // A thread that ended meanwhile has nothing to add.
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            ns += text
-                .split_whitespace()
-                .next()
-                .and_then(|f| f.parse::<u64>().ok())
-                .ok_or_else(|| format!("unreadable {}", path.display()))?;
+/// What the scheduler says of a process so far, summed over its threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Sched {
+    /// CPU time, seconds.
+    cpu_s: f64,
+    /// Times a thread went to sleep of its own accord (to wait for something), so
+    /// was woken: its voluntary context switches.
+    wakeups: u64,
+}
+
+impl std::ops::Sub for Sched {
+    type Output = Sched;
+    fn sub(self, before: Sched) -> Sched {
+        Sched {
+            cpu_s: self.cpu_s - before.cpu_s,
+            wakeups: self.wakeups.saturating_sub(before.wakeups),
         }
     }
-    Ok(ns as f64 / 1e9)
+}
+
+/// The nanoseconds on a processor of one thread's `schedstat`.
+fn parse_schedstat(text: &str) -> Option<u64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// The voluntary context switches of one thread's `status`.
+fn parse_voluntary_switches(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// CPU time and wake-ups of process `pid` so far: the sum over its threads
+/// (`/proc/PID/task/*/schedstat`, in nanoseconds, since `stat`'s ticks are 10 ms; and
+/// `status`).
+fn process_sched(pid: u32) -> Result<Sched, String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())?;
+    let (mut ns, mut wakeups) = (0u64, 0u64);
+    for task in tasks {
+        let dir = task.map_err(|e| e.to_string())?.path();
+        // A thread that ended meanwhile has nothing to add.
+        let (Ok(stat), Ok(status)) = (
+            std::fs::read_to_string(dir.join("schedstat")),
+            std::fs::read_to_string(dir.join("status")),
+        ) else {
+            continue;
+        };
+        ns += parse_schedstat(&stat).ok_or_else(|| format!("unreadable {}", dir.display()))?;
+        wakeups += parse_voluntary_switches(&status)
+            .ok_or_else(|| format!("unreadable {}/status", dir.display()))?;
+    }
+    Ok(Sched {
+        cpu_s: ns as f64 / 1e9,
+        wakeups,
+    })
 }
 
 /// The row name of the raw-CPG baseline of `--engine corosync` (no Conclave layer).
@@ -487,7 +528,7 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
             return Err(format!("member m{i} said {line:?}, not ready"));
         }
     }
-    let engine_cpu = engine_pid.map(process_cpu).transpose()?;
+    let engine_before = engine_pid.map(process_sched).transpose()?;
     // Receivers first, then the sender.
     for m in procs.iter_mut().rev() {
         let stdin = m.stdin.as_mut().ok_or("no stdin")?;
@@ -501,8 +542,8 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
             serde_json::from_str(&line).map_err(|e| format!("member m{i}: {e}: {line}"))?;
         reports.push(r);
     }
-    let engine_cpu = match (engine_pid, engine_cpu) {
-        (Some(pid), Some(before)) => Some(process_cpu(pid)? - before),
+    let engine = match (engine_pid, engine_before) {
+        (Some(pid), Some(before)) => Some(process_sched(pid)? - before),
         _ => None,
     };
     drop(procs);
@@ -518,13 +559,16 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
         .collect();
     latencies.sort_by(f64::total_cmp);
     let members_cpu: f64 = reports.iter().map(|r| r.cpu_s).sum();
-    Ok(spec.row(
+    let engine_cpu = engine.map(|e| e.cpu_s);
+    let mut row = spec.row(
         &latencies,
         last.saturating_sub(first) as f64 / 1e9,
         members_cpu + engine_cpu.unwrap_or(0.0),
         engine_cpu,
         false,
-    ))
+    );
+    row.daemon_wakeups_per_message = engine.map(|e| e.wakeups as f64 / spec.count() as f64);
+    Ok(row)
 }
 
 /// The corosync of this network namespace (the one CPG clients here reach), if this
@@ -547,4 +591,41 @@ fn wait_for(socket: &Path) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(10));
     }
     Err(format!("the daemon did not listen on {}", socket.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threads_cpu_time_and_wakeups_are_read_from_proc() {
+        assert_eq!(parse_schedstat("1234567 890 42\n"), Some(1_234_567));
+        assert_eq!(parse_schedstat("x 1 2"), None);
+        let status =
+            "Name:\tconclave\nvoluntary_ctxt_switches:\t173\nnonvoluntary_ctxt_switches:\t9\n";
+        assert_eq!(parse_voluntary_switches(status), Some(173));
+        assert_eq!(parse_voluntary_switches("Name:\tx\n"), None);
+        let before = Sched {
+            cpu_s: 1.0,
+            wakeups: 10,
+        };
+        let after = Sched {
+            cpu_s: 1.5,
+            wakeups: 25,
+        };
+        assert_eq!(
+            after - before,
+            Sched {
+                cpu_s: 0.5,
+                wakeups: 15
+            }
+        );
+    }
+
+    #[test]
+    fn this_process_has_slept_and_used_cpu() {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let s = process_sched(std::process::id()).expect("schedstat");
+        assert!(s.wakeups > 0 && s.cpu_s > 0.0, "{s:?}");
+    }
 }

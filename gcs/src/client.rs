@@ -138,20 +138,22 @@ impl Client {
                         reason: "no noise handshake with the daemon within 10 s".into(),
                     })?
                     .map_err(|e| GcsError::Authentication(e.to_string()))?;
-                Self::handshake(stream, member).await
+                let (rd, wr) = tokio::io::split(stream);
+                Self::handshake(rd, wr, member).await
             }
             Address::Unix(path) => {
                 let stream = UnixStream::connect(path).await.map_err(io_error)?;
-                Self::handshake(stream, member).await
+                let (rd, wr) = crate::unix::split(stream).map_err(io_error)?;
+                Self::handshake(rd, wr, member).await
             }
         }
     }
 
-    async fn handshake<S>(stream: S, member: MemberName) -> Result<Client, GcsError>
+    async fn handshake<R, W>(mut rd: R, wr: W, member: MemberName) -> Result<Client, GcsError>
     where
-        S: AsyncRead + AsyncWrite + Send + 'static,
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Send + 'static,
     {
-        let (mut rd, wr) = tokio::io::split(stream);
         let mut writer: Writer = Box::pin(wr);
         let hello = Frame::Hello {
             version: VERSION,

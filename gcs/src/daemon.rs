@@ -809,12 +809,13 @@ async fn accept_loop(
         match stream {
             Stream::Tcp(s) => conns.spawn(async move {
                 if let Some((s, peer)) = secure_tcp(s, peer, &cfg).await {
-                    serve(s, peer, tx, cfg, lim, sd).await;
+                    let (rd, wr) = tokio::io::split(s);
+                    serve(rd, wr, peer, tx, cfg, lim, sd).await;
                 }
                 drop(permit);
             }),
-            Stream::Unix(s) => conns.spawn(async move {
-                serve(s, peer, tx, cfg, lim, sd).await;
+            Stream::Unix(rd, wr) => conns.spawn(async move {
+                serve(rd, wr, peer, tx, cfg, lim, sd).await;
                 drop(permit);
             }),
         };
@@ -857,7 +858,8 @@ async fn secure_tcp(
 
 enum Stream {
     Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
+    /// Split at once: each half registered only for what it waits for ([`crate::unix`]).
+    Unix(crate::unix::ReadHalf, crate::unix::WriteHalf),
 }
 
 impl Stream {
@@ -872,7 +874,7 @@ impl Stream {
         let bytes = frame.to_vec();
         let _ = match &self {
             Stream::Tcp(s) => s.try_write(&bytes),
-            Stream::Unix(s) => s.try_write(&bytes),
+            Stream::Unix(_, w) => w.try_write(&bytes),
         };
     }
 }
@@ -898,7 +900,10 @@ async fn accept(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
                 pid: c.pid(),
                 ..Peer::default()
             });
-            Ok((Stream::Unix(stream), peer))
+            // A split that fails (no descriptor left for the second half) is a failed
+            // accept: the connection is closed and accepting backs off.
+            let (rd, wr) = crate::unix::split(stream)?;
+            Ok((Stream::Unix(rd, wr), peer))
         }
     }
 }
@@ -1620,19 +1625,20 @@ fn same_message(a: &Event, b: &Event) -> bool {
 }
 
 /// Serves one connection: handshake, then a reader loop here and a writer task.
-async fn serve<S>(
-    stream: S,
+async fn serve<R, W>(
+    mut rd: R,
+    mut wr: W,
     peer: Peer,
     core: mpsc::Sender<Cmd>,
     config: DaemonConfig,
     limits: Arc<Limits>,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
     static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let conn = NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut inbound = Inbound::new(&config, &limits);
 
     // Handshake.

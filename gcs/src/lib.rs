@@ -11,6 +11,7 @@
 //! * [`wire`]: the daemon's binary protocol (see `PROTOCOL.md`).
 //! * [`daemon`] and [`client`]: the daemon engine (tokio, Unix or TCP sockets) and its
 //!   async client library.
+//! * [`unix`]: Unix-socket halves that wake a task only for what it waits for.
 
 pub mod channel;
 pub mod client;
@@ -20,6 +21,7 @@ pub mod noise;
 pub mod session;
 pub mod sim;
 pub mod types;
+pub mod unix;
 pub mod vs;
 pub mod wire;
 
