@@ -235,6 +235,9 @@ pub struct CpgConnection {
     queue: VecDeque<Queued>,
     /// Since when corosync has refused the queue's first frame, if it does.
     refused_since: Option<std::time::Instant>,
+    /// Inside a batch of requests ([`Connection::begin_batch`]): multicasts wait in the
+    /// queue until its end, and then go out bundled.
+    batching: bool,
 }
 
 impl std::fmt::Debug for CpgConnection {
@@ -275,6 +278,7 @@ impl CpgConnection {
             flushing_since: BTreeMap::new(),
             queue: VecDeque::new(),
             refused_since: None,
+            batching: false,
         })
     }
 
@@ -367,8 +371,12 @@ impl CpgConnection {
     }
 
     /// Offers corosync the queued frames, in order, until it refuses one (`TryAgain`:
-    /// it stays first in the queue). An error other than `TryAgain`, or refusals for
-    /// longer than [`RETRY_FOR`], end the connection.
+    /// it stays first in the queue). Data frames of one group that wait one after the
+    /// other go as one bundle ([`evs::bundle`]): a queue builds in a batch of requests
+    /// (the session's commands that were waiting together) and while corosync's flow
+    /// control refuses, and then one multicast takes what waited; a frame sent alone
+    /// goes alone, at once. An error other than `TryAgain`, or refusals for longer than
+    /// [`RETRY_FOR`], end the connection.
     fn pump(&mut self) -> Result<(), GcsError> {
         while let Some(q) = self.queue.front() {
             let Some(g) = self.groups.get(&q.group) else {
@@ -376,9 +384,30 @@ impl CpgConnection {
                 self.queue.pop_front();
                 continue;
             };
-            match cpg::mcast_joined(&g.handle, Guarantee::TypeAgreed, &q.frame) {
+            let mut n = 1;
+            if evs::is_data(&q.frame) {
+                let mut bytes = evs::bundled_len(&q.frame);
+                for next in self.queue.iter().skip(1) {
+                    bytes += evs::bundled_len(&next.frame);
+                    if next.group != q.group
+                        || !evs::is_data(&next.frame)
+                        || bytes > evs::BUNDLE_BYTES
+                    {
+                        break;
+                    }
+                    n += 1;
+                }
+            }
+            let bundle;
+            let frame: &[u8] = if n == 1 {
+                &q.frame
+            } else {
+                bundle = evs::bundle(self.queue.iter().take(n).map(|q| &q.frame[..]));
+                &bundle
+            };
+            match cpg::mcast_joined(&g.handle, Guarantee::TypeAgreed, frame) {
                 Ok(()) => {
-                    self.queue.pop_front();
+                    self.queue.drain(..n);
                     self.refused_since = None;
                 }
                 Err(CsError::CsErrTryAgain) => {
@@ -503,7 +532,9 @@ impl Connection for CpgConnection {
             group: group.clone(),
             frame,
         });
-        self.pump()?;
+        if !self.batching {
+            self.pump()?;
+        }
         // Backpressure: past the bound, wait for corosync to take some (the frame is
         // queued already: a cancelled wait loses nothing). Its queues drain as it
         // delivers, so each delivery (kept for `next_event`) is a moment to offer the
@@ -514,6 +545,15 @@ impl Connection for CpgConnection {
             self.pump()?;
         }
         Ok(())
+    }
+
+    fn begin_batch(&mut self) {
+        self.batching = true;
+    }
+
+    async fn end_batch(&mut self) -> Result<(), GcsError> {
+        self.batching = false;
+        self.pump()
     }
 
     async fn ready_event(&mut self) -> Result<Option<Event>, GcsError> {
@@ -539,6 +579,9 @@ impl Connection for CpgConnection {
             if let Some(e) = self.ready_event().await? {
                 return Ok(e);
             }
+            // No batch is under way while we wait (one abandoned half-way, its future
+            // dropped, must not hold the multicasts after it).
+            self.batching = false;
             self.pump()?;
             self.time_flushes();
             let flush_deadline = self

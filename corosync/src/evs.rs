@@ -90,6 +90,37 @@ const VERSION: u8 = 1;
 const DATA: u8 = 1;
 const MARKER: u8 = 2;
 const EXCLUDE: u8 = 3;
+const BUNDLE: u8 = 4;
+
+/// The most bytes a bundle of data frames holds ([`bundle`]).
+pub const BUNDLE_BYTES: usize = 64 * 1024;
+
+/// Whether `frame`, made by [`Group::data`], may travel in a bundle.
+pub fn is_data(frame: &[u8]) -> bool {
+    frame.len() >= 2 && frame[0] == VERSION && frame[1] == DATA
+}
+
+/// The bytes `frame` adds to a bundle.
+pub fn bundled_len(frame: &[u8]) -> usize {
+    frame.len() + 4
+}
+
+/// Packs data frames of one sender and group, in their order, into one frame that
+/// every member delivers as those frames one after the other at its point of the
+/// stream: `VERSION, BUNDLE, then (u32 length, frame)` for each. The driver bundles
+/// what waits for corosync (its flow control said try again), so that one multicast,
+/// one ordering and one delivery carry many messages. `frames` should hold at most
+/// [`BUNDLE_BYTES`] by [`bundled_len`].
+pub fn bundle<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> Bytes {
+    let mut b = BytesMut::with_capacity(BUNDLE_BYTES + 2);
+    b.put_u8(VERSION);
+    b.put_u8(BUNDLE);
+    for f in frames {
+        b.put_u32(f.len() as u32);
+        b.put_slice(f);
+    }
+    b.freeze()
+}
 
 /// A frame that could not be decoded (dropped, with a warning).
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +150,8 @@ enum Frame {
     /// A flush took too long: the processes of this configuration (named by its digest)
     /// without a marker at this point of the stream are left out of the next view.
     Exclude(u64),
+    /// Data frames, in the sender's order (each checked before any is delivered).
+    Bundle(Vec<Frame>),
 }
 
 fn put_view(b: &mut BytesMut, v: &ViewId) {
@@ -234,6 +267,21 @@ impl Frame {
                     return Err(FrameError("trailing bytes"));
                 }
                 Ok(Frame::Exclude(config))
+            }
+            BUNDLE => {
+                let mut frames = Vec::new();
+                while !c.0.is_empty() {
+                    let n = c.u32()? as usize;
+                    let inner = c.take(n)?;
+                    if !is_data(inner) {
+                        return Err(FrameError("a bundle holds data frames only"));
+                    }
+                    frames.push(Frame::decode(inner)?);
+                }
+                if frames.is_empty() {
+                    return Err(FrameError("empty bundle"));
+                }
+                Ok(Frame::Bundle(frames))
             }
             _ => Err(FrameError("unknown kind")),
         }
@@ -490,6 +538,19 @@ impl Group {
             return Ok(());
         }
         match Frame::decode(frame)? {
+            Frame::Bundle(frames) => {
+                for f in frames {
+                    if let Frame::Data {
+                        view,
+                        service,
+                        to,
+                        payload,
+                    } = f
+                    {
+                        self.deliver_data(from, view, service, to, payload, out);
+                    }
+                }
+            }
             Frame::Exclude(config) => {
                 if !self.flushing || config != digest(&self.config) {
                     return Ok(());
@@ -544,38 +605,51 @@ impl Group {
                 service,
                 to,
                 payload,
-            } => {
-                let Some((v, addrs)) = &self.view else {
-                    return Ok(());
-                };
-                if view != v.id {
-                    return Ok(());
-                }
-                let Some(i) = addrs.iter().position(|a| *a == from) else {
-                    return Ok(());
-                };
-                if self.departed.contains(&from) {
-                    // Gone from this member's side during the flush: what it sends
-                    // belongs to its own side's history.
-                    return Ok(());
-                }
-                let unicast = to.is_some();
-                if let Some(to) = &to
-                    && *to != self.name
-                {
-                    return Ok(());
-                }
-                out.push(Output::Event(Event::Message {
-                    group: self.group.clone(),
-                    sender: v.members[i].clone(),
-                    service,
-                    view_id: view,
-                    unicast,
-                    payload,
-                }));
-            }
+            } => self.deliver_data(from, view, service, to, payload, out),
         }
         Ok(())
+    }
+
+    /// A data message delivered by CPG from `from` (alone or in a bundle): given to the
+    /// application if it was sent in this member's view, by a member of it, to all or
+    /// to this member.
+    fn deliver_data(
+        &mut self,
+        from: Addr,
+        view: ViewId,
+        service: Service,
+        to: Option<MemberName>,
+        payload: Bytes,
+        out: &mut Vec<Output>,
+    ) {
+        let Some((v, addrs)) = &self.view else {
+            return;
+        };
+        if view != v.id {
+            return;
+        }
+        let Some(i) = addrs.iter().position(|a| *a == from) else {
+            return;
+        };
+        if self.departed.contains(&from) {
+            // Gone from this member's side during the flush: what it sends belongs to
+            // its own side's history.
+            return;
+        }
+        let unicast = to.is_some();
+        if let Some(to) = &to
+            && *to != self.name
+        {
+            return;
+        }
+        out.push(Output::Event(Event::Message {
+            group: self.group.clone(),
+            sender: v.members[i].clone(),
+            service,
+            view_id: view,
+            unicast,
+            payload,
+        }));
     }
 
     fn try_install(&mut self, out: &mut Vec<Output>) {
