@@ -498,6 +498,8 @@ impl Connection for CpgConnection {
 
     async fn leave(&mut self, group: &GroupName) -> Result<(), GcsError> {
         self.session.leave(group)?;
+        // What this member sent before leaving (held in a batch, say) goes first.
+        self.pump()?;
         let Some(g) = self.groups.get(group) else {
             return Ok(());
         };

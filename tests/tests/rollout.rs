@@ -408,3 +408,75 @@ async fn raw_policy_messages_from_the_engine_are_refused_with_their_reasons() {
     raw.task.abort();
     net.daemon.unwrap().shutdown().await;
 }
+
+/// Messages sealed under the old modules by members that had not yet taken the switch
+/// are delivered after others (and their senders) took it: they are opened with the old
+/// cipher, which stays until the new modules' first key, and nothing is lost or refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sealed_just_before_a_switch_arrive_after_it_and_still_open() {
+    let net = Net::new().await;
+    let admin = net.trusted_identity("ops-admin");
+    let base = base_policy(&admin);
+    let names = ["alice", "bob", "carol"];
+    let mut members = Vec::new();
+    for n in names {
+        let policy = load(&base, &net.registry);
+        let mut m = net
+            .member_with(n, policy, net.registry.clone(), net.trust.clone())
+            .await;
+        m.join(GROUP).await;
+        members.push(m);
+    }
+    agreed(&mut members, GROUP, &names).await;
+    let v2 = seal(&admin, "ops-admin", 2, &published(2));
+    let publisher = {
+        let address = net.address.clone();
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let mut client = connect_admin(&address, &admin, None).await.unwrap();
+            publish(&mut client, GROUP, &v2).await.unwrap();
+            conclave_gcs::Connection::close(client).await;
+        })
+    };
+    // Alice and Bob send in bursts until well after the policy went out: many of
+    // their messages are sealed under the old key and delivered after the switch.
+    let mut burst = 0;
+    let mut after = 0;
+    while after < 30 && burst < 3000 {
+        for _ in 0..10 {
+            for m in members[..2].iter_mut() {
+                m.send(Command::Multicast {
+                    group: GROUP.into(),
+                    service: Service::Agreed,
+                    data: format!("{} {burst}", m.name).into_bytes(),
+                });
+            }
+            burst += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        if publisher.is_finished() {
+            after += 1;
+        }
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(20), publisher)
+        .await
+        .expect("published within 20 s")
+        .unwrap();
+    for m in members.iter_mut() {
+        // Any security error (an unknown epoch) fails here.
+        let got = m.messages(GROUP, 2 * burst).await;
+        for sender in ["alice", "bob"] {
+            let texts: Vec<String> = got
+                .iter()
+                .filter(|(s, _, _)| s == sender)
+                .map(|(_, _, d)| String::from_utf8_lossy(d).into_owned())
+                .collect();
+            let want: Vec<String> = (0..burst).map(|i| format!("{sender} {i}")).collect();
+            assert_eq!(texts, want, "{} from {sender}", m.name);
+        }
+        // Sealed under two key agreements' keys: the switch came in the burst.
+        let epochs: std::collections::BTreeSet<u64> = got.iter().map(|(_, e, _)| *e).collect();
+        assert!(epochs.len() >= 2, "{}: epochs {epochs:?}", m.name);
+    }
+    net.daemon.unwrap().shutdown().await;
+}

@@ -154,6 +154,19 @@ struct Secured {
     /// The authenticated data of the group's application messages:
     /// [`AAD_DOMAIN`] then the group's name.
     aad: Vec<u8>,
+    /// The cipher of the modules a published policy replaced, with its keys, until the
+    /// first key of these modules.
+    retiring: Option<Retiring>,
+}
+
+/// The cipher and keys of the modules before a switch. Members sealed messages under
+/// them until they took the switch themselves, and those messages may be delivered
+/// after this member took it (a switch moves the secure view at its point of the
+/// agreed stream, not the messages sent before it there); they are delivered before
+/// the senders' part in the new key, so the first key of the new modules retires this.
+struct Retiring {
+    cipher: Cipher,
+    epoch_members: BTreeMap<u64, EpochMembers>,
 }
 
 /// A sealed multicast of this member on its way back to it.
@@ -440,6 +453,7 @@ impl SecureLayer {
             own: Default::default(),
             own_bytes: 0,
             aad: [AAD_DOMAIN, group.as_bytes()].concat(),
+            retiring: None,
         })
     }
 
@@ -844,7 +858,7 @@ impl SecureLayer {
             return Ok(());
         };
         let descriptor = new.descriptor(&self.registry);
-        let secured = match new.security {
+        let mut secured = match new.security {
             Security::None => None,
             Security::Required => Some(self.instantiate(group, &new, &descriptor)?),
         };
@@ -853,6 +867,19 @@ impl SecureLayer {
             .groups
             .get_mut(group)
             .ok_or_else(|| CoreError::NotJoined(group.into()))?;
+        // Messages sealed under the old modules may still come: their cipher and keys
+        // stay until the new modules' first key, and this member's own messages on
+        // their way back stay matched.
+        if let (Some(new), Some(old)) = (secured.as_mut(), g.secured.take()) {
+            new.own = old.own;
+            new.own_bytes = old.own_bytes;
+            if !old.epoch_members.is_empty() {
+                new.retiring = Some(Retiring {
+                    cipher: old.cipher,
+                    epoch_members: old.epoch_members,
+                });
+            }
+        }
         match (&secured, &mut g.sv) {
             (None, _) => g.sv = None,
             (Some(_), Some(sv)) => sv.set_timeout(new.agreement_timeout),
@@ -1305,6 +1332,9 @@ impl SecureLayer {
         s.installed.push(epoch);
         s.epoch_members.insert(epoch, EpochMembers::new(&members));
         s.current = Some(epoch);
+        // Every member of this key took the switch before its part in it, and sent
+        // what it sealed under the old modules before that.
+        s.retiring = None;
         if let Some(id) = s.agreement {
             sv.on_key(id);
         }
@@ -1446,7 +1476,11 @@ impl SecureLayer {
             && let Some(own) = s.own.remove(at)
         {
             s.own_bytes -= own.data.len();
-            if s.epoch_members.contains_key(&own.epoch) {
+            let known = s.epoch_members.contains_key(&own.epoch)
+                || s.retiring
+                    .as_ref()
+                    .is_some_and(|r| r.epoch_members.contains_key(&own.epoch));
+            if known {
                 self.events.push_back(SessionEvent::Message {
                     group: group_name.clone(),
                     sender: sender_name.clone(),
@@ -1460,12 +1494,18 @@ impl SecureLayer {
         // Senders excluded for good were refused in `on_message`, before opening.
         // Opened straight into the buffer the application receives.
         let mut plaintext = RVec::with_capacity(body.len());
-        match s.cipher.open_into(sender, &s.aad, body, &mut plaintext) {
-            Ok(opened)
-                if s.epoch_members
-                    .get(&opened.epoch)
-                    .is_some_and(|m| m.holds(sender)) =>
-            {
+        let mut opened = s.cipher.open_into(sender, &s.aad, body, &mut plaintext);
+        let mut members = &s.epoch_members;
+        if let (Err(e), Some(r)) = (&opened, s.retiring.as_mut())
+            && e.code == ErrorCode::UNKNOWN_EPOCH
+        {
+            // Sealed before its sender took the switch.
+            plaintext.clear();
+            opened = r.cipher.open_into(sender, &s.aad, body, &mut plaintext);
+            members = &r.epoch_members;
+        }
+        match opened {
+            Ok(opened) if members.get(&opened.epoch).is_some_and(|m| m.holds(sender)) => {
                 self.events.push_back(SessionEvent::Message {
                     group: group_name.clone(),
                     sender: sender_name.clone(),
