@@ -583,30 +583,23 @@ async fn measure(
 
 /// The median of each figure over the rounds of one row.
 fn median_row(mut runs: Vec<DataRow>) -> DataRow {
-    let median = |f: fn(&DataRow) -> f64, runs: &[DataRow]| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        }
-    };
+    use conclave_benches::keys::median as median_of;
+    let median = |f: fn(&DataRow) -> f64, runs: &[DataRow]| median_of(runs.iter().map(f).collect());
     let messages_per_s = median(|r| r.messages_per_s, &runs);
     let mb_per_s = median(|r| r.mb_per_s, &runs);
     let p50_us = median(|r| r.p50_us, &runs);
     let p99_us = median(|r| r.p99_us, &runs);
     let p999_us = median(|r| r.p999_us, &runs);
     let cpu_us_per_message = median(|r| r.cpu_us_per_message, &runs);
-    let daemon_cpu = runs
-        .iter()
-        .all(|r| r.daemon_cpu_us_per_message.is_some())
-        .then(|| median(|r| r.daemon_cpu_us_per_message.unwrap_or(0.0), &runs));
-    let daemon_wakeups = runs
-        .iter()
-        .all(|r| r.daemon_wakeups_per_message.is_some())
-        .then(|| median(|r| r.daemon_wakeups_per_message.unwrap_or(0.0), &runs));
+    // A figure measured in every round (the engine's, when it could be seen).
+    let measured = |f: fn(&DataRow) -> Option<f64>, runs: &[DataRow]| {
+        runs.iter()
+            .map(f)
+            .collect::<Option<Vec<f64>>>()
+            .map(median_of)
+    };
+    let daemon_cpu = measured(|r| r.daemon_cpu_us_per_message, &runs);
+    let daemon_wakeups = measured(|r| r.daemon_wakeups_per_message, &runs);
     let rounds = runs.len() as u32;
     let mut row = runs.swap_remove(0);
     row.messages_per_s = messages_per_s;

@@ -108,9 +108,9 @@ pub fn bundled_len(frame: &[u8]) -> usize {
 /// Packs data frames of one sender and group, in their order, into one frame that
 /// every member delivers as those frames one after the other at its point of the
 /// stream: `VERSION, BUNDLE, then (u32 length, frame)` for each. The driver bundles
-/// what waits for corosync (its flow control said try again), so that one multicast,
-/// one ordering and one delivery carry many messages. `frames` should hold at most
-/// [`BUNDLE_BYTES`] by [`bundled_len`].
+/// what waits for corosync together (a batch of requests, or what its flow control
+/// refused), so that one multicast, one ordering and one delivery carry many
+/// messages. `frames` should hold at most [`BUNDLE_BYTES`] by [`bundled_len`].
 pub fn bundle<'a>(frames: impl IntoIterator<Item = &'a [u8]>) -> Bytes {
     let mut b = BytesMut::with_capacity(BUNDLE_BYTES + 2);
     b.put_u8(VERSION);
@@ -138,20 +138,24 @@ struct Marker {
     together: Vec<Addr>,
 }
 
+/// A data message: sent in `view`, to all (`to` none) or to one member.
+#[derive(Debug)]
+struct Data {
+    view: ViewId,
+    service: Service,
+    to: Option<MemberName>,
+    payload: Bytes,
+}
+
 #[derive(Debug)]
 enum Frame {
-    Data {
-        view: ViewId,
-        service: Service,
-        to: Option<MemberName>,
-        payload: Bytes,
-    },
+    Data(Data),
     Marker(Marker),
     /// A flush took too long: the processes of this configuration (named by its digest)
     /// without a marker at this point of the stream are left out of the next view.
     Exclude(u64),
-    /// Data frames, in the sender's order (each checked before any is delivered).
-    Bundle(Vec<Frame>),
+    /// Data messages, in the sender's order (each decoded before any is delivered).
+    Bundle(Vec<Data>),
 }
 
 fn put_view(b: &mut BytesMut, v: &ViewId) {
@@ -209,27 +213,30 @@ impl<'a> Cursor<'a> {
 }
 
 impl Frame {
+    /// The body of a data frame, after its version and kind.
+    fn data(mut c: Cursor<'_>) -> Result<Data, FrameError> {
+        let view = c.view()?;
+        let service = Service::from_code(c.u8()?).ok_or(FrameError("unknown service"))?;
+        let to = match c.u8()? {
+            0 => None,
+            1 => Some(c.name()?),
+            _ => return Err(FrameError("bad unicast flag")),
+        };
+        Ok(Data {
+            view,
+            service,
+            to,
+            payload: Bytes::copy_from_slice(c.0),
+        })
+    }
+
     fn decode(frame: &[u8]) -> Result<Frame, FrameError> {
         let mut c = Cursor(frame);
         if c.u8()? != VERSION {
             return Err(FrameError("unknown version"));
         }
         match c.u8()? {
-            DATA => {
-                let view = c.view()?;
-                let service = Service::from_code(c.u8()?).ok_or(FrameError("unknown service"))?;
-                let to = match c.u8()? {
-                    0 => None,
-                    1 => Some(c.name()?),
-                    _ => return Err(FrameError("bad unicast flag")),
-                };
-                Ok(Frame::Data {
-                    view,
-                    service,
-                    to,
-                    payload: Bytes::copy_from_slice(c.0),
-                })
-            }
+            DATA => Ok(Frame::Data(Self::data(c)?)),
             MARKER => {
                 let name = c.name()?;
                 let previous = match c.u8()? {
@@ -276,7 +283,8 @@ impl Frame {
                     if !is_data(inner) {
                         return Err(FrameError("a bundle holds data frames only"));
                     }
-                    frames.push(Frame::decode(inner)?);
+                    // Past the version and the kind, just checked.
+                    frames.push(Self::data(Cursor(&inner[2..]))?);
                 }
                 if frames.is_empty() {
                     return Err(FrameError("empty bundle"));
@@ -539,16 +547,8 @@ impl Group {
         }
         match Frame::decode(frame)? {
             Frame::Bundle(frames) => {
-                for f in frames {
-                    if let Frame::Data {
-                        view,
-                        service,
-                        to,
-                        payload,
-                    } = f
-                    {
-                        self.deliver_data(from, view, service, to, payload, out);
-                    }
+                for data in frames {
+                    self.deliver_data(from, data, out);
                 }
             }
             Frame::Exclude(config) => {
@@ -600,12 +600,7 @@ impl Group {
                     self.try_install(out);
                 }
             }
-            Frame::Data {
-                view,
-                service,
-                to,
-                payload,
-            } => self.deliver_data(from, view, service, to, payload, out),
+            Frame::Data(data) => self.deliver_data(from, data, out),
         }
         Ok(())
     }
@@ -613,15 +608,13 @@ impl Group {
     /// A data message delivered by CPG from `from` (alone or in a bundle): given to the
     /// application if it was sent in this member's view, by a member of it, to all or
     /// to this member.
-    fn deliver_data(
-        &mut self,
-        from: Addr,
-        view: ViewId,
-        service: Service,
-        to: Option<MemberName>,
-        payload: Bytes,
-        out: &mut Vec<Output>,
-    ) {
+    fn deliver_data(&mut self, from: Addr, data: Data, out: &mut Vec<Output>) {
+        let Data {
+            view,
+            service,
+            to,
+            payload,
+        } = data;
         let Some((v, addrs)) = &self.view else {
             return;
         };
