@@ -69,17 +69,13 @@ impl AsyncRead for ReadHalf {
 }
 
 impl WriteHalf {
-    fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        send(&self.socket, buf, SendFlags::NOSIGNAL).map_err(io::Error::from)
-    }
-
     /// Writes what the socket takes now, without waiting: `WouldBlock` when full.
     ///
     /// # Errors
     ///
     /// As `send(2)`: the socket is full, or the peer is gone.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.send(buf)
+        send(&self.socket, buf, SendFlags::NOSIGNAL).map_err(io::Error::from)
     }
 }
 
@@ -93,7 +89,7 @@ impl AsyncWrite for WriteHalf {
         loop {
             if let Some(waiting) = &this.waiting {
                 ready!(waiting.poll_write_ready(cx))?;
-                match waiting.try_io(|| this.send(buf)) {
+                match waiting.try_io(|| this.try_write(buf)) {
                     Ok(n) => {
                         if n == buf.len() {
                             // Room for all of it: the reader keeps up again.
@@ -105,7 +101,7 @@ impl AsyncWrite for WriteHalf {
                     Err(e) => return Poll::Ready(Err(e)),
                 }
             }
-            match this.send(buf) {
+            match this.try_write(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // Full: wait for room. A registration reports the socket's state
                     // at once, so room made since the failed write is not missed.
