@@ -47,7 +47,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
@@ -640,6 +640,10 @@ const INFLIGHT: usize = 4 << 20;
 /// Bytes of an incomplete frame a client may have buffered without drawing on the
 /// receive budget.
 const FREE_RECEIVE: usize = 64 * 1024;
+
+/// The most a reader draws from the receive budget at once, before reading that much
+/// more of a frame larger than [`FREE_RECEIVE`].
+const RECEIVE_STEP: usize = 64 * 1024;
 
 enum Listener {
     Tcp(TcpListener),
@@ -1964,35 +1968,50 @@ impl Inbound {
             .map_or(0, OwnedSemaphorePermit::num_permits)
     }
 
-    /// Holds budget permits for the bytes buffered past [`FREE_RECEIVE`], waiting for
-    /// them until `deadline` (by default the frame timeout from now: the clock is read
-    /// only when there is something to wait for).
-    async fn account(&mut self, deadline: Option<tokio::time::Instant>) -> Result<(), String> {
+    /// Gives back the permits the buffered bytes no longer need (a frame left the
+    /// buffer).
+    fn release(&mut self) {
         let need = self.buf.len().saturating_sub(FREE_RECEIVE);
         let have = self.holding();
-        if need < have {
-            if let Some(held) = &mut self.held {
-                drop(held.split(have - need));
-            }
-        } else if need > have {
-            let more = u32::try_from(need - have).map_err(|_| "frame too large".to_string())?;
-            let acquire = Arc::clone(&self.budget).acquire_many_owned(more);
-            let deadline =
-                deadline.unwrap_or_else(|| tokio::time::Instant::now() + self.frame_timeout);
-            match tokio::time::timeout_at(deadline, acquire).await {
-                Ok(Ok(p)) => match &mut self.held {
-                    Some(held) => held.merge(p),
-                    None => self.held = Some(p),
-                },
-                _ => {
-                    return Err(format!(
-                        "receive budget exhausted: the daemon buffers at most {} bytes of incomplete frames for all clients",
-                        self.total
-                    ));
-                }
+        if need < have
+            && let Some(held) = &mut self.held
+        {
+            drop(held.split(have - need));
+        }
+    }
+
+    /// How many bytes the next read may take: what the free allowance and the permits
+    /// held leave. When they leave nothing, the buffer holds an incomplete frame past
+    /// the free allowance, and up to [`RECEIVE_STEP`] more of it are drawn from the
+    /// receive budget first, waiting for them until `deadline`. The budget is thus
+    /// drawn before bytes are read, never after: what all clients buffer stays within
+    /// the budget plus their free allowances, however much their sockets hold.
+    async fn room(&mut self, deadline: tokio::time::Instant) -> Result<usize, String> {
+        let room = (FREE_RECEIVE + self.holding()).saturating_sub(self.buf.len());
+        if room > 0 {
+            return Ok(room);
+        }
+        let frame = self
+            .buf
+            .first_chunk::<4>()
+            .map_or(MAX_FRAME_LEN, |head| u32::from_be_bytes(*head) as usize)
+            + 4;
+        let want = frame.saturating_sub(self.buf.len()).clamp(1, RECEIVE_STEP);
+        let more = u32::try_from(want).map_err(|_| "frame too large".to_string())?;
+        let acquire = Arc::clone(&self.budget).acquire_many_owned(more);
+        match tokio::time::timeout_at(deadline, acquire).await {
+            Ok(Ok(p)) => match &mut self.held {
+                Some(held) => held.merge(p),
+                None => self.held = Some(p),
+            },
+            _ => {
+                return Err(format!(
+                    "receive budget exhausted: the daemon buffers at most {} bytes of incomplete frames for all clients",
+                    self.total
+                ));
             }
         }
-        Ok(())
+        Ok(want)
     }
 
     /// The next frame: `Ok(None)` at a clean end of stream; `Err` with a reason for an
@@ -2003,7 +2022,7 @@ impl Inbound {
         loop {
             match Frame::decode_cached(&mut self.buf, &mut self.names) {
                 Ok(Some(frame)) => {
-                    self.account(None).await?;
+                    self.release();
                     return Ok(Some(frame));
                 }
                 Ok(None) => {}
@@ -2012,11 +2031,16 @@ impl Inbound {
             if !self.buf.is_empty() && deadline.is_none() {
                 deadline = Some(tokio::time::Instant::now() + self.frame_timeout);
             }
-            self.account(deadline).await?;
+            // The clock is read for the budget only when there is a frame to wait for.
+            let room = match deadline {
+                Some(at) => self.room(at).await?,
+                None => FREE_RECEIVE - self.buf.len(),
+            };
             if self.buf.capacity() - self.buf.len() < 4096 {
                 self.buf.reserve(64 * 1024);
             }
-            let read = rd.read_buf(&mut self.buf);
+            let mut limited = (&mut self.buf).limit(room);
+            let read = rd.read_buf(&mut limited);
             let n = match deadline {
                 Some(at) => tokio::time::timeout_at(at, read).await.map_err(|_| {
                     format!(

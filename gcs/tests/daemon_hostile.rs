@@ -114,11 +114,16 @@ async fn incomplete_frames_stay_within_the_receive_budget_and_time_out() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let grown = rss().saturating_sub(before);
+    // The daemon draws on the budget before it reads, so what it holds is the budget
+    // plus each client's free 64 KiB, whatever the sockets hold; 8 MiB is left for the
+    // allocator and the clients (it measured 37.1-37.3 MiB in all here).
+    let bound = BUDGET + 40 * (64 << 10) + (8 << 20);
     assert!(
-        grown < BUDGET + (48 << 20),
-        "the daemon grew by {} MiB holding incomplete frames (budget {} MiB)",
-        grown >> 20,
-        BUDGET >> 20
+        grown < bound,
+        "the daemon grew by {} KiB holding incomplete frames (budget {} MiB, bound {} KiB)",
+        grown >> 10,
+        BUDGET >> 20,
+        bound >> 10
     );
     // The other group works meanwhile.
     p.multicast(&grp("other"), Service::Agreed, "ping")
