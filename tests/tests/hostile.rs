@@ -289,6 +289,47 @@ async fn a_silent_raw_client_on_a_trusted_name_is_cut_at_the_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_name_sending_far_ahead_is_held_to_its_share_and_cut_at_the_timeout() {
+    let net = Net::new().await;
+    let (mut members, before) = pair(&net, "g").await;
+    let _ = net.trusted_identity("dave");
+    let mut dave = net.raw("dave", "g").await;
+    dave.view().await;
+    // 24 MiB of key-agreement messages for an agreement far ahead, which the others
+    // would keep until it starts; each keeps 4 MiB of them (the unit tests of the
+    // secure layer assert that bound) and reports the rest once.
+    for round in 0..96u32 {
+        let mut m = vec![1u8];
+        m.extend_from_slice(&u32::MAX.to_be_bytes());
+        m.extend_from_slice(&round.to_be_bytes());
+        m.resize(9 + (256 << 10), 0x42);
+        dave.multicast(m);
+    }
+    let key = keyed_without(&mut members, "g", "dave", before.epoch).await;
+    exchange(&mut members, "g", &key).await;
+    for m in members.iter_mut() {
+        let events = about(m, "dave").await;
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(
+            events.iter().any(|e| matches!(e,
+                SessionEvent::SecurityError { error, .. } if error.code == "out-of-step")),
+            "{events:?}"
+        );
+        assert!(
+            events.iter().any(|e| matches!(
+                e,
+                SessionEvent::Excluded {
+                    reason: Exclusion::Silent,
+                    ..
+                }
+            )),
+            "{events:?}"
+        );
+    }
+    net.daemon.unwrap().shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_identity_gets_no_key_and_stops_no_one() {
     let net = Net::new().await;
     let (mut members, before) = pair(&net, "g").await;

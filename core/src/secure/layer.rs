@@ -68,6 +68,12 @@ pub(crate) mod tag {
 
 /// How many key-agreement messages of a round not yet started a group keeps.
 const MAX_EARLY: usize = 1024;
+/// How many bytes of such messages a group keeps from all senders together.
+const EARLY_BYTES: usize = 64 << 20;
+/// How many bytes of such messages a group keeps from one sender: a member that sends
+/// ahead of the others cannot take the room of the rest (an honest member's messages
+/// of one round are far smaller: GDH's largest at n = 1,000 on ffdhe8192 is 1 MiB).
+const EARLY_SENDER_BYTES: usize = 4 << 20;
 
 const AAD_DOMAIN: &[u8] = b"conclave/app/v1\0";
 
@@ -142,7 +148,9 @@ struct Secured {
     ka_members: Vec<String>,
     /// The engine view of the key agreement's last view, if it had one.
     ka_engine_view: Option<ViewId>,
-    /// Key-agreement messages of an agreement not started yet here.
+    /// Key-agreement messages of an agreement not started yet here (at most
+    /// [`MAX_EARLY`] messages and [`EARLY_BYTES`] bytes, [`EARLY_SENDER_BYTES`] from one
+    /// sender).
     early: Vec<(String, AgreementId, Vec<u8>)>,
     /// This member's sealed multicasts not yet delivered back to it, with their
     /// plaintext: its own message comes back as sent, so it is matched here instead of
@@ -1579,12 +1587,25 @@ impl SecureLayer {
         // Of the current round, whose agreement has not started here yet, or of a later
         // one: a member that already delivered the cut or switch that starts it may
         // send its unicasts before this member delivers that (agreed) message.
-        if s.early.len() >= MAX_EARLY {
+        let (all, theirs) = s.early.iter().fold((0, 0), |(all, theirs), (who, _, b)| {
+            (
+                all + b.len(),
+                theirs + if who == sender { b.len() } else { 0 },
+            )
+        });
+        let over = if s.early.len() >= MAX_EARLY {
+            Some(format!("{MAX_EARLY} messages"))
+        } else if all + body.len() > EARLY_BYTES {
+            Some(format!("{EARLY_BYTES} bytes from all senders"))
+        } else if theirs + body.len() > EARLY_SENDER_BYTES {
+            Some(format!("{EARLY_SENDER_BYTES} bytes from one sender"))
+        } else {
+            None
+        };
+        if let Some(limit) = over {
             let e = PluginError::new(
                 ErrorCode::OUT_OF_STEP,
-                format!(
-                    "more than {MAX_EARLY} key-agreement messages before the agreement started"
-                ),
+                format!("key-agreement messages before the agreement started exceed {limit}"),
             );
             self.security_error(group, Some(sender), &e);
             return Ok(());
@@ -1876,4 +1897,142 @@ fn parse_agreement(body: &[u8]) -> Option<(AgreementId, &[u8])> {
     let stage = u32::from_be_bytes(body.get(..4)?.try_into().ok()?);
     let round = u32::from_be_bytes(body.get(4..8)?.try_into().ok()?);
     Some((AgreementId { stage, round }, &body[8..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::FixedPolicy;
+
+    const GROUP: &str = "g";
+
+    /// alice's secure layer in group `g`, in a view with alice and `others` (all
+    /// trusted), and the view's id.
+    fn alice_with(others: &[&str]) -> (SecureLayer, ViewId) {
+        conclave_builtins::link();
+        let registry = Arc::new(Registry::with_builtins().unwrap());
+        let provider = registry
+            .new_provider("rustcrypto", Default::default())
+            .unwrap();
+        let trust = MapTrustStore::default();
+        let mut identity = None;
+        for name in std::iter::once(&"alice").chain(others) {
+            let id = Identity::generate(&provider, name, "ed25519").unwrap();
+            trust.insert(name, "ed25519", id.public_key());
+            identity.get_or_insert(id);
+        }
+        let now = Instant::now();
+        let mut layer = SecureLayer::new(
+            identity.unwrap(),
+            registry,
+            Arc::new(FixedPolicy(GroupSettings::default())),
+            trust,
+            now,
+        );
+        layer.join(GROUP, now).unwrap();
+        let members: Vec<MemberName> = std::iter::once(&"alice")
+            .chain(others)
+            .map(|n| MemberName::new(n).unwrap())
+            .collect();
+        let id = ViewId {
+            origin: 1,
+            counter: 1,
+        };
+        let view = View {
+            group: GroupName::new(GROUP).unwrap(),
+            id,
+            joined: members.clone(),
+            members,
+            left: Vec::new(),
+            cause: Cause::Join,
+        };
+        layer.handle_event(Event::View(view), now).unwrap();
+        while layer.poll_event().is_some() {}
+        (layer, id)
+    }
+
+    /// `sender`'s key-agreement message of an agreement far ahead, `len` bytes long.
+    fn early(sender: &str, view: ViewId, len: usize) -> Event {
+        let mut payload = vec![tag::KEY_AGREEMENT];
+        payload.extend_from_slice(&u32::MAX.to_be_bytes());
+        payload.extend_from_slice(&0u32.to_be_bytes());
+        payload.resize(9 + len, 0x42);
+        Event::Message {
+            group: GroupName::new(GROUP).unwrap(),
+            sender: MemberName::new(sender).unwrap(),
+            service: Service::Agreed,
+            view_id: view,
+            unicast: false,
+            payload: payload.into(),
+        }
+    }
+
+    /// The bytes of early messages the layer holds, per sender.
+    fn held(layer: &SecureLayer) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for (who, _, body) in &layer.groups[GROUP].secured.as_ref().unwrap().early {
+            *out.entry(who.clone()).or_default() += body.len();
+        }
+        out
+    }
+
+    /// The security errors reported since the last call, as (sender, code).
+    fn errors(layer: &mut SecureLayer) -> Vec<(String, String)> {
+        std::iter::from_fn(|| layer.poll_event())
+            .filter_map(|e| match e {
+                SessionEvent::SecurityError {
+                    sender: Some(s),
+                    error,
+                    ..
+                } => Some((s, error.code)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn out_of_step(senders: &[&str]) -> Vec<(String, String)> {
+        senders
+            .iter()
+            .map(|s| (s.to_string(), ErrorCode::OUT_OF_STEP.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_member_sending_ahead_keeps_its_share_of_early_messages_and_no_more() {
+        let (mut alice, view) = alice_with(&["bob", "dave"]);
+        let now = Instant::now();
+        // dave sends 64 MiB ahead of an agreement that has not started.
+        for _ in 0..256 {
+            alice
+                .handle_event(early("dave", view, 256 << 10), now)
+                .unwrap();
+        }
+        assert_eq!(held(&alice)["dave"], EARLY_SENDER_BYTES);
+        assert_eq!(errors(&mut alice), out_of_step(&["dave"]));
+        // bob's message of the same round still finds room.
+        alice
+            .handle_event(early("bob", view, 300 << 10), now)
+            .unwrap();
+        assert_eq!(held(&alice)["bob"], 300 << 10);
+        assert!(errors(&mut alice).is_empty());
+    }
+
+    #[test]
+    fn early_messages_of_all_senders_stay_within_their_total() {
+        let names: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+        let others: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (mut alice, view) = alice_with(&others);
+        let now = Instant::now();
+        for name in &others {
+            for _ in 0..4 {
+                alice.handle_event(early(name, view, 1 << 20), now).unwrap();
+            }
+        }
+        let held = held(&alice);
+        assert_eq!(held.values().sum::<usize>(), EARLY_BYTES);
+        // The first 16 senders' messages were kept whole, the rest refused, each
+        // sender reported once.
+        assert_eq!(held.len(), 16);
+        assert_eq!(errors(&mut alice), out_of_step(&others[16..]));
+    }
 }
