@@ -267,6 +267,14 @@ impl Member {
         }
     }
 
+    /// Moves the events queued so far into the backlog, without waiting (for
+    /// [`Member::backlog_keys`]; later waits still find them).
+    pub async fn pull_now(&mut self) {
+        while let Some(e) = conclave_gcs::channel::take_ready_unbounded(&mut self.events).await {
+            self.backlog.push(e);
+        }
+    }
+
     /// Every event received so far and not yet picked (the backlog and what is queued),
     /// without waiting.
     pub async fn drain_now(&mut self) -> Vec<SessionEvent> {

@@ -427,7 +427,7 @@ async fn messages_sealed_just_before_a_switch_arrive_after_it_and_still_open() {
         m.join(GROUP).await;
         members.push(m);
     }
-    agreed(&mut members, GROUP, &names).await;
+    let first = agreed(&mut members, GROUP, &names).await;
     let v2 = seal(&admin, "ops-admin", 2, &published(2));
     let publisher = {
         let address = net.address.clone();
@@ -438,11 +438,12 @@ async fn messages_sealed_just_before_a_switch_arrive_after_it_and_still_open() {
             conclave_gcs::Connection::close(client).await;
         })
     };
-    // Alice and Bob send in bursts until well after the policy went out: many of
-    // their messages are sealed under the old key and delivered after the switch.
+    // Alice and Bob send in bursts until well after carol holds the new modules' key:
+    // many of their messages are sealed under the old key and delivered after the
+    // switch.
     let mut burst = 0;
     let mut after = 0;
-    while after < 30 && burst < 3000 {
+    while after < 30 && burst < 20_000 {
         for _ in 0..10 {
             for m in members[..2].iter_mut() {
                 m.send(Command::Multicast {
@@ -454,7 +455,8 @@ async fn messages_sealed_just_before_a_switch_arrive_after_it_and_still_open() {
             burst += 1;
         }
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        if publisher.is_finished() {
+        members[2].pull_now().await;
+        if after > 0 || members[2].backlog_keys(|k| k.epoch > first.epoch) > 0 {
             after += 1;
         }
     }
