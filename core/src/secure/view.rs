@@ -133,6 +133,9 @@ enum Phase {
     /// Waiting for announcements.
     Collecting {
         expected: BTreeSet<String>,
+        /// How many of `expected` have not announced yet (the stage closes at 0,
+        /// without a scan per announcement).
+        waiting: usize,
         /// Announcers of this stage with this member's modules (and the last epoch
         /// each announced), and with others.
         admitted: BTreeMap<String, u64>,
@@ -153,6 +156,8 @@ pub struct SecureView {
     timeout: Duration,
     view_id: Vec<u8>,
     members: Vec<String>,
+    /// `members`, for look-ups (each message's sender is checked against it).
+    in_view: BTreeSet<String>,
     stage: u32,
     round: u32,
     phase: Phase,
@@ -185,6 +190,7 @@ impl SecureView {
             timeout,
             view_id: Vec::new(),
             members: Vec::new(),
+            in_view: BTreeSet::new(),
             stage: 0,
             round: 0,
             phase: Phase::Idle,
@@ -309,6 +315,7 @@ impl SecureView {
         };
         self.view_id = view_id.to_vec();
         self.members = members.to_vec();
+        self.in_view = members.iter().cloned().collect();
         self.stage = 0;
         self.round = 0;
         self.excluded.clear();
@@ -355,6 +362,7 @@ impl SecureView {
             return;
         }
         self.phase = Phase::Collecting {
+            waiting: expected.len(),
             expected,
             admitted: BTreeMap::new(),
             other: BTreeSet::new(),
@@ -392,7 +400,7 @@ impl SecureView {
     }
 
     fn static_refusal(&self, sender: &str, what: &str) -> Result<(), PluginError> {
-        if !self.members.iter().any(|m| m == sender) {
+        if !self.in_view.contains(sender) {
             return Err(refuse(
                 ErrorCode::NOT_A_MEMBER,
                 format!("{what} from {sender}, who is not in the view"),
@@ -422,7 +430,10 @@ impl SecureView {
             return Ok(()); // of an earlier stage: moot
         }
         let Phase::Collecting {
-            admitted, other, ..
+            expected,
+            waiting,
+            admitted,
+            other,
         } = &mut self.phase
         else {
             return Ok(()); // the stage's secure view is already set: too late
@@ -432,6 +443,9 @@ impl SecureView {
                 ErrorCode::REPLAYED_MESSAGE,
                 format!("a second announcement from {sender} in stage {stage}"),
             ));
+        }
+        if expected.contains(sender) {
+            *waiting -= 1;
         }
         if same_modules {
             admitted.insert(sender.into(), last_epoch);
@@ -450,17 +464,12 @@ impl SecureView {
 
     fn try_close(&mut self, now: Instant) {
         let Phase::Collecting {
-            expected,
-            admitted,
-            other,
+            waiting, admitted, ..
         } = &self.phase
         else {
             return;
         };
-        if !expected
-            .iter()
-            .all(|m| admitted.contains_key(m) || other.contains(m))
-        {
+        if *waiting > 0 {
             return;
         }
         let secure: Vec<String> = self
