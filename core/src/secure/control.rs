@@ -7,7 +7,7 @@
 //! secure view sees them.
 //!
 //! Switches, cuts and alive messages are signed with the sender's identity key.
-//! Announcements are not (an empty signature): every member of a join announces, so
+//! Announcements are not (an empty signature): every member of a join announced, so
 //! signing them cost `n(n-1)` verifications per join, and what an announcement decides
 //! (the secure view's members and its base epoch) is bound end to end by the key
 //! agreement that follows: the members and the epoch are in the key schedule, the key
@@ -15,7 +15,12 @@
 //! announcement holds no contribution, so the round ends in a cut at the agreement
 //! timeout, as for a silent member. An announcement is attributed by the engine (the
 //! daemon's authenticated connection, Corosync's cluster); docs/protocols.md states
-//! what a forger on the engine can and cannot do.
+//! what a forger on the engine can and cannot do. An announcement for a keyed secure
+//! view speaks for other members (the oldest member of a secure view that held a key
+//! announces for all of it that moved on together, so a join costs two announcements,
+//! not `n`); each member it names checks what it says of that member (modules, last
+//! epoch) and asks for a switch if it is wrong, so a forged one costs one more round
+//! of announcements and moves no epoch.
 //!
 //! Wire form (after the core's payload tag):
 //!
@@ -36,7 +41,8 @@ use conclave_plugin_sdk::{
 const MAGIC: &[u8; 4] = b"CCTL";
 const VERSION: u8 = 2;
 const SIGN_DOMAIN: &[u8] = b"conclave/control/v1\0";
-/// The most members a CUT may keep (a view is never larger).
+/// The most members a cut may keep, or an announcement speak for (a view is never
+/// larger).
 const MAX_NAMES: usize = 4096;
 
 /// What a control message says.
@@ -49,6 +55,17 @@ pub enum Body {
         descriptor: Vec<u8>,
         /// The sender's last key epoch in the group (0 before its first).
         last_epoch: u64,
+    },
+    /// "These members (I among them) held a key together when this view came, and take
+    /// part in this stage with these modules; our last key was of this epoch." Sent by
+    /// the oldest of them in view order, for all of them, at a view's first stage.
+    AnnounceFor {
+        /// The group descriptor they share.
+        descriptor: Vec<u8>,
+        /// Their last key epoch in the group.
+        last_epoch: u64,
+        /// The members, in view order, the sender among them.
+        members: Vec<String>,
     },
     /// "Every member: apply your reloaded policy and announce again" (a new stage).
     Switch,
@@ -65,6 +82,7 @@ impl Body {
             Body::Switch => 2,
             Body::Cut(_) => 3,
             Body::Alive => 4,
+            Body::AnnounceFor { .. } => 5,
         }
     }
 
@@ -75,6 +93,7 @@ impl Body {
             Body::Switch => "switch",
             Body::Cut(_) => "cut",
             Body::Alive => "alive",
+            Body::AnnounceFor { .. } => "announcement for a keyed secure view",
         }
     }
 }
@@ -117,6 +136,15 @@ impl Control {
                 b.u64(*last_epoch).raw(descriptor);
                 b.finish()
             }
+            Body::AnnounceFor {
+                descriptor,
+                last_epoch,
+                members,
+            } => {
+                let mut b = Writer::new();
+                b.u64(*last_epoch).names(members)?.raw(descriptor);
+                b.finish()
+            }
             Body::Switch | Body::Alive => Vec::new(),
             Body::Cut(keep) => {
                 let mut b = Writer::new();
@@ -130,7 +158,7 @@ impl Control {
 
     /// Whether messages of this kind are signed (every kind but announcements).
     pub fn signed(&self) -> bool {
-        !matches!(self.body, Body::Announce { .. })
+        !matches!(self.body, Body::Announce { .. } | Body::AnnounceFor { .. })
     }
 
     /// The message on the wire: `signer` is the sender's identity key (announcements
@@ -179,6 +207,20 @@ impl Control {
                 Body::Announce {
                     descriptor,
                     last_epoch,
+                }
+            }
+            5 => {
+                let mut b = Reader::new(raw_body, "announcement for a keyed secure view");
+                let last_epoch = b.u64()?;
+                let members = b.names()?;
+                if members.len() > MAX_NAMES {
+                    return Err(bad("announcement for a keyed secure view: too many names"));
+                }
+                let descriptor = b.take(b.remaining())?.to_vec();
+                Body::AnnounceFor {
+                    descriptor,
+                    last_epoch,
+                    members,
                 }
             }
             2 | 4 if !raw_body.is_empty() => {

@@ -979,13 +979,14 @@ impl SecureLayer {
             );
         }
         self.drain(&group)?;
-        // The fast path kept the secure view without announcements: a reloaded policy
-        // then takes effect by a switch, where everyone announces again.
+        // The fast path kept the secure view without announcements, or the keyed secure
+        // view's oldest member announces for this one: a reloaded policy then takes
+        // effect by a switch, where everyone announces itself again.
         let switch = self.groups.get(&group).is_some_and(|g| {
             g.pending.is_some()
                 && g.sv
                     .as_ref()
-                    .is_some_and(|sv| !sv.collecting() && !sv.is_out())
+                    .is_some_and(|sv| sv.spoken_for() && !sv.is_out())
         });
         if switch {
             self.send_control(&group, Body::Switch)?;
@@ -1011,6 +1012,19 @@ impl SecureLayer {
                     let body = Body::Announce {
                         descriptor: g.descriptor.clone(),
                         last_epoch: g.last_epoch,
+                    };
+                    self.send_control(group, body)?;
+                }
+                Output::AnnounceFor(members) => {
+                    // For members of the keyed secure view: the modules they keyed
+                    // with (a reloaded policy waits for the switch that follows).
+                    let Some(g) = self.groups.get(group) else {
+                        break;
+                    };
+                    let body = Body::AnnounceFor {
+                        descriptor: g.descriptor.clone(),
+                        last_epoch: g.last_epoch,
+                        members,
                     };
                     self.send_control(group, body)?;
                 }
@@ -1652,6 +1666,8 @@ impl SecureLayer {
             round: control.round,
         };
         let descriptor = g.descriptor.clone();
+        let last = g.last_epoch;
+        let mut switch = false;
         let Some(sv) = g.sv.as_mut() else {
             return Ok(());
         };
@@ -1666,6 +1682,26 @@ impl SecureLayer {
                 g.announced.insert(sender.into(), theirs);
                 r
             }
+            Body::AnnounceFor {
+                descriptor: theirs,
+                last_epoch,
+                members,
+            } => {
+                let same = theirs == descriptor;
+                let r = sv.on_announce_for(sender, control.stage, same, last_epoch, &members, now);
+                // What it said of this member stands for everyone: if this member's
+                // modules or last epoch differ (it moved through views the sender did
+                // not see, or the announcement is forged), a switch has everyone
+                // announce itself; it goes out before this member's part in any
+                // agreement, so no key comes of what was said.
+                switch = r.as_ref().is_ok_and(|mine| *mine) && (!same || last_epoch != last);
+                if !same {
+                    for m in members {
+                        g.announced.insert(m, theirs.clone());
+                    }
+                }
+                r.map(|_| ())
+            }
             Body::Switch => sv.on_switch(sender, control.stage, now),
             Body::Cut(keep) => sv.on_cut(sender, id, &keep, now),
             Body::Alive => sv.on_alive(sender, id),
@@ -1673,8 +1709,17 @@ impl SecureLayer {
         if let Err(e) = result {
             self.security_error(group, Some(sender), &e);
         }
+        if switch {
+            tracing::info!(
+                group,
+                sender,
+                "announced for with another last epoch or modules than this member's: asking for a switch"
+            );
+            self.send_control(group, Body::Switch)?;
+        }
         Ok(())
     }
+
     /// A policy published into `group` by `sender` (see [`crate::secure::publish`]).
     fn on_policy(&mut self, group: &str, sender: &str, body: &[u8]) -> Result<(), CoreError> {
         let (admin, result) = self.check_policy(group, sender, body);
@@ -1904,6 +1949,7 @@ fn parse_agreement(body: &[u8]) -> Option<(AgreementId, &[u8])> {
 mod tests {
     use super::*;
     use crate::settings::FixedPolicy;
+    use std::{collections::BTreeSet, time::Duration};
 
     const GROUP: &str = "g";
 
@@ -1996,6 +2042,482 @@ mod tests {
             .iter()
             .map(|s| (s.to_string(), ErrorCode::OUT_OF_STEP.to_string()))
             .collect()
+    }
+
+    /// Secure layers of several members over an in-memory engine that delivers every
+    /// send in one order, as the daemon's sequencer does; members named in `stopped`
+    /// neither send nor receive (a stopped process).
+    struct Lab {
+        layers: BTreeMap<String, SecureLayer>,
+        identities: BTreeMap<String, Identity>,
+        trust: MapTrustStore,
+        registry: Arc<Registry>,
+        /// Each member's last view.
+        seen: BTreeMap<String, Vec<String>>,
+        view: ViewId,
+        members: Vec<String>,
+        queue: VecDeque<(String, Delivery, Bytes)>,
+        /// The control messages multicast since the last view, in order.
+        controls: Vec<Control>,
+        stopped: BTreeSet<String>,
+        now: Instant,
+    }
+
+    impl Lab {
+        fn new() -> Self {
+            conclave_builtins::link();
+            Self {
+                layers: BTreeMap::new(),
+                identities: BTreeMap::new(),
+                trust: MapTrustStore::default(),
+                registry: Arc::new(Registry::with_builtins().unwrap()),
+                seen: BTreeMap::new(),
+                view: ViewId {
+                    origin: 1,
+                    counter: 0,
+                },
+                members: Vec::new(),
+                queue: VecDeque::new(),
+                controls: Vec::new(),
+                stopped: BTreeSet::new(),
+                now: Instant::now(),
+            }
+        }
+
+        fn provider(&self) -> Provider {
+            self.registry
+                .new_provider("rustcrypto", Default::default())
+                .unwrap()
+        }
+
+        /// A trusted member that joined `g` and has no view yet.
+        fn add(&mut self, name: &str) {
+            let id = Identity::generate(&self.provider(), name, "ed25519").unwrap();
+            self.trust.insert(name, "ed25519", id.public_key());
+            self.identities.insert(name.into(), id.clone());
+            let mut layer = SecureLayer::new(
+                id,
+                self.registry.clone(),
+                Arc::new(FixedPolicy(GroupSettings::default())),
+                self.trust.clone(),
+                self.now,
+            );
+            layer.join(GROUP, self.now).unwrap();
+            while layer.poll_op().is_some() {}
+            self.layers.insert(name.into(), layer);
+        }
+
+        /// Installs a view of `members` (oldest first) at each of them, then runs until
+        /// nothing is left to send.
+        fn view(&mut self, members: &[&str]) {
+            self.view_with(members, |_| Vec::new());
+        }
+
+        /// [`view`](Self::view), with raw payloads (and their engine senders) that
+        /// `forged` makes for the new view id delivered before anything the members
+        /// send in it.
+        fn view_with(
+            &mut self,
+            members: &[&str],
+            forged: impl FnOnce(ViewId) -> Vec<(&'static str, Vec<u8>)>,
+        ) {
+            self.queue.clear();
+            self.controls.clear();
+            self.view.counter += 1;
+            self.members = members.iter().map(|m| m.to_string()).collect();
+            let name = |m: &str| MemberName::new(m).unwrap();
+            for m in members {
+                let before = self.seen.insert(m.to_string(), self.members.clone());
+                let before = before.unwrap_or_default();
+                let view = View {
+                    group: GroupName::new(GROUP).unwrap(),
+                    id: self.view,
+                    members: members.iter().map(|x| name(x)).collect(),
+                    joined: members
+                        .iter()
+                        .filter(|x| !before.iter().any(|b| b == *x))
+                        .map(|x| name(x))
+                        .collect(),
+                    left: before
+                        .iter()
+                        .filter(|b| !members.contains(&b.as_str()))
+                        .map(|b| name(b))
+                        .collect(),
+                    cause: Cause::Join,
+                };
+                if !self.stopped.contains(*m) {
+                    let now = self.now;
+                    self.layers
+                        .get_mut(*m)
+                        .unwrap()
+                        .handle_event(Event::View(view), now)
+                        .unwrap();
+                }
+            }
+            for (sender, payload) in forged(self.view) {
+                let delivery = Delivery::Multicast(Service::Agreed);
+                self.queue
+                    .push_back((sender.into(), delivery, payload.into()));
+            }
+            self.run();
+        }
+
+        /// Delivers what the members send, in one order, until nothing is left.
+        fn run(&mut self) {
+            loop {
+                for (name, layer) in &mut self.layers {
+                    while let Some(op) = layer.poll_op() {
+                        if let EngineOp::Send {
+                            delivery, payload, ..
+                        } = op
+                            && !self.stopped.contains(name)
+                        {
+                            if payload[0] == tag::CONTROL {
+                                self.controls.push(Control::parse(&payload[1..]).unwrap().0);
+                            }
+                            self.queue.push_back((name.clone(), delivery, payload));
+                        }
+                    }
+                }
+                let Some((sender, delivery, payload)) = self.queue.pop_front() else {
+                    return;
+                };
+                self.deliver(&sender, delivery, payload);
+            }
+        }
+
+        /// Delivers one message from `sender`, as sent, to its receivers in the view.
+        fn deliver(&mut self, sender: &str, delivery: Delivery, payload: Bytes) {
+            let (to, unicast, service) = match &delivery {
+                Delivery::Multicast(service) => (self.members.clone(), false, *service),
+                Delivery::Unicast(to) => (vec![to.as_str().to_string()], true, Service::Fifo),
+            };
+            for m in to.iter().filter(|m| !self.stopped.contains(*m)) {
+                let event = Event::Message {
+                    group: GroupName::new(GROUP).unwrap(),
+                    sender: MemberName::new(sender).unwrap(),
+                    service,
+                    view_id: self.view,
+                    unicast,
+                    payload: payload.clone(),
+                };
+                let now = self.now;
+                self.layers
+                    .get_mut(m)
+                    .unwrap()
+                    .handle_event(event, now)
+                    .unwrap();
+            }
+        }
+
+        /// Time passes for every member, then what they send is delivered.
+        fn advance(&mut self, by: Duration) {
+            self.now += by;
+            let now = self.now;
+            for (name, layer) in &mut self.layers {
+                if !self.stopped.contains(name) {
+                    layer.handle_timeout(now).unwrap();
+                }
+            }
+            self.run();
+        }
+
+        /// The events each member reported since the last call.
+        fn events(&mut self) -> BTreeMap<String, Vec<SessionEvent>> {
+            self.layers
+                .iter_mut()
+                .map(|(name, layer)| {
+                    (
+                        name.clone(),
+                        std::iter::from_fn(|| layer.poll_event()).collect(),
+                    )
+                })
+                .collect()
+        }
+
+        /// The last key each member reported since the last call: (epoch, fingerprint,
+        /// members); the other events are dropped.
+        fn keys(&mut self) -> BTreeMap<String, (u64, String, Vec<String>)> {
+            keys_in(&self.events())
+        }
+
+        /// Who sent which control messages since the last view, in order.
+        fn said(&self) -> Vec<(String, &'static str)> {
+            self.controls
+                .iter()
+                .map(|c| (c.sender.clone(), c.body.name()))
+                .collect()
+        }
+    }
+
+    /// The last key in each member's events: (epoch, fingerprint, members).
+    fn keys_in(
+        events: &BTreeMap<String, Vec<SessionEvent>>,
+    ) -> BTreeMap<String, (u64, String, Vec<String>)> {
+        let mut out = BTreeMap::new();
+        for (name, events) in events {
+            for e in events {
+                if let SessionEvent::KeyEstablished(k) = e {
+                    out.insert(
+                        name.clone(),
+                        (k.epoch, k.fingerprint.clone(), k.members.clone()),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Asserts that exactly `members` report one key since the last call, the same
+    /// key, of exactly those members, one epoch past `after`; returns its epoch.
+    fn same_key(lab: &mut Lab, members: &[&str], after: u64) -> u64 {
+        same_key_in(lab.keys(), members, after)
+    }
+
+    fn same_key_in(
+        keys: BTreeMap<String, (u64, String, Vec<String>)>,
+        members: &[&str],
+        after: u64,
+    ) -> u64 {
+        let names: Vec<&str> = keys.keys().map(String::as_str).collect();
+        assert_eq!(names, members, "who reported a key");
+        let first = keys.values().next().unwrap();
+        for (who, key) in &keys {
+            assert_eq!(key, first, "{who}'s key");
+        }
+        assert_eq!(first.2, members);
+        assert_eq!(first.0, after + 1);
+        first.0
+    }
+
+    fn announce(who: &str) -> (String, &'static str) {
+        (who.into(), "announcement")
+    }
+
+    fn announce_for(who: &str) -> (String, &'static str) {
+        (who.into(), "announcement for a keyed secure view")
+    }
+
+    #[test]
+    fn a_join_or_merge_costs_one_announcement_per_keyed_secure_view_and_per_joiner() {
+        let mut lab = Lab::new();
+        for m in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+            lab.add(m);
+        }
+        // A group starts with one member; then two join, who held no key: everyone
+        // announces itself.
+        lab.view(&["alice"]);
+        assert_eq!(lab.said(), [announce("alice")]);
+        let epoch = same_key(&mut lab, &["alice"], 0);
+        lab.view(&["alice", "bob", "carol"]);
+        assert_eq!(
+            lab.said(),
+            [announce("alice"), announce("bob"), announce("carol")]
+        );
+        let epoch = same_key(&mut lab, &["alice", "bob", "carol"], epoch);
+        // dave joins: alice announces for the keyed secure view, dave for himself.
+        lab.view(&["alice", "bob", "carol", "dave"]);
+        assert_eq!(lab.said(), [announce_for("alice"), announce("dave")]);
+        let epoch = same_key(&mut lab, &["alice", "bob", "carol", "dave"], epoch);
+        // Another component keys on its own, at a lower epoch; then the two merge: one
+        // announcement for each keyed secure view, and the merged key counts on from
+        // the higher epoch.
+        lab.view(&["erin"]);
+        let other = same_key(&mut lab, &["erin"], 0);
+        lab.view(&["erin", "frank"]);
+        assert_eq!(lab.said(), [announce("erin"), announce("frank")]);
+        same_key(&mut lab, &["erin", "frank"], other);
+        lab.view(&["alice", "bob", "carol", "dave", "erin", "frank"]);
+        assert_eq!(lab.said(), [announce_for("alice"), announce_for("erin")]);
+        same_key(
+            &mut lab,
+            &["alice", "bob", "carol", "dave", "erin", "frank"],
+            epoch,
+        );
+    }
+
+    /// alice, bob and carol keyed together (alice alone first), and their epoch.
+    fn keyed_three() -> (Lab, u64) {
+        let mut lab = Lab::new();
+        for m in ["alice", "bob", "carol", "dave"] {
+            lab.add(m);
+        }
+        lab.view(&["alice"]);
+        let epoch = same_key(&mut lab, &["alice"], 0);
+        lab.view(&["alice", "bob", "carol"]);
+        let epoch = same_key(&mut lab, &["alice", "bob", "carol"], epoch);
+        (lab, epoch)
+    }
+
+    #[test]
+    fn members_whose_oldest_is_stopped_announce_themselves_and_key_at_the_timeout() {
+        let (mut lab, epoch) = keyed_three();
+        // alice, who would announce for bob and carol, stops as dave joins.
+        lab.stopped.insert("alice".into());
+        lab.view(&["alice", "bob", "carol", "dave"]);
+        assert_eq!(lab.said(), [announce("dave")]);
+        assert!(lab.keys().is_empty());
+        // Half-way to the timeout bob and carol announce themselves (dave says he is
+        // alive); at the timeout the first cut leaves alice out, and the others key.
+        let timeout = GroupSettings::default().agreement_timeout;
+        lab.advance(timeout / 2);
+        let said = lab.said();
+        assert_eq!(said[1..3], [announce_for("bob"), announce_for("carol")]);
+        assert!(lab.keys().is_empty());
+        lab.advance(timeout / 2);
+        same_key(&mut lab, &["bob", "carol", "dave"], epoch);
+    }
+
+    /// A raw announcement from "dave" for `members`, with the default modules and
+    /// `last_epoch`; with a signature by a fresh key if `signed` (announcements carry
+    /// none).
+    fn announce_for_frame(
+        lab: &Lab,
+        view: ViewId,
+        stage: u32,
+        members: &[&str],
+        last_epoch: u64,
+        signed: bool,
+    ) -> Vec<u8> {
+        let control = Control {
+            group: GROUP.into(),
+            view_id: view.to_bytes().to_vec(),
+            stage,
+            round: 0,
+            sender: "dave".into(),
+            body: Body::AnnounceFor {
+                descriptor: GroupSettings::default().descriptor(&lab.registry),
+                last_epoch,
+                members: members.iter().map(|m| m.to_string()).collect(),
+            },
+        };
+        let provider = lab.provider();
+        let key = provider.generate_signing_key("ed25519").unwrap();
+        let signer = provider.signer("ed25519", key.expose()).unwrap();
+        let mut sealed = control.seal(&signer).unwrap();
+        if signed {
+            // The empty signature's length, then a signature of the signed part.
+            sealed.truncate(sealed.len() - 2);
+            let signature = signer.sign(&sealed).unwrap();
+            sealed.extend_from_slice(&u16::try_from(signature.len()).unwrap().to_be_bytes());
+            sealed.extend_from_slice(&signature);
+        }
+        [&[tag::CONTROL][..], &sealed].concat()
+    }
+
+    /// The security errors in each member's events, as (sender, code).
+    fn refusals_in(
+        events: &BTreeMap<String, Vec<SessionEvent>>,
+    ) -> BTreeMap<String, Vec<(Option<String>, String)>> {
+        events
+            .iter()
+            .map(|(who, events)| {
+                let refusals = events
+                    .iter()
+                    .filter_map(|e| match e {
+                        SessionEvent::SecurityError { sender, error, .. } => {
+                            Some((sender.clone(), error.code.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                (who.clone(), refusals)
+            })
+            .collect()
+    }
+
+    fn from_dave(code: ErrorCode) -> (Option<String>, String) {
+        (Some("dave".to_string()), code.to_string())
+    }
+
+    #[test]
+    fn malformed_announcements_for_a_keyed_secure_view_change_nothing() {
+        let (mut lab, epoch) = keyed_three();
+        // Raw frames on dave's connection (he joins; his key is trusted), delivered
+        // before any member's own announcement.
+        let frames = |lab: &Lab, view| {
+            let frame = |stage, members: &[&str], signed| {
+                announce_for_frame(lab, view, stage, members, 1 << 40, signed)
+            };
+            vec![
+                // With a signature, where none belongs.
+                ("dave", frame(0, &["dave"], true)),
+                // For members of the keyed view, its sender not the first of them.
+                ("dave", frame(0, &["alice", "bob", "carol", "dave"], false)),
+                // Out of view order; with a name outside the view.
+                ("dave", frame(0, &["dave", "alice"], false)),
+                ("dave", frame(0, &["dave", "zed"], false)),
+                // For a stage that has not begun.
+                ("dave", frame(1, &["dave"], false)),
+            ]
+        };
+        let frames = frames(
+            &lab,
+            ViewId {
+                counter: lab.view.counter + 1,
+                ..lab.view
+            },
+        );
+        lab.view_with(&["alice", "bob", "carol", "dave"], |_| frames);
+        // Nothing waited for the timeout, nothing asked for a switch: everyone keyed
+        // on the genuine announcements, at the epoch after the keyed view's (not the
+        // frames' one), each reporting each kind of refusal once.
+        assert_eq!(lab.said(), [announce_for("alice"), announce("dave")]);
+        let events = lab.events();
+        same_key_in(keys_in(&events), &["alice", "bob", "carol", "dave"], epoch);
+        for (who, refusals) in refusals_in(&events) {
+            assert_eq!(
+                refusals,
+                [
+                    from_dave(ErrorCode::BAD_SIGNATURE),
+                    from_dave(ErrorCode::BAD_MESSAGE),
+                    from_dave(ErrorCode::OUT_OF_STEP),
+                ],
+                "{who}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_announcement_that_misstates_a_member_makes_it_ask_for_a_switch() {
+        let (mut lab, epoch) = keyed_three();
+        // Before anyone else's announcement, one on dave's connection says dave's last
+        // epoch is 2^40 (a forger on his name; or a member that saw other views than
+        // dave). It stands for everyone, so dave asks for a switch, and everyone
+        // announces itself again: one more round, and the epoch does not move.
+        let forged = announce_for_frame(
+            &lab,
+            ViewId {
+                counter: lab.view.counter + 1,
+                ..lab.view
+            },
+            0,
+            &["dave"],
+            1 << 40,
+            false,
+        );
+        lab.view_with(&["alice", "bob", "carol", "dave"], |_| {
+            vec![("dave", forged)]
+        });
+        let said = lab.said();
+        assert_eq!(
+            said[..3],
+            [
+                announce_for("alice"),
+                announce("dave"),
+                ("dave".to_string(), "switch")
+            ]
+        );
+        let again: BTreeSet<_> = said[3..].iter().cloned().collect();
+        let all = ["alice", "bob", "carol", "dave"];
+        assert_eq!(again, all.iter().map(|m| announce(m)).collect());
+        let events = lab.events();
+        same_key_in(keys_in(&events), &all, epoch);
+        // Nothing in it was malformed (dave's own announcement came after the stage
+        // closed, moot): no refusal.
+        for (who, refusals) in refusals_in(&events) {
+            assert!(refusals.is_empty(), "{who}: {refusals:?}");
+        }
     }
 
     #[test]

@@ -10,10 +10,18 @@
 //!
 //! * **A view starts stage 0, round 0.** Members that this member's policy refuses
 //!   outright (no trusted key, not in the rule's `members`) are excluded at once. Every
-//!   other member is *expected* to announce its modules (a signed announcement).
-//! * **Collecting.** Each announcement classifies its sender: *admitted* (same modules as
-//!   this member) or *other modules*. When every expected member has announced, the
-//!   round closes: the secure view is the admitted members, in view order, and the key
+//!   other member is *expected* to announce its modules.
+//! * **Announcing for a keyed secure view.** At a view's first stage, the members of a
+//!   secure view that held a key when the view came and moved on together (in its
+//!   secure view and in the new view, not among its joiners) announce once for all of
+//!   them: the oldest of them in view order sends one signed announcement that names
+//!   them (they ran the same modules and hold the same last epoch). Everyone else
+//!   (joiners, members left out before) announces for itself. A join thus costs two
+//!   announcements, not one per member.
+//! * **Collecting.** Each announcement classifies the members it speaks for: *admitted*
+//!   (same modules as this member) or *other modules*; the first word on a member in
+//!   the order stands. When every expected member has been announced, the round
+//!   closes: the secure view is the admitted members, in view order, and the key
 //!   agreement starts among them.
 //! * **Timeout.** If a round has no key half-way to the agreement timeout, each of its
 //!   candidates (admitted announcers while collecting, the secure view while agreeing)
@@ -94,6 +102,9 @@ pub enum Output {
         /// The stage began with a switch (not with a view).
         switched: bool,
     },
+    /// Announce this member's modules and last epoch (no reloaded policy applied) for
+    /// these members of its keyed secure view, in view order, this member first.
+    AnnounceFor(Vec<String>),
     /// Multicast a liveness message for the current round.
     Alive,
     /// Multicast a cut for the current round keeping exactly these members.
@@ -136,10 +147,13 @@ enum Phase {
         /// How many of `expected` have not announced yet (the stage closes at 0,
         /// without a scan per announcement).
         waiting: usize,
-        /// Announcers of this stage with this member's modules (and the last epoch
-        /// each announced), and with others.
+        /// Members announced in this stage with this member's modules (and the last
+        /// epoch announced for each), and with others.
         admitted: BTreeMap<String, u64>,
         other: BTreeSet<String>,
+        /// The members whose announcement (of themselves, or for a keyed secure view)
+        /// was taken in this stage.
+        spoke: BTreeSet<String>,
     },
     /// The secure view is set; the key agreement runs.
     Agreeing { secure: Vec<String> },
@@ -175,7 +189,23 @@ pub struct SecureView {
     stage_keyed: bool,
     /// The highest epoch announced by each member admitted in this stage.
     announced: BTreeMap<String, u64>,
+    /// This stage's announcement of this member is one for its keyed secure view (by
+    /// it or by another member of it): a reloaded policy is not applied in it.
+    spoken_for: bool,
+    /// This member announced itself, its keyed secure view's oldest member having not
+    /// announced for it half-way to the timeout.
+    sent_self: bool,
     out: VecDeque<Output>,
+}
+
+/// Who announces this member in a stage.
+enum Speaker {
+    /// This member, for itself.
+    Itself,
+    /// This member, for these members of its keyed secure view (itself first).
+    For(Vec<String>),
+    /// The oldest member of its keyed secure view, which is not this member.
+    Another,
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>) -> PluginError {
@@ -203,6 +233,8 @@ impl SecureView {
             rejoined: false,
             stage_keyed: false,
             announced: BTreeMap::new(),
+            spoken_for: false,
+            sent_self: false,
             out: VecDeque::new(),
         }
     }
@@ -313,6 +345,21 @@ impl SecureView {
             }
             _ => None,
         };
+        // The members that held this member's key and moved on with it: the oldest
+        // announces for them all. Not filtered by this member's refusals, so that each
+        // of them names the same set (a receiver skips those it refuses).
+        let keyed_with: Option<Vec<String>> = match &self.phase {
+            Phase::Keyed { secure } if secure.contains(&self.me) && !joined.contains(&self.me) => {
+                Some(
+                    members
+                        .iter()
+                        .filter(|m| secure.contains(m) && !joined.contains(m))
+                        .cloned()
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
         self.view_id = view_id.to_vec();
         self.members = members.to_vec();
         self.in_view = members.iter().cloned().collect();
@@ -332,10 +379,23 @@ impl SecureView {
             // The stage's keys continue the old view's: count on from the last epoch.
             self.stage_keyed = true;
             self.announced.clear();
+            self.spoken_for = true;
             self.set_secure(secure, now);
             return;
         }
-        self.collect(now, false);
+        let speaker = match keyed_with {
+            Some(k) if k.len() > 1 && k[0] == self.me => Speaker::For(k),
+            Some(k) if k.len() > 1 => Speaker::Another,
+            _ => Speaker::Itself,
+        };
+        self.collect(now, speaker);
+    }
+
+    /// Whether this stage's announcement of this member is one for its keyed secure
+    /// view, or the fast path kept the secure view: either way no reloaded policy was
+    /// applied, and one takes effect by a switch.
+    pub fn spoken_for(&self) -> bool {
+        self.spoken_for
     }
 
     /// Whether the current stage is still collecting announcements.
@@ -344,7 +404,7 @@ impl SecureView {
     }
 
     /// Starts collecting the current stage's announcements.
-    fn collect(&mut self, now: Instant, switched: bool) {
+    fn collect(&mut self, now: Instant, speaker: Speaker) {
         let expected: BTreeSet<String> = self
             .members
             .iter()
@@ -354,6 +414,8 @@ impl SecureView {
         self.start_round(now);
         self.stage_keyed = false;
         self.announced.clear();
+        self.spoken_for = false;
+        self.sent_self = false;
         if self.excluded.contains_key(&self.me) {
             // This member's own policy refuses it: it takes no part.
             let reason = self.excluded[&self.me];
@@ -366,8 +428,18 @@ impl SecureView {
             expected,
             admitted: BTreeMap::new(),
             other: BTreeSet::new(),
+            spoke: BTreeSet::new(),
         };
-        self.out.push_back(Output::Announce { switched });
+        match speaker {
+            Speaker::Itself => self.out.push_back(Output::Announce {
+                switched: self.stage > 0,
+            }),
+            Speaker::For(members) => {
+                self.spoken_for = true;
+                self.out.push_back(Output::AnnounceFor(members));
+            }
+            Speaker::Another => self.spoken_for = true,
+        }
     }
 
     fn check_stage(&self, sender: &str, stage: u32, what: &str) -> Result<bool, PluginError> {
@@ -429,37 +501,129 @@ impl SecureView {
         if !self.check_stage(sender, stage, "announcement")? {
             return Ok(()); // of an earlier stage: moot
         }
-        let Phase::Collecting {
-            expected,
-            waiting,
-            admitted,
-            other,
-        } = &mut self.phase
-        else {
-            return Ok(()); // the stage's secure view is already set: too late
+        if !self.spoke(sender, stage)? {
+            return Ok(());
+        }
+        self.classify(sender, same_modules, last_epoch);
+        self.alive.insert(sender.into());
+        self.try_close(now);
+        Ok(())
+    }
+
+    /// Takes `sender`'s announcement of this stage (of itself or for others): `Ok(false)`
+    /// if the stage's secure view is already set, an error if `sender` spoke already.
+    fn spoke(&mut self, sender: &str, stage: u32) -> Result<bool, PluginError> {
+        let Phase::Collecting { spoke, .. } = &mut self.phase else {
+            return Ok(false); // the stage's secure view is already set: too late
         };
-        if admitted.contains_key(sender) || other.contains(sender) {
+        if !spoke.insert(sender.into()) {
             return Err(refuse(
                 ErrorCode::REPLAYED_MESSAGE,
                 format!("a second announcement from {sender} in stage {stage}"),
             ));
         }
-        if expected.contains(sender) {
+        Ok(true)
+    }
+
+    /// Classifies `member` by an announcement of it, unless one came first: whether
+    /// it did.
+    fn classify(&mut self, member: &str, same_modules: bool, last_epoch: u64) -> bool {
+        let Phase::Collecting {
+            expected,
+            waiting,
+            admitted,
+            other,
+            ..
+        } = &mut self.phase
+        else {
+            return false;
+        };
+        if admitted.contains_key(member) || other.contains(member) {
+            return false; // announced for already (by its keyed secure view's oldest)
+        }
+        if expected.contains(member) {
             *waiting -= 1;
         }
         if same_modules {
-            admitted.insert(sender.into(), last_epoch);
-            self.announced.insert(sender.into(), last_epoch);
-            if self.excluded.get(sender) == Some(&Exclusion::Silent) {
-                self.excluded.remove(sender);
+            admitted.insert(member.into(), last_epoch);
+            self.announced.insert(member.into(), last_epoch);
+            if self.excluded.get(member) == Some(&Exclusion::Silent) {
+                self.excluded.remove(member);
             }
         } else {
-            other.insert(sender.into());
-            self.exclude(sender, Exclusion::OtherModules);
+            other.insert(member.into());
+            self.exclude(member, Exclusion::OtherModules);
+        }
+        true
+    }
+
+    /// An authenticated announcement from `sender`, for stage `stage`, for `members` of
+    /// its keyed secure view (itself among them): with this member's modules if
+    /// `same_modules`, and `last_epoch` their latest key epoch. Members this member
+    /// refuses outright are passed over, as their own announcements would be; a member
+    /// announced already keeps what was said first. `Ok(true)` if it classified this
+    /// member: what it said of this member's modules and epoch then stands for
+    /// everyone, and the shell checks it (a member that moved through other views
+    /// than the sender's has another last epoch, and asks for a switch).
+    pub fn on_announce_for(
+        &mut self,
+        sender: &str,
+        stage: u32,
+        same_modules: bool,
+        last_epoch: u64,
+        members: &[String],
+        now: Instant,
+    ) -> Result<bool, PluginError> {
+        self.static_refusal(sender, "announcement for a keyed secure view")?;
+        if !self.check_stage(sender, stage, "announcement for a keyed secure view")? {
+            return Ok(false); // of an earlier stage: moot
+        }
+        if stage != 0 {
+            return Err(refuse(
+                ErrorCode::BAD_MESSAGE,
+                format!(
+                    "announcement from {sender} for a keyed secure view in stage {stage}: after a switch every member announces itself"
+                ),
+            ));
+        }
+        // The members, in view order, each once, the sender first.
+        let mut at = 0;
+        for m in members {
+            match self.members[at..].iter().position(|x| x == m) {
+                Some(i) => at += i + 1,
+                None => {
+                    return Err(refuse(
+                        ErrorCode::BAD_MESSAGE,
+                        format!(
+                            "announcement from {sender} for [{}]: not members of the view in view order, each once",
+                            members.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if members.first().map(String::as_str) != Some(sender) {
+            return Err(refuse(
+                ErrorCode::BAD_MESSAGE,
+                format!(
+                    "announcement from {sender} for [{}]: its sender is not the first of them",
+                    members.join(", ")
+                ),
+            ));
+        }
+        if !self.spoke(sender, stage)? {
+            return Ok(false);
+        }
+        let mut classified_me = false;
+        for m in members {
+            let refused = self.excluded.get(m).is_some_and(|why| why.is_static());
+            if !refused && self.classify(m, same_modules, last_epoch) {
+                classified_me |= *m == self.me;
+            }
         }
         self.alive.insert(sender.into());
         self.try_close(now);
-        Ok(())
+        Ok(classified_me)
     }
 
     fn try_close(&mut self, now: Instant) {
@@ -550,7 +714,7 @@ impl SecureView {
         if sender == self.me {
             self.excluded.remove(&self.me);
         }
-        self.collect(now, true);
+        self.collect(now, Speaker::Itself);
         Ok(())
     }
 
@@ -643,8 +807,27 @@ impl SecureView {
         }
     }
 
+    /// Whether this member waits half-way to the timeout for the announcement that its
+    /// keyed secure view's oldest member makes for it, before it makes its own.
+    fn awaits_word(&self) -> bool {
+        match &self.phase {
+            Phase::Collecting {
+                admitted, other, ..
+            } => {
+                self.spoken_for
+                    && !self.sent_self
+                    && !admitted.contains_key(&self.me)
+                    && !other.contains(&self.me)
+            }
+            _ => false,
+        }
+    }
+
     /// When [`on_timeout`](Self::on_timeout) next has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.awaits_word() {
+            return Some(self.round_start + self.timeout / 2);
+        }
         if !self.is_candidate(&self.me) {
             return None;
         }
@@ -664,6 +847,15 @@ impl SecureView {
             return;
         };
         if now < at {
+            return;
+        }
+        if self.awaits_word() {
+            // The keyed secure view's oldest member has not announced for this one
+            // (stopped, slow): it speaks for itself, and so takes part in the round's
+            // timeout like anyone who announced.
+            self.sent_self = true;
+            self.out
+                .push_back(Output::AnnounceFor(vec![self.me.clone()]));
             return;
         }
         if !self.sent_alive {
