@@ -56,14 +56,17 @@ pub enum Body {
         /// The sender's last key epoch in the group (0 before its first).
         last_epoch: u64,
     },
-    /// "These members (I among them) held a key together when this view came, and take
-    /// part in this stage with these modules; our last key was of this epoch." Sent by
-    /// the oldest of them in view order, for all of them, at a view's first stage.
+    /// "These members (I among them) held a key together when this view came, moving
+    /// from this engine view, and take part in this stage with these modules; our last
+    /// key was of this epoch." Sent by the oldest of them in view order, for all of
+    /// them, at a view's first stage.
     AnnounceFor {
         /// The group descriptor they share.
         descriptor: Vec<u8>,
         /// Their last key epoch in the group.
         last_epoch: u64,
+        /// The engine view they moved from (its id's encoding).
+        from_view: Vec<u8>,
         /// The members, in view order, the sender among them.
         members: Vec<String>,
     },
@@ -139,10 +142,14 @@ impl Control {
             Body::AnnounceFor {
                 descriptor,
                 last_epoch,
+                from_view,
                 members,
             } => {
                 let mut b = Writer::new();
-                b.u64(*last_epoch).names(members)?.raw(descriptor);
+                b.u64(*last_epoch)
+                    .bytes16(from_view)?
+                    .names(members)?
+                    .raw(descriptor);
                 b.finish()
             }
             Body::Switch | Body::Alive => Vec::new(),
@@ -212,6 +219,7 @@ impl Control {
             5 => {
                 let mut b = Reader::new(raw_body, "announcement for a keyed secure view");
                 let last_epoch = b.u64()?;
+                let from_view = b.bytes16()?.to_vec();
                 let members = b.names()?;
                 if members.len() > MAX_NAMES {
                     return Err(bad("announcement for a keyed secure view: too many names"));
@@ -220,6 +228,7 @@ impl Control {
                 Body::AnnounceFor {
                     descriptor,
                     last_epoch,
+                    from_view,
                     members,
                 }
             }

@@ -1024,6 +1024,7 @@ impl SecureLayer {
                     let body = Body::AnnounceFor {
                         descriptor: g.descriptor.clone(),
                         last_epoch: g.last_epoch,
+                        from_view: view_bytes(g.previous_view),
                         members,
                     };
                     self.send_control(group, body)?;
@@ -1031,6 +1032,13 @@ impl SecureLayer {
                 Output::Alive => self.send_control(group, Body::Alive)?,
                 Output::Cut(keep) => self.send_control(group, Body::Cut(keep))?,
                 Output::Rejoin => self.send_control(group, Body::Switch)?,
+                Output::Diverged => {
+                    tracing::info!(
+                        group,
+                        "a member of the secure view kept without announcements announced: asking for a switch"
+                    );
+                    self.send_control(group, Body::Switch)?;
+                }
                 Output::Start { id, members, base } => {
                     self.start_agreement(group, id, members, base)?;
                 }
@@ -1667,6 +1675,7 @@ impl SecureLayer {
         };
         let descriptor = g.descriptor.clone();
         let last = g.last_epoch;
+        let previous = view_bytes(g.previous_view);
         let mut switch = false;
         let Some(sv) = g.sv.as_mut() else {
             return Ok(());
@@ -1685,16 +1694,18 @@ impl SecureLayer {
             Body::AnnounceFor {
                 descriptor: theirs,
                 last_epoch,
+                from_view,
                 members,
             } => {
                 let same = theirs == descriptor;
                 let r = sv.on_announce_for(sender, control.stage, same, last_epoch, &members, now);
                 // What it said of this member stands for everyone: if this member's
-                // modules or last epoch differ (it moved through views the sender did
-                // not see, or the announcement is forged), a switch has everyone
-                // announce itself; it goes out before this member's part in any
-                // agreement, so no key comes of what was said.
-                switch = r.as_ref().is_ok_and(|mine| *mine) && (!same || last_epoch != last);
+                // modules, last epoch or previous view differ (it moved through views
+                // the sender did not see, or the announcement is forged), a switch has
+                // everyone announce itself; it goes out before this member's part in
+                // any agreement, so no key comes of what was said.
+                switch = r.as_ref().is_ok_and(|mine| *mine)
+                    && (!same || last_epoch != last || from_view != previous);
                 if !same {
                     for m in members {
                         g.announced.insert(m, theirs.clone());
@@ -1936,6 +1947,11 @@ fn fingerprint(provider: &Provider, key: &SecretBytes) -> Result<String, CoreErr
         .hash("sha256", &[b"conclave/key-fingerprint/v1\0", key.expose()])
         .map_err(crypto("fingerprinting a key"))?;
     Ok(hex::encode(&digest[..8.min(digest.len())]))
+}
+
+/// A view id's encoding, empty for none.
+fn view_bytes(view: Option<ViewId>) -> Vec<u8> {
+    view.map(|v| v.to_bytes().to_vec()).unwrap_or_default()
 }
 
 /// The agreement id and the plugin's message of a key-agreement payload.
@@ -2388,6 +2404,8 @@ mod tests {
             body: Body::AnnounceFor {
                 descriptor: GroupSettings::default().descriptor(&lab.registry),
                 last_epoch,
+                // dave's previous view: none.
+                from_view: Vec::new(),
                 members: members.iter().map(|m| m.to_string()).collect(),
             },
         };
@@ -2518,6 +2536,36 @@ mod tests {
         for (who, refusals) in refusals_in(&events) {
             assert!(refusals.is_empty(), "{who}: {refusals:?}");
         }
+    }
+
+    #[test]
+    fn members_that_came_into_a_view_by_different_paths_switch_and_key_at_once() {
+        let mut lab = Lab::new();
+        for m in ["alice", "bob"] {
+            lab.add(m);
+        }
+        lab.view(&["alice"]);
+        let epoch = same_key(&mut lab, &["alice"], 0);
+        lab.view(&["alice", "bob"]);
+        let epoch = same_key(&mut lab, &["alice", "bob"], epoch);
+        // bob goes through a view of his own that alice never sees (a partition that
+        // healed before her engine noticed), and keys there alone.
+        lab.view(&["bob"]);
+        let bobs = same_key(&mut lab, &["bob"], epoch);
+        // Back together: alice takes the fast path (nobody joined her view, everyone
+        // was in her keyed secure view), bob sees her join and announces. His
+        // announcement tells alice that they came by different paths: she asks for a
+        // switch, both announce, and they key without waiting for the timeout.
+        lab.view(&["alice", "bob"]);
+        let said = lab.said();
+        assert_eq!(
+            said[..2],
+            [announce("bob"), ("alice".to_string(), "switch")],
+            "{said:?}"
+        );
+        let again: BTreeSet<_> = said[2..].iter().cloned().collect();
+        assert_eq!(again, [announce("alice"), announce("bob")].into());
+        same_key(&mut lab, &["alice", "bob"], bobs);
     }
 
     #[test]

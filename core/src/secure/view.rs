@@ -111,6 +111,11 @@ pub enum Output {
     Cut(Vec<String>),
     /// Multicast a switch for the current stage (this member asks to come back).
     Rejoin,
+    /// Multicast a switch for the current stage: a member of the secure view that this
+    /// member kept without announcements (the fast path) announced, so it came into
+    /// this view by another path (through views this member did not see), and everyone
+    /// must announce itself.
+    Diverged,
     /// Run the key agreement among `members` (view order; this member among them).
     Start {
         /// The agreement.
@@ -192,6 +197,9 @@ pub struct SecureView {
     /// This stage's announcement of this member is one for its keyed secure view (by
     /// it or by another member of it): a reloaded policy is not applied in it.
     spoken_for: bool,
+    /// The stage's secure view was kept without announcements (the fast path), and no
+    /// member of it has announced since.
+    fast: bool,
     /// This member announced itself, its keyed secure view's oldest member having not
     /// announced for it half-way to the timeout.
     sent_self: bool,
@@ -234,6 +242,7 @@ impl SecureView {
             stage_keyed: false,
             announced: BTreeMap::new(),
             spoken_for: false,
+            fast: false,
             sent_self: false,
             out: VecDeque::new(),
         }
@@ -380,6 +389,7 @@ impl SecureView {
             self.stage_keyed = true;
             self.announced.clear();
             self.spoken_for = true;
+            self.fast = true;
             self.set_secure(secure, now);
             return;
         }
@@ -415,6 +425,7 @@ impl SecureView {
         self.stage_keyed = false;
         self.announced.clear();
         self.spoken_for = false;
+        self.fast = false;
         self.sent_self = false;
         if self.excluded.contains_key(&self.me) {
             // This member's own policy refuses it: it takes no part.
@@ -501,6 +512,9 @@ impl SecureView {
         if !self.check_stage(sender, stage, "announcement")? {
             return Ok(()); // of an earlier stage: moot
         }
+        if self.diverged(sender) {
+            return Ok(());
+        }
         if !self.spoke(sender, stage)? {
             return Ok(());
         }
@@ -508,6 +522,18 @@ impl SecureView {
         self.alive.insert(sender.into());
         self.try_close(now);
         Ok(())
+    }
+
+    /// Whether an announcement of the current stage from `sender` shows that members
+    /// took different paths into this view: this member kept the secure view without
+    /// announcements, and `sender`, a member of it, did not. Asks once for a switch.
+    fn diverged(&mut self, sender: &str) -> bool {
+        if !self.fast || !self.admits(sender) {
+            return false;
+        }
+        self.fast = false;
+        self.out.push_back(Output::Diverged);
+        true
     }
 
     /// Takes `sender`'s announcement of this stage (of itself or for others): `Ok(false)`
@@ -611,7 +637,7 @@ impl SecureView {
                 ),
             ));
         }
-        if !self.spoke(sender, stage)? {
+        if self.diverged(sender) || !self.spoke(sender, stage)? {
             return Ok(false);
         }
         let mut classified_me = false;
