@@ -1196,8 +1196,10 @@ impl SecureLayer {
         view_id.extend_from_slice(b"/round/");
         view_id.extend_from_slice(&id.round.to_be_bytes());
         let previous = std::mem::replace(&mut s.ka_members, members.clone());
-        let joined: Vec<&String> = members.iter().filter(|m| !previous.contains(m)).collect();
-        let left: Vec<&String> = previous.iter().filter(|m| !members.contains(m)).collect();
+        let (before, now): (BTreeSet<&String>, BTreeSet<&String>) =
+            (previous.iter().collect(), members.iter().collect());
+        let joined: Vec<&String> = members.iter().filter(|m| !before.contains(m)).collect();
+        let left: Vec<&String> = previous.iter().filter(|m| !now.contains(m)).collect();
         let cause = if id == AgreementId::default() && members.len() == view.members.len() {
             view_cause(view.cause)
         } else if !joined.is_empty() {

@@ -177,6 +177,8 @@ pub struct SecureView {
     members: Vec<String>,
     /// `members`, for look-ups (each message's sender is checked against it).
     in_view: BTreeSet<String>,
+    /// The last secure view set, for look-ups (while the phase has one, it is that).
+    in_secure: BTreeSet<String>,
     stage: u32,
     round: u32,
     phase: Phase,
@@ -229,6 +231,7 @@ impl SecureView {
             view_id: Vec::new(),
             members: Vec::new(),
             in_view: BTreeSet::new(),
+            in_secure: BTreeSet::new(),
             stage: 0,
             round: 0,
             phase: Phase::Idle,
@@ -284,9 +287,9 @@ impl SecureView {
         matches!(self.phase, Phase::Out)
     }
 
-    /// Whether `member` is in the current secure view.
+    /// Whether `member` is in the current secure view (asked for every message).
     pub fn admits(&self, member: &str) -> bool {
-        self.secure().is_some_and(|s| s.iter().any(|m| m == member))
+        self.secure().is_some() && self.in_secure.contains(member)
     }
 
     /// Why `member` is excluded, if it is.
@@ -676,7 +679,8 @@ impl SecureView {
     /// Sets the round's secure view; the round's timers start again.
     fn set_secure(&mut self, secure: Vec<String>, now: Instant) {
         self.start_round(now);
-        if secure.contains(&self.me) {
+        self.in_secure = secure.iter().cloned().collect();
+        if self.in_secure.contains(&self.me) {
             let base = (!self.stage_keyed).then(|| {
                 secure
                     .iter()
@@ -712,7 +716,7 @@ impl SecureView {
     fn is_candidate(&self, member: &str) -> bool {
         match &self.phase {
             Phase::Collecting { admitted, .. } => admitted.contains_key(member),
-            Phase::Agreeing { secure } => secure.iter().any(|m| m == member),
+            Phase::Agreeing { .. } => self.in_secure.contains(member),
             _ => false,
         }
     }
