@@ -35,7 +35,7 @@
 use conclave_plugin_sdk::{
     ErrorCode, PluginError,
     host::{Provider, Signer},
-    ka_kit::{MapTrustStore, Reader, Writer},
+    ka_kit::{EPOCH_LIMIT, MapTrustStore, Reader, Writer},
 };
 
 const MAGIC: &[u8; 4] = b"CCTL";
@@ -120,6 +120,17 @@ pub struct Control {
 
 fn bad(message: impl Into<String>) -> PluginError {
     PluginError::new(ErrorCode::BAD_MESSAGE, message)
+}
+
+/// An announced epoch, refused at or past [`EPOCH_LIMIT`] (the group's next key could
+/// not be numbered after it).
+fn epoch(epoch: u64) -> Result<u64, PluginError> {
+    if epoch >= EPOCH_LIMIT {
+        return Err(bad(format!(
+            "announcement of epoch {epoch}, past the limit 2^63"
+        )));
+    }
+    Ok(epoch)
 }
 
 impl Control {
@@ -209,7 +220,7 @@ impl Control {
         let body = match kind {
             1 => {
                 let mut b = Reader::new(raw_body, "announcement");
-                let last_epoch = b.u64()?;
+                let last_epoch = epoch(b.u64()?)?;
                 let descriptor = b.take(b.remaining())?.to_vec();
                 Body::Announce {
                     descriptor,
@@ -218,7 +229,7 @@ impl Control {
             }
             5 => {
                 let mut b = Reader::new(raw_body, "announcement for a keyed secure view");
-                let last_epoch = b.u64()?;
+                let last_epoch = epoch(b.u64()?)?;
                 let from_view = b.bytes16()?.to_vec();
                 let members = b.names()?;
                 if members.len() > MAX_NAMES {

@@ -1967,6 +1967,7 @@ fn parse_agreement(body: &[u8]) -> Option<(AgreementId, &[u8])> {
 mod tests {
     use super::*;
     use crate::settings::FixedPolicy;
+    use conclave_plugin_sdk::ka_kit::EPOCH_LIMIT;
     use std::{collections::BTreeSet, time::Duration};
 
     const GROUP: &str = "g";
@@ -2469,6 +2470,11 @@ mod tests {
                 ("dave", frame(0, &["dave", "zed"], false)),
                 // For a stage that has not begun.
                 ("dave", frame(1, &["dave"], false)),
+                // With the last epoch there is (no later key could be numbered).
+                (
+                    "dave",
+                    announce_for_frame(lab, view, 0, &["dave"], u64::MAX, false),
+                ),
             ]
         };
         let frames = frames(
@@ -2495,6 +2501,29 @@ mod tests {
                 ],
                 "{who}"
             );
+        }
+    }
+
+    #[test]
+    fn announced_epochs_at_or_past_the_limit_are_malformed() {
+        let lab = Lab::new();
+        let view = ViewId {
+            origin: 1,
+            counter: 1,
+        };
+        for (epoch, ok) in [
+            (EPOCH_LIMIT - 1, true),
+            (EPOCH_LIMIT, false),
+            (u64::MAX, false),
+        ] {
+            let frame = announce_for_frame(&lab, view, 0, &["dave"], epoch, false);
+            match Control::parse(&frame[1..]) {
+                Ok(_) => assert!(ok, "{epoch}"),
+                Err(e) => {
+                    assert!(!ok, "{epoch}: {e}");
+                    assert_eq!(e.code, ErrorCode::BAD_MESSAGE);
+                }
+            }
         }
     }
 

@@ -1158,7 +1158,29 @@ fn attack_join(setup: Setup) -> Result<(), String> {
                 } else {
                     ErrorCode::BAD_SIGNATURE
                 };
+                // The sender as an insider: its own message, signed with its own key,
+                // with the last epoch that can be (every later key's number would
+                // overflow).
+                let mut at_the_end = Envelope::parse(&next.payload)
+                    .map_err(|e| format!("round {round}: {e}"))?
+                    .0;
+                at_the_end.epoch = u64::MAX;
+                let provider = (net.setup.provider)();
+                let insider = net
+                    .identities
+                    .get(&next.from)
+                    .ok_or("no identity for the sender")?;
+                let signer = provider
+                    .signer(SIGNATURE, insider.expose())
+                    .map_err(|e| e.to_string())?;
+                let at_the_end = at_the_end.sign(&signer).map_err(|e| e.to_string())?;
                 vec![
+                    (
+                        "signed by its sender with an epoch past the limit",
+                        next.from.clone(),
+                        at_the_end,
+                        ErrorCode::BAD_MESSAGE,
+                    ),
                     (
                         "tampered signature",
                         next.from.clone(),

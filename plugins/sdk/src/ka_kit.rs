@@ -51,6 +51,11 @@ type Result<T> = std::result::Result<T, PluginError>;
 
 const MAGIC: &[u8; 4] = b"CKA\x01";
 const SIGN_DOMAIN: &[u8] = b"conclave/ka/v1\0";
+/// Epochs in messages must stay below this: no group makes 2^63 keys, and the `+ 1` of a
+/// new key's epoch can then never overflow. A member that announced one at or past it
+/// (an insider pushing the group's epoch to the end of the range, where no later key
+/// could be numbered) is refused with `BAD_MESSAGE`.
+pub const EPOCH_LIMIT: u64 = 1 << 63;
 /// The KDF every key schedule uses.
 pub const KDF: &str = "hkdf-sha256";
 /// The MAC of key confirmation.
@@ -363,6 +368,18 @@ impl Envelope {
         self.encode_with_body(&self.body)
     }
 
+    /// The message on the wire, signed by `signer` as a member signs its own (a test
+    /// or tool that acts as an insider builds its messages with this).
+    pub fn sign(&self, signer: &Signer) -> Result<Vec<u8>> {
+        let mut bytes = self.signed_part()?;
+        let signature = signer.sign(&[SIGN_DOMAIN, &bytes].concat())?;
+        let sig_len = u16::try_from(signature.len())
+            .map_err(|_| PluginError::invalid_argument("signature too long"))?;
+        bytes.extend_from_slice(&sig_len.to_be_bytes());
+        bytes.extend_from_slice(&signature);
+        Ok(bytes)
+    }
+
     /// Every field but the body, as encoded before the signature (with an empty body):
     /// what a key-confirmation MAC covers besides the transcript.
     pub fn header(&self) -> Result<Vec<u8>> {
@@ -404,6 +421,12 @@ impl Envelope {
         let mut params = [0u8; 32];
         params.copy_from_slice(r.take(32)?);
         let epoch = r.u64()?;
+        if epoch >= EPOCH_LIMIT {
+            return Err(err(
+                ErrorCode::BAD_MESSAGE,
+                format!("key-agreement message with epoch {epoch}, past the limit 2^63"),
+            ));
+        }
         let body = r.bytes32()?.to_vec();
         let signed_len = bytes.len() - r.buf.len();
         let signature = r.bytes16()?;
@@ -801,16 +824,14 @@ impl Session {
         body: Vec<u8>,
     ) -> Result<Action> {
         let env = self.envelope(step, to, epoch, body)?;
-        let mut bytes = env.signed_part()?;
-        let signature = if self.mac_step == Some(step) {
-            Vec::new()
+        let bytes = if self.mac_step == Some(step) {
+            // A key confirmation: its MAC is in the body, its signature empty.
+            let mut bytes = env.signed_part()?;
+            bytes.extend_from_slice(&0u16.to_be_bytes());
+            bytes
         } else {
-            self.signer.sign(&[SIGN_DOMAIN, &bytes].concat())?
+            env.sign(&self.signer)?
         };
-        let sig_len = u16::try_from(signature.len())
-            .map_err(|_| PluginError::invalid_argument("signature too long"))?;
-        bytes.extend_from_slice(&sig_len.to_be_bytes());
-        bytes.extend_from_slice(&signature);
         self.stats.bytes_sent += bytes.len() as u64;
         Ok(match to {
             Some(to) => {
@@ -1527,5 +1548,43 @@ mod view_info_tests {
             assert_eq!(info.was_member(probe), previous.iter().any(|m| m == probe));
         }
         assert_eq!(info.stayed(), names(&["m07", "a", "zed"]));
+    }
+}
+
+#[cfg(test)]
+mod envelope_tests {
+    use conclave_plugin_api::ErrorCode;
+
+    use super::{EPOCH_LIMIT, Envelope};
+
+    fn envelope(epoch: u64) -> Envelope {
+        Envelope {
+            protocol: "gdh".into(),
+            group: "g".into(),
+            view_id: b"v".to_vec(),
+            run: 0,
+            step: 1,
+            sender: "alice".into(),
+            to: None,
+            params: [7; 32],
+            epoch,
+            body: b"body".to_vec(),
+        }
+    }
+
+    /// The last epoch below the limit parses; the limit and past it are refused as
+    /// malformed, whoever signed them.
+    #[test]
+    fn epochs_at_or_past_the_limit_are_refused() {
+        let mut bytes = envelope(EPOCH_LIMIT - 1).signed_part().unwrap();
+        bytes.extend_from_slice(&0u16.to_be_bytes());
+        let (parsed, _, _) = Envelope::parse(&bytes).unwrap();
+        assert_eq!(parsed.epoch, EPOCH_LIMIT - 1);
+        for epoch in [EPOCH_LIMIT, EPOCH_LIMIT + 1, u64::MAX] {
+            let mut bytes = envelope(epoch).signed_part().unwrap();
+            bytes.extend_from_slice(&0u16.to_be_bytes());
+            let e = Envelope::parse(&bytes).err().unwrap();
+            assert_eq!(e.code, ErrorCode::BAD_MESSAGE, "{epoch}");
+        }
     }
 }
