@@ -26,7 +26,7 @@
 //!   delivered back to it or returned as undelivered;
 //! * the simulator's own view-synchrony check.
 //!
-//! `CONCLAVE_HOSTILE_SEEDS` sets how many seeds run (default 300), `CONCLAVE_HOSTILE_SEED`
+//! `CONCLAVE_HOSTILE_SEEDS` sets how many seeds run (default 1,000), `CONCLAVE_HOSTILE_SEED`
 //! runs one.
 
 use std::{
@@ -615,7 +615,7 @@ fn hostile_members_in_random_cascades() {
             let n: u64 = std::env::var("CONCLAVE_HOSTILE_SEEDS")
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(300);
+                .unwrap_or(1000);
             (1..=n).collect()
         }
     };

@@ -14,10 +14,16 @@
 //! * **Announcing for a keyed secure view.** At a view's first stage, the members of a
 //!   secure view that held a key when the view came and moved on together (in its
 //!   secure view and in the new view, not among its joiners) announce once for all of
-//!   them: the oldest of them in view order sends one signed announcement that names
-//!   them (they ran the same modules and hold the same last epoch). Everyone else
-//!   (joiners, members left out before) announces for itself. A join thus costs two
-//!   announcements, not one per member.
+//!   them: the oldest of them in view order sends one announcement that names them
+//!   and the engine view they moved from (they ran the same modules and hold the same
+//!   last epoch). Everyone else (joiners, members left out before) announces for
+//!   itself. A join thus costs two announcements, not one per member. Each member named
+//!   checks what is said of it and asks for a switch (everyone announces itself) if it
+//!   is wrong; one still waiting for it half-way to the timeout announces itself.
+//! * **Different paths.** A member that kept its secure view without announcements
+//!   (the fast path of [`SecureView::on_view`]) and hears an announcement of the stage
+//!   from a member of it asks for a switch: that member came into the view by another
+//!   path.
 //! * **Collecting.** Each announcement classifies the members it speaks for: *admitted*
 //!   (same modules as this member) or *other modules*; the first word on a member in
 //!   the order stands. When every expected member has been announced, the round
