@@ -415,7 +415,7 @@ fn file_error(e: FileError) -> LoadError {
 /// Before anything of the file runs: its path is checked as OpenSSH's `StrictModes`
 /// does ([`conclave_policy::files`]: every directory, link and the file owned by root
 /// or this user and not writable by group or others; a regular file within
-/// [`MAX_PLUGIN_FILE`]), it is read once, hashed while it streams and checked against
+/// `MAX_PLUGIN_FILE`, 256 MiB), it is read once, hashed while it streams and checked against
 /// the pin, and parsed as an ELF shared library for this machine that exports
 /// Conclave's root module. Only then is it handed to the dynamic loader (whose
 /// constructors run code), by its real path, and the file loaded must still be the

@@ -367,7 +367,7 @@ impl SecureLayer {
     }
 
     /// Replaces the policy: each group picks its new settings at its next key agreement,
-    /// or at once with [`Session::refresh`].
+    /// or at once with [`Session::refresh`](crate::session::Session::refresh).
     pub fn reload_policy(&mut self, policy: Arc<dyn PolicySource>) {
         self.policy = policy;
         let mut changed = Vec::new();
@@ -565,7 +565,7 @@ impl SecureLayer {
     }
 
     /// Sends `data` to one member of `group` (FIFO; sealed in a secure group). Returns
-    /// the send's id, as [`Session::multicast`] does.
+    /// the send's id, as [`Session::multicast`](crate::session::Session::multicast) does.
     pub fn unicast(&mut self, group: &str, to: &str, data: &[u8]) -> Result<u64, CoreError> {
         let to = MemberName::new(to).map_err(GcsError::from)?;
         self.send(group, Delivery::Unicast(to), data)
