@@ -2527,45 +2527,72 @@ mod tests {
         }
     }
 
+    /// An announcement from "dave" for himself alone, unsigned, saying these things.
+    fn dave_said(view: ViewId, descriptor: Vec<u8>, last_epoch: u64, from_view: &[u8]) -> Vec<u8> {
+        let control = Control {
+            group: GROUP.into(),
+            view_id: view.to_bytes().to_vec(),
+            stage: 0,
+            round: 0,
+            sender: "dave".into(),
+            body: Body::AnnounceFor {
+                descriptor,
+                last_epoch,
+                from_view: from_view.to_vec(),
+                members: vec!["dave".into()],
+            },
+        };
+        let lab = Lab::new();
+        let key = lab.provider().generate_signing_key("ed25519").unwrap();
+        let signer = lab.provider().signer("ed25519", key.expose()).unwrap();
+        [&[tag::CONTROL][..], &control.seal(&signer).unwrap()].concat()
+    }
+
     #[test]
     fn an_announcement_that_misstates_a_member_makes_it_ask_for_a_switch() {
-        let (mut lab, epoch) = keyed_three();
-        // Before anyone else's announcement, one on dave's connection says dave's last
-        // epoch is 2^40 (a forger on his name; or a member that saw other views than
-        // dave). It stands for everyone, so dave asks for a switch, and everyone
-        // announces itself again: one more round, and the epoch does not move.
-        let forged = announce_for_frame(
-            &lab,
-            ViewId {
+        // Before anyone else's announcement, one on dave's connection says something
+        // wrong of dave (a forger on his name; or a member that came by other views
+        // than dave): his last epoch is 2^40; he runs other modules; he moved from a
+        // view he never saw. It stands for everyone, so dave asks for a switch, and
+        // everyone announces itself again: one more round, and the epoch does not move.
+        let right = GroupSettings::default().descriptor(&Lab::new().registry);
+        let mut other = right.clone();
+        other.extend_from_slice(b"\ncipher=something-else");
+        let lies: [(&str, Vec<u8>, u64, &[u8]); 3] = [
+            ("epoch", right.clone(), 1 << 40, b""),
+            ("modules", other, 0, b""),
+            ("previous view", right, 0, b"a view dave never saw"),
+        ];
+        for (lie, descriptor, last_epoch, from_view) in lies {
+            let (mut lab, epoch) = keyed_three();
+            let view = ViewId {
                 counter: lab.view.counter + 1,
                 ..lab.view
-            },
-            0,
-            &["dave"],
-            1 << 40,
-            false,
-        );
-        lab.view_with(&["alice", "bob", "carol", "dave"], |_| {
-            vec![("dave", forged)]
-        });
-        let said = lab.said();
-        assert_eq!(
-            said[..3],
-            [
-                announce_for("alice"),
-                announce("dave"),
-                ("dave".to_string(), "switch")
-            ]
-        );
-        let again: BTreeSet<_> = said[3..].iter().cloned().collect();
-        let all = ["alice", "bob", "carol", "dave"];
-        assert_eq!(again, all.iter().map(|m| announce(m)).collect());
-        let events = lab.events();
-        same_key_in(keys_in(&events), &all, epoch);
-        // Nothing in it was malformed (dave's own announcement came after the stage
-        // closed, moot): no refusal.
-        for (who, refusals) in refusals_in(&events) {
-            assert!(refusals.is_empty(), "{who}: {refusals:?}");
+            };
+            let forged = dave_said(view, descriptor, last_epoch, from_view);
+            lab.view_with(&["alice", "bob", "carol", "dave"], |_| {
+                vec![("dave", forged)]
+            });
+            let said = lab.said();
+            assert_eq!(
+                said[..3],
+                [
+                    announce_for("alice"),
+                    announce("dave"),
+                    ("dave".to_string(), "switch")
+                ],
+                "{lie}"
+            );
+            let again: BTreeSet<_> = said[3..].iter().cloned().collect();
+            let all = ["alice", "bob", "carol", "dave"];
+            assert_eq!(again, all.iter().map(|m| announce(m)).collect(), "{lie}");
+            let events = lab.events();
+            same_key_in(keys_in(&events), &all, epoch);
+            // Nothing in it was malformed (dave's own announcement came after the
+            // stage closed, moot): no refusal.
+            for (who, refusals) in refusals_in(&events) {
+                assert!(refusals.is_empty(), "{lie}: {who}: {refusals:?}");
+            }
         }
     }
 
