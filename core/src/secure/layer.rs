@@ -2597,6 +2597,44 @@ mod tests {
     }
 
     #[test]
+    fn a_member_announced_for_with_a_reloaded_policy_asks_for_a_switch() {
+        let (mut lab, epoch) = keyed_three();
+        // bob reloads a policy that gives the group other modules, then dave joins.
+        // alice announces for bob too (the modules they keyed with, which bob still
+        // runs); bob asks for a switch at once, and in the next stage everyone
+        // announces itself, bob with his new modules: he keys on his own, the others
+        // without him, as a rollout does (docs/operations.md).
+        let other = GroupSettings {
+            cipher: "chacha20-poly1305".into(),
+            cipher_algorithm: "chacha20-poly1305".into(),
+            ..GroupSettings::default()
+        };
+        lab.layers
+            .get_mut("bob")
+            .unwrap()
+            .reload_policy(Arc::new(FixedPolicy(other)));
+        lab.view(&["alice", "bob", "carol", "dave"]);
+        let said = lab.said();
+        assert_eq!(
+            said[..3],
+            [
+                announce_for("alice"),
+                ("bob".to_string(), "switch"),
+                announce("dave"),
+            ],
+            "{said:?}"
+        );
+        let again: BTreeSet<_> = said[3..].iter().cloned().collect();
+        let all = ["alice", "bob", "carol", "dave"];
+        assert_eq!(again, all.iter().map(|m| announce(m)).collect());
+        let keys = lab.keys();
+        let (bobs, others): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            keys.into_iter().partition(|(who, _)| who == "bob");
+        same_key_in(bobs, &["bob"], epoch);
+        same_key_in(others, &["alice", "carol", "dave"], epoch);
+    }
+
+    #[test]
     fn members_that_came_into_a_view_by_different_paths_switch_and_key_at_once() {
         let mut lab = Lab::new();
         for m in ["alice", "bob"] {
