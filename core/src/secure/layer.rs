@@ -1726,7 +1726,7 @@ impl SecureLayer {
             tracing::info!(
                 group,
                 sender,
-                "announced for with another last epoch or modules than this member's: asking for a switch"
+                "announced for with other modules, last epoch or previous view than this member's: asking for a switch"
             );
             self.send_control(group, Body::Switch)?;
         }
