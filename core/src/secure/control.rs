@@ -19,8 +19,8 @@
 //! view speaks for other members (the oldest member of a secure view that held a key
 //! announces for all of it that moved on together, so a join costs two announcements,
 //! not `n`); each member it names checks what it says of that member (modules, last
-//! epoch) and asks for a switch if it is wrong, so a forged one costs one more round
-//! of announcements and moves no epoch.
+//! epoch, the engine view it moved from) and asks for a switch if it is wrong, so a
+//! forged one costs one more round of announcements and moves no epoch.
 //!
 //! Wire form (after the core's payload tag):
 //!

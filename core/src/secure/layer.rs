@@ -1968,7 +1968,7 @@ mod tests {
     use super::*;
     use crate::settings::FixedPolicy;
     use conclave_plugin_sdk::ka_kit::EPOCH_LIMIT;
-    use std::{collections::BTreeSet, time::Duration};
+    use std::time::Duration;
 
     const GROUP: &str = "g";
 
@@ -2387,30 +2387,16 @@ mod tests {
         same_key(&mut lab, &["bob", "carol", "dave"], epoch);
     }
 
-    /// A raw announcement from "dave" for `members`, with the default modules and
-    /// `last_epoch`; with a signature by a fresh key if `signed` (announcements carry
-    /// none).
-    fn announce_for_frame(
-        lab: &Lab,
-        view: ViewId,
-        stage: u32,
-        members: &[&str],
-        last_epoch: u64,
-        signed: bool,
-    ) -> Vec<u8> {
+    /// A raw control message on dave's connection in `view`, at `stage`, saying
+    /// `body`; with a signature by a fresh key if `signed` (announcements carry none).
+    fn dave_frame(lab: &Lab, view: ViewId, stage: u32, body: Body, signed: bool) -> Vec<u8> {
         let control = Control {
             group: GROUP.into(),
             view_id: view.to_bytes().to_vec(),
             stage,
             round: 0,
             sender: "dave".into(),
-            body: Body::AnnounceFor {
-                descriptor: GroupSettings::default().descriptor(&lab.registry),
-                last_epoch,
-                // dave's previous view: none.
-                from_view: Vec::new(),
-                members: members.iter().map(|m| m.to_string()).collect(),
-            },
+            body,
         };
         let provider = lab.provider();
         let key = provider.generate_signing_key("ed25519").unwrap();
@@ -2424,6 +2410,25 @@ mod tests {
             sealed.extend_from_slice(&signature);
         }
         [&[tag::CONTROL][..], &sealed].concat()
+    }
+
+    /// A raw announcement from "dave" for `members`, with the default modules and
+    /// `last_epoch`, and dave's previous view (none); signed if `signed`.
+    fn announce_for_frame(
+        lab: &Lab,
+        view: ViewId,
+        stage: u32,
+        members: &[&str],
+        last_epoch: u64,
+        signed: bool,
+    ) -> Vec<u8> {
+        let body = Body::AnnounceFor {
+            descriptor: GroupSettings::default().descriptor(&lab.registry),
+            last_epoch,
+            from_view: Vec::new(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+        };
+        dave_frame(lab, view, stage, body, signed)
     }
 
     /// The security errors in each member's events, as (sender, code).
@@ -2528,24 +2533,20 @@ mod tests {
     }
 
     /// An announcement from "dave" for himself alone, unsigned, saying these things.
-    fn dave_said(view: ViewId, descriptor: Vec<u8>, last_epoch: u64, from_view: &[u8]) -> Vec<u8> {
-        let control = Control {
-            group: GROUP.into(),
-            view_id: view.to_bytes().to_vec(),
-            stage: 0,
-            round: 0,
-            sender: "dave".into(),
-            body: Body::AnnounceFor {
-                descriptor,
-                last_epoch,
-                from_view: from_view.to_vec(),
-                members: vec!["dave".into()],
-            },
+    fn dave_said(
+        lab: &Lab,
+        view: ViewId,
+        descriptor: Vec<u8>,
+        last_epoch: u64,
+        from_view: &[u8],
+    ) -> Vec<u8> {
+        let body = Body::AnnounceFor {
+            descriptor,
+            last_epoch,
+            from_view: from_view.to_vec(),
+            members: vec!["dave".into()],
         };
-        let lab = Lab::new();
-        let key = lab.provider().generate_signing_key("ed25519").unwrap();
-        let signer = lab.provider().signer("ed25519", key.expose()).unwrap();
-        [&[tag::CONTROL][..], &control.seal(&signer).unwrap()].concat()
+        dave_frame(lab, view, 0, body, false)
     }
 
     #[test]
@@ -2569,7 +2570,7 @@ mod tests {
                 counter: lab.view.counter + 1,
                 ..lab.view
             };
-            let forged = dave_said(view, descriptor, last_epoch, from_view);
+            let forged = dave_said(&lab, view, descriptor, last_epoch, from_view);
             lab.view_with(&["alice", "bob", "carol", "dave"], |_| {
                 vec![("dave", forged)]
             });
