@@ -19,15 +19,15 @@
 //! # Ok(()) }
 //! ```
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio::task::JoinHandle;
 
 use crate::daemon::{Address, read_frame, write_encoded};
 use crate::noise::{self, TcpIdentity, TcpTrust};
@@ -36,25 +36,21 @@ use crate::types::{Delivery, Event, GcsError, GroupName, MemberName, SendOptions
 use crate::wire::{Frame, NameCache, VERSION};
 
 type Writer = Pin<Box<dyn AsyncWrite + Send>>;
+type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
-/// How many received events may wait in the client before it stops reading (and the
-/// daemon's flow control takes over), and how many payload bytes.
-const EVENT_QUEUE: usize = 256;
-const EVENT_QUEUE_BYTES: usize = 32 << 20;
 /// The client's write buffer: a batch of requests leaves in writes of this size.
 const WRITE_BUFFER: usize = 64 * 1024;
-
-/// What the reader task hands over.
-enum Incoming {
-    /// An event, holding its share of the byte bound until it is taken.
-    Event(Event, Option<OwnedSemaphorePermit>),
-    /// The daemon's answer to a status request.
-    Status(Bytes),
-    /// The connection ended, with the reason.
-    Closed(String),
-}
+/// The client's read buffer: what one read may bring at most.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// A connection to a daemon, as one member.
+///
+/// The client reads from its socket only when asked for an event
+/// ([`Client::next_event`], [`Client::ready_event`]): there is no task of its own, no
+/// queue and no hand-over per event, and what the application has not taken yet waits
+/// in the socket and then in the daemon's queue for this member, under the daemon's
+/// slow-consumer rule (docs/daemon.md). A member that stops taking events therefore
+/// holds back its groups' senders, as it would with any bounded queue of its own.
 ///
 /// Requests are checked against the member-side rules ([`Session`]) before they are
 /// sent: errors such as [`GcsError::Flushing`] are returned at once. The session
@@ -69,11 +65,14 @@ pub struct Client {
     /// the end of a batch ([`Client::begin_batch`]).
     writer: tokio::io::BufWriter<Writer>,
     batching: bool,
-    events: mpsc::Receiver<Incoming>,
+    reader: Reader,
+    /// Bytes read and not yet decoded; events' payloads are cut out of it.
+    buf: BytesMut,
+    /// The groups and senders of the events, decoded once each.
+    names: NameCache,
     /// Events that arrived while [`Client::status`] waited for its answer.
     stashed: std::collections::VecDeque<Event>,
     closed: Option<String>,
-    reader: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Client {
@@ -162,8 +161,7 @@ impl Client {
         .encode();
         write_encoded(&mut writer, &hello).await.map_err(io_error)?;
         writer.flush().await.map_err(io_error)?;
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        // The groups and senders of the events, decoded once each.
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
         let mut names = NameCache::default();
         let answer = tokio::time::timeout(
             Duration::from_secs(10),
@@ -196,59 +194,15 @@ impl Client {
             }
             Err(reason) => return Err(GcsError::Disconnected { reason }),
         }
-        let (tx, events) = mpsc::channel(EVENT_QUEUE);
-        let bytes = Arc::new(Semaphore::new(EVENT_QUEUE_BYTES));
-        let reader = tokio::spawn(async move {
-            let reason = loop {
-                match read_frame(&mut rd, &mut buf, &mut names).await {
-                    Ok(Some(Frame::Event(event))) => {
-                        let size = match &event {
-                            Event::Message { payload, .. } => payload.len(),
-                            _ => 0,
-                        };
-                        let permit = if size == 0 {
-                            None
-                        } else {
-                            let n = size.min(EVENT_QUEUE_BYTES) as u32;
-                            match Arc::clone(&bytes).acquire_many_owned(n).await {
-                                Ok(p) => Some(p),
-                                Err(_) => return,
-                            }
-                        };
-                        if tx.send(Incoming::Event(event, permit)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Some(Frame::Status { json })) => {
-                        if tx.send(Incoming::Status(json)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Some(Frame::Error {
-                        fatal: false,
-                        reason,
-                    })) => {
-                        tracing::debug!(%reason, "request refused by the daemon");
-                    }
-                    Ok(Some(Frame::Error {
-                        fatal: true,
-                        reason,
-                    })) => break reason,
-                    Ok(Some(_)) => break "protocol error: unexpected frame from the daemon".into(),
-                    Ok(None) => break "connection closed by the daemon".into(),
-                    Err(reason) => break reason,
-                }
-            };
-            let _ = tx.send(Incoming::Closed(reason)).await;
-        });
         Ok(Client {
             session: Session::new(member),
             writer: tokio::io::BufWriter::with_capacity(WRITE_BUFFER, writer),
             batching: false,
-            events,
+            reader: Box::pin(rd),
+            buf,
+            names,
             stashed: Default::default(),
             closed: None,
-            reader,
         })
     }
 
@@ -375,18 +329,11 @@ impl Client {
         self.check_open()?;
         self.write(Frame::StatusRequest).await?;
         loop {
-            match self.events.recv().await {
+            let frame = read_frame(&mut self.reader, &mut self.buf, &mut self.names).await;
+            match self.incoming(frame)? {
                 Some(Incoming::Status(json)) => return Ok(json),
-                Some(Incoming::Event(event, _permit)) => self.stashed.push_back(event),
-                Some(Incoming::Closed(reason)) => {
-                    self.closed = Some(reason.clone());
-                    return Err(GcsError::Disconnected { reason });
-                }
-                None => {
-                    let reason = "connection closed".to_string();
-                    self.closed = Some(reason.clone());
-                    return Err(GcsError::Disconnected { reason });
-                }
+                Some(Incoming::Event(event)) => self.stashed.push_back(event),
+                None => {}
             }
         }
     }
@@ -447,68 +394,116 @@ impl Client {
     /// connection is gone.
     ///
     /// Cancel-safe: it can be raced in `tokio::select!` against the caller's own work
-    /// (for example a queue of sends); an event is never lost by a cancelled call.
+    /// (for example a queue of sends); an event is never lost by a cancelled call
+    /// (bytes read stay in the client's buffer, and a frame is decoded and returned
+    /// without waiting in between).
     pub async fn next_event(&mut self) -> Result<Event, GcsError> {
-        // Completes in one poll, so this stays cancel-safe.
-        if let Some(event) = self.ready_event().await? {
+        if let Some(event) = self.stashed.pop_front() {
+            self.session.observe(&event);
             return Ok(event);
         }
-        let incoming = loop {
-            match self.events.recv().await {
-                // An answer nobody waits for any more (a cancelled status call).
-                Some(Incoming::Status(_)) => continue,
-                other => break other,
+        self.check_open()?;
+        loop {
+            let frame = read_frame(&mut self.reader, &mut self.buf, &mut self.names).await;
+            if let Some(Incoming::Event(event)) = self.incoming(frame)? {
+                self.session.observe(&event);
+                return Ok(event);
             }
-        };
-        self.take(incoming)
+        }
     }
 
-    /// The next event if one has arrived, without waiting: `Ok(None)` if none has (the
-    /// connection's end then shows at [`next_event`](Client::next_event)). Never parks
-    /// the thread (see [`crate::channel`]).
+    /// The next event if one has arrived, without waiting: `Ok(None)` if none has. It
+    /// decodes what is buffered and reads the socket at most once, without waiting
+    /// (the calling task is then woken when more arrives).
     pub async fn ready_event(&mut self) -> Result<Option<Event>, GcsError> {
         if let Some(event) = self.stashed.pop_front() {
             self.session.observe(&event);
             return Ok(Some(event));
         }
         self.check_open()?;
+        let mut read_once = false;
         loop {
-            match crate::channel::take_ready(&mut self.events).await {
-                Some(Incoming::Status(_)) => continue,
-                Some(other) => return self.take(Some(other)).map(Some),
-                None => return Ok(None),
+            let decoded = match Frame::decode_cached(&mut self.buf, &mut self.names) {
+                Ok(Some(frame)) => Ok(Some(frame)),
+                Ok(None) if read_once => return Ok(None),
+                Ok(None) => {
+                    read_once = true;
+                    match self.read_now().await {
+                        None => return Ok(None),
+                        Some(Ok(0)) if self.buf.is_empty() => Ok(None),
+                        Some(Ok(0)) => Err(format!(
+                            "stream ended inside a frame ({} bytes)",
+                            self.buf.len()
+                        )),
+                        Some(Ok(_)) => {
+                            read_once = false;
+                            continue;
+                        }
+                        Some(Err(e)) => Err(format!("read failed: {e}")),
+                    }
+                }
+                Err(e) => Err(format!("malformed frame: {e}")),
+            };
+            if let Some(Incoming::Event(event)) = self.incoming(decoded)? {
+                self.session.observe(&event);
+                return Ok(Some(event));
             }
         }
     }
 
-    /// What the reader task handed over, as the next event or the connection's end.
-    fn take(&mut self, incoming: Option<Incoming>) -> Result<Event, GcsError> {
-        match incoming {
-            Some(Incoming::Event(event, _permit)) => {
-                self.session.observe(&event);
-                Ok(event)
-            }
-            Some(Incoming::Closed(reason)) => {
-                self.closed = Some(reason.clone());
-                Err(GcsError::Disconnected { reason })
-            }
-            Some(Incoming::Status(_)) | None => {
-                let reason = "connection closed".to_string();
-                self.closed = Some(reason.clone());
-                Err(GcsError::Disconnected { reason })
-            }
+    /// One read of the socket into the buffer if it has anything now (`None` if it
+    /// has not: the task is woken when it has). Cancel-safe, as `read_buf` is.
+    async fn read_now(&mut self) -> Option<std::io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(READ_BUFFER);
         }
+        let mut read = std::pin::pin!(self.reader.read_buf(&mut self.buf));
+        std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await
+    }
+
+    /// What a frame read from the daemon is to the caller: an event, a status answer,
+    /// nothing (a refusal the daemon explains, logged), or the connection's end (an
+    /// error, and the client closed from then on).
+    fn incoming(
+        &mut self,
+        frame: Result<Option<Frame>, String>,
+    ) -> Result<Option<Incoming>, GcsError> {
+        let reason = match frame {
+            Ok(Some(Frame::Event(event))) => return Ok(Some(Incoming::Event(event))),
+            Ok(Some(Frame::Status { json })) => return Ok(Some(Incoming::Status(json))),
+            Ok(Some(Frame::Error {
+                fatal: false,
+                reason,
+            })) => {
+                tracing::debug!(%reason, "request refused by the daemon");
+                return Ok(None);
+            }
+            Ok(Some(Frame::Error {
+                fatal: true,
+                reason,
+            })) => reason,
+            Ok(Some(_)) => "protocol error: unexpected frame from the daemon".into(),
+            Ok(None) => "connection closed by the daemon".into(),
+            Err(reason) => reason,
+        };
+        self.closed = Some(reason.clone());
+        Err(GcsError::Disconnected { reason })
     }
 
     /// Closes the connection (the daemon reports a disconnect to the groups).
     pub async fn close(mut self) {
         let _ = self.writer.shutdown().await;
-        self.reader.abort();
     }
 }
 
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
+/// What a frame from the daemon brings the caller.
+enum Incoming {
+    /// An event.
+    Event(Event),
+    /// The daemon's answer to a status request.
+    Status(Bytes),
 }
