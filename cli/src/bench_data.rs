@@ -792,6 +792,9 @@ pub fn run(args: DataArgs) -> Result<(), String> {
             ""
         }
     );
+    if args.processes && args.engine == "daemon" {
+        crate::out!("{}", crate::bench_processes::orderer_priority());
+    }
     crate::out!(
         "CPU µs/msg: CPU time of the daemon and the members together per message sent{}{}",
         if args.processes {

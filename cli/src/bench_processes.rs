@@ -404,6 +404,54 @@ fn process_sched(pid: u32) -> Result<Sched, String> {
     })
 }
 
+/// The scheduling priority (nice value) of the process that orders the messages in
+/// `--processes` on the daemon engine, the daemon and the raw relay alike: the
+/// packaged systemd unit runs the daemon at this priority (`Nice=-10`, like other
+/// services that relay for many processes; corosync runs at a real-time priority). At
+/// a paced rate it decides who runs first on a busy processor: a daemon at the default
+/// priority is preempted by the first receiver it wakes, which then runs its whole
+/// delivery before the daemon writes to the next receiver.
+pub const ORDERER_NICE: i32 = -10;
+
+/// Whether an orderer of this run could not be given [`ORDERER_NICE`] (raising a
+/// priority needs root or `CAP_SYS_NICE`): it then ran at the default, and the caption
+/// says so.
+static ORDERER_NICE_REFUSED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// What the caption of `--processes` says of the orderer's priority in this run.
+pub fn orderer_priority() -> String {
+    if ORDERER_NICE_REFUSED.load(std::sync::atomic::Ordering::Relaxed) {
+        format!(
+            "the daemon and the relay at the default priority (this run may not raise it to nice {ORDERER_NICE}, as the systemd unit does: that needs root or CAP_SYS_NICE)"
+        )
+    } else {
+        format!(
+            "the daemon and the relay at nice {ORDERER_NICE}, as the systemd unit runs the daemon"
+        )
+    }
+}
+
+/// Gives every thread of process `pid` the priority `nice` (on Linux a priority
+/// belongs to a thread: the relay has one per connection). False if any refused.
+fn set_priority(pid: u32, nice: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut all = true;
+    for task in tasks.flatten() {
+        let tid = task
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<i32>().ok());
+        let Some(tid) = tid.and_then(rustix::process::Pid::from_raw) else {
+            continue;
+        };
+        all &= rustix::process::setpriority_process(Some(tid), nice).is_ok();
+    }
+    all
+}
+
 /// The row name of the raw-CPG baseline of `--engine corosync` (no Conclave layer).
 pub const RAW_CPG: &str = "raw-cpg";
 
@@ -528,6 +576,11 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
             return Err(format!("member m{i} said {line:?}, not ready"));
         }
     }
+    if let (Some(pid), Some(_)) = (engine_pid, &_daemon)
+        && !set_priority(pid, ORDERER_NICE)
+    {
+        ORDERER_NICE_REFUSED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let engine_before = engine_pid.map(process_sched).transpose()?;
     // Receivers first, then the sender.
     for m in procs.iter_mut().rev() {
@@ -620,6 +673,48 @@ mod tests {
                 wakeups: 15
             }
         );
+    }
+
+    /// The nice value of every thread of `pid` (field 19 of each `stat`).
+    fn nice_of_threads(pid: u32) -> Vec<i32> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .map(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).unwrap();
+                // After the command name in parentheses: state is field 3, nice 19.
+                let rest = &stat[stat.rfind(')').unwrap() + 2..];
+                rest.split_whitespace().nth(16).unwrap().parse().unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_priority_is_set_on_every_thread_of_the_process() {
+        // Lowering a priority needs no privilege: the test runs as any user. Python
+        // with a second thread stands for the relay's thread per connection.
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import threading,time; threading.Thread(target=time.sleep, args=(30,)).start(); print('up', flush=True); time.sleep(30)",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (scripts/setup installs it)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let pid = child.id();
+        assert_eq!(nice_of_threads(pid).len(), 2, "two threads");
+        let ok = set_priority(pid, 7);
+        let nice = nice_of_threads(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(ok);
+        assert_eq!(nice, vec![7, 7]);
+        // A process that is gone: refused, not a panic.
+        assert!(!set_priority(pid, 7));
     }
 
     #[test]

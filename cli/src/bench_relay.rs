@@ -78,9 +78,6 @@ pub fn relay(args: RelayArgs) -> Result<(), String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let writers = Arc::new(Mutex::new(writers));
-    for w in writers.lock().map_err(|e| e.to_string())?.iter_mut() {
-        w.write_all(&[0; HEADER]).map_err(|e| e.to_string())?;
-    }
     for mut reader in members {
         let writers = Arc::clone(&writers);
         std::thread::spawn(move || {
@@ -114,6 +111,11 @@ pub fn relay(args: RelayArgs) -> Result<(), String> {
                 filled -= whole;
             }
         });
+    }
+    // Only now that every thread of the relay is running: the parent sets their
+    // priority once all members are ready.
+    for w in writers.lock().map_err(|e| e.to_string())?.iter_mut() {
+        w.write_all(&[0; HEADER]).map_err(|e| e.to_string())?;
     }
     std::io::copy(&mut std::io::stdin(), &mut std::io::sink()).map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&args.listen);
