@@ -668,3 +668,159 @@ async fn notes_and_status_requests_from_raw_clients_stay_within_their_bounds() {
     }
     d.shutdown().await;
 }
+
+/// Every whole frame in `bytes`, in order, and how many bytes are left after them (a
+/// frame cut short at the end of what was read).
+fn frames_in(bytes: &[u8]) -> (Vec<Frame>, usize) {
+    let mut buf = bytes::BytesMut::from(bytes);
+    let mut frames = Vec::new();
+    while let Some(frame) = Frame::decode(&mut buf).expect("only well-formed frames") {
+        frames.push(frame);
+    }
+    (frames, buf.len())
+}
+
+/// The daemon writes a frame to a reader's socket itself when nothing is queued for
+/// the reader, and whatever the socket does not take goes to the connection's writer:
+/// a reader that pauses while large and small messages pile up still gets every
+/// message whole, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_pauses_gets_every_frame_whole_and_in_order() {
+    let _alone = alone().await;
+    let d = daemon(DaemonConfig::default()).await;
+    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
+    joined(&mut a, "g", 1).await;
+    let mut r = raw_joined(&d, "r", "g").await;
+    until_members(&mut a, 2).await;
+    // Sizes from a few bytes to several socket buffers, each payload its number.
+    const N: u32 = 120;
+    let sizes: Vec<usize> = (0..N as usize)
+        .map(|i| [8, 1000, 70_000, 300_000][i % 4] + i)
+        .collect();
+    let expected: usize = sizes.iter().sum();
+    for (i, size) in sizes.iter().enumerate() {
+        let mut payload = vec![(i % 251) as u8; *size];
+        payload[..4].copy_from_slice(&(i as u32).to_be_bytes());
+        a.send(
+            &grp("g"),
+            Delivery::Multicast(Service::Agreed),
+            payload,
+            SendOptions {
+                self_delivery: false,
+            },
+        )
+        .await
+        .unwrap();
+        if i == 10 {
+            // The reader's socket is full by now: the rest waits at the daemon.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Read until every message is in (the view and flush frames come before them).
+    let mut bytes = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    let messages = timeout(WAIT, async {
+        loop {
+            let n = r.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the daemon closed the connection");
+            bytes.extend_from_slice(&chunk[..n]);
+            let (frames, _) = frames_in(&bytes);
+            let got: Vec<Bytes> = frames
+                .into_iter()
+                .filter_map(|f| match f {
+                    Frame::Event(Event::Message { payload, .. }) => Some(payload),
+                    _ => None,
+                })
+                .collect();
+            if got.iter().map(Bytes::len).sum::<usize>() >= expected {
+                return got;
+            }
+        }
+    })
+    .await
+    .expect("every message within the wait");
+    assert_eq!(messages.len(), N as usize);
+    for (i, p) in messages.iter().enumerate() {
+        assert_eq!(p.len(), sizes[i], "message {i} whole");
+        assert_eq!(u32::from_be_bytes(p[..4].try_into().unwrap()), i as u32);
+        assert!(
+            p[4..].iter().all(|&b| b == (i % 251) as u8),
+            "message {i} intact"
+        );
+    }
+    d.shutdown().await;
+}
+
+/// A reader that stops while the daemon has begun a frame on its socket and left the
+/// rest to the connection's writer is disconnected at the stall timeout; what it reads
+/// afterwards is whole frames and at most the beginning of one more, payload to the
+/// end: the daemon never writes anything else (its last words) into a frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_stopped_inside_a_frame_never_gets_words_inside_it() {
+    let _alone = alone().await;
+    let d = daemon(DaemonConfig {
+        stall_timeout: Duration::from_millis(300),
+        queue_limit: 17 << 20,
+        ..DaemonConfig::default()
+    })
+    .await;
+    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
+    joined(&mut a, "g", 1).await;
+    let mut slow = raw_joined(&d, "slow", "g").await;
+    until_members(&mut a, 2).await;
+    // Megabyte frames: the first one alone is more than the socket takes.
+    let chunk = Bytes::from(vec![5u8; 1 << 20]);
+    for _ in 0..12 {
+        a.send(
+            &grp("g"),
+            Delivery::Multicast(Service::Agreed),
+            chunk.clone(),
+            SendOptions {
+                self_delivery: false,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // The sender sees the stopped reader go.
+    let view = timeout(WAIT, async {
+        loop {
+            match next(&mut a).await {
+                Event::FlushRequest { group } => a.flush_ok(&group).await.unwrap(),
+                Event::View(v) => break v,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (view.cause, view.left),
+        (Cause::Disconnect, vec![m("slow")])
+    );
+    let bytes = read_to_close(&mut slow, Duration::from_secs(10)).await;
+    let (frames, cut) = frames_in(&bytes);
+    assert!(
+        cut < (1 << 20) + 64,
+        "at most one frame cut short: {cut} bytes"
+    );
+    if cut > 256 {
+        // A message's beginning: its header, then payload bytes, and nothing else.
+        assert!(
+            bytes[bytes.len() - 128..].iter().all(|&b| b == 5),
+            "the cut frame ends in something other than its payload"
+        );
+    }
+    let messages = frames
+        .iter()
+        .filter(|f| matches!(f, Frame::Event(Event::Message { .. })))
+        .count();
+    assert!(messages < 12, "the stopped reader cannot have got them all");
+    if cut == 0 {
+        // At a frame boundary the last words may follow; nothing else.
+        if let Some(Frame::Error { fatal, reason }) = frames.last() {
+            assert!(*fatal && reason.contains("slow consumer"), "{reason}");
+        }
+    }
+    d.shutdown().await;
+}
