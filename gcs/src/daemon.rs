@@ -479,30 +479,6 @@ struct ClientOut {
     congested_since: Option<Instant>,
     /// Set while congested: the writer reports when the queue drains.
     watch_drain: Arc<std::sync::atomic::AtomicBool>,
-    /// The ordering task's own way to a Unix client's socket.
-    direct: Option<Direct>,
-}
-
-/// The ordering task's own way to a Unix client: a frame goes straight to the socket,
-/// with one non-blocking write, when nothing is queued for the connection's writer
-/// (at a paced rate, nearly always), so a message reaches its receivers without a
-/// hand-over to a writer task per receiver. What the socket does not take at once is
-/// queued for the writer as usual, and from then on everything goes through the
-/// writer until it has written all it was handed.
-struct Direct {
-    socket: crate::unix::DirectWriter,
-    /// Shared with the writer: the frames it was handed and has not finished writing,
-    /// and whether the first of them is the rest of a frame begun here (its last
-    /// words then wait for that frame's end).
-    handoff: Arc<Handoff>,
-}
-
-/// What the ordering task and a connection's writer share about the frames between
-/// them (see [`Direct`]).
-#[derive(Default)]
-struct Handoff {
-    handed: std::sync::atomic::AtomicUsize,
-    mid_frame: std::sync::atomic::AtomicBool,
 }
 
 impl ClientOut {
@@ -838,20 +814,12 @@ async fn accept_loop(
             Stream::Tcp(s) => conns.spawn(async move {
                 if let Some((s, peer)) = secure_tcp(s, peer, &cfg).await {
                     let (rd, wr) = tokio::io::split(s);
-                    let halves = Halves {
-                        rd,
-                        wr,
-                        direct: None,
-                    };
-                    serve(halves, peer, tx, cfg, lim, sd).await;
+                    serve(rd, wr, peer, tx, cfg, lim, sd).await;
                 }
                 drop(permit);
             }),
             Stream::Unix(rd, wr) => conns.spawn(async move {
-                // Without a second descriptor the connection still works, through
-                // its writer alone.
-                let direct = wr.direct().ok();
-                serve(Halves { rd, wr, direct }, peer, tx, cfg, lim, sd).await;
+                serve(rd, wr, peer, tx, cfg, lim, sd).await;
                 drop(permit);
             }),
         };
@@ -1532,41 +1500,14 @@ impl Ordering<'_> {
 
     /// Queues `frame` for `client` if its queue has room for it, without waiting; `false`
     /// if it has not (the slow-consumer rule) or the client is gone.
-    fn queue(client: &ClientOut, mut frame: Encoded) -> bool {
-        use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
-        if let Some(direct) = &client.direct
-            && direct.handoff.handed.load(Acquire) == 0
-        {
-            match direct
-                .socket
-                .try_write_parts(&[&frame.head, &frame.payload])
-            {
-                Ok(n) if n == frame.len() => return true,
-                Ok(n) => {
-                    // The rest of the frame is the first thing the writer writes (and
-                    // if it cannot be queued, the connection ends without last words).
-                    let head = n.min(frame.head.len());
-                    frame = Encoded {
-                        head: frame.head.slice(head..),
-                        payload: frame.payload.slice(n - head..),
-                    };
-                    direct.handoff.mid_frame.store(true, Release);
-                }
-                // Full, or gone: the writer waits for room, or meets the same error
-                // and ends the connection.
-                Err(_) => {}
-            }
-        }
+    fn queue(client: &ClientOut, frame: Encoded) -> bool {
         let Ok(need) = u32::try_from(frame.len()) else {
             return false;
         };
-        let Ok(permit) = Arc::clone(&client.credit).try_acquire_many_owned(need) else {
-            return false;
-        };
-        if let Some(direct) = &client.direct {
-            direct.handoff.handed.fetch_add(1, AcqRel);
+        match Arc::clone(&client.credit).try_acquire_many_owned(need) {
+            Ok(permit) => client.tx.send(Out::Frame(frame, permit)).is_ok(),
+            Err(_) => false,
         }
-        client.tx.send(Out::Frame(frame, permit)).is_ok()
     }
 
     /// Delivers the domain's events; a client whose queue cannot take one is disconnected
@@ -1687,21 +1628,10 @@ fn same_message(a: &Event, b: &Event) -> bool {
     }
 }
 
-/// A connection's two halves, and for a Unix socket the ordering task's own way to it
-/// ([`Direct`]).
-struct Halves<R, W> {
-    rd: R,
-    wr: W,
-    direct: Option<crate::unix::DirectWriter>,
-}
-
 /// Serves one connection: handshake, then a reader loop here and a writer task.
 async fn serve<R, W>(
-    Halves {
-        mut rd,
-        mut wr,
-        direct,
-    }: Halves<R, W>,
+    mut rd: R,
+    mut wr: W,
     peer: Peer,
     core: mpsc::Sender<Cmd>,
     config: DaemonConfig,
@@ -1766,11 +1696,6 @@ async fn serve<R, W>(
     let kill_reason = Arc::new(std::sync::Mutex::new(None::<String>));
     let watch_drain = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer_credit = Arc::clone(&credit);
-    let handoff = Arc::new(Handoff::default());
-    let direct = direct.map(|socket| Direct {
-        socket,
-        handoff: Arc::clone(&handoff),
-    });
     let hello = Cmd::Hello {
         conn,
         member: member.clone(),
@@ -1783,7 +1708,6 @@ async fn serve<R, W>(
             peer,
             congested_since: None,
             watch_drain: Arc::clone(&watch_drain),
-            direct,
         },
         reply: reply_tx,
     };
@@ -1815,38 +1739,20 @@ async fn serve<R, W>(
         return;
     }
 
-    // Writer: frames in order, in batches of what is queued (one write each), after
-    // whatever the ordering task wrote to a Unix socket itself ([`Direct`]); a batch
+    // Writer: frames in order, in batches of what is queued (one write each); a batch
     // that makes no progress for the stall timeout (the client reads nothing)
     // disconnects the client; a kill drops what is queued and, at a frame boundary,
     // says why in a last Error frame.
     let mut writer_state = state.clone();
     let (writer_core, writer_member, stall) = (core.clone(), member.clone(), config.stall_timeout);
     let writer = tokio::spawn(async move {
-        use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
         let mut batch = Batch::default();
         loop {
             let item = tokio::select! {
                 item = rx.recv() => item,
                 _ = wait_for(&mut writer_state, ConnState::Kill) => {
-                    // Between frames here, unless the ordering task began a frame the
-                    // writer was to finish: its rest goes first, within the same grace,
-                    // or there are no last words (they cannot cut a frame in two).
-                    let boundary = !handoff.mid_frame.load(Acquire)
-                        || match crate::channel::take_ready_unbounded(&mut rx).await {
-                            Some(Out::Frame(rest, _permit)) => {
-                                tokio::time::timeout(
-                                    Duration::from_millis(200),
-                                    write_encoded(&mut wr, &rest),
-                                )
-                                .await
-                                .is_ok_and(|r| r.is_ok())
-                            }
-                            _ => false,
-                        };
-                    if boundary
-                        && let Some(reason) = kill_reason.lock().ok().and_then(|r| r.clone())
-                    {
+                    // Between frames here: the last words cannot cut one in two.
+                    if let Some(reason) = kill_reason.lock().ok().and_then(|r| r.clone()) {
                         last_words(&mut wr, reason, Duration::from_millis(200)).await;
                     }
                     break;
@@ -1903,16 +1809,7 @@ async fn serve<R, W>(
                         break;
                     }
                 };
-                let frames = batch.frames();
                 batch.clear();
-                // Written whole: a frame the ordering task began is finished. Then the
-                // ordering task may write by itself again once nothing is left here.
-                // (After a failed write the writer ends, and nothing is written
-                // directly any more either.)
-                if matches!(written, Ok(Ok(()))) {
-                    handoff.mid_frame.store(false, Release);
-                    handoff.handed.fetch_sub(frames, AcqRel);
-                }
                 if watch_drain.load(std::sync::atomic::Ordering::Relaxed)
                     && writer_credit.available_permits() > queue_limit - queue_limit / 4
                 {
@@ -2212,11 +2109,6 @@ impl Batch {
 
     fn is_empty(&self) -> bool {
         self.permits.is_empty()
-    }
-
-    /// The frames in the batch.
-    fn frames(&self) -> usize {
-        self.permits.len()
     }
 
     async fn write_to<W: AsyncWrite + Unpin>(&self, wr: &mut W) -> std::io::Result<()> {

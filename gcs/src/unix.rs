@@ -15,13 +15,13 @@
 //! write goes through whole: the wake-ups of a reader that is slow are kept, the ones
 //! of a reader that keeps up are not.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use rustix::net::{SendAncillaryBuffer, SendFlags, send, sendmsg};
+use rustix::net::{SendFlags, send};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
 
@@ -68,61 +68,7 @@ impl AsyncRead for ReadHalf {
     }
 }
 
-/// A second handle on a [`WriteHalf`]'s socket, for writes that never wait: the
-/// daemon's ordering task writes a frame itself when nothing is queued for the
-/// connection's writer, so a message leaves without a hand-over to another task.
-/// Whoever holds it keeps the order of the bytes with the writer's: it writes only
-/// while the writer has nothing to write.
-#[derive(Debug)]
-pub struct DirectWriter {
-    socket: StdUnixStream,
-}
-
-impl DirectWriter {
-    /// Writes what the socket takes now of `parts`, in order, with one system call and
-    /// without waiting: the number of bytes written (`WouldBlock` when it is full).
-    ///
-    /// # Errors
-    ///
-    /// As `sendmsg(2)`: the socket is full, or the peer is gone (never a signal).
-    pub fn try_write_parts(&self, parts: &[&[u8]]) -> io::Result<usize> {
-        let slices: [IoSlice<'_>; 2] = match parts {
-            [] => return Ok(0),
-            [one] => return send(&self.socket, one, SendFlags::NOSIGNAL).map_err(io::Error::from),
-            [a, b] => [IoSlice::new(a), IoSlice::new(b)],
-            _ => {
-                let all: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
-                return sendmsg(
-                    &self.socket,
-                    &all,
-                    &mut SendAncillaryBuffer::default(),
-                    SendFlags::NOSIGNAL,
-                )
-                .map_err(io::Error::from);
-            }
-        };
-        sendmsg(
-            &self.socket,
-            &slices,
-            &mut SendAncillaryBuffer::default(),
-            SendFlags::NOSIGNAL,
-        )
-        .map_err(io::Error::from)
-    }
-}
-
 impl WriteHalf {
-    /// A [`DirectWriter`] on this half's socket (a duplicate of its descriptor).
-    ///
-    /// # Errors
-    ///
-    /// The descriptor cannot be duplicated (for example: none left).
-    pub fn direct(&self) -> io::Result<DirectWriter> {
-        Ok(DirectWriter {
-            socket: self.socket.try_clone()?,
-        })
-    }
-
     /// Writes what the socket takes now, without waiting: `WouldBlock` when full.
     ///
     /// # Errors
@@ -230,34 +176,6 @@ mod tests {
         b_rd.read_exact(&mut got).await.expect("read");
         assert!(got == expected, "every byte, in order");
         writer.await.expect("writer");
-    }
-
-    #[tokio::test]
-    async fn a_direct_write_takes_what_fits_in_order_and_never_waits() {
-        let (a, b) = pair();
-        let (_a_rd, a_wr) = split(a).expect("split");
-        let (mut b_rd, _b_wr) = split(b).expect("split");
-        let direct = a_wr.direct().expect("direct");
-        assert_eq!(direct.try_write_parts(&[b"he", b"llo"]).expect("write"), 5);
-        let mut got = [0u8; 5];
-        b_rd.read_exact(&mut got).await.expect("read");
-        assert_eq!(&got, b"hello");
-        // Until the socket is full: a partial write, then `WouldBlock`, at once.
-        let chunk = vec![7u8; 64 << 10];
-        let mut total = 0;
-        let full = loop {
-            match direct.try_write_parts(&[&chunk[..100], &chunk]) {
-                Ok(n) => total += n,
-                Err(e) => break e,
-            }
-        };
-        assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
-        assert!(total > 0 && total < 64 << 20, "{total}");
-        // The peer gone: an error, not a signal (the buffered bytes go with the peer).
-        drop(b_rd);
-        drop(_b_wr);
-        let gone = direct.try_write_parts(&[b"x"]).expect_err("peer gone");
-        assert_eq!(gone.kind(), io::ErrorKind::BrokenPipe);
     }
 
     #[tokio::test]

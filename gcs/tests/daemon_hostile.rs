@@ -680,10 +680,9 @@ fn frames_in(bytes: &[u8]) -> (Vec<Frame>, usize) {
     (frames, buf.len())
 }
 
-/// The daemon writes a frame to a reader's socket itself when nothing is queued for
-/// the reader, and whatever the socket does not take goes to the connection's writer:
-/// a reader that pauses while large and small messages pile up still gets every
-/// message whole, once, in order.
+/// A reader that pauses while large and small messages pile up (its socket full, the
+/// rest in its queue at the daemon, frames cut where the socket stopped taking them)
+/// still gets every message whole, once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_pauses_gets_every_frame_whole_and_in_order() {
     let _alone = alone().await;
@@ -751,10 +750,10 @@ async fn a_reader_that_pauses_gets_every_frame_whole_and_in_order() {
     d.shutdown().await;
 }
 
-/// A reader that stops while the daemon has begun a frame on its socket and left the
-/// rest to the connection's writer is disconnected at the stall timeout; what it reads
-/// afterwards is whole frames and at most the beginning of one more, payload to the
-/// end: the daemon never writes anything else (its last words) into a frame.
+/// A reader that stops while the daemon is inside a frame on its socket is
+/// disconnected at the stall timeout; what it reads afterwards is whole frames and at
+/// most the beginning of one more, payload to the end: the daemon never writes
+/// anything else (its last words) into a frame.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_stopped_inside_a_frame_never_gets_words_inside_it() {
     let _alone = alone().await;
