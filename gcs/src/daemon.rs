@@ -2060,6 +2060,14 @@ impl Inbound {
                     ));
                 }
                 Ok(_) => {}
+                // A client that ends with events it never read resets its end (a
+                // Unix socket closed with data left in it, a TCP reset): between
+                // frames that is how a process that exits, or crashes, closes.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionReset && self.buf.is_empty() =>
+                {
+                    return Ok(None);
+                }
                 Err(e) => return Err(format!("read failed: {e}")),
             }
         }

@@ -823,3 +823,44 @@ async fn a_reader_stopped_inside_a_frame_never_gets_words_inside_it() {
     }
     d.shutdown().await;
 }
+
+/// A client that exits with events it never read (its socket reset, not closed) has
+/// closed its connection: the daemon counts it as `closed`, not as an error, and the
+/// others see it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_exits_with_unread_events_has_closed_its_connection() {
+    let d = daemon(DaemonConfig::default()).await;
+    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
+    joined(&mut a, "g", 1).await;
+    let r = raw_joined(&d, "r", "g").await;
+    until_members(&mut a, 2).await;
+    a.multicast(&grp("g"), Service::Agreed, "never read")
+        .await
+        .unwrap();
+    // a's own copy has come back, so r's is in r's socket too.
+    loop {
+        if let Event::Message { .. } = next(&mut a).await {
+            break;
+        }
+    }
+    drop(r);
+    let view = timeout(WAIT, async {
+        loop {
+            match next(&mut a).await {
+                Event::FlushRequest { group } => a.flush_ok(&group).await.unwrap(),
+                Event::View(v) => break v,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((view.cause, view.left), (Cause::Disconnect, vec![m("r")]));
+    let status: serde_json::Value = serde_json::from_slice(&a.status().await.unwrap()).unwrap();
+    assert_eq!(
+        status["daemon"]["disconnects"],
+        serde_json::json!({ "closed": 1 }),
+        "{status}"
+    );
+    d.shutdown().await;
+}
