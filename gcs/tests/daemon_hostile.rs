@@ -55,6 +55,49 @@ async fn raw_joined(d: &Daemon, name: &str, group: &str) -> UnixStream {
     s
 }
 
+/// A member "a" in `group` and a raw member `reader` (which reads only when the test
+/// reads its socket), both in the view.
+async fn sender_and_raw_reader(d: &Daemon, group: &str, reader: &str) -> (Client, UnixStream) {
+    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
+    joined(&mut a, group, 1).await;
+    let r = raw_joined(d, reader, group).await;
+    until_members(&mut a, 2).await;
+    (a, r)
+}
+
+/// Multicasts `payload` to `group` without a copy back to the sender (a flood that
+/// only the others read).
+async fn send_to_others(
+    c: &mut Client,
+    group: &str,
+    payload: impl Into<Bytes>,
+) -> Result<(), conclave_gcs::GcsError> {
+    c.send(
+        &grp(group),
+        Delivery::Multicast(Service::Agreed),
+        payload,
+        SendOptions {
+            self_delivery: false,
+        },
+    )
+    .await
+}
+
+/// The next view `c` sees, answering flush requests on the way.
+async fn next_view(c: &mut Client) -> conclave_gcs::View {
+    timeout(WAIT, async {
+        loop {
+            match next(c).await {
+                Event::FlushRequest { group } => c.flush_ok(&group).await.unwrap(),
+                Event::View(v) => break v,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
 /// Reads until the daemon closes the connection; returns what was read.
 async fn read_to_close(s: &mut UnixStream, within: Duration) -> Vec<u8> {
     let mut all = Vec::new();
@@ -226,16 +269,9 @@ async fn a_stopped_reader_in_one_group_does_not_delay_another_group() {
     let sender = tokio::spawn(async move {
         let chunk = Bytes::from(vec![1u8; 1 << 20]);
         for _ in 0..FLOOD {
-            a.send(
-                &grp("flood"),
-                Delivery::Multicast(Service::Agreed),
-                chunk.clone(),
-                SendOptions {
-                    self_delivery: false,
-                },
-            )
-            .await
-            .unwrap();
+            send_to_others(&mut a, "flood", chunk.clone())
+                .await
+                .unwrap();
         }
         let view = loop {
             match next(&mut a).await {
@@ -524,18 +560,7 @@ async fn shutdown_is_bounded_with_a_held_back_sender_and_a_stopped_reader() {
     let counter = sent.clone();
     let sender = tokio::spawn(async move {
         let chunk = Bytes::from(vec![1u8; 1 << 20]);
-        while a
-            .send(
-                &grp("flood"),
-                Delivery::Multicast(Service::Agreed),
-                chunk.clone(),
-                SendOptions {
-                    self_delivery: false,
-                },
-            )
-            .await
-            .is_ok()
-        {
+        while send_to_others(&mut a, "flood", chunk.clone()).await.is_ok() {
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
@@ -687,10 +712,7 @@ fn frames_in(bytes: &[u8]) -> (Vec<Frame>, usize) {
 async fn a_reader_that_pauses_gets_every_frame_whole_and_in_order() {
     let _alone = alone().await;
     let d = daemon(DaemonConfig::default()).await;
-    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
-    joined(&mut a, "g", 1).await;
-    let mut r = raw_joined(&d, "r", "g").await;
-    until_members(&mut a, 2).await;
+    let (mut a, mut r) = sender_and_raw_reader(&d, "g", "r").await;
     // Sizes from a few bytes to several socket buffers, each payload its number.
     const N: u32 = 120;
     let sizes: Vec<usize> = (0..N as usize)
@@ -700,16 +722,7 @@ async fn a_reader_that_pauses_gets_every_frame_whole_and_in_order() {
     for (i, size) in sizes.iter().enumerate() {
         let mut payload = vec![(i % 251) as u8; *size];
         payload[..4].copy_from_slice(&(i as u32).to_be_bytes());
-        a.send(
-            &grp("g"),
-            Delivery::Multicast(Service::Agreed),
-            payload,
-            SendOptions {
-                self_delivery: false,
-            },
-        )
-        .await
-        .unwrap();
+        send_to_others(&mut a, "g", payload).await.unwrap();
         if i == 10 {
             // The reader's socket is full by now: the rest waits at the daemon.
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -763,36 +776,14 @@ async fn a_reader_stopped_inside_a_frame_never_gets_words_inside_it() {
         ..DaemonConfig::default()
     })
     .await;
-    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
-    joined(&mut a, "g", 1).await;
-    let mut slow = raw_joined(&d, "slow", "g").await;
-    until_members(&mut a, 2).await;
+    let (mut a, mut slow) = sender_and_raw_reader(&d, "g", "slow").await;
     // Megabyte frames: the first one alone is more than the socket takes.
     let chunk = Bytes::from(vec![5u8; 1 << 20]);
     for _ in 0..12 {
-        a.send(
-            &grp("g"),
-            Delivery::Multicast(Service::Agreed),
-            chunk.clone(),
-            SendOptions {
-                self_delivery: false,
-            },
-        )
-        .await
-        .unwrap();
+        send_to_others(&mut a, "g", chunk.clone()).await.unwrap();
     }
     // The sender sees the stopped reader go.
-    let view = timeout(WAIT, async {
-        loop {
-            match next(&mut a).await {
-                Event::FlushRequest { group } => a.flush_ok(&group).await.unwrap(),
-                Event::View(v) => break v,
-                _ => {}
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let view = next_view(&mut a).await;
     assert_eq!(
         (view.cause, view.left),
         (Cause::Disconnect, vec![m("slow")])
@@ -830,10 +821,7 @@ async fn a_reader_stopped_inside_a_frame_never_gets_words_inside_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_exits_with_unread_events_has_closed_its_connection() {
     let d = daemon(DaemonConfig::default()).await;
-    let mut a = Client::connect(d.address(), m("a")).await.unwrap();
-    joined(&mut a, "g", 1).await;
-    let r = raw_joined(&d, "r", "g").await;
-    until_members(&mut a, 2).await;
+    let (mut a, r) = sender_and_raw_reader(&d, "g", "r").await;
     a.multicast(&grp("g"), Service::Agreed, "never read")
         .await
         .unwrap();
@@ -844,17 +832,7 @@ async fn a_client_that_exits_with_unread_events_has_closed_its_connection() {
         }
     }
     drop(r);
-    let view = timeout(WAIT, async {
-        loop {
-            match next(&mut a).await {
-                Event::FlushRequest { group } => a.flush_ok(&group).await.unwrap(),
-                Event::View(v) => break v,
-                _ => {}
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let view = next_view(&mut a).await;
     assert_eq!((view.cause, view.left), (Cause::Disconnect, vec![m("r")]));
     let status: serde_json::Value = serde_json::from_slice(&a.status().await.unwrap()).unwrap();
     assert_eq!(
