@@ -492,7 +492,7 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
     }
     // The process that orders the messages: our daemon, the raw relay, or this
     // namespace's corosync.
-    let (_daemon, engine_pid) = if engine == "corosync" {
+    let (orderer, engine_pid) = if engine == "corosync" {
         (None, corosync_pid())
     } else {
         let args: Vec<String> = if relay {
@@ -576,8 +576,9 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
             return Err(format!("member m{i} said {line:?}, not ready"));
         }
     }
-    if let (Some(pid), Some(_)) = (engine_pid, &_daemon)
-        && !set_priority(pid, ORDERER_NICE)
+    // Ours (the daemon or the relay), not this machine's corosync.
+    if let Some(orderer) = &orderer
+        && !set_priority(orderer.child.id(), ORDERER_NICE)
     {
         ORDERER_NICE_REFUSED.store(true, std::sync::atomic::Ordering::Relaxed);
     }

@@ -29,7 +29,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::daemon::{Address, read_frame, write_encoded};
+use crate::daemon::{Address, after_read, read_frame, room_to_read, write_encoded};
 use crate::noise::{self, TcpIdentity, TcpTrust};
 use crate::session::Session;
 use crate::types::{Delivery, Event, GcsError, GroupName, MemberName, SendOptions, Service, View};
@@ -40,8 +40,6 @@ type Reader = Pin<Box<dyn AsyncRead + Send>>;
 
 /// The client's write buffer: a batch of requests leaves in writes of this size.
 const WRITE_BUFFER: usize = 64 * 1024;
-/// The client's read buffer: what one read may bring at most.
-const READ_BUFFER: usize = 64 * 1024;
 
 /// A connection to a daemon, as one member.
 ///
@@ -161,7 +159,7 @@ impl Client {
         .encode();
         write_encoded(&mut writer, &hello).await.map_err(io_error)?;
         writer.flush().await.map_err(io_error)?;
-        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+        let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut names = NameCache::default();
         let answer = tokio::time::timeout(
             Duration::from_secs(10),
@@ -413,38 +411,28 @@ impl Client {
     }
 
     /// The next event if one has arrived, without waiting: `Ok(None)` if none has. It
-    /// decodes what is buffered and reads the socket at most once, without waiting
-    /// (the calling task is then woken when more arrives).
+    /// decodes what is buffered and reads what the socket holds now, never waiting
+    /// (when it holds nothing, the calling task is woken once it does).
     pub async fn ready_event(&mut self) -> Result<Option<Event>, GcsError> {
         if let Some(event) = self.stashed.pop_front() {
             self.session.observe(&event);
             return Ok(Some(event));
         }
         self.check_open()?;
-        let mut read_once = false;
         loop {
-            let decoded = match Frame::decode_cached(&mut self.buf, &mut self.names) {
+            let frame = match Frame::decode_cached(&mut self.buf, &mut self.names) {
                 Ok(Some(frame)) => Ok(Some(frame)),
-                Ok(None) if read_once => return Ok(None),
-                Ok(None) => {
-                    read_once = true;
-                    match self.read_now().await {
-                        None => return Ok(None),
-                        Some(Ok(0)) if self.buf.is_empty() => Ok(None),
-                        Some(Ok(0)) => Err(format!(
-                            "stream ended inside a frame ({} bytes)",
-                            self.buf.len()
-                        )),
-                        Some(Ok(_)) => {
-                            read_once = false;
-                            continue;
-                        }
-                        Some(Err(e)) => Err(format!("read failed: {e}")),
-                    }
-                }
+                Ok(None) => match self.read_now().await {
+                    None => return Ok(None),
+                    Some(read) => match after_read(read, &self.buf) {
+                        Ok(true) => continue,
+                        Ok(false) => Ok(None),
+                        Err(reason) => Err(reason),
+                    },
+                },
                 Err(e) => Err(format!("malformed frame: {e}")),
             };
-            if let Some(Incoming::Event(event)) = self.incoming(decoded)? {
+            if let Some(Incoming::Event(event)) = self.incoming(frame)? {
                 self.session.observe(&event);
                 return Ok(Some(event));
             }
@@ -454,9 +442,7 @@ impl Client {
     /// One read of the socket into the buffer if it has anything now (`None` if it
     /// has not: the task is woken when it has). Cancel-safe, as `read_buf` is.
     async fn read_now(&mut self) -> Option<std::io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < 4096 {
-            self.buf.reserve(READ_BUFFER);
-        }
+        room_to_read(&mut self.buf);
         let mut read = std::pin::pin!(self.reader.read_buf(&mut self.buf));
         std::future::poll_fn(|cx| match read.as_mut().poll(cx) {
             Poll::Ready(r) => Poll::Ready(Some(r)),

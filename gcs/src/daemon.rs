@@ -2036,9 +2036,7 @@ impl Inbound {
                 Some(at) => self.room(at).await?,
                 None => FREE_RECEIVE - self.buf.len(),
             };
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(64 * 1024);
-            }
+            room_to_read(&mut self.buf);
             let mut limited = (&mut self.buf).limit(room);
             let read = rd.read_buf(&mut limited);
             let n = match deadline {
@@ -2051,24 +2049,17 @@ impl Inbound {
                 })?,
                 None => read.await,
             };
-            match n {
-                Ok(0) if self.buf.is_empty() => return Ok(None),
-                Ok(0) => {
-                    return Err(format!(
-                        "stream ended inside a frame ({} bytes)",
-                        self.buf.len()
-                    ));
-                }
-                Ok(_) => {}
-                // A client that ends with events it never read resets its end (a
-                // Unix socket closed with data left in it, a TCP reset): between
-                // frames that is how a process that exits, or crashes, closes.
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::ConnectionReset && self.buf.is_empty() =>
-                {
-                    return Ok(None);
-                }
-                Err(e) => return Err(format!("read failed: {e}")),
+            // A client that ends with events it never read resets its end (a Unix
+            // socket closed with data left in it, a TCP reset): between frames that is
+            // how a process that exits, or crashes, closes.
+            if let Err(e) = &n
+                && e.kind() == std::io::ErrorKind::ConnectionReset
+                && self.buf.is_empty()
+            {
+                return Ok(None);
+            }
+            if !after_read(n, &self.buf)? {
+                return Ok(None);
             }
         }
     }
@@ -2225,15 +2216,29 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
             Ok(None) => {}
             Err(e) => return Err(format!("malformed frame: {e}")),
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
+        room_to_read(buf);
+        if !after_read(rd.read_buf(buf).await, buf)? {
+            return Ok(None);
         }
-        match rd.read_buf(buf).await {
-            Ok(0) if buf.is_empty() => return Ok(None),
-            Ok(0) => return Err(format!("stream ended inside a frame ({} bytes)", buf.len())),
-            Ok(_) => {}
-            Err(e) => return Err(format!("read failed: {e}")),
-        }
+    }
+}
+
+/// Makes room in a frame buffer for the next read: 64 KiB more when less than 4 KiB is
+/// left (frames already taken out of it keep their own part).
+pub(crate) fn room_to_read(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(64 * 1024);
+    }
+}
+
+/// What one read into a frame buffer `buf` means: `Ok(true)` if bytes arrived,
+/// `Ok(false)` at a clean end of stream (between frames), else why the stream broke.
+pub(crate) fn after_read(read: std::io::Result<usize>, buf: &BytesMut) -> Result<bool, String> {
+    match read {
+        Ok(0) if buf.is_empty() => Ok(false),
+        Ok(0) => Err(format!("stream ended inside a frame ({} bytes)", buf.len())),
+        Ok(_) => Ok(true),
+        Err(e) => Err(format!("read failed: {e}")),
     }
 }
 
