@@ -493,3 +493,100 @@ enum Incoming {
     /// The daemon's answer to a status request.
     Status(Bytes),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::MAX_FRAME_LEN;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::UnixListener;
+
+    /// A daemon played by a raw socket: it answers the Hello with a Welcome, then
+    /// writes `then` and, if `close`, closes; returns the connected client.
+    async fn client_facing(then: Vec<u8>, close: bool) -> (Client, tokio::task::JoinHandle<()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let fake = tokio::spawn(async move {
+            let _dir = dir;
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut hello = [0u8; 64];
+            let _ = s.read(&mut hello).await.unwrap();
+            s.write_all(&Frame::Welcome { version: VERSION }.encode().to_vec())
+                .await
+                .unwrap();
+            s.write_all(&then).await.unwrap();
+            if !close {
+                // Stay open (and silent) until the test ends.
+                std::future::pending::<()>().await;
+            }
+        });
+        let address = Address::Unix(path);
+        let client = Client::connect(&address, MemberName::new("m").unwrap())
+            .await
+            .unwrap();
+        (client, fake)
+    }
+
+    /// Whatever a daemon (or whoever holds its socket) writes, the client returns a
+    /// typed error with the reason and stays closed; it never panics, waits for a
+    /// frame it has been told is longer than the bound, or takes anything after it.
+    #[tokio::test]
+    async fn a_hostile_daemon_gets_a_typed_error_not_a_panic_or_a_wait() {
+        let oversized = ((MAX_FRAME_LEN + 1) as u32).to_be_bytes().to_vec();
+        let cut = {
+            let mut v = Frame::Welcome { version: VERSION }.encode().to_vec();
+            v.truncate(v.len() - 1);
+            v
+        };
+        let cases: [(&str, Vec<u8>, bool, &str); 4] = [
+            (
+                "garbage",
+                b"\x00\x00\x00\x05\xffjunk".to_vec(),
+                false,
+                "malformed frame",
+            ),
+            ("oversized", oversized, false, "malformed frame"),
+            ("cut", cut, true, "stream ended inside a frame"),
+            (
+                "a Hello from the daemon",
+                Frame::Hello {
+                    version: VERSION,
+                    member: MemberName::new("x").unwrap(),
+                }
+                .encode()
+                .to_vec(),
+                false,
+                "unexpected frame",
+            ),
+        ];
+        for (what, bytes, close, expected) in cases {
+            for ready in [false, true] {
+                let (mut client, fake) = client_facing(bytes.clone(), close).await;
+                let got = tokio::time::timeout(Duration::from_secs(10), async {
+                    loop {
+                        let e = if ready {
+                            client.ready_event().await.map(|e| e.is_some())
+                        } else {
+                            client.next_event().await.map(|_| true)
+                        };
+                        match e {
+                            Err(e) => break e,
+                            Ok(_) => tokio::task::yield_now().await,
+                        }
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| panic!("{what}: no answer within 10 s"));
+                let GcsError::Disconnected { reason } = &got else {
+                    panic!("{what}: {got:?}");
+                };
+                assert!(reason.contains(expected), "{what}: {reason}");
+                // Closed from then on, with the same reason.
+                let again = client.next_event().await.unwrap_err();
+                assert!(again.to_string().contains(expected), "{what}: {again}");
+                fake.abort();
+            }
+        }
+    }
+}
