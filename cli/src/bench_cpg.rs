@@ -101,7 +101,10 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
         }
         cpg::dispatch(&handle, DispatchFlags::One).map_err(|e| cs("dispatch", e))?;
     }
+    // The window's reports: made before ready, reported to only after `go`.
+    let mut reports = traffic.reports()?;
     ready_then_go()?;
+    let mut progress = traffic.progress()?;
     let cpu = cpu_time::ProcessTime::now();
     let size = traffic.size.max(8);
     let mut payload = vec![0u8; size];
@@ -109,6 +112,13 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
     let mut next = std::time::Instant::now();
     let mut sent = 0;
     let got = || SEEN.with_borrow(|s| s.got);
+    // The fewest messages any receiver has reported taking (a flood with a window).
+    let mut slowest = 0;
+    let windowed = reports.is_some();
+    // In flight: sent and not yet back here, or not yet taken by the slowest receiver.
+    let floor = |slowest: usize| {
+        if windowed { got().min(slowest) } else { got() }
+    };
     while got() < traffic.count {
         let mut blocked = !traffic.sender || sent == traffic.count;
         if traffic.sender && sent < traffic.count {
@@ -134,8 +144,13 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
                     }
                 }
                 None => {
+                    if let Some(r) = &mut reports
+                        && sent - floor(slowest) >= traffic.window
+                    {
+                        slowest = r.drain()?;
+                    }
                     while sent < traffic.count
-                        && (traffic.window == 0 || sent - got() < traffic.window)
+                        && (traffic.window == 0 || sent - floor(slowest) < traffic.window)
                     {
                         payload[..8].copy_from_slice(&monotonic_ns().to_be_bytes());
                         match cpg::mcast_joined(&handle, Guarantee::TypeAgreed, &payload) {
@@ -145,6 +160,15 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
                         }
                     }
                     blocked = true;
+                    if let Some(r) = &mut reports
+                        && got() == sent
+                        && sent - floor(slowest) >= traffic.window
+                    {
+                        // Every copy of its own is back: only a receiver's report can
+                        // open the window.
+                        slowest = r.wait(Duration::from_secs(60))?;
+                        continue;
+                    }
                 }
             }
         }
@@ -156,6 +180,9 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
             DispatchFlags::All
         };
         cpg::dispatch(&handle, flags).map_err(|e| cs("dispatch", e))?;
+        if let Some(progress) = &mut progress {
+            progress.taken(got())?;
+        }
     }
     let report = SEEN.with_borrow_mut(|s| Report {
         latencies_us: std::mem::take(&mut s.latencies_us),

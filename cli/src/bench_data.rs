@@ -42,7 +42,8 @@ pub struct DataArgs {
     /// provider, or on `rustcrypto` when it offers no DH group (`aws-lc`).
     #[arg(long, default_value = "openssl", value_delimiter = ',')]
     provider: Vec<String>,
-    /// Messages per measurement (at most; fewer for large messages, about 32 MB).
+    /// Messages per measurement (with every message queued at once, `--window 0` in a
+    /// flood, fewer for large messages: about 32 MB in all).
     #[arg(long, default_value_t = 20_000)]
     messages: usize,
     /// The engine: `daemon`, an embedded daemon on a private Unix socket (every message
@@ -327,9 +328,17 @@ pub(crate) struct Spec<'a> {
 }
 
 impl Spec<'_> {
-    /// Messages sent: as asked, fewer for large payloads (about 32 MB), at least 100.
+    /// Messages sent: as asked, at least 100. A flood with no window queues every
+    /// message at once, so there large payloads are cut to about 32 MB in all; paced or
+    /// windowed, the messages in flight are bounded whatever the count.
     pub fn count(&self) -> usize {
-        self.messages.min((32 << 20) / self.size.max(1)).max(100)
+        let unbounded = self.rate == 0 && self.window == 0;
+        let asked = if unbounded {
+            self.messages.min((32 << 20) / self.size.max(1))
+        } else {
+            self.messages
+        };
+        asked.max(100)
     }
 
     /// The row of a measurement: `latencies` sorted (µs), `elapsed` seconds from the
@@ -822,4 +831,33 @@ pub fn run(args: DataArgs) -> Result<(), String> {
     }
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Spec;
+
+    fn spec(size: usize, messages: usize, rate: u64, window: usize) -> Spec<'static> {
+        Spec {
+            cipher: "none",
+            provider: "openssl",
+            size,
+            members: 3,
+            messages,
+            rate,
+            window,
+        }
+    }
+
+    #[test]
+    fn only_a_flood_without_a_window_is_cut_to_32_mb() {
+        // Everything queued at once: 1 KB messages stop at 32,768.
+        assert_eq!(spec(1024, 500_000, 0, 0).count(), 32_768);
+        // A window or a pace bounds what is in flight: the count is as asked.
+        assert_eq!(spec(1024, 500_000, 0, 256).count(), 500_000);
+        assert_eq!(spec(1024, 500_000, 2000, 0).count(), 500_000);
+        // Never fewer than 100, whatever the size.
+        assert_eq!(spec(1 << 30, 10, 0, 0).count(), 100);
+        assert_eq!(spec(100, 10, 0, 256).count(), 100);
+    }
 }

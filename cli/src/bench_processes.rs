@@ -67,12 +67,42 @@ pub(crate) struct Traffic {
     /// Messages per second (0: a flood).
     #[arg(long)]
     pub rate: u64,
-    /// In a flood, messages in flight (sent, not yet delivered back to the sender).
+    /// In a flood, messages in flight: sent, not yet delivered to every member.
     #[arg(long)]
     pub window: usize,
     /// Whether this member sends (else it receives).
     #[arg(long)]
     pub sender: bool,
+    /// A flood with a window: the FIFO of the receivers' counts (`bench_window`); the
+    /// sender makes it, the receivers report to it.
+    #[arg(long)]
+    pub reports: Option<PathBuf>,
+    /// This member's number: 0 for the sender, 1 and up for the receivers.
+    #[arg(long, default_value_t = 0)]
+    pub index: usize,
+}
+
+impl Traffic {
+    /// The sender's end of the window's reports, made (a flood with a window only).
+    pub(crate) fn reports(&self) -> Result<Option<crate::bench_window::Reports>, String> {
+        match &self.reports {
+            Some(path) if self.sender => {
+                crate::bench_window::Reports::create(path, self.members.saturating_sub(1)).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A receiver's end of the window's reports (a flood with a window only).
+    pub(crate) fn progress(&self) -> Result<Option<crate::bench_window::Progress>, String> {
+        match &self.reports {
+            Some(path) if !self.sender => {
+                crate::bench_window::Progress::open(path, self.index, self.window, self.count)
+                    .map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 /// What a member process reports at the end, as one JSON line.
@@ -172,6 +202,12 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
             break;
         }
     }
+    // The sender's end of the window is made before it says ready, and the
+    // receivers report to it only after `go`, when every member is ready.
+    let mut reports = traffic
+        .reports()?
+        .map(crate::bench_window::Reports::into_async)
+        .transpose()?;
     println!("ready");
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
     let mut line = String::new();
@@ -180,6 +216,7 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
         .read_line(&mut line)
         .await
         .map_err(|e| e.to_string())?;
+    let mut progress = traffic.progress()?;
     let cpu = cpu_time::ProcessTime::now();
     let size = traffic.size.max(8);
     let mut report = Report {
@@ -190,6 +227,8 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
     };
     let mut got = 0;
     let mut sent = 0;
+    // The fewest messages any receiver has reported taking (a flood with a window).
+    let mut slowest = 0;
     let period = (traffic.rate > 0).then(|| Duration::from_secs_f64(1.0 / traffic.rate as f64));
     let mut next = tokio::time::Instant::now();
     while got < traffic.count {
@@ -197,7 +236,23 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
         if traffic.sender && sent < traffic.count {
             let may = match period {
                 Some(_) => tokio::time::Instant::now() >= next,
-                None => traffic.window == 0 || sent - got < traffic.window,
+                None if traffic.window == 0 => true,
+                None => {
+                    let windowed = reports.is_some();
+                    let floor = |slowest: usize| if windowed { got.min(slowest) } else { got };
+                    let mut room = sent - floor(slowest) < traffic.window;
+                    if !room && let Some(reports) = &mut reports {
+                        slowest = reports.drain()?;
+                        room = sent - got.min(slowest) < traffic.window;
+                        if !room && got == sent {
+                            // Every copy of its own is back: only a receiver's report
+                            // can open the window.
+                            slowest = reports.ready(patience).await?;
+                            continue;
+                        }
+                    }
+                    room
+                }
             };
             if may {
                 let mut data = vec![0u8; size];
@@ -254,6 +309,9 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
                 }
                 report.last_ns = now;
                 got += 1;
+                if let Some(progress) = &mut progress {
+                    progress.taken(got)?;
+                }
             }
             SessionEvent::SecurityError { error, .. } => {
                 return Err(format!("security error: {} {}", error.code, error.message));
@@ -516,6 +574,8 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
         let pid = orderer.child.id();
         (Some(orderer), Some(pid))
     };
+    // A flood's window spans the receivers: they report their counts to the sender.
+    let reports = (rate == 0 && window > 0).then(|| dir.path().join("reports"));
     let mut procs = Vec::new();
     for i in 0..n {
         let common = [
@@ -529,6 +589,8 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
             rate.to_string(),
             "--window".into(),
             window.to_string(),
+            "--index".into(),
+            i.to_string(),
         ];
         let mut args: Vec<String> = if raw {
             let group = format!("conclave-bench-raw-{}", std::process::id());
@@ -565,6 +627,9 @@ pub fn measure(registry: &Registry, engine: &str, spec: Spec<'_>) -> Result<Data
             a
         };
         args.extend(common);
+        if let Some(path) = &reports {
+            args.extend(["--reports".to_string(), path.display().to_string()]);
+        }
         if i == 0 {
             args.push("--sender".into());
         }

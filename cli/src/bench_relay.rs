@@ -40,6 +40,8 @@ const HEADER: usize = 4;
 /// 10 KB: a longer length is a broken or hostile peer, not a frame to wait for (and
 /// so the buffers stay bounded).
 const MAX_FRAME: usize = 1 << 20;
+/// How long a member waits for a receiver's report before it gives up.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Arguments of the hidden `conclave bench relay`.
 #[derive(Debug, Args)]
@@ -202,7 +204,10 @@ pub fn member(args: RelayMemberArgs) -> Result<(), String> {
     stream
         .read_exact(&mut all_here)
         .map_err(|e| format!("relay: {e}"))?;
+    // The window's reports: made before ready, reported to only after `go`.
+    let mut reports = traffic.reports()?;
     ready_then_go()?;
+    let mut progress = traffic.progress()?;
     let cpu = cpu_time::ProcessTime::now();
     let size = traffic.size.max(8);
     let mut received = Received {
@@ -226,9 +231,14 @@ pub fn member(args: RelayMemberArgs) -> Result<(), String> {
     let period = (traffic.rate > 0).then(|| Duration::from_secs_f64(1.0 / traffic.rate as f64));
     let mut next = Instant::now();
     let mut sent = 0;
+    // The fewest messages any receiver has reported taking (a flood with a window).
+    let mut slowest = 0;
     while received.got < traffic.count {
         if !traffic.sender {
             received.read(&mut stream, false)?;
+            if let Some(progress) = &mut progress {
+                progress.taken(received.got)?;
+            }
             continue;
         }
         match period {
@@ -249,9 +259,20 @@ pub fn member(args: RelayMemberArgs) -> Result<(), String> {
                 }
             }
             None => {
+                // In flight: sent and not yet back here, or not yet taken by the
+                // slowest receiver.
+                let windowed = reports.is_some();
+                let floor = |got: usize, slowest: usize| {
+                    if windowed { got.min(slowest) } else { got }
+                };
+                if let Some(r) = &mut reports
+                    && sent - floor(received.got, slowest) >= traffic.window
+                {
+                    slowest = r.drain()?;
+                }
                 out.clear();
                 while sent < traffic.count
-                    && (traffic.window == 0 || sent - received.got < traffic.window)
+                    && (traffic.window == 0 || sent - floor(received.got, slowest) < traffic.window)
                 {
                     push_frame(&mut out);
                     sent += 1;
@@ -259,7 +280,12 @@ pub fn member(args: RelayMemberArgs) -> Result<(), String> {
                 if !out.is_empty() {
                     stream.write_all(&out).map_err(|e| format!("relay: {e}"))?;
                 }
-                received.read(&mut stream, true)?;
+                match &mut reports {
+                    // Every copy of its own is back: only a receiver's report can
+                    // open the window.
+                    Some(r) if received.got == sent => slowest = r.wait(PATIENCE)?,
+                    _ => received.read(&mut stream, true)?,
+                }
             }
         }
     }

@@ -24,6 +24,7 @@ mod bench_data;
 mod bench_keys_daemon;
 mod bench_processes;
 mod bench_relay;
+mod bench_window;
 mod chat;
 mod daemon;
 mod daemon_config;

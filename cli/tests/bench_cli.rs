@@ -668,3 +668,122 @@ fn bench_relay_refuses_an_oversized_frame_and_keeps_relaying_the_others() {
     drop(relay.stdin.take());
     assert!(relay.wait().unwrap().success());
 }
+
+/// A flood's window spans every receiver, not only the sender's own copies: a sender
+/// (the raw relay's member, talking to this test as its relay) whose copies all come
+/// straight back sends `--window` messages and then nothing more until the receivers
+/// report, on the FIFO it made, that they have taken some; it then keeps exactly
+/// `--window` ahead of the slowest, and reports that are not whole, name no receiver
+/// or go back move nothing.
+#[test]
+fn bench_data_window_keeps_the_sender_within_the_window_of_the_slowest_receiver() {
+    use std::{
+        io::{BufRead, BufReader, Read, Write},
+        os::unix::net::UnixListener,
+        process::Stdio,
+        time::{Duration, Instant},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("relay.sock");
+    let fifo = dir.path().join("reports");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let mut sender = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(["bench", "relay-member", "--socket"])
+        .arg(&socket)
+        .args([
+            "--members",
+            "3",
+            "--count",
+            "100",
+            "--size",
+            "16",
+            "--rate",
+            "0",
+        ])
+        .args(["--window", "8", "--index", "0", "--sender", "--reports"])
+        .arg(&fifo)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut relay, _) = listener.accept().unwrap();
+    relay.write_all(&[0; 4]).unwrap();
+    let mut lines = BufReader::new(sender.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // The FIFO exists once the sender is ready; the test is both receivers.
+    let mut receivers = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let mut report = |index: u32, taken: u64| {
+        let mut r = index.to_be_bytes().to_vec();
+        r.extend_from_slice(&taken.to_be_bytes());
+        receivers.write_all(&r).unwrap();
+    };
+    let mut stdin = sender.stdin.take().unwrap();
+    writeln!(stdin, "go").unwrap();
+    // The relay: every frame straight back to the sender, counted.
+    relay
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut frames = 0u64;
+    let mut pending = Vec::new();
+    let mut relay_until = |want: u64, frames: &mut u64| {
+        // Reads until `want` frames came, then 300 ms more to see that no more come.
+        let mut quiet_since = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut buf = [0u8; 4096];
+            match relay.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    relay.write_all(&buf[..n]).unwrap();
+                    pending.extend_from_slice(&buf[..n]);
+                    while pending.len() >= 4 {
+                        let len = u32::from_be_bytes(pending[..4].try_into().unwrap()) as usize;
+                        if pending.len() < 4 + len {
+                            break;
+                        }
+                        pending.drain(..4 + len);
+                        *frames += 1;
+                    }
+                    quiet_since = None;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("relay: {e}"),
+            }
+            if *frames >= want {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(300) {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "{frames} of {want} frames");
+        }
+    };
+    // No report yet: the window, and not one message more.
+    relay_until(8, &mut frames);
+    assert_eq!(frames, 8);
+    // Receiver 1 took 5, receiver 2 took 3: eight ahead of the slower.
+    report(1, 5);
+    report(2, 3);
+    relay_until(11, &mut frames);
+    assert_eq!(frames, 11);
+    // Receiver 2 catches up: receiver 1 is now the slowest.
+    report(2, 100);
+    relay_until(13, &mut frames);
+    assert_eq!(frames, 13);
+    // Reports that name no receiver, go back, or are cut move nothing.
+    report(0, 100);
+    report(3, 100);
+    report(1, 2);
+    receivers.write_all(&[0, 0, 0, 1, 0]).unwrap();
+    relay_until(13, &mut frames);
+    assert_eq!(frames, 13);
+    // The rest of the cut report (receiver 1, 100): everything goes.
+    receivers.write_all(&[0, 0, 0, 0, 0, 0, 100]).unwrap();
+    relay_until(100, &mut frames);
+    assert_eq!(frames, 100);
+    let line = lines.next().unwrap().unwrap();
+    let r: Value = serde_json::from_str(&line).unwrap();
+    assert!(r["cpu_s"].as_f64().unwrap() >= 0.0, "{r}");
+    drop(stdin);
+    assert!(sender.wait().unwrap().success());
+}
