@@ -49,6 +49,29 @@ impl Counts {
         self.taken.iter().copied().min().unwrap_or(0) as usize
     }
 
+    /// Takes every report `read` (a non-blocking read of the FIFO) gives until it
+    /// would block; then [`Counts::slowest`].
+    fn drain(
+        &mut self,
+        mut read: impl FnMut(&mut [u8]) -> std::io::Result<usize>,
+    ) -> Result<usize, String> {
+        let mut buf = [0u8; 64 * REPORT];
+        loop {
+            match read(&mut buf) {
+                Ok(n) => {
+                    self.take(&buf[..n]);
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("receivers' reports: {e}")),
+            }
+        }
+        Ok(self.slowest())
+    }
+
     /// Takes the reports in `bytes`, read from the FIFO. A report with a receiver
     /// number out of range changes nothing, and a count never goes back.
     fn take(&mut self, mut bytes: &[u8]) {
@@ -107,21 +130,8 @@ impl Reports {
     /// Reads every report waiting, without blocking; then the fewest messages any
     /// receiver has reported taking.
     pub(crate) fn drain(&mut self) -> Result<usize, String> {
-        let mut buf = [0u8; 64 * REPORT];
-        loop {
-            match self.fifo.read(&mut buf) {
-                Ok(n) => {
-                    self.counts.take(&buf[..n]);
-                    if n < buf.len() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("receivers' reports: {e}")),
-            }
-        }
-        Ok(self.counts.slowest())
+        let fifo = &mut self.fifo;
+        self.counts.drain(|buf| fifo.read(buf))
     }
 
     /// Sleeps until a report comes (an error after `patience`), then
@@ -161,21 +171,8 @@ impl AsyncReports {
     /// Reads every report waiting, without waiting; then the fewest messages any
     /// receiver has reported taking.
     pub(crate) fn drain(&mut self) -> Result<usize, String> {
-        let mut buf = [0u8; 64 * REPORT];
-        loop {
-            match self.fifo.try_read(&mut buf) {
-                Ok(n) => {
-                    self.counts.take(&buf[..n]);
-                    if n < buf.len() {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("receivers' reports: {e}")),
-            }
-        }
-        Ok(self.counts.slowest())
+        let fifo = &self.fifo;
+        self.counts.drain(|buf| fifo.try_read(buf))
     }
 
     /// Awaits a report (an error after `patience`), then [`AsyncReports::drain`].
