@@ -19,6 +19,7 @@ use rust_corosync::{
 };
 
 use crate::bench_processes::{Report, Traffic, monotonic_ns, ready_then_go, report_then_wait};
+use crate::bench_window::{PATIENCE, Reports, in_flight};
 
 /// Arguments of the hidden `conclave bench cpg-member`.
 #[derive(Debug, Args)]
@@ -112,13 +113,6 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
     let mut next = std::time::Instant::now();
     let mut sent = 0;
     let got = || SEEN.with_borrow(|s| s.got);
-    // The fewest messages any receiver has reported taking (a flood with a window).
-    let mut slowest = 0;
-    let windowed = reports.is_some();
-    // In flight: sent and not yet back here, or not yet taken by the slowest receiver.
-    let floor = |slowest: usize| {
-        if windowed { got().min(slowest) } else { got() }
-    };
     while got() < traffic.count {
         let mut blocked = !traffic.sender || sent == traffic.count;
         if traffic.sender && sent < traffic.count {
@@ -145,12 +139,13 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
                 }
                 None => {
                     if let Some(r) = &mut reports
-                        && sent - floor(slowest) >= traffic.window
+                        && in_flight(sent, got(), Some(r.slowest())) >= traffic.window
                     {
-                        slowest = r.drain()?;
+                        r.drain()?;
                     }
+                    let slowest = reports.as_ref().map(Reports::slowest);
                     while sent < traffic.count
-                        && (traffic.window == 0 || sent - floor(slowest) < traffic.window)
+                        && (traffic.window == 0 || in_flight(sent, got(), slowest) < traffic.window)
                     {
                         payload[..8].copy_from_slice(&monotonic_ns().to_be_bytes());
                         match cpg::mcast_joined(&handle, Guarantee::TypeAgreed, &payload) {
@@ -162,11 +157,11 @@ pub fn member(args: CpgMemberArgs) -> Result<(), String> {
                     blocked = true;
                     if let Some(r) = &mut reports
                         && got() == sent
-                        && sent - floor(slowest) >= traffic.window
+                        && in_flight(sent, got(), Some(r.slowest())) >= traffic.window
                     {
                         // Every copy of its own is back: only a receiver's report can
                         // open the window.
-                        slowest = r.wait(Duration::from_secs(60))?;
+                        r.wait(PATIENCE)?;
                         continue;
                     }
                 }

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use crate::{
     bench_data::{DataRow, Spec, group_settings},
     bench_relay::RAW_RELAY,
+    bench_window::{AsyncReports, in_flight},
 };
 
 /// Arguments of the hidden `conclave bench data-member` (one member of `--processes`).
@@ -227,8 +228,6 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
     };
     let mut got = 0;
     let mut sent = 0;
-    // The fewest messages any receiver has reported taking (a flood with a window).
-    let mut slowest = 0;
     let period = (traffic.rate > 0).then(|| Duration::from_secs_f64(1.0 / traffic.rate as f64));
     let mut next = tokio::time::Instant::now();
     while got < traffic.count {
@@ -238,20 +237,19 @@ async fn run_member(args: MemberArgs) -> Result<(), String> {
                 Some(_) => tokio::time::Instant::now() >= next,
                 None if traffic.window == 0 => true,
                 None => {
-                    let windowed = reports.is_some();
-                    let floor = |slowest: usize| if windowed { got.min(slowest) } else { got };
-                    let mut room = sent - floor(slowest) < traffic.window;
-                    if !room && let Some(reports) = &mut reports {
-                        slowest = reports.drain()?;
-                        room = sent - got.min(slowest) < traffic.window;
-                        if !room && got == sent {
+                    let full = |slowest| in_flight(sent, got, slowest) >= traffic.window;
+                    if let Some(r) = &mut reports
+                        && full(Some(r.slowest()))
+                    {
+                        r.drain()?;
+                        if full(Some(r.slowest())) && got == sent {
                             // Every copy of its own is back: only a receiver's report
                             // can open the window.
-                            slowest = reports.ready(patience).await?;
+                            r.ready(patience).await?;
                             continue;
                         }
                     }
-                    room
+                    !full(reports.as_ref().map(AsyncReports::slowest))
                 }
             };
             if may {

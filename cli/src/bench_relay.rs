@@ -30,6 +30,7 @@ use clap::Args;
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use crate::bench_processes::{Report, Traffic, monotonic_ns, ready_then_go, report_then_wait};
+use crate::bench_window::{PATIENCE, Reports, in_flight};
 
 /// The row name of the raw-relay baseline of `--processes` on the daemon engine.
 pub const RAW_RELAY: &str = "raw-relay";
@@ -40,8 +41,6 @@ const HEADER: usize = 4;
 /// 10 KB: a longer length is a broken or hostile peer, not a frame to wait for (and
 /// so the buffers stay bounded).
 const MAX_FRAME: usize = 1 << 20;
-/// How long a member waits for a receiver's report before it gives up.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Arguments of the hidden `conclave bench relay`.
 #[derive(Debug, Args)]
@@ -231,8 +230,6 @@ pub fn member(args: RelayMemberArgs) -> Result<(), String> {
     let period = (traffic.rate > 0).then(|| Duration::from_secs_f64(1.0 / traffic.rate as f64));
     let mut next = Instant::now();
     let mut sent = 0;
-    // The fewest messages any receiver has reported taking (a flood with a window).
-    let mut slowest = 0;
     while received.got < traffic.count {
         if !traffic.sender {
             received.read(&mut stream, false)?;
@@ -259,20 +256,16 @@ pub fn member(args: RelayMemberArgs) -> Result<(), String> {
                 }
             }
             None => {
-                // In flight: sent and not yet back here, or not yet taken by the
-                // slowest receiver.
-                let windowed = reports.is_some();
-                let floor = |got: usize, slowest: usize| {
-                    if windowed { got.min(slowest) } else { got }
-                };
                 if let Some(r) = &mut reports
-                    && sent - floor(received.got, slowest) >= traffic.window
+                    && in_flight(sent, received.got, Some(r.slowest())) >= traffic.window
                 {
-                    slowest = r.drain()?;
+                    r.drain()?;
                 }
+                let slowest = reports.as_ref().map(Reports::slowest);
                 out.clear();
                 while sent < traffic.count
-                    && (traffic.window == 0 || sent - floor(received.got, slowest) < traffic.window)
+                    && (traffic.window == 0
+                        || in_flight(sent, received.got, slowest) < traffic.window)
                 {
                     push_frame(&mut out);
                     sent += 1;
@@ -283,7 +276,7 @@ pub fn member(args: RelayMemberArgs) -> Result<(), String> {
                 match &mut reports {
                     // Every copy of its own is back: only a receiver's report can
                     // open the window.
-                    Some(r) if received.got == sent => slowest = r.wait(PATIENCE)?,
+                    Some(r) if received.got == sent => r.wait(PATIENCE)?,
                     _ => received.read(&mut stream, true)?,
                 }
             }

@@ -28,6 +28,14 @@ use std::{
 
 /// Bytes of one report.
 const REPORT: usize = 12;
+/// How long a sender waits for a report before it gives up.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The messages a sender has in flight: sent, and not yet back at the sender (`got`)
+/// or, where the receivers report, not yet taken by the slowest of them.
+pub(crate) fn in_flight(sent: usize, got: usize, slowest: Option<usize>) -> usize {
+    sent - slowest.map_or(got, |slowest| got.min(slowest))
+}
 
 /// The receivers' counts, from the reports read so far.
 struct Counts {
@@ -50,11 +58,11 @@ impl Counts {
     }
 
     /// Takes every report `read` (a non-blocking read of the FIFO) gives until it
-    /// would block; then [`Counts::slowest`].
+    /// would block.
     fn drain(
         &mut self,
         mut read: impl FnMut(&mut [u8]) -> std::io::Result<usize>,
-    ) -> Result<usize, String> {
+    ) -> Result<(), String> {
         let mut buf = [0u8; 64 * REPORT];
         loop {
             match read(&mut buf) {
@@ -69,7 +77,7 @@ impl Counts {
                 Err(e) => return Err(format!("receivers' reports: {e}")),
             }
         }
-        Ok(self.slowest())
+        Ok(())
     }
 
     /// Takes the reports in `bytes`, read from the FIFO. A report with a receiver
@@ -127,16 +135,20 @@ impl Reports {
         })
     }
 
-    /// Reads every report waiting, without blocking; then the fewest messages any
-    /// receiver has reported taking.
-    pub(crate) fn drain(&mut self) -> Result<usize, String> {
+    /// The fewest messages any receiver has reported taking.
+    pub(crate) fn slowest(&self) -> usize {
+        self.counts.slowest()
+    }
+
+    /// Reads every report waiting, without blocking.
+    pub(crate) fn drain(&mut self) -> Result<(), String> {
         let fifo = &mut self.fifo;
         self.counts.drain(|buf| fifo.read(buf))
     }
 
     /// Sleeps until a report comes (an error after `patience`), then
     /// [`Reports::drain`].
-    pub(crate) fn wait(&mut self, patience: Duration) -> Result<usize, String> {
+    pub(crate) fn wait(&mut self, patience: Duration) -> Result<(), String> {
         use rustix::event::{PollFd, PollFlags, Timespec, poll};
         let timeout = Timespec {
             tv_sec: patience.as_secs() as _,
@@ -168,15 +180,19 @@ pub(crate) struct AsyncReports {
 }
 
 impl AsyncReports {
-    /// Reads every report waiting, without waiting; then the fewest messages any
-    /// receiver has reported taking.
-    pub(crate) fn drain(&mut self) -> Result<usize, String> {
+    /// The fewest messages any receiver has reported taking.
+    pub(crate) fn slowest(&self) -> usize {
+        self.counts.slowest()
+    }
+
+    /// Reads every report waiting, without waiting.
+    pub(crate) fn drain(&mut self) -> Result<(), String> {
         let fifo = &self.fifo;
         self.counts.drain(|buf| fifo.try_read(buf))
     }
 
     /// Awaits a report (an error after `patience`), then [`AsyncReports::drain`].
-    pub(crate) async fn ready(&mut self, patience: Duration) -> Result<usize, String> {
+    pub(crate) async fn ready(&mut self, patience: Duration) -> Result<(), String> {
         tokio::time::timeout(patience, self.fifo.readable())
             .await
             .map_err(|_| format!("no receiver reported for {} s", patience.as_secs()))?
@@ -262,17 +278,21 @@ mod tests {
         assert_eq!(Progress::every(3), 1);
         // Nothing due yet: nothing written.
         one.taken(31).unwrap();
-        assert_eq!(reports.drain().unwrap(), 0);
+        reports.drain().unwrap();
+        assert_eq!(reports.slowest(), 0);
         one.taken(40).unwrap();
         two.taken(33).unwrap();
-        assert_eq!(reports.drain().unwrap(), 33);
+        reports.drain().unwrap();
+        assert_eq!(reports.slowest(), 33);
         // Not due (fewer than 32 since the last report): the sender still sees 33.
         one.taken(1000).unwrap();
         two.taken(64).unwrap();
-        assert_eq!(reports.drain().unwrap(), 33);
+        reports.drain().unwrap();
+        assert_eq!(reports.slowest(), 33);
         // The last message is always reported, due or not.
         two.taken(1000).unwrap();
-        assert_eq!(reports.drain().unwrap(), 1000);
+        reports.drain().unwrap();
+        assert_eq!(reports.slowest(), 1000);
         assert_eq!(reports.counts.taken, [1000, 1000]);
     }
 
@@ -296,6 +316,15 @@ mod tests {
     }
 
     #[test]
+    fn in_flight_counts_from_the_sender_or_from_the_slowest_receiver_behind_it() {
+        // No reports: what has not come back to the sender.
+        assert_eq!(in_flight(300, 100, None), 200);
+        // Reports: the slowest receiver, unless the sender's own copies lag more.
+        assert_eq!(in_flight(300, 100, Some(40)), 260);
+        assert_eq!(in_flight(300, 100, Some(250)), 200);
+    }
+
+    #[test]
     fn a_wait_ends_with_a_report_or_with_an_error_after_its_patience() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reports");
@@ -309,7 +338,8 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
             one.taken(1).unwrap();
         });
-        assert_eq!(reports.wait(Duration::from_secs(10)).unwrap(), 1);
+        reports.wait(Duration::from_secs(10)).unwrap();
+        assert_eq!(reports.slowest(), 1);
         receiver.join().unwrap();
     }
 
@@ -323,7 +353,8 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             let mut reports = Reports::create(&path, 1).unwrap().into_async().unwrap();
-            assert_eq!(reports.drain().unwrap(), 0);
+            reports.drain().unwrap();
+            assert_eq!(reports.slowest(), 0);
             let e = reports.ready(Duration::from_millis(20)).await.unwrap_err();
             assert!(e.contains("no receiver reported"), "{e}");
             let mut one = Progress::open(&path, 1, 8, 10).unwrap();
@@ -331,7 +362,8 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(20));
                 one.taken(10).unwrap();
             });
-            assert_eq!(reports.ready(Duration::from_secs(10)).await.unwrap(), 10);
+            reports.ready(Duration::from_secs(10)).await.unwrap();
+            assert_eq!(reports.slowest(), 10);
             receiver.join().unwrap();
         });
     }
